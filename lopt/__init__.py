@@ -1,0 +1,16 @@
+"""lopt: meta-learned optimizers in JAX.
+
+The four nouns (DESIGN.md): :class:`lopt.tasks.Task`, :class:`lopt.tasks.TaskFamily`,
+:class:`lopt.rules.UpdateRule` and :class:`lopt.outer.Estimator`.
+"""
+from lopt import outer, rules, tasks
+from lopt.optax_adapter import as_optax
+from lopt.outer.base import Estimator
+from lopt.rules.base import UpdateRule
+from lopt.serialization import load, save
+from lopt.tasks.base import Task, TaskFamily
+
+__version__ = "0.1.0"
+
+__all__ = ["as_optax", "save", "load", "Task", "TaskFamily", "UpdateRule", "Estimator", "rules",
+           "tasks", "outer"]

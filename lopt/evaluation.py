@@ -1,0 +1,104 @@
+"""Inner training runs for evaluation, learning-rate tuning of baselines, and comparisons."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lopt.outer.unroll import init_inner_batch, truncated_unroll
+from lopt.rules.base import UpdateRule
+from lopt.tasks.base import TaskFamily
+
+DEFAULT_LR_GRID = tuple(float(x) for x in np.logspace(-4, 1, 16))
+
+
+def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: int,
+                num_steps: int) -> jax.Array:
+    """Train ``num_tasks`` instances for ``num_steps`` steps; returns f(θ_t), shape [steps+1, tasks].
+
+    The same ``key`` gives the same instances and initial parameters for every rule, so curves
+    of different rules are paired comparisons. Row 0 is f(θ_0); row t is f(θ_t) after t updates.
+    """
+    k_init, k_run = jax.random.split(key)
+    batch = init_inner_batch(rule, family, theta, k_init, num_tasks, num_steps + 1, stagger=False)
+    _, out = truncated_unroll(rule, family, theta, batch, k_run, num_steps=num_steps,
+                              horizon=num_steps + 1)
+    return jnp.concatenate([out.loss[:1], out.meta_loss], axis=0)
+
+
+@dataclasses.dataclass
+class Result:
+    """One optimizer's curves on the evaluation instances and, for tuned baselines, its lr."""
+
+    name: str
+    curves: np.ndarray  # [steps + 1, tasks]
+    learning_rate: float | None = None
+    lr_at_grid_edge: bool = False
+
+    @property
+    def final(self) -> np.ndarray:
+        return self.curves[-1]
+
+    def summary(self) -> dict:
+        final = self.final
+        return {
+            "name": self.name,
+            "learning_rate": self.learning_rate,
+            "lr_at_grid_edge": self.lr_at_grid_edge,
+            "final_mean": float(np.mean(final)),
+            "final_sem": float(np.std(final, ddof=1) / np.sqrt(len(final))),
+            "final_median": float(np.median(final)),
+            "mean_curve": [float(x) for x in np.mean(self.curves, axis=1)],
+        }
+
+
+def _score(curves) -> jax.Array:
+    final = curves[-1]
+    return jnp.where(jnp.all(jnp.isfinite(final)), jnp.mean(final), jnp.inf)
+
+
+def tune_learning_rate(factory: Callable[..., UpdateRule], family: TaskFamily, key, *,
+                       num_tasks: int, num_steps: int,
+                       grid: Sequence[float] = DEFAULT_LR_GRID, name: str | None = None) -> Result:
+    """Run ``factory(learning_rate=lr)`` for every lr of ``grid`` (one vmapped compile) and keep
+    the lr with the lowest mean final loss; a run with any non-finite final loss scores +inf."""
+    grid_arr = jnp.asarray(grid, jnp.float32)
+
+    @jax.jit
+    def run_all(lrs):
+        def run(lr):
+            rule = factory(learning_rate=lr)
+            return loss_curves(rule, rule.init_meta(None), family, key, num_tasks=num_tasks,
+                               num_steps=num_steps)
+        return jax.vmap(run)(lrs)
+
+    all_curves = np.asarray(run_all(grid_arr))
+    scores = np.array([float(_score(c)) for c in all_curves])
+    best = int(np.argmin(scores))
+    label = name or factory(learning_rate=float(grid[best])).name
+    return Result(name=label, curves=all_curves[best], learning_rate=float(grid[best]),
+                  lr_at_grid_edge=best in (0, len(grid) - 1))
+
+
+def evaluate_rule(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: int,
+                  num_steps: int, name: str | None = None) -> Result:
+    """The curves of one rule with fixed theta on the evaluation instances."""
+    run = jax.jit(lambda th: loss_curves(rule, th, family, key, num_tasks=num_tasks,
+                                         num_steps=num_steps))
+    return Result(name=name or rule.name, curves=np.asarray(run(theta)))
+
+
+def compare(learned: Dict[str, tuple], baselines: Dict[str, Callable[..., UpdateRule]],
+            family: TaskFamily, key, *, num_tasks: int, num_steps: int,
+            grid: Sequence[float] = DEFAULT_LR_GRID) -> list:
+    """Learned rules (name -> (rule, theta)) against baselines (name -> factory) each tuned on
+    ``grid``. All share the same evaluation instances; the learning rates are chosen on those
+    same instances, so every baseline gets its best possible showing."""
+    results = [evaluate_rule(rule, theta, family, key, num_tasks=num_tasks, num_steps=num_steps,
+                             name=name) for name, (rule, theta) in learned.items()]
+    results += [tune_learning_rate(factory, family, key, num_tasks=num_tasks, num_steps=num_steps,
+                                   grid=grid, name=name) for name, factory in baselines.items()]
+    return results
