@@ -61,9 +61,9 @@ def unzip(params: Params, tree: Any, count: int) -> tuple:
     return tuple(jax.tree.map(lambda _, t, i=i: t[i], params, tree) for i in range(count))
 
 
-def zeros_per_coordinate(params: Params, extra: tuple, dtype=jnp.float32) -> Params:
-    """A per-coordinate state of shape ``leaf.shape + extra`` at every parameter leaf."""
-    return jax.tree.map(lambda p: jnp.zeros(p.shape + tuple(extra), dtype), params)
+def zeros_per_coordinate(params: Params, extra: tuple, dtype=None) -> Params:
+    """A per-coordinate state of shape ``leaf.shape + extra`` (dtype of the leaf by default)."""
+    return jax.tree.map(lambda p: jnp.zeros(p.shape + tuple(extra), dtype or p.dtype), params)
 
 
 def no_theta(key: Optional[jax.Array] = None) -> dict:

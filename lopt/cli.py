@@ -1,0 +1,176 @@
+"""The ``lopt`` command line: train, eval, list."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from lopt.config import ConfigError, EvalConfig, TrainConfig
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_options(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        default = field.default
+        help_text = f"default: {default!r}"
+        if isinstance(default, bool):
+            parser.add_argument(_flag(field.name), dest=field.name, default=None,
+                                action=argparse.BooleanOptionalAction, help=help_text)
+        elif isinstance(default, tuple):
+            parser.add_argument(_flag(field.name), dest=field.name, default=None,
+                                type=lambda s: tuple(x for x in s.split(",") if x),
+                                help=f"comma-separated; default: {','.join(default)}")
+        else:
+            parser.add_argument(_flag(field.name), dest=field.name, default=None,
+                                type=type(default), metavar=type(default).__name__.upper(),
+                                help=help_text)
+
+
+def _config_from_args(cls, args, base=None):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+              if getattr(args, f.name, None) is not None}
+    return dataclasses.replace(base or cls(), **values).validate()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lopt", description="Meta-learned optimizers in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p_train = sub.add_parser("train", help="meta-train a learned rule, then compare it with tuned "
+                                           "baselines on held-out instances")
+    _add_config_options(p_train, TrainConfig)
+    p_eval = sub.add_parser("eval", help="re-run the comparison for a saved rule")
+    p_eval.add_argument("checkpoint", help="a rule file written by `lopt train` (or lopt.save)")
+    p_eval.add_argument("--out", default=None, help="folder for the results "
+                                                    "(default: the checkpoint's folder)")
+    _add_config_options(p_eval, EvalConfig)
+    sub.add_parser("list", help="list rules, tasks and estimators")
+    return parser
+
+
+def run_comparison(rule, theta, cfg: EvalConfig, out_dir: str, label: str) -> list:
+    """Compare ``rule`` with the tuned baselines; write comparison.{json,md,png} into ``out_dir``."""
+    import jax
+
+    from lopt import report
+    from lopt.evaluation import compare
+    from lopt.rules import HAND_DESIGNED
+    from lopt.tasks import make_family
+
+    family = make_family(cfg.task)
+    baselines = {name: HAND_DESIGNED[name][0] for name in cfg.baselines}
+    results = compare({label: (rule, theta)}, baselines, family, jax.random.PRNGKey(cfg.eval_seed),
+                      num_tasks=cfg.eval_tasks, num_steps=cfg.eval_steps)
+    summaries = [r.summary() for r in results]
+    table = report.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps)
+    os.makedirs(out_dir, exist_ok=True)
+    report.write_json(os.path.join(out_dir, "comparison.json"),
+                      {"eval": dataclasses.asdict(cfg), "results": summaries})
+    with open(os.path.join(out_dir, "comparison.md"), "w") as f:
+        f.write(f"# {label} on held-out {family.name}\n\n{table}")
+    report.plot_curves(summaries, os.path.join(out_dir, "comparison.png"),
+                       f"{label} vs tuned baselines on held-out {family.name}")
+    print(table)
+    return summaries
+
+
+def cmd_train(cfg: TrainConfig) -> int:
+    from lopt import report, save
+    from lopt.outer import TBPTT, default_meta_optimizer, train
+    from lopt.rules import make_rule
+    from lopt.tasks import make_family
+
+    rule = make_rule(cfg.rule)
+    family = make_family(cfg.task)
+    estimator = TBPTT(num_tasks=cfg.num_tasks, truncation=cfg.truncation, horizon=cfg.horizon,
+                      second_derivatives=cfg.second_derivatives, weighting=cfg.weighting)
+    os.makedirs(cfg.out, exist_ok=True)
+    report.write_json(os.path.join(cfg.out, "config.json"), dataclasses.asdict(cfg))
+    log_path = os.path.join(cfg.out, "train_log.jsonl")
+    start = time.time()
+    result = train(rule, family, estimator, num_steps=cfg.steps, seed=cfg.seed,
+                   meta_optimizer=default_meta_optimizer(cfg.meta_lr, cfg.clip_grad_norm),
+                   log_path=log_path, checkpoint_path=os.path.join(cfg.out, "checkpoint.npz"),
+                   checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
+                   progress=cfg.progress)
+    seconds = time.time() - start
+    rule_path = os.path.join(cfg.out, f"{cfg.rule}.lopt")
+    eval_cfg = EvalConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig)})
+    save(rule_path, rule, result.theta,
+         extra={"task": cfg.task, "train": dataclasses.asdict(cfg),
+                "eval": dataclasses.asdict(eval_cfg)})
+    with open(log_path) as f:
+        history = [json.loads(line) for line in f if line.strip()]
+    if history:
+        report.plot_history(history, os.path.join(cfg.out, "train_curve.png"),
+                            f"meta-training {cfg.rule} on {family.name}")
+    skipped = sum(int(h.get("skipped", 0)) for h in history)
+    print(f"meta-trained {cfg.rule} on {family.name}: {cfg.steps} outer steps "
+          f"({len(result.history)} this run, {seconds:.0f} s), {skipped} skipped; saved {rule_path}")
+    run_comparison(rule, result.theta, eval_cfg, cfg.out, f"{cfg.rule} (learned)")
+    print(f"results in {cfg.out}/: comparison.md, comparison.json, comparison.png, train_curve.png")
+    return 0
+
+
+def cmd_eval(path: str, args) -> int:
+    from lopt.serialization import load, load_metadata
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"checkpoint must be an existing rule file; {path!r} does not exist")
+    rule, theta = load(path)
+    stored = load_metadata(path).get("extra", {}).get("eval", {})
+    known = {f.name for f in dataclasses.fields(EvalConfig)}
+    base = EvalConfig(**{k: (tuple(v) if isinstance(v, list) else v)
+                         for k, v in stored.items() if k in known})
+    cfg = _config_from_args(EvalConfig, args, base=base)
+    out = args.out or os.path.dirname(os.path.abspath(path))
+    run_comparison(rule, theta, cfg, out, f"{rule.name} (learned)")
+    return 0
+
+
+def cmd_list() -> int:
+    from lopt.outer import ESTIMATORS
+    from lopt.rules import HAND_DESIGNED, LEARNED
+    from lopt.tasks import FAMILIES
+
+    for title, table in (("learned rules", LEARNED), ("hand-designed rules (optax)", HAND_DESIGNED),
+                         ("tasks", FAMILIES), ("estimators", ESTIMATORS)):
+        print(f"{title}:")
+        for name, (_, description) in table.items():
+            print(f"  {name:<12} {description}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(_config_from_args(TrainConfig, args))
+        if args.command == "eval":
+            return cmd_eval(args.checkpoint, args)
+        return cmd_list()
+    except (ConfigError, ValueError) as err:
+        sys.stderr.write(f"lopt {args.command}: error: {err}\n")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Tables (markdown), plots (PNG) and JSON for comparisons and meta-training histories."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+
+def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int) -> str:
+    """A markdown table of mean final loss (± standard error), median, and tuned learning rate."""
+    best = min(s["final_mean"] for s in summaries)
+    lines = [
+        f"Final loss after {num_steps} steps, mean over {num_tasks} held-out instances "
+        "(± standard error). Baselines' learning rates are tuned on a log grid.",
+        "",
+        "| optimizer | learning rate | mean final loss | median final loss | / best |",
+        "|---|---|---|---|---|",
+    ]
+    for s in sorted(summaries, key=lambda s: s["final_mean"]):
+        lr = "learned" if s["learning_rate"] is None else f"{s['learning_rate']:.3g}"
+        if s.get("lr_at_grid_edge"):
+            lr += " (grid edge)"
+        ratio = s["final_mean"] / best if best > 0 else float("nan")
+        lines.append(f"| {s['name']} | {lr} | {s['final_mean']:.4g} ± {s['final_sem']:.2g} | "
+                     f"{s['final_median']:.4g} | {ratio:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(summaries: Sequence[dict], path: str, title: str) -> None:
+    """Mean loss against inner step for every optimizer, log-scaled, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for s in sorted(summaries, key=lambda s: s["final_mean"]):
+        label = s["name"] if s["learning_rate"] is None else f"{s['name']} (lr {s['learning_rate']:.2g})"
+        ax.plot(s["mean_curve"], label=label, lw=2.2 if s["learning_rate"] is None else 1.4)
+    ax.set_yscale("log")
+    ax.set_xlabel("inner step")
+    ax.set_ylabel("mean loss over held-out instances")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_history(history: Sequence[dict], path: str, title: str) -> None:
+    """The meta-loss against outer step (with a running mean), saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    steps = np.array([h["step"] for h in history])
+    values = np.array([h["meta_loss"] for h in history])
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
+    ax.plot(steps, values, alpha=0.3, lw=0.8, label="meta-loss")
+    width = max(1, len(values) // 50)
+    if len(values) >= width:
+        smooth = np.convolve(values, np.ones(width) / width, mode="valid")
+        ax.plot(steps[width - 1:], smooth, lw=1.8, label=f"running mean ({width})")
+    ax.set_yscale("log")
+    ax.set_xlabel("outer step")
+    ax.set_ylabel("meta-loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_json(path: str, payload: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=1)
+        f.write("\n")
