@@ -22,7 +22,7 @@ class EvalConfig:
     """How a learned rule is compared against tuned baselines on held-out instances."""
 
     task: str = "quadratic"
-    eval_tasks: int = 64
+    eval_tasks: int = 256
     eval_steps: int = 100
     eval_seed: int = 12345
     baselines: Sequence[str] = DEFAULT_BASELINES

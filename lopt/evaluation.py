@@ -12,7 +12,7 @@ from lopt.outer.unroll import init_inner_batch, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
-DEFAULT_LR_GRID = tuple(float(x) for x in np.logspace(-4, 1, 16))
+DEFAULT_LR_GRID = tuple(float(x) for x in np.logspace(-4, 1, 21))  # 4 per decade
 
 
 def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: int,

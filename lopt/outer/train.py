@@ -43,7 +43,7 @@ def make_outer_step(estimator, meta_optimizer):
     def outer_step(state: TrainState):
         key, sub = jax.random.split(state.key)
         meta_grad, est_state, metrics = estimator.grad(state.theta, state.est_state, sub)
-        grad_norm = optax.global_norm(meta_grad)
+        grad_norm = optax.tree.norm(meta_grad)
         finite = jnp.isfinite(grad_norm) & jnp.isfinite(metrics["meta_loss"])
         updates, opt_state = meta_optimizer.update(meta_grad, state.opt_state, state.theta)
         theta = optax.apply_updates(state.theta, updates)

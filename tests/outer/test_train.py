@@ -1,0 +1,82 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lopt.checkpoint import load_pytree
+from lopt.outer import TBPTT, Estimator, default_meta_optimizer, train
+from lopt.rules import l2l_lstm
+from lopt.tasks import quadratic_family
+
+RULE = l2l_lstm(hidden=4, layers=1)
+FAMILY = quadratic_family(dim=3)
+EST = TBPTT(num_tasks=4, truncation=3, horizon=8)
+
+
+def _run(tmp_path, name, num_steps, **kw):
+    return train(RULE, FAMILY, EST, num_steps=num_steps, seed=7, progress=False,
+                 meta_optimizer=default_meta_optimizer(1e-2),
+                 checkpoint_path=str(tmp_path / f"{name}.npz"), log_path=str(tmp_path / f"{name}.jsonl"),
+                 **kw)
+
+
+def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
+    full = _run(tmp_path, "full", 8, checkpoint_every=100)
+    _run(tmp_path, "split", 5, checkpoint_every=100)  # the "interrupted" run stops after 5 steps
+    resumed = _run(tmp_path, "split", 8, checkpoint_every=100)
+    assert len(resumed.history) == 3
+    for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    full_log = [json.loads(l) for l in open(tmp_path / "full.jsonl")]
+    split_log = [json.loads(l) for l in open(tmp_path / "split.jsonl")]
+    assert [r["step"] for r in split_log] == list(range(8))
+    assert full_log == split_log
+    assert full.history[-1]["meta_loss"] != full.history[0]["meta_loss"]
+
+
+def test_resume_after_a_log_written_past_the_checkpoint(tmp_path):
+    """A crash between checkpoints leaves log lines the resumed run recomputes; none are doubled."""
+    _run(tmp_path, "crash", 6, checkpoint_every=4)
+    ckpt = tmp_path / "crash.npz"
+    # Simulate the crash: roll the checkpoint back to the one written at step 4.
+    _run(tmp_path, "at4", 4, checkpoint_every=4)
+    ckpt.write_bytes((tmp_path / "at4.npz").read_bytes())
+    resumed = _run(tmp_path, "crash", 6, checkpoint_every=4)
+    steps = [json.loads(l)["step"] for l in open(tmp_path / "crash.jsonl")]
+    assert steps == list(range(6)) and len(resumed.history) == 2
+
+
+def test_non_finite_meta_gradient_skips_the_step():
+    base = EST.build(RULE, FAMILY)
+    calls = {"n": 0}
+
+    def grad(theta, state, key):
+        g, state, metrics = base.grad(theta, state, key)
+        poisoned = jax.random.uniform(key) < 2.0  # always true, but traced
+        g = jax.tree.map(lambda x: jnp.where(poisoned, jnp.nan, x), g)
+        return g, state, metrics
+
+    result = train(RULE, FAMILY, Estimator(base.init, grad), num_steps=2, seed=7, progress=False)
+    theta0 = RULE.init_meta(jax.random.split(jax.random.PRNGKey(7), 3)[0])
+    for a, b in zip(jax.tree.leaves(theta0), jax.tree.leaves(result.theta)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert [h["skipped"] for h in result.history] == [1, 1]
+
+
+def test_checkpoint_for_another_rule_is_refused(tmp_path):
+    _run(tmp_path, "a", 1)
+    other = l2l_lstm(hidden=4, layers=1, output_scale=0.2)
+    object.__setattr__(other, "name", "something_else")
+    with pytest.raises(ValueError, match="holds rule"):
+        train(other, FAMILY, EST, num_steps=2, progress=False,
+              checkpoint_path=str(tmp_path / "a.npz"))
+
+
+def test_checkpoint_structure_mismatch_is_a_clear_error(tmp_path):
+    result = _run(tmp_path, "b", 1)
+    wrong = {"theta": jnp.zeros(3)}
+    with pytest.raises(ValueError, match="does not match"):
+        load_pytree(str(tmp_path / "b.npz"), wrong)
+    assert result.state.step == 1

@@ -1,0 +1,74 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lopt
+from lopt.cli import main
+from lopt.outer import ESTIMATORS
+from lopt.rules import RULES
+from lopt.tasks import FAMILIES
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["train", "--steps", "0"], "steps"),
+    (["train", "--rule", "nope"], "rule"),
+    (["train", "--meta-lr", "-1"], "meta_lr"),
+    (["train", "--weighting", "median"], "weighting"),
+    (["train", "--task", "imagenet"], "task"),
+    (["train", "--baselines", "sgd,lion"], "baselines"),
+    (["train", "--eval-tasks", "1"], "eval_tasks"),
+    (["train", "--truncation", "abc"], "--truncation"),
+    (["eval", "/no/such/file.lopt"], "checkpoint"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_values_give_one_line_naming_the_field_and_exit_2(argv, field, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and field in err
+
+
+def test_console_script_exit_code():
+    proc = subprocess.run([sys.executable, "-m", "lopt", "train", "--horizon", "-5"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "lopt train: error: horizon must be an integer >= 1; got -5"
+
+
+def test_list_shows_every_rule_task_and_estimator(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in list(RULES) + list(FAMILIES) + list(ESTIMATORS):
+        assert f"  {name} " in out
+
+
+def test_train_then_eval_end_to_end(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    argv = ["train", "--steps", "3", "--num-tasks", "4", "--truncation", "3", "--horizon", "6",
+            "--eval-tasks", "4", "--eval-steps", "5", "--baselines", "sgd,adam", "--no-progress",
+            "--out", out]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| l2l_lstm (learned) | learned |" in printed
+    for name in ("l2l_lstm.lopt", "checkpoint.npz", "train_log.jsonl", "comparison.json",
+                 "comparison.md", "comparison.png", "train_curve.png", "config.json"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    first = json.load(open(os.path.join(out, "comparison.json")))
+    assert [r["name"] for r in first["results"]] == ["l2l_lstm (learned)", "sgd", "adam"]
+    assert len(first["results"][0]["mean_curve"]) == 6
+    rule, theta = lopt.load(os.path.join(out, "l2l_lstm.lopt"))
+    assert rule.name == "l2l_lstm"
+
+    # eval re-runs the same comparison from the saved settings and gets the same numbers.
+    assert main(["eval", os.path.join(out, "l2l_lstm.lopt")]) == 0
+    again = json.load(open(os.path.join(out, "comparison.json")))
+    for a, b in zip(first["results"], again["results"]):
+        np.testing.assert_allclose(a["mean_curve"], b["mean_curve"], rtol=1e-6)
+        assert a["learning_rate"] == b["learning_rate"]

@@ -1,0 +1,108 @@
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lopt
+from lopt.rules import UpdateRule, adam, l2l_lstm
+from lopt.tasks import mlp_classifier
+
+
+@pytest.fixture(scope="module")
+def digits_task():
+    return mlp_classifier(hidden=(16,), activation="relu", batch_size=32)
+
+
+def test_adam_through_lopt_equals_optax_adam_over_50_steps(digits_task):
+    params = digits_task.init(jax.random.PRNGKey(0))
+    ours, ref = lopt.as_optax(adam(3e-3)), optax.adam(3e-3)
+    p_ours, p_ref = params, params
+    s_ours, s_ref = ours.init(params), ref.init(params)
+    grad = jax.jit(jax.value_and_grad(digits_task.loss))
+    for t in range(50):
+        key = jax.random.PRNGKey(t)
+        loss_o, g_o = grad(p_ours, key)
+        _, g_r = grad(p_ref, key)
+        u_o, s_ours = ours.update(g_o, s_ours, p_ours, value=loss_o)
+        u_r, s_ref = ref.update(g_r, s_ref, p_ref)
+        p_ours, p_ref = optax.apply_updates(p_ours, u_o), optax.apply_updates(p_ref, u_r)
+        for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(p_ref)):
+            np.testing.assert_allclose(a, b, atol=1e-7, rtol=0)
+
+
+def _loss_scaled_sgd() -> UpdateRule:
+    """A rule that needs the loss: update = −0.1 · loss · g (checks the value= plumbing)."""
+    return UpdateRule(init_meta=lambda key: {}, init=lambda theta, params: {},
+                      update=lambda theta, state, grads, params, loss: (
+                          jax.tree.map(lambda g: -0.1 * loss * g, grads), state),
+                      name="loss_scaled_sgd")
+
+
+def test_learned_rule_inside_optax_chain_under_jit():
+    rule = l2l_lstm(hidden=4, layers=2)
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    tx = optax.chain(optax.clip_by_global_norm(0.5), lopt.as_optax(rule, theta),
+                     lopt.as_optax(_loss_scaled_sgd()))
+    params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+    grads = jax.tree.map(lambda p: 3.0 * jnp.cos(p), params)
+
+    @jax.jit
+    def step(state, value):
+        return tx.update(grads, state, params, value=value)
+
+    updates, state = step(tx.init(params), 2.0)
+    clipped, _ = optax.clip_by_global_norm(0.5).update(grads, optax.EmptyState())
+    expected, _ = rule.update(theta, rule.init(theta, params), clipped, params)
+    expected = jax.tree.map(lambda u: -0.1 * 2.0 * u, expected)
+    for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+    assert jax.tree.structure(state[1]) == jax.tree.structure(rule.init(theta, params))
+
+
+def test_learned_rule_needs_theta():
+    with pytest.raises(ValueError, match="theta"):
+        lopt.as_optax(l2l_lstm())
+
+
+class _Net(nnx.Module):
+    def __init__(self, rngs):
+        self.hidden = nnx.Linear(64, 32, rngs=rngs)
+        self.out = nnx.Linear(32, 10, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(jax.nn.relu(self.hidden(x)))
+
+
+def _train_nnx(tx, steps=60):
+    from lopt.tasks.datasets import digits
+
+    data = digits()
+    model = _Net(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    def loss_fn(model, x, y):
+        return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+    @nnx.jit
+    def train_step(model, optimizer, x, y):
+        loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+        optimizer.update(model, grads, value=loss)
+        return loss
+
+    losses = []
+    for t in range(steps):
+        idx = jax.random.randint(jax.random.PRNGKey(t), (64,), 0, data.train_x.shape[0])
+        losses.append(float(train_step(model, optimizer, data.train_x[idx], data.train_y[idx])))
+    test_loss = float(loss_fn(model, data.test_x, data.test_y))
+    return losses, test_loss, nnx.state(model, nnx.Param)
+
+
+def test_flax_nnx_training_loop_with_lopt_optimizer():
+    losses, test_loss, params = _train_nnx(lopt.as_optax(adam(1e-2)))
+    ref_losses, _, ref_params = _train_nnx(optax.adam(1e-2))
+    assert test_loss < 0.5 < np.log(10) - 1.0 < losses[0]
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref_params)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
