@@ -147,14 +147,16 @@ def cmd_eval(path: str, args) -> int:
 
 def cmd_list() -> int:
     from lopt.outer import ESTIMATORS
+    from lopt.pretrained import PRETRAINED
     from lopt.rules import HAND_DESIGNED, LEARNED
     from lopt.tasks import FAMILIES
 
     for title, table in (("learned rules", LEARNED), ("hand-designed rules (optax)", HAND_DESIGNED),
-                         ("tasks", FAMILIES), ("estimators", ESTIMATORS)):
+                         ("tasks", FAMILIES), ("estimators", ESTIMATORS),
+                         ("pretrained (lopt.as_optax(NAME))", PRETRAINED)):
         print(f"{title}:")
         for name, (_, description) in table.items():
-            print(f"  {name:<12} {description}")
+            print(f"  {name:<{max(12, len(name))}} {description}")
     return 0
 
 

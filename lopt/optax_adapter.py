@@ -12,16 +12,20 @@ from lopt.rules.base import UpdateRule
 def as_optax(rule: Union[UpdateRule, str], theta=None) -> optax.GradientTransformationExtraArgs:
     """``rule`` with fixed meta-parameters ``theta`` as an optax transformation.
 
-    ``rule`` may also be the path of a file written by ``lopt.save`` (theta is then read from it).
+    ``rule`` may also be a pretrained name (``lopt list`` shows them) or the path of a file
+    written by ``lopt.save``; theta is then read from it.
     The loss reaches rules that use it as the keyword ``value=``, as for optax's
     ``reduce_on_plateau``: ``tx.update(grads, state, params, value=loss)``.
     """
     if isinstance(rule, str):
         if theta is not None:
             raise ValueError("theta must not be given together with a saved rule's path")
+        import os
+
+        from lopt import pretrained
         from lopt.serialization import load
 
-        rule, theta = load(rule)
+        rule, theta = load(rule if os.path.exists(rule) else pretrained.path(rule))
     if theta is None:
         template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
         if not jax.tree.leaves(template):

@@ -123,7 +123,7 @@ def train(rule: UpdateRule, family: TaskFamily, estimator, *, num_steps: int,
                 log_file.flush()
             if bar:
                 bar.update(1)
-                bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}")
+                bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}", refresh=False)
             if checkpoint_path and (step + 1) % checkpoint_every == 0:
                 write_checkpoint(state)
     finally:
