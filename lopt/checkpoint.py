@@ -32,6 +32,9 @@ def save_pytree(path: str, tree: Any, metadata: dict | None = None) -> None:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; keep the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
