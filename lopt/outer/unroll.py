@@ -56,12 +56,12 @@ def init_inner_batch(rule: UpdateRule, family: TaskFamily, theta, key, num_tasks
 
 def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, key, *,
                horizon: int, second_derivatives: bool = True):
-    """One inner step θ_{t+1} = θ_t + U(∇f(θ_t)), with a reset once the run reaches ``horizon``.
+    """One inner step θ_{t+1} = θ_t + U(∇f(θ_t)) of one run; ``reset`` says it reached ``horizon``.
 
     Without ``second_derivatives`` the gradient and loss fed to the rule are constants to the
     meta-gradient (∂∇_t/∂φ = 0, seed 001's dropped dashed edges).
     """
-    k_train, k_meta, k_reset = jax.random.split(key, 3)
+    k_train, k_meta = jax.random.split(key)
     task = family.build(inst.cfg)
     loss, grads = jax.value_and_grad(task.loss)(inst.params, k_train)
     rule_loss = loss
@@ -72,26 +72,41 @@ def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, ke
     params = optax.apply_updates(inst.params, updates)
     meta_loss = task.loss(params, k_meta)
     step = inst.step + 1
-    done = step >= horizon
-    advanced = InnerState(inst.cfg, params, rule_state, step)
-    fresh = init_inner(rule, family, theta, k_reset)
-    new = jax.tree.map(lambda f, a: jnp.where(done, f, a), fresh, advanced)
-    return new, StepOutput(loss, meta_loss, done)
+    return InnerState(inst.cfg, params, rule_state, step), StepOutput(loss, meta_loss,
+                                                                      step >= horizon)
+
+
+def reset_finished(rule: UpdateRule, family: TaskFamily, theta, batch: InnerState, done, key):
+    """Replace the runs flagged in ``done`` by fresh ones; skipped entirely when none is done."""
+    num_tasks = done.shape[0]
+
+    def reset(batch):
+        fresh = jax.vmap(lambda k: init_inner(rule, family, theta, k))(
+            jax.random.split(key, num_tasks))
+        def pick(f, a):
+            return jnp.where(done.reshape((num_tasks,) + (1,) * (a.ndim - 1)), f, a)
+        return jax.tree.map(pick, fresh, batch)
+
+    return jax.lax.cond(done.any(), reset, lambda b: b, batch)
 
 
 def truncated_unroll(rule: UpdateRule, family: TaskFamily, theta, batch: InnerState, key, *,
                      num_steps: int, horizon: int, second_derivatives: bool = True):
     """Advance every run of ``batch`` by ``num_steps`` inner steps in one ``lax.scan``.
 
-    Returns the new batch and a StepOutput whose fields have shape [num_steps, num_tasks].
+    Runs that reach ``horizon`` restart with a fresh instance. Returns the new batch and a
+    StepOutput whose fields have shape [num_steps, num_tasks].
     """
-    num_tasks = jax.tree.leaves(batch.step)[0].shape[0]
+    num_tasks = batch.step.shape[0]
 
     def one_step(inst, k):
         return inner_step(rule, family, theta, inst, k, horizon=horizon,
                           second_derivatives=second_derivatives)
 
     def body(carry, k):
-        return jax.vmap(one_step)(carry, jax.random.split(k, num_tasks))
+        k_steps, k_reset = jax.random.split(k)
+        carry, out = jax.vmap(one_step)(carry, jax.random.split(k_steps, num_tasks))
+        carry = reset_finished(rule, family, theta, carry, out.reset, k_reset)
+        return carry, out
 
     return jax.lax.scan(body, batch, jax.random.split(key, num_steps))

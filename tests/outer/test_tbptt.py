@@ -22,7 +22,7 @@ def reference_meta_loss(rule, family, theta, batch, frozen_grads=None):
     """
     total, recorded = 0.0, []
     for i in range(NUM_TASKS):
-        take = lambda x: x[i]
+        take = lambda x, i=i: x[i]
         task = family.build(jax.tree.map(take, batch.cfg))
         params = jax.tree.map(take, batch.params)
         state = jax.tree.map(take, batch.rule_state)

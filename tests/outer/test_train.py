@@ -50,7 +50,6 @@ def test_resume_after_a_log_written_past_the_checkpoint(tmp_path):
 
 def test_non_finite_meta_gradient_skips_the_step():
     base = EST.build(RULE, FAMILY)
-    calls = {"n": 0}
 
     def grad(theta, state, key):
         g, state, metrics = base.grad(theta, state, key)

@@ -1,5 +1,4 @@
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lopt.outer import init_inner_batch, truncated_unroll

@@ -1,5 +1,4 @@
 """The seed-002 optimizers: lopt's rules against optax and against the slides' equations."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
