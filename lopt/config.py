@@ -5,7 +5,7 @@ import dataclasses
 from typing import Sequence
 
 from lopt.outer import ESTIMATORS
-from lopt.outer.tbptt import WEIGHTINGS
+from lopt.outer.common import WEIGHTINGS
 from lopt.rules import HAND_DESIGNED, LEARNED
 from lopt.tasks import FAMILIES
 

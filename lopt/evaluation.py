@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.outer.unroll import init_inner_batch, truncated_unroll
+from lopt.outer.unroll import Horizon, broadcast_runs, init_inner_batch, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
@@ -22,10 +22,10 @@ def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: 
     The same ``key`` gives the same instances and initial parameters for every rule, so curves
     of different rules are paired comparisons. Row 0 is f(θ_0); row t is f(θ_t) after t updates.
     """
-    k_init, k_run = jax.random.split(key)
-    batch = init_inner_batch(rule, family, theta, k_init, num_tasks, num_steps + 1, stagger=False)
-    _, out = truncated_unroll(rule, family, theta, batch, k_run, num_steps=num_steps,
-                              horizon=num_steps + 1)
+    horizon = Horizon(num_steps + 1)
+    batch = init_inner_batch(rule, family, theta, key, num_tasks, horizon, stagger=False)
+    _, out = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch,
+                              num_steps=num_steps, horizon=horizon)
     return jnp.concatenate([out.loss[:1], out.meta_loss], axis=0)
 
 

@@ -7,56 +7,54 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import Estimator
-from lopt.outer.unroll import init_inner_batch, truncated_unroll
+from lopt.outer.common import UnrollOptions, masked_mean, run_metrics
+from lopt.outer.unroll import broadcast_runs, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
-WEIGHTINGS = ("mean", "last")
+
+def per_run_gradients(opts: UnrollOptions, rule, family, thetas, batch, *, second_derivatives,
+                      paired=False):
+    """∂(Σ_t w_t ℓ_t)/∂θ_i for every run i (thetas has a leading run axis), by backprop through
+    one truncated unroll. Runs with a non-finite step are flagged not ok; their gradients may be
+    NaN and must be masked by the caller."""
+
+    def total(thetas):
+        new, out = truncated_unroll(rule, family, thetas, batch, num_steps=opts.truncation,
+                                    horizon=opts.horizon_spec,
+                                    second_derivatives=second_derivatives,
+                                    objective=opts.objective, paired=paired)
+        values = opts.step_terms(out).sum(axis=0)
+        ok = out.finite.all(axis=0)
+        return jnp.sum(jnp.where(ok, values, 0.0)), (new, out, values, ok)
+
+    grads, aux = jax.grad(total, has_aux=True)(thetas)
+    return grads, aux
 
 
 @dataclasses.dataclass(frozen=True)
-class TBPTT:
-    """Truncated BPTT: the gradient of L(φ) = Σ_t w_t f(θ_t) over one truncation of K steps.
+class TBPTT(UnrollOptions):
+    """Truncated BPTT: the gradient of L(φ) = Σ_t w_t ℓ_t(φ) over one truncation of K steps.
 
     Seed 001's meta-loss over the trajectory, cut into truncations as seed 003 describes (and
-    biased by the cut, as seed 003 shows). ``weighting="mean"`` sets w_t = 1/K; ``"last"`` puts
-    all weight on the truncation's last step. ``second_derivatives=False`` drops ∂∇_t/∂φ, as
-    L2L does. The meta-loss is averaged over ``num_tasks`` inner runs.
+    biased by the cut, as seed 003 shows). ``second_derivatives=False`` drops ∂∇_t/∂φ, as L2L
+    does. The gradient is the mean over the ``num_tasks`` runs; a run with a non-finite loss is
+    reset and left out of the mean.
     """
 
-    num_tasks: int = 32
-    truncation: int = 20
-    horizon: int = 100
     second_derivatives: bool = False
-    weighting: str = "mean"
-    stagger: bool = True
 
-    def __post_init__(self):
-        for field in ("num_tasks", "truncation", "horizon"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}, got {self.weighting!r}")
-
-    def build(self, rule: UpdateRule, family: TaskFamily) -> Estimator:
+    def build(self, rule: UpdateRule, family: TaskFamily, axis_name=None) -> Estimator:
         def init(key, theta):
-            return init_inner_batch(rule, family, theta, key, self.num_tasks, self.horizon,
-                                    self.stagger)
-
-        def meta_loss(theta, batch, key):
-            batch, out = truncated_unroll(rule, family, theta, batch, key,
-                                          num_steps=self.truncation, horizon=self.horizon,
-                                          second_derivatives=self.second_derivatives)
-            per_step = out.meta_loss.mean(axis=1)
-            value = per_step.mean() if self.weighting == "mean" else per_step[-1]
-            return value, (batch, out)
+            return self.init_runs(rule, family, theta, key)
 
         def grad(theta, batch, key):
-            (value, (batch, out)), g = jax.value_and_grad(meta_loss, has_aux=True)(
-                theta, batch, key)
-            metrics = {"meta_loss": value, "inner_loss": out.loss.mean(),
-                       "resets": out.reset.sum().astype(jnp.int32)}
-            return g, batch, metrics
+            del key  # every run carries its own key
+            num_runs = batch.step.shape[0]
+            grads, (new, out, values, ok) = per_run_gradients(
+                self, rule, family, broadcast_runs(theta, num_runs), batch,
+                second_derivatives=self.second_derivatives)
+            meta_grad, _ = masked_mean(grads, ok, axis_name)
+            return meta_grad, new, run_metrics(values, out, ok, axis_name)
 
         return Estimator(init=init, grad=grad, name="tbptt")

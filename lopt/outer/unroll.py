@@ -1,12 +1,15 @@
-"""Truncated inner unrolls: one ``lax.scan`` over K inner steps of a vmapped batch of task instances.
+"""Truncated inner unrolls: one ``lax.scan`` over K inner steps of a vmapped batch of inner runs.
 
-An instance that reaches the horizon is reset in place (fresh cfg, init and rule state), and the
-batch starts staggered, so truncation boundaries of different instances fall at different
-points of their inner runs.
+Every run carries its own PRNG key, step counter and horizon, so a run's trajectory does not
+depend on which other runs share its batch or device. A run that reaches its horizon (or whose
+loss turns non-finite) is replaced in place by a fresh one. Each run may use its own
+meta-parameters (a leading run axis on theta): that is how perturbed runs (ES, PES,
+reparameterization) and per-run meta-gradients share this one machinery.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import dataclasses
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -15,53 +18,100 @@ import optax
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
+OBJECTIVES = ("train", "eval")
+
+
+@dataclasses.dataclass(frozen=True)
+class Horizon:
+    """Inner-run length: ``length`` steps, or log-uniform in [length, max_length] per run."""
+
+    length: int
+    max_length: Optional[int] = None
+
+    def __post_init__(self):
+        if not isinstance(self.length, int) or self.length < 1:
+            raise ValueError(f"horizon must be a positive integer, got {self.length!r}")
+        if self.max_length is not None and (not isinstance(self.max_length, int)
+                                            or self.max_length < self.length):
+            raise ValueError(f"max_horizon must be an integer >= horizon ({self.length}), "
+                             f"got {self.max_length!r}")
+
+    def sample(self, key) -> jax.Array:
+        if self.max_length is None or self.max_length == self.length:
+            return jnp.asarray(self.length, jnp.int32)
+        lo, hi = jnp.log(self.length), jnp.log(self.max_length + 1)
+        h = jnp.floor(jnp.exp(jax.random.uniform(key, (), minval=lo, maxval=hi)))
+        return jnp.clip(h, self.length, self.max_length).astype(jnp.int32)
+
+
+def as_horizon(horizon) -> Horizon:
+    """A Horizon from a Horizon or a plain number of steps."""
+    return horizon if isinstance(horizon, Horizon) else Horizon(int(horizon))
+
 
 class InnerState(NamedTuple):
-    """One inner training run (batched along a leading axis when vmapped)."""
+    """One inner training run (batched along a leading run axis)."""
 
     cfg: Any
     params: Any
     rule_state: Any
     step: jax.Array
+    horizon: jax.Array
+    key: jax.Array
 
 
 class StepOutput(NamedTuple):
-    """Per inner step: f(θ_t) on the step's minibatch, f(θ_{t+1}) for the meta-loss, a reset flag."""
+    """Per inner step of each run.
+
+    ``loss``: f(θ_t) on the step's minibatch; ``meta_loss``: the meta-objective at θ_{t+1}
+    (training or held-out loss); ``reset``: the run ended after this step (horizon reached or
+    non-finite) and was replaced; ``finite``: both losses were finite.
+    """
 
     loss: jax.Array
     meta_loss: jax.Array
     reset: jax.Array
+    finite: jax.Array
 
 
-def init_inner(rule: UpdateRule, family: TaskFamily, theta, key) -> InnerState:
+def broadcast_runs(theta, num_runs: int):
+    """theta with a leading run axis: the same meta-parameters for every run."""
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_runs,) + jnp.shape(x)), theta)
+
+
+def init_inner(rule: UpdateRule, family: TaskFamily, theta, key, horizon: Horizon) -> InnerState:
     """A fresh inner run: a sampled task instance, its initial parameters and the rule's state."""
-    k_cfg, k_params = jax.random.split(key)
+    horizon = as_horizon(horizon)
+    k_cfg, k_params, k_horizon, k_run = jax.random.split(key, 4)
     cfg = family.sample(k_cfg)
     params = family.build(cfg).init(k_params)
-    return InnerState(cfg, params, rule.init(theta, params), jnp.zeros((), jnp.int32))
+    return InnerState(cfg, params, rule.init(theta, params), jnp.zeros((), jnp.int32),
+                      horizon.sample(k_horizon), k_run)
 
 
-def init_inner_batch(rule: UpdateRule, family: TaskFamily, theta, key, num_tasks: int,
-                     horizon: int, stagger: bool = True) -> InnerState:
-    """``num_tasks`` fresh inner runs; with ``stagger`` their step counters start uniformly in
-    [0, horizon), so their first runs are shorter and later resets are spread over truncations."""
+def init_inner_batch(rule: UpdateRule, family: TaskFamily, theta, key, num_runs: int,
+                     horizon: Horizon, stagger: bool = True) -> InnerState:
+    """``num_runs`` fresh inner runs. With ``stagger`` each run's step counter starts uniformly
+    in [0, its horizon), so first runs are shorter and resets spread over truncations."""
+    horizon = as_horizon(horizon)
     k_init, k_offset = jax.random.split(key)
-    batch = jax.vmap(lambda k: init_inner(rule, family, theta, k))(
-        jax.random.split(k_init, num_tasks))
+    batch = jax.vmap(lambda k: init_inner(rule, family, theta, k, horizon))(
+        jax.random.split(k_init, num_runs))
     if stagger:
-        offsets = jax.random.randint(k_offset, (num_tasks,), 0, horizon).astype(jnp.int32)
-        batch = batch._replace(step=offsets)
+        u = jax.random.uniform(k_offset, (num_runs,))
+        batch = batch._replace(step=jnp.floor(u * batch.horizon).astype(jnp.int32))
     return batch
 
 
-def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, key, *,
-               horizon: int, second_derivatives: bool = True):
-    """One inner step θ_{t+1} = θ_t + U(∇f(θ_t)) of one run; ``reset`` says it reached ``horizon``.
+def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,
+               second_derivatives: bool = True, objective: str = "train"):
+    """One inner step θ_{t+1} = θ_t + U(∇f(θ_t)) of one run. Returns the advanced run, its
+    StepOutput and the key a replacement run would be built from.
 
     Without ``second_derivatives`` the gradient and loss fed to the rule are constants to the
     meta-gradient (∂∇_t/∂φ = 0, seed 001's dropped dashed edges).
     """
-    k_train, k_meta = jax.random.split(key)
+    key, k_train, k_meta, k_reset = jax.random.split(inst.key, 4)
     task = family.build(inst.cfg)
     loss, grads = jax.value_and_grad(task.loss)(inst.params, k_train)
     rule_loss = loss
@@ -70,43 +120,63 @@ def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, ke
         rule_loss = jax.lax.stop_gradient(loss)
     updates, rule_state = rule.update(theta, inst.rule_state, grads, inst.params, rule_loss)
     params = optax.apply_updates(inst.params, updates)
-    meta_loss = task.loss(params, k_meta)
+    if objective == "eval":
+        if task.eval_loss is None:
+            raise ValueError("objective 'eval' needs a task with eval_loss (held-out data)")
+        meta_loss = task.eval_loss(params, k_meta)
+    else:
+        meta_loss = task.loss(params, k_meta)
+    finite = jnp.isfinite(loss) & jnp.isfinite(meta_loss)
     step = inst.step + 1
-    return InnerState(inst.cfg, params, rule_state, step), StepOutput(loss, meta_loss,
-                                                                      step >= horizon)
+    done = (step >= inst.horizon) | ~finite
+    new = InnerState(inst.cfg, params, rule_state, step, inst.horizon, key)
+    return new, StepOutput(loss, meta_loss, done, finite), k_reset
 
 
-def reset_finished(rule: UpdateRule, family: TaskFamily, theta, batch: InnerState, done, key):
-    """Replace the runs flagged in ``done`` by fresh ones; skipped entirely when none is done."""
-    num_tasks = done.shape[0]
+def reset_finished(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerState, done,
+                   keys, horizon: Horizon) -> InnerState:
+    """Replace the runs flagged in ``done`` by fresh ones built from their ``keys``; the
+    fresh runs are only built (one ``lax.cond`` for the batch) when some run is done."""
+    num_runs = done.shape[0]
 
     def reset(batch):
-        fresh = jax.vmap(lambda k: init_inner(rule, family, theta, k))(
-            jax.random.split(key, num_tasks))
+        fresh = jax.vmap(lambda th, k: init_inner(rule, family, th, k, horizon))(thetas, keys)
+
         def pick(f, a):
-            return jnp.where(done.reshape((num_tasks,) + (1,) * (a.ndim - 1)), f, a)
+            return jnp.where(done.reshape((num_runs,) + (1,) * (a.ndim - 1)), f, a)
+
         return jax.tree.map(pick, fresh, batch)
 
     return jax.lax.cond(done.any(), reset, lambda b: b, batch)
 
 
-def truncated_unroll(rule: UpdateRule, family: TaskFamily, theta, batch: InnerState, key, *,
-                     num_steps: int, horizon: int, second_derivatives: bool = True):
+def truncated_unroll(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerState, *,
+                     num_steps: int, horizon: Horizon, second_derivatives: bool = True,
+                     objective: str = "train", paired: bool = False):
     """Advance every run of ``batch`` by ``num_steps`` inner steps in one ``lax.scan``.
 
-    Runs that reach ``horizon`` restart with a fresh instance. Returns the new batch and a
-    StepOutput whose fields have shape [num_steps, num_tasks].
+    ``thetas`` has a leading run axis (``broadcast_runs`` for shared meta-parameters). With
+    ``paired`` the batch is [positive runs; negative runs] of antithetic pairs that share keys:
+    a pair is reset together whenever either half ends, so its halves stay on the same instance.
+    Returns the new batch and a StepOutput whose fields have shape [num_steps, num_runs].
     """
-    num_tasks = batch.step.shape[0]
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+    horizon = as_horizon(horizon)
 
-    def one_step(inst, k):
-        return inner_step(rule, family, theta, inst, k, horizon=horizon,
-                          second_derivatives=second_derivatives)
+    def one_step(theta, inst):
+        return inner_step(rule, family, theta, inst, second_derivatives=second_derivatives,
+                          objective=objective)
 
-    def body(carry, k):
-        k_steps, k_reset = jax.random.split(k)
-        carry, out = jax.vmap(one_step)(carry, jax.random.split(k_steps, num_tasks))
-        carry = reset_finished(rule, family, theta, carry, out.reset, k_reset)
+    def body(carry, _):
+        carry, out, reset_keys = jax.vmap(one_step)(thetas, carry)
+        done = out.reset
+        if paired:
+            half = done.shape[0] // 2
+            either = done[:half] | done[half:]
+            done = jnp.concatenate([either, either])
+            out = out._replace(reset=done)
+        carry = reset_finished(rule, family, thetas, carry, done, reset_keys, horizon)
         return carry, out
 
-    return jax.lax.scan(body, batch, jax.random.split(key, num_steps))
+    return jax.lax.scan(body, batch, None, length=num_steps)

@@ -1,0 +1,154 @@
+"""Antithetic evolution strategies on truncations or full horizons, and PES."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lopt.outer.base import Estimator
+from lopt.outer.common import UnrollOptions, masked_mean, perturbations, run_metrics
+from lopt.outer.unroll import InnerState, truncated_unroll
+from lopt.rules.base import UpdateRule
+from lopt.tasks.base import TaskFamily
+
+
+def _pair(x):
+    return jnp.concatenate([x, x])
+
+
+def antithetic_thetas(theta, eps, sigma):
+    """[θ + σε_i ; θ − σε_i] with a leading run axis of 2N."""
+    return jax.tree.map(lambda t, e: jnp.concatenate([t + sigma * e, t - sigma * e]), theta, eps)
+
+
+def antithetic_unroll(opts: UnrollOptions, rule, family, theta, eps, sigma, pos, neg):
+    """Unroll positive runs with θ + σε and negative runs with θ − σε, pairs reset together.
+    Returns both new halves, the per-step terms of each half and the pairs' ok flags."""
+    n = pos.step.shape[0]
+    batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), pos, neg)
+    new, out = truncated_unroll(rule, family, antithetic_thetas(theta, eps, sigma), batch,
+                                num_steps=opts.truncation, horizon=opts.horizon_spec,
+                                second_derivatives=True, objective=opts.objective, paired=True)
+    terms = opts.step_terms(out)
+    ok = out.finite[:, :n].all(axis=0) & out.finite[:, n:].all(axis=0)
+    first = jax.tree.map(lambda x: x[:n], new)
+    second = jax.tree.map(lambda x: x[n:], new)
+    return first, second, terms[:, :n], terms[:, n:], out, ok
+
+
+def _scale(eps, weights):
+    return jax.tree.map(lambda e: e * weights.reshape((-1,) + (1,) * (e.ndim - 1)), eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class ES(UnrollOptions):
+    """Antithetic ES: g = (1/N) Σ_i ε_i (L(θ + σε_i) − L(θ − σε_i)) / (2σ), ε_i ~ N(0, I).
+
+    An unbiased estimate of the gradient of the Gaussian-smoothed meta-loss E_ε[L(θ + σε)]
+    (seed 003) of one truncation. Both halves of a pair start from the same run state and the
+    positive half's state is carried to the next truncation. ``full_horizon=True`` sets the
+    truncation to the whole horizon and turns staggering off, so every estimate covers complete
+    inner runs from initialization (no truncation bias).
+    """
+
+    sigma: float = 0.01
+    full_horizon: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
+        if self.full_horizon:
+            if self.max_horizon not in (None, self.horizon):
+                raise ValueError("full_horizon needs a fixed horizon (max_horizon unset)")
+            object.__setattr__(self, "truncation", self.horizon)
+            object.__setattr__(self, "stagger", False)
+
+    def build(self, rule: UpdateRule, family: TaskFamily, axis_name=None) -> Estimator:
+        def init(key, theta):
+            return self.init_runs(rule, family, theta, key)
+
+        def grad(theta, runs: InnerState, key):
+            del key
+            eps = perturbations(theta, runs.key)
+            pos, _, t_pos, t_neg, out, ok = antithetic_unroll(self, rule, family, theta, eps,
+                                                              self.sigma, runs, runs)
+            v_pos, v_neg = t_pos.sum(0), t_neg.sum(0)
+            per_pair = _scale(eps, (v_pos - v_neg) / (2 * self.sigma))
+            meta_grad, _ = masked_mean(per_pair, ok, axis_name)
+            metrics = run_metrics(_pair((v_pos + v_neg) / 2), out, _pair(ok), axis_name)
+            return meta_grad, pos, metrics
+
+        return Estimator(init=init, grad=grad, name="es")
+
+
+class PESState(NamedTuple):
+    """PES carries both halves of every pair and the perturbation accumulated along each run."""
+
+    pos: Any
+    neg: Any
+    xi: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class PES(UnrollOptions):
+    """Persistent ES (Vicol et al. 2021): g = (1/N) Σ_i ξ_i (L_i⁺ − L_i⁻) / (2σ), ξ_i = Σ ε.
+
+    The positive and negative runs of a pair are carried separately across truncations, each
+    with its own perturbation every truncation, and ξ_i accumulates those perturbations since
+    the run started, so the sum of the estimates over a whole run is an unbiased estimate of the
+    full-horizon smoothed gradient: the answer to the truncation bias of seed 003. A run that
+    ends inside a truncation is handled step by step: its remaining terms use only the new
+    run's perturbation, and ξ restarts with the run.
+    """
+
+    sigma: float = 0.01
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
+
+    def build(self, rule: UpdateRule, family: TaskFamily, axis_name=None) -> Estimator:
+        def init(key, theta):
+            runs = self.init_runs(rule, family, theta, key)
+            xi = jax.tree.map(lambda t: jnp.zeros((self.num_tasks,) + jnp.shape(t),
+                                                  jnp.result_type(t)), theta)
+            return PESState(runs, runs, xi)
+
+        def grad(theta, state: PESState, key):
+            del key
+            eps = perturbations(theta, state.pos.key)
+            pos, neg, t_pos, t_neg, out, ok = antithetic_unroll(
+                self, rule, family, theta, eps, self.sigma, state.pos, state.neg)
+            n = t_pos.shape[1]
+            k = t_pos.shape[0]
+            delta = (t_pos - t_neg) / (2 * self.sigma)                   # [K, N]
+            reset = out.reset[:, :n]
+            earlier_reset = jnp.cumsum(reset, axis=0) - reset            # resets before step t
+            same_run = earlier_reset == 0
+            all_steps, same_run_steps = delta.sum(0), jnp.where(same_run, delta, 0).sum(0)
+            per_pair = jax.tree.map(
+                lambda e, x: (e * all_steps.reshape((-1,) + (1,) * (e.ndim - 1))
+                              + x * same_run_steps.reshape((-1,) + (1,) * (x.ndim - 1))),
+                eps, state.xi)
+            meta_grad, _ = masked_mean(per_pair, ok, axis_name)
+
+            any_reset = reset.any(axis=0)
+            last_reset = (k - 1) - jnp.argmax(reset[::-1], axis=0)
+            keep_old = ~any_reset
+            keep_eps = any_reset & (last_reset < k - 1)
+
+            def new_xi(e, x):
+                shape = (-1,) + (1,) * (e.ndim - 1)
+                return jnp.where(keep_old.reshape(shape), x + e,
+                                 jnp.where(keep_eps.reshape(shape), e, jnp.zeros_like(e)))
+
+            xi = jax.tree.map(new_xi, eps, state.xi)
+            metrics = run_metrics(_pair((t_pos.sum(0) + t_neg.sum(0)) / 2), out, _pair(ok),
+                                  axis_name)
+            return meta_grad, PESState(pos, neg, xi), metrics
+
+        return Estimator(init=init, grad=grad, name="pes")
