@@ -116,7 +116,8 @@ class PES(UnrollOptions):
             runs = self.init_runs(rule, family, theta, key)
             xi = jax.tree.map(lambda t: jnp.zeros((self.num_tasks,) + jnp.shape(t),
                                                   jnp.result_type(t)), theta)
-            return PESState(runs, runs, xi)
+            # Distinct buffers for the two halves: the train step donates its whole state.
+            return PESState(runs, jax.tree.map(jnp.copy, runs), xi)
 
         def grad(theta, state: PESState, key):
             del key

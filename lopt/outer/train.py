@@ -66,57 +66,159 @@ def _trim_log(log_path: str, step: int) -> None:
         f.writelines(lines)
 
 
+def resolve_devices(devices):
+    """The local devices to run on: None (one device, no pmap), an int (the first n local
+    devices) or a sequence of devices."""
+    if devices is None:
+        return None
+    local = jax.local_devices()
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(local):
+            raise ValueError(f"devices must be between 1 and the {len(local)} local devices, "
+                             f"got {devices}")
+        return local[:devices]
+    devices = list(devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    return devices
+
+
+class _Placement:
+    """How the batch of inner runs is laid out: whole on one device, or split over the local
+    devices of every process (``pmap``; meta-gradients are reduced inside the estimator)."""
+
+    AXIS = "runs"
+
+    def __init__(self, devices, num_runs):
+        self.devices = devices
+        self.sharded = devices is not None and (len(devices) > 1 or jax.process_count() > 1)
+        self.local = len(devices) if devices is not None else 1
+        self.processes = jax.process_count() if self.sharded else 1
+        total = self.local * self.processes
+        if self.sharded and num_runs % total:
+            raise ValueError(f"num_tasks ({num_runs}) must be a multiple of the number of devices "
+                             f"({total}) to split the inner runs evenly")
+        self.per_device = num_runs // total
+        if self.processes > 1 and self.local != jax.local_device_count():
+            raise ValueError(f"in a multi-process job devices must be all {jax.local_device_count()} "
+                             f"local devices, got {self.local}")
+
+    def local_runs(self, est_state):
+        """This process's slice of the global batch of runs (the whole batch on one process)."""
+        if not self.sharded:
+            return est_state
+        n = self.local * self.per_device
+        p = jax.process_index()
+        return jax.tree.map(lambda x: x[p * n:(p + 1) * n], est_state)
+
+    def to_devices(self, state: "TrainState"):
+        if not self.sharded:
+            return state
+        split = jax.tree.map(lambda x: x.reshape((self.local, self.per_device) + x.shape[1:]),
+                             state.est_state)
+        replicated = [jax.tree.map(lambda x: jnp.broadcast_to(x, (self.local,) + jnp.shape(x)), t)
+                      for t in (state.theta, state.opt_state, state.key, state.step)]
+        # pmap places the leading axis over its devices itself.
+        return TrainState(replicated[0], replicated[1], split, replicated[2], replicated[3])
+
+    def to_host(self, state: "TrainState"):
+        """The TrainState with this process's runs in global layout (what a checkpoint holds)."""
+        if not self.sharded:
+            return state
+        first = [jax.tree.map(lambda x: x[0], t)
+                 for t in (state.theta, state.opt_state, state.key, state.step)]
+        runs = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), state.est_state)
+        return TrainState(first[0], first[1], runs, first[2], first[3])
+
+    def first(self, tree):
+        return jax.tree.map(lambda x: x[0], tree) if self.sharded else tree
+
+    def checkpoint_file(self, path):
+        if self.processes == 1:
+            return path
+        return f"{path}.process{jax.process_index()}-of-{self.processes}"
+
+    def compile(self, outer_step):
+        if self.sharded and self.processes > 1:
+            # Across processes pmap spans every global device, each process feeding its own.
+            return jax.pmap(outer_step, axis_name=self.AXIS, donate_argnums=0)
+        if self.sharded:
+            return jax.pmap(outer_step, axis_name=self.AXIS, devices=self.devices,
+                            donate_argnums=0)
+        return jax.jit(outer_step, donate_argnums=0)
+
+
 def train(rule: UpdateRule, family: TaskFamily, estimator, *, num_steps: int,
           seed: int = 0, meta_optimizer: Optional[optax.GradientTransformation] = None,
-          theta=None, log_path: Optional[str] = None, checkpoint_path: Optional[str] = None,
-          checkpoint_every: int = 100, resume: bool = True, progress: bool = True) -> TrainResult:
+          theta=None, devices=None, log_path: Optional[str] = None,
+          checkpoint_path: Optional[str] = None, checkpoint_every: int = 100,
+          resume: bool = True, progress: bool = True) -> TrainResult:
     """Meta-train ``rule`` on ``family`` with ``estimator`` (e.g. ``TBPTT(...)``) for ``num_steps``.
 
-    Every outer step is one jitted call. With ``checkpoint_path`` the whole TrainState is written
-    atomically every ``checkpoint_every`` steps and at the end; with ``resume`` an existing
-    checkpoint is continued, and the result equals that of an uninterrupted run bit for bit.
-    ``log_path`` receives one JSON line of metrics per step.
+    Every outer step is one jitted call. With ``devices`` (an int or a list of local devices)
+    the batch of inner runs is split over those devices, and over every process of a
+    ``jax.distributed`` job, with ``pmap``; meta-gradients are averaged across all of them, so
+    the same seed gives the same theta on any number of devices (up to the order of the
+    reduction). With ``checkpoint_path`` the whole TrainState is written atomically every
+    ``checkpoint_every`` steps and at the end (one file per process in a multi-process job);
+    with ``resume`` an existing checkpoint is continued, and the result equals that of an
+    uninterrupted run bit for bit. ``log_path`` receives one JSON line of metrics per step
+    (written by process 0).
     """
     if num_steps < 0:
         raise ValueError(f"num_steps must be a non-negative integer, got {num_steps}")
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every}")
     meta_optimizer = meta_optimizer or default_meta_optimizer()
-    est = estimator.build(rule, family) if hasattr(estimator, "build") else estimator
+    placement = _Placement(resolve_devices(devices), getattr(estimator, "num_tasks", 1))
+    if hasattr(estimator, "build"):
+        est = estimator.build(rule, family,
+                              axis_name=placement.AXIS if placement.sharded else None)
+    elif placement.sharded:
+        raise ValueError("devices needs an estimator config (with build), not a built Estimator")
+    else:
+        est = estimator
 
     key = jax.random.PRNGKey(seed)
     k_theta, k_est, k_train = jax.random.split(key, 3)
     theta = rule.init_meta(k_theta) if theta is None else theta
-    state = TrainState(theta, meta_optimizer.init(theta), est.init(k_est, theta), k_train,
+    state = TrainState(theta, meta_optimizer.init(theta),
+                       placement.local_runs(est.init(k_est, theta)), k_train,
                        jnp.zeros((), jnp.int32))
 
-    if checkpoint_path and resume and os.path.exists(checkpoint_path):
-        meta = read_metadata(checkpoint_path)
+    ckpt_file = placement.checkpoint_file(checkpoint_path) if checkpoint_path else None
+    if ckpt_file and resume and os.path.exists(ckpt_file):
+        meta = read_metadata(ckpt_file)
         if meta.get("rule") != rule.name:
-            raise ValueError(f"checkpoint {checkpoint_path} holds rule {meta.get('rule')!r}, "
+            raise ValueError(f"checkpoint {ckpt_file} holds rule {meta.get('rule')!r}, "
                              f"not {rule.name!r}")
-        state = load_pytree(checkpoint_path, state)
+        state = load_pytree(ckpt_file, state)
     start = int(state.step)
+    lead = jax.process_index() == 0
+    log_path = log_path if lead else None
     if log_path:
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
         _trim_log(log_path, start)
 
-    step_fn = jax.jit(make_outer_step(est, meta_optimizer), donate_argnums=0)
+    step_fn = placement.compile(make_outer_step(est, meta_optimizer))
+    state = placement.to_devices(state)
 
     def write_checkpoint(s):
-        save_pytree(checkpoint_path, s, {"rule": rule.name, "config": rule.config,
-                                         "step": int(s.step)})
+        host = placement.to_host(s)
+        save_pytree(ckpt_file, host, {"rule": rule.name, "config": rule.config,
+                                      "step": int(host.step)})
 
     history = []
     bar = None
-    if progress:
+    if progress and lead:
         from tqdm.auto import tqdm
         bar = tqdm(total=num_steps, initial=start, desc="meta-train", unit="step")
     log_file = open(log_path, "a") if log_path else None
     try:
         for step in range(start, num_steps):
             state, metrics = step_fn(state)
-            record = {"step": step, **{k: float(v) for k, v in jax.device_get(metrics).items()}}
+            metrics = jax.device_get(placement.first(metrics))
+            record = {"step": step, **{k: float(v) for k, v in metrics.items()}}
             history.append(record)
             if log_file:
                 log_file.write(json.dumps(record) + "\n")
@@ -124,13 +226,14 @@ def train(rule: UpdateRule, family: TaskFamily, estimator, *, num_steps: int,
             if bar:
                 bar.update(1)
                 bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}", refresh=False)
-            if checkpoint_path and (step + 1) % checkpoint_every == 0:
+            if ckpt_file and (step + 1) % checkpoint_every == 0:
                 write_checkpoint(state)
     finally:
         if bar:
             bar.close()
         if log_file:
             log_file.close()
-    if checkpoint_path and num_steps > start:
+    if ckpt_file and num_steps > start:
         write_checkpoint(state)
-    return TrainResult(theta=state.theta, history=history, state=state)
+    host = placement.to_host(state)
+    return TrainResult(theta=host.theta, history=history, state=host)
