@@ -39,9 +39,9 @@ def _add_config_options(parser: argparse.ArgumentParser, cls, skip=()) -> None:
                                 type=lambda s: tuple(x for x in s.split(",") if x),
                                 help=f"comma-separated; default: {','.join(default)}")
         else:
+            kind = field.metadata.get("type", type(default))
             parser.add_argument(_flag(field.name), dest=field.name, default=None,
-                                type=type(default), metavar=type(default).__name__.upper(),
-                                help=help_text)
+                                type=kind, metavar=kind.__name__.upper(), help=help_text)
 
 
 def _config_from_args(cls, args, base=None):
@@ -93,14 +93,23 @@ def run_comparison(rule, theta, cfg: EvalConfig, out_dir: str, label: str) -> li
 
 def cmd_train(cfg: TrainConfig) -> int:
     from lopt import report, save
-    from lopt.outer import TBPTT, default_meta_optimizer, train
+    from lopt.config import make_estimator
+    from lopt.outer import default_meta_optimizer, train
     from lopt.rules import make_rule
     from lopt.tasks import make_family
 
+    devices = cfg.devices
+    if cfg.distributed:
+        import jax
+
+        # CPU processes need a collectives backend; accelerators bring their own.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=cfg.coordinator,
+                                   num_processes=cfg.num_processes, process_id=cfg.process_id)
+        devices = jax.local_device_count()
     rule = make_rule(cfg.rule)
     family = make_family(cfg.task)
-    estimator = TBPTT(num_tasks=cfg.num_tasks, truncation=cfg.truncation, horizon=cfg.horizon,
-                      second_derivatives=cfg.second_derivatives, weighting=cfg.weighting)
+    estimator = make_estimator(cfg)
     os.makedirs(cfg.out, exist_ok=True)
     report.write_json(os.path.join(cfg.out, "config.json"), dataclasses.asdict(cfg))
     log_path = os.path.join(cfg.out, "train_log.jsonl")
@@ -109,8 +118,13 @@ def cmd_train(cfg: TrainConfig) -> int:
                    meta_optimizer=default_meta_optimizer(cfg.meta_lr, cfg.clip_grad_norm),
                    log_path=log_path, checkpoint_path=os.path.join(cfg.out, "checkpoint.npz"),
                    checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
-                   progress=cfg.progress)
+                   progress=cfg.progress, devices=devices)
     seconds = time.time() - start
+    if cfg.distributed:
+        import jax
+
+        if jax.process_index() != 0:
+            return 0  # process 0 saves and reports
     rule_path = os.path.join(cfg.out, f"{cfg.rule}.lopt")
     eval_cfg = EvalConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig)})
     save(rule_path, rule, result.theta,

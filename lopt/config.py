@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Optional, Sequence
 
 from lopt.outer import ESTIMATORS
 from lopt.outer.common import WEIGHTINGS
+from lopt.outer.unroll import OBJECTIVES
 from lopt.rules import HAND_DESIGNED, LEARNED
 from lopt.tasks import FAMILIES
 
@@ -15,6 +16,7 @@ class ConfigError(ValueError):
 
 
 DEFAULT_BASELINES = ("sgd", "nesterov", "rmsprop", "adam")
+HELD_OUT_TASKS = ("digits_mlp",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +52,23 @@ class TrainConfig(EvalConfig):
     num_tasks: int = 128
     truncation: int = 20
     horizon: int = 100
+    max_horizon: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
     second_derivatives: bool = False
     weighting: str = "mean"
+    objective: str = "train"
+    loss_clip: Optional[float] = dataclasses.field(default=None, metadata={"type": float})
+    sigma: float = 0.01
+    full_horizon: bool = False
     meta_lr: float = 3e-3
     clip_grad_norm: float = 1.0
     seed: int = 0
     out: str = "runs/l2l_quadratic"
     checkpoint_every: int = 100
+    devices: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
+    distributed: bool = False
+    coordinator: Optional[str] = dataclasses.field(default=None, metadata={"type": str})
+    num_processes: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
+    process_id: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
     resume: bool = True
     progress: bool = True
 
@@ -68,7 +80,40 @@ class TrainConfig(EvalConfig):
         _at_least("num_tasks", self.num_tasks, 1)
         _at_least("truncation", self.truncation, 1)
         _at_least("horizon", self.horizon, 1)
+        if self.max_horizon is not None:
+            _at_least("max_horizon", self.max_horizon, self.horizon)
         _one_of("weighting", self.weighting, WEIGHTINGS)
+        _one_of("objective", self.objective, OBJECTIVES)
+        if self.objective == "eval" and self.task not in HELD_OUT_TASKS:
+            raise ConfigError(f"objective 'eval' needs held-out data; task must be one of "
+                              f"{', '.join(HELD_OUT_TASKS)}; got {self.task!r}")
+        if self.loss_clip is not None:
+            _positive("loss_clip", self.loss_clip)
+        _positive("sigma", self.sigma)
+        if self.full_horizon and self.estimator != "es":
+            raise ConfigError(f"full_horizon applies to estimator es only; got estimator "
+                              f"{self.estimator!r}")
+        if self.full_horizon and self.max_horizon is not None:
+            raise ConfigError("full_horizon needs a fixed horizon: leave max_horizon unset")
+        if self.devices is not None:
+            _at_least("devices", self.devices, 1)
+            if self.num_tasks % self.devices:
+                raise ConfigError(f"num_tasks must be a multiple of devices ({self.devices}); "
+                                  f"got {self.num_tasks}")
+        manual = (self.coordinator, self.num_processes, self.process_id)
+        if any(v is not None for v in manual) and not self.distributed:
+            raise ConfigError("coordinator, num_processes and process_id need --distributed")
+        if self.distributed and any(v is None for v in manual) and \
+                any(v is not None for v in manual):
+            raise ConfigError("coordinator, num_processes and process_id go together: give all "
+                              "three, or none to let jax.distributed detect the cluster")
+        if self.num_processes is not None:
+            _at_least("num_processes", self.num_processes, 1)
+        if self.process_id is not None:
+            _at_least("process_id", self.process_id, 0)
+            if self.num_processes is not None and self.process_id >= self.num_processes:
+                raise ConfigError(f"process_id must be < num_processes ({self.num_processes}); "
+                                  f"got {self.process_id}")
         _positive("meta_lr", self.meta_lr)
         _positive("clip_grad_norm", self.clip_grad_norm)
         _integer("seed", self.seed)
@@ -98,3 +143,20 @@ def _positive(field, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
             or value == float("inf"):
         raise ConfigError(f"{field} must be a finite number > 0; got {value!r}")
+
+
+def make_estimator(cfg: TrainConfig):
+    """The estimator config named by ``cfg.estimator``, with the options that apply to it."""
+    from lopt.outer import ESTIMATORS as TABLE
+
+    common = dict(num_tasks=cfg.num_tasks, truncation=cfg.truncation, horizon=cfg.horizon,
+                  max_horizon=cfg.max_horizon, objective=cfg.objective, weighting=cfg.weighting,
+                  loss_clip=cfg.loss_clip)
+    extra = {
+        "tbptt": dict(second_derivatives=cfg.second_derivatives),
+        "es": dict(sigma=cfg.sigma, full_horizon=cfg.full_horizon),
+        "pes": dict(sigma=cfg.sigma),
+        "reparam": dict(sigma=cfg.sigma, second_derivatives=True),
+        "mixed": dict(sigma=cfg.sigma, second_derivatives=True),
+    }[cfg.estimator]
+    return TABLE[cfg.estimator][0](**common, **extra)
