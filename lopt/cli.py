@@ -61,7 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--out", default=None, help="folder for the results "
                                                     "(default: the checkpoint's folder)")
     _add_config_options(p_eval, EvalConfig)
-    sub.add_parser("list", help="list rules, tasks and estimators")
+    p_bench = sub.add_parser("bench", help="run a benchmark suite and write its results")
+    p_bench.add_argument("suite", help="the suite to run (see `lopt list`)")
+    p_bench.add_argument("--out", default=None, help="folder for the results "
+                                                     "(default: benchmarks/SUITE)")
+    p_bench.add_argument("--repeats", type=int, default=32,
+                         help="independent repeats per variance point (default: 32)")
+    sub.add_parser("list", help="list rules, tasks, estimators, benchmark suites and "
+                                "pretrained optimizers")
     return parser
 
 
@@ -159,7 +166,25 @@ def cmd_eval(path: str, args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import importlib
+
+    from lopt.bench import SUITES
+
+    if args.suite not in SUITES:
+        raise ConfigError(f"suite must be one of {', '.join(sorted(SUITES))}; got {args.suite!r}")
+    if args.repeats < 2:
+        raise ConfigError(f"repeats must be an integer >= 2; got {args.repeats}")
+    out = args.out or os.path.join("benchmarks", args.suite)
+    command = " ".join(["lopt"] + sys.argv[1:]) if sys.argv else f"lopt bench {args.suite}"
+    module = importlib.import_module(SUITES[args.suite][0])
+    print(module.run(out, repeats=args.repeats, command=command))
+    print(f"results in {out}/")
+    return 0
+
+
 def cmd_list() -> int:
+    from lopt.bench import SUITES
     from lopt.outer import ESTIMATORS
     from lopt.pretrained import PRETRAINED
     from lopt.rules import HAND_DESIGNED, LEARNED
@@ -167,6 +192,7 @@ def cmd_list() -> int:
 
     for title, table in (("learned rules", LEARNED), ("hand-designed rules (optax)", HAND_DESIGNED),
                          ("tasks", FAMILIES), ("estimators", ESTIMATORS),
+                         ("benchmark suites (lopt bench SUITE)", SUITES),
                          ("pretrained (lopt.as_optax(NAME))", PRETRAINED)):
         print(f"{title}:")
         for name, (_, description) in table.items():
@@ -182,6 +208,8 @@ def main(argv=None) -> int:
             return cmd_train(_config_from_args(TrainConfig, args))
         if args.command == "eval":
             return cmd_eval(args.checkpoint, args)
+        if args.command == "bench":
+            return cmd_bench(args)
         return cmd_list()
     except (ConfigError, ValueError) as err:
         sys.stderr.write(f"lopt {args.command}: error: {err}\n")

@@ -1,0 +1,6 @@
+"""Benchmark suites run by ``lopt bench SUITE``; results go under ``benchmarks/``."""
+
+SUITES = {
+    "estimators": ("lopt.bench.estimators",
+                   "meta-gradient variance vs samples, and meta-training throughput, per estimator"),
+}

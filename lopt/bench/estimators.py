@@ -1,0 +1,190 @@
+"""Estimator benchmark: meta-gradient variance against number of samples, and throughput.
+
+The fixed problem is seed 001's: the L2L LSTM (at the shipped, meta-trained theta) on random
+10×10 quadratics, truncations of 20 steps in runs of 100. For every estimator:
+
+* variance: the total variance (summed over theta's coordinates) of the meta-gradient estimate
+  with n samples (inner runs, or antithetic pairs), measured over independent repeats after a
+  warm-up of a few truncations. For TBPTT, ES, PES and the reparameterization gradient the
+  estimate with n samples is the mean of n independent one-sample estimates, so all n are
+  measured from one set of single-sample estimates grouped n at a time. The mixed estimator
+  weighs by variances estimated within its batch, so it is run at every n separately.
+* throughput: inner steps per second of one whole outer step (estimate + meta-update),
+  counting runs × truncation (×2 for antithetic pairs), and its ratio to merely unrolling the
+  same runs for the same steps with no meta-gradient, timed in the same process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lopt.outer import ES, PES, TBPTT, Mixed, Reparam
+from lopt.outer.train import TrainState, make_outer_step
+from lopt.outer.unroll import broadcast_runs, truncated_unroll
+
+TRUNCATION, HORIZON, SIGMA = 20, 100, 0.01
+SAMPLE_COUNTS = (1, 2, 4, 8, 16, 32)
+
+
+def estimators(num_tasks):
+    common = dict(num_tasks=num_tasks, truncation=TRUNCATION, horizon=HORIZON)
+    return {
+        "tbptt": TBPTT(**common, second_derivatives=False),
+        "es": ES(**common, sigma=SIGMA),
+        "pes": PES(**common, sigma=SIGMA),
+        "reparam": Reparam(**common, sigma=SIGMA),
+        "mixed": Mixed(**common, sigma=SIGMA),
+    }
+
+
+def _flat(tree):
+    return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])
+
+
+def _estimates(estimator, rule, family, theta, groups, warmup, seed):
+    """One flattened estimate per group of ``estimator.num_tasks`` samples, after ``warmup``."""
+    est = estimator.build(rule, family)
+
+    @jax.jit
+    def run(keys):
+        def one(key):
+            state = est.init(key, theta)
+            for _ in range(warmup):
+                _, state, _ = est.grad(theta, state, None)
+            g, _, _ = est.grad(theta, state, None)
+            return _flat(g)
+        return jax.vmap(one)(keys)
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), groups)
+    return np.asarray(run(keys), np.float64)
+
+
+def total_variance(samples):
+    return float(samples.var(axis=0, ddof=1).sum())
+
+
+def measure_variance(rule, family, theta, repeats, warmup, counts=SAMPLE_COUNTS, seed=0):
+    rows = {}
+    for name, single in estimators(1).items():
+        if name == "mixed":
+            continue
+        samples = _estimates(single, rule, family, theta, repeats * max(counts), warmup, seed)
+        rows[name] = {}
+        for n in counts:
+            means = samples[: repeats * n].reshape(repeats, n, -1).mean(axis=1)
+            rows[name][n] = total_variance(means)
+        rows[name]["mean_norm"] = float(np.linalg.norm(samples.mean(axis=0)))
+    rows["mixed"] = {}
+    for n in counts:
+        if n < 2:
+            continue
+        samples = _estimates(estimators(n)["mixed"], rule, family, theta, repeats, warmup, seed)
+        rows["mixed"][n] = total_variance(samples)
+    return rows
+
+
+def _time(fn, args, calls):
+    out = fn(*args)
+    jax.block_until_ready(out)
+    start = time.perf_counter()
+    for _ in range(calls):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / calls
+
+
+def measure_throughput(rule, family, theta, num_tasks, calls):
+    rows = {}
+    meta_opt = optax.adam(1e-3)
+    for name, estimator in estimators(num_tasks).items():
+        est = estimator.build(rule, family)
+        state = TrainState(theta, meta_opt.init(theta), est.init(jax.random.PRNGKey(0), theta),
+                           jax.random.PRNGKey(1), jnp.zeros((), jnp.int32))
+        outer = jax.jit(make_outer_step(est, meta_opt))
+        seconds = _time(lambda s: outer(s)[1]["meta_loss"], (state,), calls)
+        runs = num_tasks * (1 if name == "tbptt" else 2)
+        inner_steps = runs * TRUNCATION
+
+        batch = estimator.init_runs(rule, family, theta, jax.random.PRNGKey(0))
+        batch = jax.tree.map(lambda x: jnp.concatenate([x] * (runs // num_tasks)), batch)
+        plain = jax.jit(lambda b: truncated_unroll(
+            rule, family, broadcast_runs(theta, runs), b, num_steps=TRUNCATION,
+            horizon=estimator.horizon_spec)[1].meta_loss)
+        plain_seconds = _time(plain, (batch,), calls)
+        rows[name] = {"runs": runs, "inner_steps_per_outer_step": inner_steps,
+                      "seconds_per_outer_step": seconds,
+                      "inner_steps_per_second": inner_steps / seconds,
+                      "unroll_only_inner_steps_per_second": inner_steps / plain_seconds,
+                      "ratio_to_unroll_only": plain_seconds / seconds}
+    return rows
+
+
+def write_report(out_dir, variance, throughput, settings):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump({"settings": settings, "variance": variance, "throughput": throughput}, f,
+                  indent=1)
+        f.write("\n")
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for name, row in variance.items():
+        ns = sorted(k for k in row if isinstance(k, int))
+        ax.plot(ns, [row[n] for n in ns], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("samples per estimate (inner runs or antithetic pairs)")
+    ax.set_ylabel("total variance of the meta-gradient")
+    ax.set_title("L2L LSTM on 10x10 quadratics, truncation 20, horizon 100")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "variance.png"))
+    plt.close(fig)
+
+    counts = sorted({n for row in variance.values() for n in row if isinstance(n, int)})
+    lines = [f"# Estimator benchmark\n", f"Command: `{settings['command']}`\n",
+             f"Settings: {json.dumps({k: v for k, v in settings.items() if k != 'command'})}\n",
+             "## Total variance of the meta-gradient against samples per estimate\n",
+             "| estimator | " + " | ".join(f"n={n}" for n in counts) + " |",
+             "|---|" + "---|" * len(counts)]
+    for name, row in variance.items():
+        cells = [f"{row[n]:.3g}" if n in row else "–" for n in counts]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "![variance](variance.png)", "",
+              "## Meta-training throughput (one outer step: estimate + meta-update)\n",
+              "| estimator | runs | inner steps / s | unroll only, inner steps / s | ratio |",
+              "|---|---|---|---|---|"]
+    for name, row in throughput.items():
+        lines.append(f"| {name} | {row['runs']} | {row['inner_steps_per_second']:.0f} | "
+                     f"{row['unroll_only_inner_steps_per_second']:.0f} | "
+                     f"{row['ratio_to_unroll_only']:.2f} |")
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def run(out_dir, repeats=32, warmup=3, throughput_tasks=32, calls=10, command=""):
+    from lopt import load, pretrained
+    from lopt.tasks import quadratic_family
+
+    rule, theta = load(pretrained.path("l2l_lstm_quadratic"))
+    family = quadratic_family()
+    variance = measure_variance(rule, family, theta, repeats, warmup)
+    throughput = measure_throughput(rule, family, theta, throughput_tasks, calls)
+    settings = {"command": command, "rule": "l2l_lstm (pretrained l2l_lstm_quadratic)",
+                "task": family.name, "truncation": TRUNCATION, "horizon": HORIZON,
+                "sigma": SIGMA, "repeats": repeats, "warmup_truncations": warmup,
+                "throughput_num_tasks": throughput_tasks, "timed_calls": calls,
+                "backend": jax.default_backend(), "devices": str(jax.devices())}
+    return write_report(out_dir, variance, throughput, settings)
