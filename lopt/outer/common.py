@@ -115,10 +115,11 @@ def masked_mean_and_total_variance(tree, ok, axis_name=None):
 
 def run_metrics(values, out, ok, axis_name=None) -> dict:
     """Meta-loss (mean over ok runs), mean inner loss over finite steps, and counts."""
-    meta_loss, _ = masked_mean(values, ok, axis_name)
+    meta_loss, count = masked_mean(values, ok, axis_name)
     finite = out.finite
     inner = psum(jnp.where(finite, out.loss, 0).sum(), axis_name) / jnp.maximum(
         psum(finite.sum().astype(jnp.float32), axis_name), 1.0)
     return {"meta_loss": meta_loss, "inner_loss": inner,
             "resets": psum(out.reset.sum().astype(jnp.int32), axis_name),
-            "nonfinite_runs": psum((~ok).sum().astype(jnp.int32), axis_name)}
+            "nonfinite_runs": psum((~ok).sum().astype(jnp.int32), axis_name),
+            "ok_runs": count.astype(jnp.int32)}

@@ -45,6 +45,9 @@ def make_outer_step(estimator, meta_optimizer):
         meta_grad, est_state, metrics = estimator.grad(state.theta, state.est_state, sub)
         grad_norm = optax.tree.norm(meta_grad)
         finite = jnp.isfinite(grad_norm) & jnp.isfinite(metrics["meta_loss"])
+        if "ok_runs" in metrics:
+            # Every run non-finite: the masked mean is an empty average, not a gradient.
+            finite = finite & (metrics["ok_runs"] > 0)
         updates, opt_state = meta_optimizer.update(meta_grad, state.opt_state, state.theta)
         theta = optax.apply_updates(state.theta, updates)
         # A non-finite meta-gradient must not reach theta or the optimizer's moments.

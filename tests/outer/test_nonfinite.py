@@ -66,3 +66,20 @@ def test_poisoned_runs_are_reset_and_left_out(estimator):
     replaced = np.asarray(new_runs.key)[poison]
     assert not np.any(np.all(replaced == np.asarray(runs.key)[poison], axis=-1))
     assert np.all(np.isfinite(np.asarray(new_runs.params["x"])))
+
+
+def test_all_runs_non_finite_skips_the_step_and_logs_it(tmp_path):
+    import json
+
+    from lopt.outer import train
+
+    rule = l2l_lstm(hidden=4, layers=1)
+    log = tmp_path / "log.jsonl"
+    result = train(rule, poisoned_family(rate=1.0), TBPTT(num_tasks=4, truncation=2, horizon=5),
+                   num_steps=2, seed=1, progress=False, log_path=str(log))
+    theta0 = rule.init_meta(jax.random.split(jax.random.PRNGKey(1), 3)[0])
+    for a, b in zip(jax.tree.leaves(theta0), jax.tree.leaves(result.theta)):
+        np.testing.assert_array_equal(a, b)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["skipped"] for r in records] == [1, 1]
+    assert [r["nonfinite_runs"] for r in records] == [4, 4]

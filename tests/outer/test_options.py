@@ -1,0 +1,84 @@
+"""Estimator options: log-uniform horizons, held-out objective, weighting and loss clipping."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lopt.outer import TBPTT, Horizon, StepOutput, broadcast_runs, init_inner_batch, truncated_unroll
+from lopt.rules import sgd
+from lopt.tasks import Task, TaskFamily, quadratic_family
+
+
+def test_log_uniform_horizon_covers_its_range_evenly_in_log_space():
+    h = Horizon(10, 1000)
+    samples = np.asarray(jax.vmap(h.sample)(jax.random.split(jax.random.PRNGKey(0), 20000)))
+    assert samples.min() == 10 and samples.max() == 1000
+    # log-uniform: a third of the mass in each decade-and-a-half third of [log 10, log 1001]
+    edges = np.exp(np.linspace(np.log(10), np.log(1001), 4))
+    counts = np.histogram(samples, bins=edges)[0] / len(samples)
+    np.testing.assert_allclose(counts, 1 / 3, atol=0.02)
+    assert int(Horizon(7).sample(jax.random.PRNGKey(1))) == 7
+
+
+def test_runs_reset_at_their_own_sampled_horizon():
+    rule, family = sgd(0.01), quadratic_family(dim=2)
+    horizon = Horizon(3, 9)
+    batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 12, horizon, stagger=False)
+    h = np.asarray(batch.horizon)
+    assert len(set(h.tolist())) > 2 and h.min() >= 3 and h.max() <= 9
+    _, out = truncated_unroll(rule, family, broadcast_runs({}, 12), batch, num_steps=12,
+                              horizon=horizon)
+    first_reset = np.argmax(np.asarray(out.reset), axis=0) + 1
+    np.testing.assert_array_equal(first_reset, h)
+
+
+def _doubled_eval_family():
+    base = quadratic_family(dim=3)
+
+    def build(cfg):
+        task = base.build(cfg)
+        return Task(init=task.init, loss=task.loss,
+                    eval_loss=lambda p, k: 2.0 * task.loss(p, k) + 1.0)
+
+    return TaskFamily(sample=base.sample, build=build, name="doubled")
+
+
+def test_eval_objective_uses_the_held_out_loss():
+    rule, family = sgd(0.01), _doubled_eval_family()
+    batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 4, 50)
+    outs = {obj: truncated_unroll(rule, family, broadcast_runs({}, 4), batch, num_steps=5,
+                                  horizon=50, objective=obj)[1] for obj in ("train", "eval")}
+    np.testing.assert_allclose(outs["eval"].meta_loss, 2 * outs["train"].meta_loss + 1,
+                               rtol=1e-6)
+    np.testing.assert_allclose(outs["eval"].loss, outs["train"].loss)
+
+
+def test_eval_objective_without_held_out_data_is_an_error():
+    rule, family = sgd(0.01), quadratic_family(dim=3)
+    batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, 50)
+    with pytest.raises(ValueError, match="eval_loss"):
+        truncated_unroll(rule, family, broadcast_runs({}, 2), batch, num_steps=2, horizon=50,
+                         objective="eval")
+
+
+def test_weighting_and_loss_clipping_of_the_meta_loss_terms():
+    meta = jnp.array([[1.0, 5.0], [2.0, jnp.nan], [4.0, 8.0]])
+    out = StepOutput(loss=meta, meta_loss=meta, reset=jnp.zeros_like(meta, bool),
+                     finite=jnp.isfinite(meta))
+    mean = TBPTT(truncation=3).step_terms(out)
+    np.testing.assert_allclose(mean.sum(0), [7 / 3, 13 / 3])  # the NaN step contributes 0
+    last = TBPTT(truncation=3, weighting="last").step_terms(out)
+    np.testing.assert_allclose(last.sum(0), [4.0, 8.0])
+    clipped = TBPTT(truncation=3, loss_clip=3.0).step_terms(out)
+    np.testing.assert_allclose(clipped.sum(0), [(1 + 2 + 3) / 3, (3 + 3) / 3])
+
+
+@pytest.mark.parametrize("kwargs,field", [({"sigma": 0.0}, "sigma"), ({"max_horizon": 5}, "max_horizon"),
+                                          ({"objective": "test"}, "objective"),
+                                          ({"loss_clip": -1.0}, "loss_clip"),
+                                          ({"truncation": 0}, "truncation")])
+def test_bad_estimator_options_name_the_field(kwargs, field):
+    from lopt.outer import PES
+
+    with pytest.raises(ValueError, match=field):
+        PES(horizon=10, **kwargs)
