@@ -3,10 +3,17 @@ from lopt.rules.base import UpdateRule, per_coordinate, unzip, zeros_per_coordin
 from lopt.rules.hand_designed import HAND_DESIGNED, from_optax
 from lopt.rules.hand_designed import (adadelta, adagrad, adam, adamax, momentum, nesterov, rmsprop,
                                       rprop, sgd)
+from lopt.rules.hyperadam import hyperadam
 from lopt.rules.l2l_lstm import l2l_lstm, log_sign_preprocess
+from lopt.rules.multiscale_adam import multiscale_adam
+from lopt.rules.rnnprop import rnnprop
 
 LEARNED = {
     "l2l_lstm": (l2l_lstm, "coordinatewise 2x20 LSTM with log/sign preprocessing (L2L, seed 001)"),
+    "rnnprop": (rnnprop, "ELU 20 + 2x20 LSTM on g/sqrt(v), m/sqrt(v); 0.1*tanh step (Lv et al., seed 004)"),
+    "hyperadam": (hyperadam, "J Adams with learned per-step decay rates and weights (seed 004)"),
+    "multiscale_adam": (multiscale_adam, "learned combination of Adam at k timescales: "
+                                         "LWA_a/b/c, MLP, RNN_a/b (seed 000)"),
 }
 
 RULES = {**LEARNED, **HAND_DESIGNED}
@@ -20,6 +27,6 @@ def make_rule(name: str, **config) -> UpdateRule:
 
 
 __all__ = ["UpdateRule", "per_coordinate", "unzip", "zeros_per_coordinate", "from_optax",
-           "l2l_lstm", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
+           "l2l_lstm", "rnnprop", "hyperadam", "multiscale_adam", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
            "rmsprop", "adadelta", "adam", "adamax", "RULES", "LEARNED", "HAND_DESIGNED",
            "make_rule"]

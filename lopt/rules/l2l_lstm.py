@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt.rules.base import UpdateRule, per_coordinate, unzip, zeros_per_coordinate
+from lopt.rules.nets import init_lstm_stack, lstm_stack
 
 
 def log_sign_preprocess(g: jax.Array, p: float = 10.0) -> jax.Array:
@@ -14,15 +15,6 @@ def log_sign_preprocess(g: jax.Array, p: float = 10.0) -> jax.Array:
     log_part = jnp.where(big, jnp.log(jnp.maximum(jnp.abs(g), threshold)) / p, -1.0)
     sign_part = jnp.where(big, jnp.sign(g), jnp.exp(p) * g)
     return jnp.stack([log_part, sign_part], axis=-1)
-
-
-def lstm_cell(weights: dict, x: jax.Array, h: jax.Array, c: jax.Array):
-    """One LSTM step (Hochreiter & Schmidhuber 1997), gates in the order input, forget, cell, output."""
-    z = jnp.concatenate([x, h]) @ weights["w"] + weights["b"]
-    i, f, g, o = jnp.split(z, 4)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return h, c
 
 
 def l2l_lstm(hidden: int = 20, layers: int = 2, preprocess_p: float = 10.0,
@@ -41,17 +33,9 @@ def l2l_lstm(hidden: int = 20, layers: int = 2, preprocess_p: float = 10.0,
 
     def init_meta(key):
         keys = jax.random.split(key, layers + 1)
-        cells = []
-        fan_in = 2
-        for layer in range(layers):
-            scale = 1.0 / jnp.sqrt(fan_in + hidden)
-            w = scale * jax.random.normal(keys[layer], (fan_in + hidden, 4 * hidden))
-            # A forget-gate bias of 1 keeps the cell state from being wiped at the start of training.
-            b = jnp.zeros((4 * hidden,)).at[hidden:2 * hidden].set(1.0)
-            cells.append({"w": w, "b": b})
-            fan_in = hidden
         out_w = 0.01 * jax.random.normal(keys[-1], (hidden, 1))
-        return {"cells": cells, "out": {"w": out_w, "b": jnp.zeros((1,))}}
+        return {"cells": init_lstm_stack(keys[:layers], 2, hidden),
+                "out": {"w": out_w, "b": jnp.zeros((1,))}}
 
     def init(theta, params):
         del theta
@@ -61,14 +45,9 @@ def l2l_lstm(hidden: int = 20, layers: int = 2, preprocess_p: float = 10.0,
     def step_one_coordinate(theta, param, grad, h, c):
         del param
         x = log_sign_preprocess(grad, preprocess_p)
-        new_h, new_c = [], []
-        for layer, weights in enumerate(theta["cells"]):
-            hl, cl = lstm_cell(weights, x, h[layer], c[layer])
-            new_h.append(hl)
-            new_c.append(cl)
-            x = hl
+        x, h, c = lstm_stack(theta["cells"], x, h, c)
         step = (x @ theta["out"]["w"] + theta["out"]["b"])[0] * output_scale
-        return step, jnp.stack(new_h), jnp.stack(new_c)
+        return step, h, c
 
     lifted = per_coordinate(step_one_coordinate)
 

@@ -1,0 +1,53 @@
+"""Small networks applied to one coordinate's features: dense layers and LSTM stacks.
+
+Weights are plain dicts of arrays so that rules' thetas serialize by tree path.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def init_dense(key, fan_in: int, fan_out: int, scale: float = 1.0, bias=None) -> dict:
+    """A dense layer with N(0, scale²/fan_in) weights and zero (or the given) bias."""
+    w = scale * jax.random.normal(key, (fan_in, fan_out)) / jnp.sqrt(fan_in)
+    b = jnp.zeros((fan_out,)) if bias is None else jnp.broadcast_to(jnp.asarray(bias, jnp.float32),
+                                                                    (fan_out,))
+    return {"w": w, "b": b}
+
+
+def dense(weights: dict, x: jax.Array) -> jax.Array:
+    return x @ weights["w"] + weights["b"]
+
+
+def lstm_cell(weights: dict, x: jax.Array, h: jax.Array, c: jax.Array):
+    """One LSTM step (Hochreiter & Schmidhuber 1997), gates in the order input, forget, cell, output."""
+    z = jnp.concatenate([x, h]) @ weights["w"] + weights["b"]
+    i, f, g, o = jnp.split(z, 4)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return h, c
+
+
+def init_lstm_stack(keys, fan_in: int, hidden: int) -> list:
+    """One LSTM cell of ``hidden`` units per key; forget-gate bias 1 so the cell state starts
+    out remembered rather than wiped."""
+    cells = []
+    for k in keys:
+        scale = 1.0 / jnp.sqrt(fan_in + hidden)
+        w = scale * jax.random.normal(k, (fan_in + hidden, 4 * hidden))
+        b = jnp.zeros((4 * hidden,)).at[hidden:2 * hidden].set(1.0)
+        cells.append({"w": w, "b": b})
+        fan_in = hidden
+    return cells
+
+
+def lstm_stack(cells: list, x: jax.Array, h: jax.Array, c: jax.Array):
+    """Run one step of a stack of LSTM cells; h and c have shape [layers, hidden]."""
+    new_h, new_c = [], []
+    for layer, weights in enumerate(cells):
+        hl, cl = lstm_cell(weights, x, h[layer], c[layer])
+        new_h.append(hl)
+        new_c.append(cl)
+        x = hl
+    return x, jnp.stack(new_h), jnp.stack(new_c)

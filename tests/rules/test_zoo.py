@@ -1,0 +1,137 @@
+"""The learned rules of the seeds: structure, equivariance, invariances, reductions, learning."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lopt.evaluation import loss_curves
+from lopt.outer import TBPTT, default_meta_optimizer, train
+from lopt.rules import hyperadam, l2l_lstm, multiscale_adam, rnnprop
+from lopt.tasks import quadratic_family
+
+SMALL = {
+    "l2l_lstm": lambda: l2l_lstm(hidden=6, layers=2),
+    "rnnprop": lambda: rnnprop(hidden=6, layers=2),
+    "hyperadam": lambda: hyperadam(num_adams=4, hidden=6, learning_rate=0.05),
+    "lwa_a": lambda: multiscale_adam("lwa_a", learning_rate=0.3),
+    "lwa_b": lambda: multiscale_adam("lwa_b", learning_rate=0.3),
+    "lwa_c": lambda: multiscale_adam("lwa_c", learning_rate=0.3),
+    "ms_mlp": lambda: multiscale_adam("mlp", hidden=8, learning_rate=0.05),
+    "rnn_a": lambda: multiscale_adam("rnn_a", hidden=6, learning_rate=0.05),
+    "rnn_b": lambda: multiscale_adam("rnn_b", hidden=6, learning_rate=0.05),
+}
+SCALE_INVARIANT = ["rnnprop", "hyperadam", "lwa_a", "lwa_b", "lwa_c", "ms_mlp", "rnn_a", "rnn_b"]
+
+
+def _grads(params, seed):
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    return jax.tree.unflatten(treedef, [jax.random.normal(k, l.shape, l.dtype)
+                                        for k, l in zip(keys, leaves)])
+
+
+def _run(rule, theta, params, grad_seq):
+    state = rule.init(theta, params)
+    out = []
+    for g in grad_seq:
+        u, state = rule.update(theta, state, g, params, jnp.asarray(1.0))
+        out.append(u)
+    return out, state
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_structure_shapes_dtypes_and_permutation_equivariance(name):
+    rule = SMALL[name]()
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(5), "s": jnp.asarray(0.5)}
+    grads = [_grads(params, i) for i in range(3)]
+    updates, state = _run(rule, theta, params, grads)
+    for u in updates:
+        assert jax.tree.structure(u) == jax.tree.structure(params)
+        for a, p in zip(jax.tree.leaves(u), jax.tree.leaves(params)):
+            assert a.shape == p.shape and a.dtype == p.dtype and np.all(np.isfinite(a))
+    assert jax.tree.structure(state) == jax.tree.structure(rule.init(theta, params))
+    perm = np.random.default_rng(1).permutation(5)
+    permuted, _ = _run(rule, theta, params,
+                       [dict(g, b=g["b"][perm]) for g in grads])
+    np.testing.assert_allclose(permuted[-1]["b"], updates[-1]["b"][perm], rtol=1e-5, atol=1e-8)
+    assert float(jnp.abs(updates[-1]["b"]).max()) > 0
+
+
+@pytest.mark.parametrize("name", SCALE_INVARIANT)
+def test_gradient_scale_invariance(name):
+    """The normalized inputs (Adam moments) make the step independent of the gradient scale."""
+    rule = SMALL[name]()
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    params = {"x": jnp.zeros(6)}
+    grads = [_grads(params, i) for i in range(4)]
+    base, _ = _run(rule, theta, params, grads)
+    for c in (1e-3, 250.0):
+        scaled, _ = _run(rule, theta, params, [jax.tree.map(lambda g: c * g, g) for g in grads])
+        np.testing.assert_allclose(scaled[-1]["x"], base[-1]["x"], rtol=2e-4, atol=1e-7)
+
+
+def _adam_reference(b1, b2, lr, eps=1e-8, eps_root=0.0, steps=12):
+    params = {"x": jnp.linspace(-1.0, 1.0, 4)}
+    grads = [_grads(params, i) for i in range(steps)]
+    tx = optax.adam(lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+    s = tx.init(params)
+    out = []
+    for g in grads:
+        u, s = tx.update(g, s, params)
+        out.append(np.asarray(u["x"]))
+    return params, grads, np.array(out)
+
+
+@pytest.mark.parametrize("kind", ["lwa_a", "lwa_c"])
+@pytest.mark.parametrize("j", [0, 3])
+def test_lwa_with_all_weight_on_one_timescale_is_adam(kind, j):
+    rule = multiscale_adam(kind, learning_rate=0.01)
+    betas = rule.config["betas"]
+    theta = {"a": jnp.zeros(len(betas)).at[j].set(1.0)}
+    params, grads, expected = _adam_reference(betas[j], 0.999, 0.01)
+    got, _ = _run(rule, theta, params, grads)
+    np.testing.assert_allclose(np.array([u["x"] for u in got]), expected, rtol=1e-5, atol=1e-9)
+
+
+def test_lwa_b_weights_are_positive_and_sum_to_one():
+    rule = multiscale_adam("lwa_b", learning_rate=0.01)
+    k = len(rule.config["betas"])
+    # A softmax cannot put exactly all weight on one timescale; logits 30 apart come within e^-30.
+    theta = {"a": jnp.zeros(k).at[2].set(30.0)}
+    params, grads, expected = _adam_reference(rule.config["betas"][2], 0.999, 0.01)
+    got, _ = _run(rule, theta, params, grads)
+    np.testing.assert_allclose(np.array([u["x"] for u in got]), expected, rtol=1e-5, atol=1e-9)
+
+
+def test_hyperadam_with_fixed_decay_rates_and_one_candidate_is_adam():
+    rule = hyperadam(num_adams=1, hidden=5, learning_rate=0.01)
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    b1, b2 = 0.9, 0.99
+    theta["beta"] = {"w": jnp.zeros_like(theta["beta"]["w"]),
+                     "b": jnp.array([np.log(b1 / (1 - b1))], jnp.float32)}
+    theta["gamma"] = {"w": jnp.zeros_like(theta["gamma"]["w"]),
+                      "b": jnp.array([np.log(b2 / (1 - b2))], jnp.float32)}
+    theta["weight"] = {"w": jnp.zeros_like(theta["weight"]["w"]), "b": jnp.ones((1,))}
+    # Algorithm 2: ε = 1e-24 inside the square root, none outside.
+    params, grads, expected = _adam_reference(b1, b2, 0.01, eps=0.0, eps_root=1e-24)
+    got, _ = _run(rule, theta, params, grads)
+    # σ(logit(β)) reproduces β only to float32 precision.
+    np.testing.assert_allclose(np.array([u["x"] for u in got]), expected, rtol=2e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_thirty_meta_training_steps_lower_the_meta_loss(name):
+    """On held-out instances: the mean loss over 20 inner steps falls by at least 1%."""
+    rule, family = SMALL[name](), quadratic_family(dim=4)
+    key = jax.random.PRNGKey(42)
+    objective = jax.jit(lambda th: loss_curves(rule, th, family, key, num_tasks=16,
+                                               num_steps=20).mean())
+    theta0 = rule.init_meta(jax.random.split(jax.random.PRNGKey(0), 3)[0])
+    # Whole 20-step runs with second derivatives: the meta-gradient of exactly this objective.
+    result = train(rule, family, TBPTT(num_tasks=16, truncation=20, horizon=20, stagger=False,
+                                       second_derivatives=True), num_steps=30,
+                   seed=0, progress=False, meta_optimizer=default_meta_optimizer(1e-2))
+    before, after = float(objective(theta0)), float(objective(result.theta))
+    assert after < 0.99 * before, (before, after)
