@@ -3,8 +3,10 @@ from lopt.rules.base import UpdateRule, per_coordinate, unzip, zeros_per_coordin
 from lopt.rules.hand_designed import HAND_DESIGNED, from_optax
 from lopt.rules.hand_designed import (adadelta, adagrad, adam, adamax, momentum, nesterov, rmsprop,
                                       rprop, sgd)
+from lopt.rules.history import normalized_history
 from lopt.rules.hyperadam import hyperadam
 from lopt.rules.l2l_lstm import l2l_lstm, log_sign_preprocess
+from lopt.rules.mlp_lopt import hierarchical, per_parameter_mlp
 from lopt.rules.multiscale_adam import multiscale_adam
 from lopt.rules.rnnprop import rnnprop
 
@@ -14,6 +16,12 @@ LEARNED = {
     "hyperadam": (hyperadam, "J Adams with learned per-step decay rates and weights (seed 004)"),
     "multiscale_adam": (multiscale_adam, "learned combination of Adam at k timescales: "
                                          "LWA_a/b/c, MLP, RNN_a/b (seed 000)"),
+    "normalized_history": (normalized_history, "MLP on a normalized k-step gradient (or "
+                                               "k-momentum) history; x_ref/x_diff update (seed 000)"),
+    "per_parameter_mlp": (per_parameter_mlp, "per-parameter MLP on momenta, normalized features "
+                                             "and step embeddings (Metz et al. 2019, seed 003)"),
+    "hierarchical": (hierarchical, "per-tensor LSTM on gradient-norm and loss features "
+                                   "conditioning the per-parameter MLP (seed 003)"),
 }
 
 RULES = {**LEARNED, **HAND_DESIGNED}
@@ -27,6 +35,7 @@ def make_rule(name: str, **config) -> UpdateRule:
 
 
 __all__ = ["UpdateRule", "per_coordinate", "unzip", "zeros_per_coordinate", "from_optax",
-           "l2l_lstm", "rnnprop", "hyperadam", "multiscale_adam", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
+           "l2l_lstm", "rnnprop", "hyperadam", "multiscale_adam", "normalized_history",
+           "per_parameter_mlp", "hierarchical", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
            "rmsprop", "adadelta", "adam", "adamax", "RULES", "LEARNED", "HAND_DESIGNED",
            "make_rule"]

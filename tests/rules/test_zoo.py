@@ -7,7 +7,8 @@ import pytest
 
 from lopt.evaluation import loss_curves
 from lopt.outer import TBPTT, default_meta_optimizer, train
-from lopt.rules import hyperadam, l2l_lstm, multiscale_adam, rnnprop
+from lopt.rules import (hierarchical, hyperadam, l2l_lstm, multiscale_adam, normalized_history,
+                        per_parameter_mlp, rnnprop)
 from lopt.tasks import quadratic_family
 
 SMALL = {
@@ -20,8 +21,13 @@ SMALL = {
     "ms_mlp": lambda: multiscale_adam("mlp", hidden=8, learning_rate=0.05),
     "rnn_a": lambda: multiscale_adam("rnn_a", hidden=6, learning_rate=0.05),
     "rnn_b": lambda: multiscale_adam("rnn_b", hidden=6, learning_rate=0.05),
+    "history_k": lambda: normalized_history(k=4, variant="timesteps", hidden=8, eta_min=0.01),
+    "history_mom": lambda: normalized_history(k=4, variant="momentums", hidden=8, eta_min=0.01),
+    "per_param_mlp": lambda: per_parameter_mlp(hidden=8, step_scale=0.05),
+    "hierarchical": lambda: hierarchical(hidden=8, tensor_hidden=4, context=3, step_scale=0.05),
 }
-SCALE_INVARIANT = ["rnnprop", "hyperadam", "lwa_a", "lwa_b", "lwa_c", "ms_mlp", "rnn_a", "rnn_b"]
+SCALE_INVARIANT = ["rnnprop", "hyperadam", "lwa_a", "lwa_b", "lwa_c", "ms_mlp", "rnn_a", "rnn_b",
+                   "history_k", "history_mom"]
 
 
 def _grads(params, seed):
@@ -135,3 +141,35 @@ def test_thirty_meta_training_steps_lower_the_meta_loss(name):
                    seed=0, progress=False, meta_optimizer=default_meta_optimizer(1e-2))
     before, after = float(objective(theta0)), float(objective(result.theta))
     assert after < 0.99 * before, (before, after)
+
+
+@pytest.mark.parametrize("variant,expected", [("timesteps", [1.05, 1.10, 1.15]),
+                                              ("momentums", [1.05, 1.125, 1.2375])])
+def test_history_step_matches_the_seed_equations_by_hand(variant, expected):
+    """With Δx held at 0.5, η_min = 0.1, k = 3 and x_0 = 1: x_ref = (x_max + x_min)/2 (or x_t),
+    x_diff = x_max − x_min over the last 3 iterates, x_{t+1} = x_ref + Δx (x_diff + η_min)."""
+    rule = normalized_history(k=3, variant=variant, hidden=4, eta_min=0.1)
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    theta = {"hidden": jax.tree.map(jnp.zeros_like, theta["hidden"]),
+             "out": {"w": jnp.zeros_like(theta["out"]["w"]),
+                     "b": jnp.full((1,), np.arctanh(0.5), jnp.float32)}}
+    params = {"x": jnp.asarray(1.0)}
+    state = rule.init(theta, params)
+    got = []
+    for g in (0.3, -0.2, 0.7):
+        u, state = rule.update(theta, state, {"x": jnp.asarray(g)}, params)
+        params = {"x": params["x"] + u["x"]}
+        got.append(float(params["x"]))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_hierarchical_context_depends_on_the_loss():
+    rule = SMALL["hierarchical"]()
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    params = {"x": jnp.linspace(-1, 1, 5)}
+    g = _grads(params, 0)
+    a, _ = rule.update(theta, rule.init(theta, params), g, params, jnp.asarray(1.0))
+    b, _ = rule.update(theta, rule.init(theta, params), g, params, jnp.asarray(100.0))
+    assert float(jnp.abs(a["x"] - b["x"]).max()) > 0
+    with pytest.raises(ValueError, match="loss"):
+        rule.update(theta, rule.init(theta, params), g, params, None)

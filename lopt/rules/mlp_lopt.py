@@ -1,0 +1,158 @@
+"""Per-parameter MLP (Metz et al. 2019) and the hierarchical per-tensor LSTM + MLP (Wichrowska et
+al. 2017, Metz et al. 2020), both from seed 003."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from lopt.rules.base import UpdateRule, per_coordinate, zeros_per_coordinate
+from lopt.rules.nets import dense, init_dense, lstm_cell
+
+DEFAULT_DECAYS = (0.5, 0.9, 0.99, 0.999)
+TIME_SCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
+
+
+def _second_moment_rsqrt(v, count, decay=0.999, eps=1e-8):
+    return jax.lax.rsqrt(v / (1 - decay**count) + eps)
+
+
+def per_parameter_features(param, grad, moms, v, count, decays):
+    """Seed 003's per-parameter inputs for one tensor, [..., F]: gradient, parameter, momenta at
+    several timescales, the gradient and momenta normalized by the second moment, then every
+    feature divided by its RMS over the tensor (so no feature's scale dominates)."""
+    rs = _second_moment_rsqrt(v, count)
+    feats = [grad, param] + [moms[..., i] for i in range(len(decays))]
+    feats += [grad * rs] + [moms[..., i] * rs for i in range(len(decays))]
+    x = jnp.stack(feats, axis=-1)
+    axes = tuple(range(x.ndim - 1))
+    return x * jax.lax.rsqrt(jnp.mean(x**2, axis=axes, keepdims=True) + 1e-12)
+
+
+def time_embedding(count, dtype=jnp.float32):
+    """tanh(t / τ) for τ in 1 … 10⁴: the training step as bounded features."""
+    return jnp.tanh(count.astype(dtype) / jnp.asarray(TIME_SCALES, dtype))
+
+
+def _moments(state, grads, decays, count):
+    d = jnp.asarray(decays)
+    moms = jax.tree.map(lambda m, g: d * m + (1 - d) * g[..., None], state["moms"], grads)
+    v = jax.tree.map(lambda v, g: 0.999 * v + 0.001 * g**2, state["v"], grads)
+    return moms, v
+
+
+def _mlp_step(theta, features, context, exp_scale, step_scale):
+    """One coordinate: hidden ReLU layer, then direction · exp(magnitude · α) · β."""
+    h = jax.nn.relu(dense(theta["hidden"], jnp.concatenate([features, context])))
+    direction, magnitude = dense(theta["out"], h)
+    return direction * jnp.exp(magnitude * exp_scale) * step_scale
+
+
+def _check(hidden, decays):
+    if int(hidden) < 1:
+        raise ValueError(f"hidden must be a positive integer, got {hidden}")
+    if not decays or any(not 0.0 <= d < 1.0 for d in decays):
+        raise ValueError(f"decays must be numbers in [0, 1), got {tuple(decays)}")
+
+
+def per_parameter_mlp(hidden: int = 32, decays: Sequence[float] = DEFAULT_DECAYS,
+                      exp_scale: float = 1e-3, step_scale: float = 1e-3) -> UpdateRule:
+    """Metz et al. 2019 (seed 003): Δθ = d · exp(m · α) · β, with (d, m) the two outputs of an
+    MLP (one hidden layer of 32) on the per-parameter features and tanh embeddings of the step.
+    α = ``exp_scale``, β = ``step_scale`` (both 10⁻³ in the paper) keep early steps small."""
+    decays = tuple(float(d) for d in decays)
+    _check(hidden, decays)
+    n_feat = 2 + 2 * len(decays) + 1 + len(TIME_SCALES)
+
+    def init_meta(key):
+        k1, k2 = jax.random.split(key)
+        return {"hidden": init_dense(k1, n_feat, hidden), "out": init_dense(k2, hidden, 2)}
+
+    def init(theta, params):
+        return {"moms": zeros_per_coordinate(params, (len(decays),)),
+                "v": zeros_per_coordinate(params, ()), "count": jnp.zeros((), jnp.int32)}
+
+    def update(theta, state, grads, params, loss=None):
+        del loss
+        count = state["count"] + 1
+        moms, v = _moments(state, grads, decays, count)
+        feats = jax.tree.map(lambda p, g, m, vv: per_parameter_features(p, g, m, vv, count, decays),
+                             params, grads, moms, v)
+        context = time_embedding(count)
+        updates = per_coordinate(lambda th, p, f: _mlp_step(th, f, context, exp_scale,
+                                                            step_scale))(theta, params, feats)
+        return updates, {"moms": moms, "v": v, "count": count}
+
+    return UpdateRule(init_meta=init_meta, init=init, update=update, name="per_parameter_mlp",
+                      config={"hidden": hidden, "decays": list(decays), "exp_scale": exp_scale,
+                              "step_scale": step_scale})
+
+
+def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
+                 decays: Sequence[float] = DEFAULT_DECAYS, exp_scale: float = 1e-3,
+                 step_scale: float = 1e-3) -> UpdateRule:
+    """Wichrowska et al. 2017 / Metz et al. 2020 (seed 003): a per-tensor LSTM, fed the
+    tensor's log gradient and parameter RMS, its momenta's RMS, the training loss (log, and its
+    change since the last step) and the step embedding, outputs a context vector that is an
+    extra input of the per-parameter MLP of every coordinate of that tensor."""
+    decays = tuple(float(d) for d in decays)
+    _check(hidden, decays)
+    n_feat = 2 + 2 * len(decays) + 1 + len(TIME_SCALES)
+    n_tensor = 2 + len(decays) + 2 + len(TIME_SCALES)
+
+    def init_meta(key):
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        return {"hidden": init_dense(k1, n_feat + context, hidden),
+                "out": init_dense(k2, hidden, 2),
+                "tensor_lstm": {"w": jax.random.normal(k3, (n_tensor + tensor_hidden,
+                                                            4 * tensor_hidden))
+                                / jnp.sqrt(n_tensor + tensor_hidden),
+                                "b": jnp.zeros((4 * tensor_hidden,)).at[
+                                    tensor_hidden:2 * tensor_hidden].set(1.0)},
+                "context": init_dense(k4, tensor_hidden, context, scale=0.1)}
+
+    def init(theta, params):
+        per_tensor = jax.tree.map(lambda p: jnp.zeros((tensor_hidden,), p.dtype), params)
+        return {"moms": zeros_per_coordinate(params, (len(decays),)),
+                "v": zeros_per_coordinate(params, ()), "count": jnp.zeros((), jnp.int32),
+                "h": per_tensor, "c": per_tensor, "last_loss": jnp.zeros(())}
+
+    def update(theta, state, grads, params, loss=None):
+        if loss is None:
+            raise ValueError("hierarchical needs the training loss (pass value=loss)")
+        count = state["count"] + 1
+        moms, v = _moments(state, grads, decays, count)
+        step_emb = time_embedding(count)
+        log_loss = jnp.log(jnp.abs(loss) + 1e-8)
+        loss_change = jnp.where(count > 1, log_loss - state["last_loss"], 0.0)
+
+        def tensor_context(p, g, m, h, c):
+            rms = lambda x: jnp.log(jnp.sqrt(jnp.mean(x**2)) + 1e-8)
+            x = jnp.concatenate([jnp.stack([rms(g), rms(p)] + [rms(m[..., i])
+                                                               for i in range(len(decays))]
+                                           + [log_loss, loss_change]), step_emb])
+            h, c = lstm_cell(theta["tensor_lstm"], x.astype(h.dtype), h, c)
+            return dense(theta["context"], h), h, c
+
+        ctx_tree = jax.tree.map(tensor_context, params, grads, moms, state["h"], state["c"])
+        pick = lambda i: jax.tree.map(lambda _, t: t[i], params, ctx_tree)
+        contexts, h, c = pick(0), pick(1), pick(2)
+        feats = jax.tree.map(lambda p, g, m, vv: per_parameter_features(p, g, m, vv, count, decays),
+                             params, grads, moms, v)
+
+        def leaf(p, f, ctx):
+            full = jnp.concatenate([jnp.broadcast_to(step_emb, f.shape[:-1] + step_emb.shape),
+                                    jnp.broadcast_to(ctx, f.shape[:-1] + ctx.shape)], axis=-1)
+            return per_coordinate(lambda th, _, ff, cc: _mlp_step(th, ff, cc, exp_scale,
+                                                                  step_scale))(
+                theta, p, f, full)
+
+        updates = jax.tree.map(leaf, params, feats, contexts)
+        return updates, {"moms": moms, "v": v, "count": count, "h": h, "c": c,
+                         "last_loss": log_loss}
+
+    return UpdateRule(init_meta=init_meta, init=init, update=update, name="hierarchical",
+                      config={"hidden": hidden, "tensor_hidden": tensor_hidden,
+                              "context": context, "decays": list(decays),
+                              "exp_scale": exp_scale, "step_scale": step_scale})
