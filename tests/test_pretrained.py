@@ -17,7 +17,7 @@ def test_pretrained_l2l_beats_every_tuned_baseline_on_fresh_quadratics():
     rule, theta = lopt.load(path("l2l_lstm_quadratic"))
     results = compare({"l2l": (rule, theta)},
                       {"sgd": sgd, "nesterov": nesterov, "rmsprop": rmsprop, "adam": adam},
-                      quadratic_family(), jax.random.PRNGKey(2026), num_tasks=96, num_steps=100)
+                      quadratic_family(), jax.random.PRNGKey(2026), num_tasks=64, num_steps=100)
     learned, *baselines = [r.summary() for r in results]
     for b in baselines:
         assert not b["lr_at_grid_edge"], b["name"]

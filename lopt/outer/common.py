@@ -68,6 +68,19 @@ class UnrollOptions:
         return jnp.where(out.finite, ell, 0.0) * w[:, None].astype(ell.dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class PerturbedOptions(UnrollOptions):
+    """UnrollOptions plus the Gaussian perturbation scale σ of ES, PES and the
+    reparameterization gradient."""
+
+    sigma: float = 0.01
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
+
+
 def perturbations(theta, keys):
     """ε_i ~ N(0, I) shaped like theta, one per run, drawn from each run's own key."""
     leaves, treedef = jax.tree.flatten(theta)

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import Estimator
-from lopt.outer.common import UnrollOptions, masked_mean, perturbations, run_metrics
+from lopt.outer.common import (PerturbedOptions, UnrollOptions, masked_mean, perturbations,
+                               run_metrics)
 from lopt.outer.unroll import InnerState, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
@@ -43,7 +44,7 @@ def _scale(eps, weights):
 
 
 @dataclasses.dataclass(frozen=True)
-class ES(UnrollOptions):
+class ES(PerturbedOptions):
     """Antithetic ES: g = (1/N) Σ_i ε_i (L(θ + σε_i) − L(θ − σε_i)) / (2σ), ε_i ~ N(0, I).
 
     An unbiased estimate of the gradient of the Gaussian-smoothed meta-loss E_ε[L(θ + σε)]
@@ -53,13 +54,10 @@ class ES(UnrollOptions):
     inner runs from initialization (no truncation bias).
     """
 
-    sigma: float = 0.01
     full_horizon: bool = False
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
         if self.full_horizon:
             if self.max_horizon not in (None, self.horizon):
                 raise ValueError("full_horizon needs a fixed horizon (max_horizon unset)")
@@ -93,7 +91,7 @@ class PESState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class PES(UnrollOptions):
+class PES(PerturbedOptions):
     """Persistent ES (Vicol et al. 2021): g = (1/N) Σ_i ξ_i (L_i⁺ − L_i⁻) / (2σ), ξ_i = Σ ε.
 
     The positive and negative runs of a pair are carried separately across truncations, each
@@ -103,13 +101,6 @@ class PES(UnrollOptions):
     ends inside a truncation is handled step by step: its remaining terms use only the new
     run's perturbation, and ξ restarts with the run.
     """
-
-    sigma: float = 0.01
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
 
     def build(self, rule: UpdateRule, family: TaskFamily, axis_name=None) -> Estimator:
         def init(key, theta):

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import Estimator
-from lopt.outer.common import (UnrollOptions, masked_mean, masked_mean_and_total_variance,
+from lopt.outer.common import (PerturbedOptions, masked_mean, masked_mean_and_total_variance,
                                perturbations, run_metrics)
 from lopt.outer.es import _pair, antithetic_thetas
 from lopt.outer.tbptt import per_run_gradients
@@ -34,7 +34,7 @@ def _perturbed_gradients(opts, rule, family, theta, runs, sigma, second_derivati
 
 
 @dataclasses.dataclass(frozen=True)
-class Reparam(UnrollOptions):
+class Reparam(PerturbedOptions):
     """Reparameterization gradient: g = (1/N) Σ_i (∇L(θ + σε_i) + ∇L(θ − σε_i)) / 2.
 
     The gradient of the same Gaussian-smoothed meta-loss E_ε[L(θ + σε)] as ES (seed 003), by
@@ -43,13 +43,13 @@ class Reparam(UnrollOptions):
     with ES.
     """
 
-    sigma: float = 0.01
     second_derivatives: bool = True
+    name = "reparam"
 
-    def __post_init__(self):
-        super().__post_init__()
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
+    def combine(self, reparam, es, ok, axis_name):
+        """The meta-gradient from the per-pair estimates, and extra metrics."""
+        meta_grad, _ = masked_mean(reparam, ok, axis_name)
+        return meta_grad, {}
 
     def build(self, rule: UpdateRule, family: TaskFamily, axis_name=None) -> Estimator:
         def init(key, theta):
@@ -57,12 +57,14 @@ class Reparam(UnrollOptions):
 
         def grad(theta, runs, key):
             del key
-            reparam, _, ok, pos, out, values = _perturbed_gradients(
+            reparam, es, ok, pos, out, values = _perturbed_gradients(
                 self, rule, family, theta, runs, self.sigma, self.second_derivatives)
-            meta_grad, _ = masked_mean(reparam, ok, axis_name)
-            return meta_grad, pos, run_metrics(values, out, _pair(ok), axis_name)
+            meta_grad, extra = self.combine(reparam, es, ok, axis_name)
+            metrics = run_metrics(values, out, _pair(ok), axis_name)
+            metrics.update(extra)
+            return meta_grad, pos, metrics
 
-        return Estimator(init=init, grad=grad, name="reparam")
+        return Estimator(init=init, grad=grad, name=self.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,25 +77,16 @@ class Mixed(Reparam):
     the minimum-variance unbiased combination of two independent unbiased estimates.
     """
 
-    def build(self, rule: UpdateRule, family: TaskFamily, axis_name=None) -> Estimator:
-        def init(key, theta):
-            return self.init_runs(rule, family, theta, key)
+    name = "mixed"
 
-        def grad(theta, runs, key):
-            del key
-            reparam, es, ok, pos, out, values = _perturbed_gradients(
-                self, rule, family, theta, runs, self.sigma, self.second_derivatives)
-            g_rp, v_rp, _ = masked_mean_and_total_variance(reparam, ok, axis_name)
-            g_es, v_es, _ = masked_mean_and_total_variance(es, ok, axis_name)
-            # A non-finite variance (a reparameterization gradient that exploded) gives all
-            # weight to the other estimator.
-            v_rp = jnp.where(jnp.isfinite(v_rp), v_rp, jnp.inf)
-            v_es = jnp.where(jnp.isfinite(v_es), v_es, jnp.inf)
-            w_es = jnp.where(jnp.isinf(v_rp), 1.0,
-                             jnp.where(jnp.isinf(v_es), 0.0, v_rp / jnp.maximum(v_es + v_rp, 1e-30)))
-            meta_grad = jax.tree.map(lambda a, b: w_es * a + (1 - w_es) * b, g_es, g_rp)
-            metrics = run_metrics(values, out, _pair(ok), axis_name)
-            metrics.update(es_weight=w_es, es_variance=v_es, reparam_variance=v_rp)
-            return meta_grad, pos, metrics
-
-        return Estimator(init=init, grad=grad, name="mixed")
+    def combine(self, reparam, es, ok, axis_name):
+        g_rp, v_rp, _ = masked_mean_and_total_variance(reparam, ok, axis_name)
+        g_es, v_es, _ = masked_mean_and_total_variance(es, ok, axis_name)
+        # A non-finite variance (a reparameterization gradient that exploded) gives all
+        # weight to the other estimator.
+        v_rp = jnp.where(jnp.isfinite(v_rp), v_rp, jnp.inf)
+        v_es = jnp.where(jnp.isfinite(v_es), v_es, jnp.inf)
+        w_es = jnp.where(jnp.isinf(v_rp), 1.0,
+                         jnp.where(jnp.isinf(v_es), 0.0, v_rp / jnp.maximum(v_es + v_rp, 1e-30)))
+        meta_grad = jax.tree.map(lambda a, b: w_es * a + (1 - w_es) * b, g_es, g_rp)
+        return meta_grad, {"es_weight": w_es, "es_variance": v_es, "reparam_variance": v_rp}
