@@ -105,6 +105,7 @@ def cmd_train(cfg: TrainConfig) -> int:
     from lopt.rules import make_rule
     from lopt.tasks import make_family
 
+    out_dir = cfg.out_dir
     devices = cfg.devices
     if cfg.distributed:
         import jax
@@ -117,13 +118,13 @@ def cmd_train(cfg: TrainConfig) -> int:
     rule = make_rule(cfg.rule)
     family = make_family(cfg.task)
     estimator = make_estimator(cfg)
-    os.makedirs(cfg.out, exist_ok=True)
-    report.write_json(os.path.join(cfg.out, "config.json"), dataclasses.asdict(cfg))
-    log_path = os.path.join(cfg.out, "train_log.jsonl")
+    os.makedirs(out_dir, exist_ok=True)
+    report.write_json(os.path.join(out_dir, "config.json"), dataclasses.asdict(cfg))
+    log_path = os.path.join(out_dir, "train_log.jsonl")
     start = time.time()
     result = train(rule, family, estimator, num_steps=cfg.steps, seed=cfg.seed,
                    meta_optimizer=default_meta_optimizer(cfg.meta_lr, cfg.clip_grad_norm),
-                   log_path=log_path, checkpoint_path=os.path.join(cfg.out, "checkpoint.npz"),
+                   log_path=log_path, checkpoint_path=os.path.join(out_dir, "checkpoint.npz"),
                    checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
                    progress=cfg.progress, devices=devices)
     seconds = time.time() - start
@@ -132,7 +133,7 @@ def cmd_train(cfg: TrainConfig) -> int:
 
         if jax.process_index() != 0:
             return 0  # process 0 saves and reports
-    rule_path = os.path.join(cfg.out, f"{cfg.rule}.lopt")
+    rule_path = os.path.join(out_dir, f"{cfg.rule}.lopt")
     eval_cfg = EvalConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig)})
     save(rule_path, rule, result.theta,
          extra={"task": cfg.task, "train": dataclasses.asdict(cfg),
@@ -140,13 +141,13 @@ def cmd_train(cfg: TrainConfig) -> int:
     with open(log_path) as f:
         history = [json.loads(line) for line in f if line.strip()]
     if history:
-        report.plot_history(history, os.path.join(cfg.out, "train_curve.png"),
+        report.plot_history(history, os.path.join(out_dir, "train_curve.png"),
                             f"meta-training {cfg.rule} on {family.name}")
     skipped = sum(int(h.get("skipped", 0)) for h in history)
     print(f"meta-trained {cfg.rule} on {family.name}: {cfg.steps} outer steps "
           f"({len(result.history)} this run, {seconds:.0f} s), {skipped} skipped; saved {rule_path}")
-    run_comparison(rule, result.theta, eval_cfg, cfg.out, f"{cfg.rule} (learned)")
-    print(f"results in {cfg.out}/: comparison.md, comparison.json, comparison.png, train_curve.png")
+    run_comparison(rule, result.theta, eval_cfg, out_dir, f"{cfg.rule} (learned)")
+    print(f"results in {out_dir}/: comparison.md, comparison.json, comparison.png, train_curve.png")
     return 0
 
 

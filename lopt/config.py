@@ -62,7 +62,7 @@ class TrainConfig(EvalConfig):
     meta_lr: float = 3e-3
     clip_grad_norm: float = 1.0
     seed: int = 0
-    out: str = "runs/l2l_quadratic"
+    out: str = ""  # empty: runs/RULE_TASK
     checkpoint_every: int = 100
     devices: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
     distributed: bool = False
@@ -118,9 +118,11 @@ class TrainConfig(EvalConfig):
         _positive("clip_grad_norm", self.clip_grad_norm)
         _integer("seed", self.seed)
         _at_least("checkpoint_every", self.checkpoint_every, 1)
-        if not self.out:
-            raise ConfigError("out must be a non-empty folder path")
         return self
+
+    @property
+    def out_dir(self) -> str:
+        return self.out or f"runs/{self.rule}_{self.task}"
 
 
 def _one_of(field, value, allowed):

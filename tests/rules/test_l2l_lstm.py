@@ -82,3 +82,23 @@ def test_bad_hyperparameters_name_the_field():
         l2l_lstm(hidden=0)
     with pytest.raises(ValueError, match="preprocess_p"):
         l2l_lstm(preprocess_p=-1.0)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=-2.0**60, max_value=2.0**60, allow_nan=False, allow_subnormal=False,
+                 width=32),
+       st.sampled_from([2.0, 5.0, 10.0]))
+def test_preprocessing_is_bounded_sign_preserving_and_continuous_at_the_threshold(g, p):
+    a, b = np.asarray(log_sign_preprocess(jnp.asarray(g, jnp.float32), p))
+    if abs(g) >= np.exp(-p):
+        assert b == np.sign(g) and a >= -1.0 - 1e-6
+    else:
+        assert a == -1.0 and abs(b) <= 1.0 + 1e-5 and np.sign(b) == np.sign(g)
+    # Just above and below the threshold the two branches agree (both give (−1, ±1)).
+    for side in (np.exp(-p) * (1 + 1e-6), np.exp(-p) * (1 - 1e-6)):
+        np.testing.assert_allclose(log_sign_preprocess(jnp.float32(side), p), [-1.0, 1.0],
+                                   atol=1e-4)
