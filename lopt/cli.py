@@ -115,7 +115,7 @@ def cmd_train(cfg: TrainConfig) -> int:
         jax.distributed.initialize(coordinator_address=cfg.coordinator,
                                    num_processes=cfg.num_processes, process_id=cfg.process_id)
         devices = jax.local_device_count()
-    rule = make_rule(cfg.rule)
+    rule = make_rule(cfg.rule, **cfg.rule_kwargs())
     family = make_family(cfg.task)
     estimator = make_estimator(cfg)
     os.makedirs(out_dir, exist_ok=True)

@@ -47,6 +47,7 @@ class TrainConfig(EvalConfig):
     """
 
     rule: str = "l2l_lstm"
+    rule_config: str = ""  # JSON object of the rule's keyword arguments, e.g. '{"kind": "rnn_b"}'
     estimator: str = "tbptt"
     steps: int = 1500
     num_tasks: int = 128
@@ -75,6 +76,7 @@ class TrainConfig(EvalConfig):
     def validate(self) -> "TrainConfig":
         super().validate()
         _one_of("rule", self.rule, LEARNED)
+        self.rule_kwargs()
         _one_of("estimator", self.estimator, ESTIMATORS)
         _at_least("steps", self.steps, 1)
         _at_least("num_tasks", self.num_tasks, 1)
@@ -119,6 +121,26 @@ class TrainConfig(EvalConfig):
         _integer("seed", self.seed)
         _at_least("checkpoint_every", self.checkpoint_every, 1)
         return self
+
+    def rule_kwargs(self) -> dict:
+        """``rule_config`` parsed and checked against the rule's constructor."""
+        import inspect
+        import json
+
+        if not self.rule_config:
+            return {}
+        try:
+            kwargs = json.loads(self.rule_config)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"rule_config must be a JSON object; {err}") from None
+        if not isinstance(kwargs, dict):
+            raise ConfigError(f"rule_config must be a JSON object; got {self.rule_config!r}")
+        allowed = set(inspect.signature(LEARNED[self.rule][0]).parameters)
+        unknown = sorted(set(kwargs) - allowed)
+        if unknown:
+            raise ConfigError(f"rule_config keys for {self.rule} must be among "
+                              f"{', '.join(sorted(allowed))}; got {', '.join(unknown)}")
+        return kwargs
 
     @property
     def out_dir(self) -> str:

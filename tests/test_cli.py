@@ -31,6 +31,8 @@ from lopt.tasks import FAMILIES
     (["train", "--full-horizon", "--estimator", "pes"], "full_horizon"),
     (["train", "--devices", "3"], "devices"),
     (["train", "--process-id", "1"], "--distributed"),
+    (["train", "--rule", "multiscale_adam", "--rule-config", "{kind: 1}"], "rule_config"),
+    (["train", "--rule", "rnnprop", "--rule-config", '{"kind": "x"}'], "rule_config"),
     (["eval", "/no/such/file.lopt"], "checkpoint"),
     (["frobnicate"], "frobnicate"),
 ])
