@@ -13,3 +13,4 @@ for rule in "${rules[@]}"; do
   lopt train --rule "$rule" --task digits_mlp --steps 150 --num-tasks 32 --eval-tasks 64 \
     --baselines adam --no-progress --no-resume --out "benchmarks/zoo/${rule}_digits_mlp"
 done
+python benchmarks/zoo/summarize.py
