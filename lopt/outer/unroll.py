@@ -115,9 +115,13 @@ def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,
     task = family.build(inst.cfg)
     loss, grads = jax.value_and_grad(task.loss)(inst.params, k_train)
     rule_loss = loss
+    if rule.wants_eval_loss and task.eval_loss is not None:
+        # A key derived from k_meta leaves every other random stream as it was.
+        rule_loss = {"train": loss,
+                     "eval": task.eval_loss(inst.params, jax.random.fold_in(k_meta, 1))}
     if not second_derivatives:
         grads = jax.lax.stop_gradient(grads)
-        rule_loss = jax.lax.stop_gradient(loss)
+        rule_loss = jax.lax.stop_gradient(rule_loss)
     updates, rule_state = rule.update(theta, inst.rule_state, grads, inst.params, rule_loss)
     params = optax.apply_updates(inst.params, updates)
     if objective == "eval":

@@ -19,6 +19,8 @@ class UpdateRule:
 
     ``updates`` are added to the parameters (``optax.apply_updates``). ``name`` and ``config``
     name the constructor and its keyword arguments, so ``lopt.save`` can rebuild the rule.
+    A rule with ``wants_eval_loss`` receives ``loss`` as ``{"train": ..., "eval": ...}`` in
+    inner runs of tasks that have held-out data (the scalar training loss otherwise).
     """
 
     init_meta: Callable[[jax.Array], Theta]
@@ -26,6 +28,7 @@ class UpdateRule:
     update: Callable[..., tuple]
     name: str = "rule"
     config: dict = dataclasses.field(default_factory=dict)
+    wants_eval_loss: bool = False
 
 
 def per_coordinate(apply: Callable) -> Callable:

@@ -94,12 +94,13 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
                  step_scale: float = 1e-3) -> UpdateRule:
     """Wichrowska et al. 2017 / Metz et al. 2020 (seed 003): a per-tensor LSTM, fed the
     tensor's log gradient and parameter RMS, its momenta's RMS, the training loss (log, and its
-    change since the last step) and the step embedding, outputs a context vector that is an
+    change since the last step), the held-out loss where the task has one (its log gap to the
+    training loss, and a flag) and the step embedding, outputs a context vector that is an
     extra input of the per-parameter MLP of every coordinate of that tensor."""
     decays = tuple(float(d) for d in decays)
     _check(hidden, decays)
     n_feat = 2 + 2 * len(decays) + 1 + len(TIME_SCALES)
-    n_tensor = 2 + len(decays) + 2 + len(TIME_SCALES)
+    n_tensor = 2 + len(decays) + 4 + len(TIME_SCALES)
 
     def init_meta(key):
         k1, k2, k3, k4 = jax.random.split(key, 4)
@@ -121,17 +122,25 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
     def update(theta, state, grads, params, loss=None):
         if loss is None:
             raise ValueError("hierarchical needs the training loss (pass value=loss)")
+        if isinstance(loss, dict):
+            train_loss, eval_loss, has_eval = loss["train"], loss["eval"], 1.0
+        else:
+            train_loss, eval_loss, has_eval = loss, loss, 0.0
         count = state["count"] + 1
         moms, v = _moments(state, grads, decays, count)
         step_emb = time_embedding(count)
-        log_loss = jnp.log(jnp.abs(loss) + 1e-8)
+        log_loss = jnp.log(jnp.abs(train_loss) + 1e-8)
         loss_change = jnp.where(count > 1, log_loss - state["last_loss"], 0.0)
+        # Held-out minus training log loss (0 without held-out data) and a flag saying which.
+        gap = has_eval * (jnp.log(jnp.abs(eval_loss) + 1e-8) - log_loss)
 
         def tensor_context(p, g, m, h, c):
             rms = lambda x: jnp.log(jnp.sqrt(jnp.mean(x**2)) + 1e-8)
             x = jnp.concatenate([jnp.stack([rms(g), rms(p)] + [rms(m[..., i])
                                                                for i in range(len(decays))]
-                                           + [log_loss, loss_change]), step_emb])
+                                           + [log_loss, loss_change, gap,
+                                              jnp.asarray(has_eval, log_loss.dtype)]),
+                                 step_emb])
             h, c = lstm_cell(theta["tensor_lstm"], x.astype(h.dtype), h, c)
             return dense(theta["context"], h), h, c
 
@@ -153,6 +162,7 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
                          "last_loss": log_loss}
 
     return UpdateRule(init_meta=init_meta, init=init, update=update, name="hierarchical",
+                      wants_eval_loss=True,
                       config={"hidden": hidden, "tensor_hidden": tensor_hidden,
                               "context": context, "decays": list(decays),
                               "exp_scale": exp_scale, "step_scale": step_scale})

@@ -82,3 +82,22 @@ def test_bad_estimator_options_name_the_field(kwargs, field):
 
     with pytest.raises(ValueError, match=field):
         PES(horizon=10, **kwargs)
+
+
+def test_rules_that_want_it_get_the_held_out_loss_in_inner_runs():
+    from lopt.rules import UpdateRule
+
+    def update(theta, state, grads, params, loss):
+        # Moves every coordinate by (held-out − training loss), which the test can recompute.
+        return jax.tree.map(lambda p: jnp.zeros_like(p) + (loss["eval"] - loss["train"]) * 1e-3,
+                            params), state
+
+    rule = UpdateRule(init_meta=lambda k: {}, init=lambda th, p: {}, update=update,
+                      name="probe", wants_eval_loss=True)
+    family = _doubled_eval_family()
+    batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, 50, stagger=False)
+    new, out = truncated_unroll(rule, family, broadcast_runs({}, 2), batch, num_steps=1,
+                                horizon=50)
+    moved = np.asarray(new.params["theta"] - batch.params["theta"])
+    expected = (np.asarray(out.loss[0]) + 1.0) * 1e-3  # eval − train = train + 1 here
+    np.testing.assert_allclose(moved, np.broadcast_to(expected[:, None], moved.shape), rtol=1e-4)
