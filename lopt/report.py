@@ -37,15 +37,7 @@ def plot_curves(summaries: Sequence[dict], path: str, title: str) -> None:
     for s in sorted(summaries, key=lambda s: s["final_mean"]):
         label = s["name"] if s["learning_rate"] is None else f"{s['name']} (lr {s['learning_rate']:.2g})"
         ax.plot(s["mean_curve"], label=label, lw=2.2 if s["learning_rate"] is None else 1.4)
-    ax.set_yscale("log")
-    ax.set_xlabel("inner step")
-    ax.set_ylabel("mean loss over held-out instances")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(fig, ax, path, title, "inner step", "mean loss over held-out instances")
 
 
 def plot_history(history: Sequence[dict], path: str, title: str) -> None:
@@ -64,9 +56,16 @@ def plot_history(history: Sequence[dict], path: str, title: str) -> None:
     if len(values) >= width:
         smooth = np.convolve(values, np.ones(width) / width, mode="valid")
         ax.plot(steps[width - 1:], smooth, lw=1.8, label=f"running mean ({width})")
+    _finish(fig, ax, path, title, "outer step", "meta-loss")
+
+
+def _finish(fig, ax, path, title, xlabel, ylabel) -> None:
+    """Log y axis, labels, grid and legend; save the PNG and free the figure."""
+    import matplotlib.pyplot as plt
+
     ax.set_yscale("log")
-    ax.set_xlabel("outer step")
-    ax.set_ylabel("meta-loss")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
