@@ -153,7 +153,7 @@ def write_report(out_dir, variance, throughput, settings):
     plt.close(fig)
 
     counts = sorted({n for row in variance.values() for n in row if isinstance(n, int)})
-    lines = [f"# Estimator benchmark\n", f"Command: `{settings['command']}`\n",
+    lines = ["# Estimator benchmark\n", f"Command: `{settings['command']}`\n",
              f"Settings: {json.dumps({k: v for k, v in settings.items() if k != 'command'})}\n",
              "## Total variance of the meta-gradient against samples per estimate\n",
              "| estimator | " + " | ".join(f"n={n}" for n in counts) + " |",
