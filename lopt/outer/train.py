@@ -142,13 +142,11 @@ class _Placement:
         return f"{path}.process{jax.process_index()}-of-{self.processes}"
 
     def compile(self, outer_step):
-        if self.sharded and self.processes > 1:
-            # Across processes pmap spans every global device, each process feeding its own.
-            return jax.pmap(outer_step, axis_name=self.AXIS, donate_argnums=0)
-        if self.sharded:
-            return jax.pmap(outer_step, axis_name=self.AXIS, devices=self.devices,
-                            donate_argnums=0)
-        return jax.jit(outer_step, donate_argnums=0)
+        if not self.sharded:
+            return jax.jit(outer_step, donate_argnums=0)
+        # Across processes pmap must span every global device, each process feeding its own.
+        devices = None if self.processes > 1 else self.devices
+        return jax.pmap(outer_step, axis_name=self.AXIS, devices=devices, donate_argnums=0)
 
 
 def train(rule: UpdateRule, family: TaskFamily, estimator, *, num_steps: int,
