@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from lopt.outer.base import Estimator
 from lopt.outer.common import (PerturbedOptions, masked_mean, masked_mean_and_total_variance,
                                perturbations, run_metrics)
-from lopt.outer.es import _pair, antithetic_thetas
+from lopt.outer.es import _pair, _scale, antithetic_thetas
 from lopt.outer.tbptt import per_run_gradients
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
@@ -27,7 +27,7 @@ def _perturbed_gradients(opts, rule, family, theta, runs, sigma, second_derivati
     ok = ok2[:n] & ok2[n:]
     reparam = jax.tree.map(lambda g: (g[:n] + g[n:]) / 2, grads)
     w = (values[:n] - values[n:]) / (2 * sigma)
-    es = jax.tree.map(lambda e: e * w.reshape((-1,) + (1,) * (e.ndim - 1)), eps)
+    es = _scale(eps, w)
     pos = jax.tree.map(lambda x: x[:n], new)
     metrics_values = _pair((values[:n] + values[n:]) / 2)
     return reparam, es, ok, pos, out, metrics_values
