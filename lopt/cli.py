@@ -72,29 +72,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_comparison(rule, theta, cfg: EvalConfig, out_dir: str, label: str) -> list:
-    """Compare ``rule`` with the tuned baselines; write comparison.{json,md,png} into ``out_dir``."""
+def run_comparison(rule, theta, cfg: EvalConfig, out_dir: str, label: str,
+                   normalize: bool = False) -> list:
+    """Compare ``rule`` with the tuned baselines on held-out instances of every family of
+    ``cfg.task``; write comparison{_FAMILY}.{json,md,png} into ``out_dir``."""
+    from lopt.tasks import Mixture, make_family
+
+    family = _maybe_normalized(make_family(cfg.task), cfg.eval_steps, normalize)
+    if not isinstance(family, Mixture):
+        return _compare_one(rule, theta, cfg, family, out_dir, label, "comparison")
+    summaries = []
+    for member in family.families:
+        slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in member.name)[:60]
+        summaries += _compare_one(rule, theta, cfg, member, out_dir, label, f"comparison_{slug}")
+    return summaries
+
+
+def _maybe_normalized(family, num_steps, normalize):
+    if not normalize:
+        return family
+    from lopt.tasks import normalize_all
+    return normalize_all(family, num_steps=num_steps)
+
+
+def _compare_one(rule, theta, cfg, family, out_dir, label, stem) -> list:
     import jax
 
     from lopt import report
     from lopt.evaluation import compare
     from lopt.rules import HAND_DESIGNED
-    from lopt.tasks import make_family
 
-    family = make_family(cfg.task)
     baselines = {name: HAND_DESIGNED[name][0] for name in cfg.baselines}
     results = compare({label: (rule, theta)}, baselines, family, jax.random.PRNGKey(cfg.eval_seed),
                       num_tasks=cfg.eval_tasks, num_steps=cfg.eval_steps)
     summaries = [r.summary() for r in results]
     table = report.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps)
     os.makedirs(out_dir, exist_ok=True)
-    report.write_json(os.path.join(out_dir, "comparison.json"),
-                      {"eval": dataclasses.asdict(cfg), "results": summaries})
-    with open(os.path.join(out_dir, "comparison.md"), "w") as f:
+    report.write_json(os.path.join(out_dir, f"{stem}.json"),
+                      {"eval": dataclasses.asdict(cfg), "family": family.name,
+                       "results": summaries})
+    with open(os.path.join(out_dir, f"{stem}.md"), "w") as f:
         f.write(f"# {label} on held-out {family.name}\n\n{table}")
-    report.plot_curves(summaries, os.path.join(out_dir, "comparison.png"),
+    report.plot_curves(summaries, os.path.join(out_dir, f"{stem}.png"),
                        f"{label} vs tuned baselines on held-out {family.name}")
-    print(table)
+    print(f"{family.name}:\n{table}")
     return summaries
 
 
@@ -116,7 +137,7 @@ def cmd_train(cfg: TrainConfig) -> int:
                                    num_processes=cfg.num_processes, process_id=cfg.process_id)
         devices = jax.local_device_count()
     rule = make_rule(cfg.rule, **cfg.rule_kwargs())
-    family = make_family(cfg.task)
+    family = _maybe_normalized(make_family(cfg.task), cfg.horizon, cfg.normalize)
     estimator = make_estimator(cfg)
     os.makedirs(out_dir, exist_ok=True)
     report.write_json(os.path.join(out_dir, "config.json"), dataclasses.asdict(cfg))
@@ -146,8 +167,10 @@ def cmd_train(cfg: TrainConfig) -> int:
     skipped = sum(int(h.get("skipped", 0)) for h in history)
     print(f"meta-trained {cfg.rule} on {family.name}: {cfg.steps} outer steps "
           f"({len(result.history)} this run, {seconds:.0f} s), {skipped} skipped; saved {rule_path}")
-    run_comparison(rule, result.theta, eval_cfg, out_dir, f"{cfg.rule} (learned)")
-    print(f"results in {out_dir}/: comparison.md, comparison.json, comparison.png, train_curve.png")
+    run_comparison(rule, result.theta, eval_cfg, out_dir, f"{cfg.rule} (learned)",
+                   normalize=cfg.normalize)
+    print(f"results in {out_dir}/: comparison*.md, comparison*.json, comparison*.png, "
+          f"train_curve.png")
     return 0
 
 
@@ -163,7 +186,8 @@ def cmd_eval(path: str, args) -> int:
                          for k, v in stored.items() if k in known})
     cfg = _config_from_args(EvalConfig, args, base=base)
     out = args.out or os.path.dirname(os.path.abspath(path))
-    run_comparison(rule, theta, cfg, out, f"{rule.name} (learned)")
+    normalize = bool(load_metadata(path).get("extra", {}).get("train", {}).get("normalize"))
+    run_comparison(rule, theta, cfg, out, f"{rule.name} (learned)", normalize=normalize)
     return 0
 
 
@@ -189,10 +213,17 @@ def cmd_list() -> int:
     from lopt.outer import ESTIMATORS
     from lopt.pretrained import PRETRAINED
     from lopt.rules import HAND_DESIGNED, LEARNED
-    from lopt.tasks import FAMILIES
+    from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS
+    from lopt.tasks.datasets import DATASETS
 
+    samplers = {name: (None, s.description) for name, s in SAMPLERS.items()}
+    mixtures = {f"mixture:{name}": (None, f"{d}: {' + '.join(t)}")
+                for name, (t, d) in MIXTURES.items()}
     for title, table in (("learned rules", LEARNED), ("hand-designed rules (optax)", HAND_DESIGNED),
-                         ("tasks", FAMILIES), ("estimators", ESTIMATORS),
+                         ("datasets", DATASETS), ("tasks (lopt train --task NAME)", FAMILIES),
+                         ("samplers (--task SAMPLER@SEED)", samplers),
+                         ("mixtures (--task mixture:NAME or mixture:A+B+...)", mixtures),
+                         ("estimators", ESTIMATORS),
                          ("benchmark suites (lopt bench SUITE)", SUITES),
                          ("pretrained (lopt.as_optax(NAME))", PRETRAINED)):
         print(f"{title}:")

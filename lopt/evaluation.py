@@ -60,13 +60,10 @@ def _score(curves) -> jax.Array:
     return jnp.where(jnp.all(jnp.isfinite(final)), jnp.mean(final), jnp.inf)
 
 
-def tune_learning_rate(factory: Callable[..., UpdateRule], family: TaskFamily, key, *,
-                       num_tasks: int, num_steps: int,
-                       grid: Sequence[float] = DEFAULT_LR_GRID, name: str | None = None) -> Result:
-    """Run ``factory(learning_rate=lr)`` for every lr of ``grid`` (one vmapped compile) and keep
-    the lr with the lowest mean final loss; a run with any non-finite final loss scores +inf."""
-    grid_arr = jnp.asarray(grid, jnp.float32)
-
+def lr_sweep(factory: Callable[..., UpdateRule], family: TaskFamily, key, *, num_tasks: int,
+             num_steps: int, grid: Sequence[float] = DEFAULT_LR_GRID) -> np.ndarray:
+    """Curves of ``factory(learning_rate=lr)`` for every lr of ``grid`` in one vmapped compile:
+    shape [len(grid), steps + 1, tasks]."""
     @jax.jit
     def run_all(lrs):
         def run(lr):
@@ -75,12 +72,45 @@ def tune_learning_rate(factory: Callable[..., UpdateRule], family: TaskFamily, k
                                num_steps=num_steps)
         return jax.vmap(run)(lrs)
 
-    all_curves = np.asarray(run_all(grid_arr))
+    return np.asarray(run_all(jnp.asarray(grid, jnp.float32)))
+
+
+def tune_learning_rate(factory: Callable[..., UpdateRule], family: TaskFamily, key, *,
+                       num_tasks: int, num_steps: int,
+                       grid: Sequence[float] = DEFAULT_LR_GRID, name: str | None = None) -> Result:
+    """Run ``factory(learning_rate=lr)`` for every lr of ``grid`` (one vmapped compile) and keep
+    the lr with the lowest mean final loss; a run with any non-finite final loss scores +inf."""
+    all_curves = lr_sweep(factory, family, key, num_tasks=num_tasks, num_steps=num_steps,
+                          grid=grid)
     scores = np.array([float(_score(c)) for c in all_curves])
     best = int(np.argmin(scores))
     label = name or factory(learning_rate=float(grid[best])).name
     return Result(name=label, curves=all_curves[best], learning_rate=float(grid[best]),
                   lr_at_grid_edge=best in (0, len(grid) - 1))
+
+
+def final_test_metrics(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: int,
+                       num_steps: int) -> dict:
+    """Train ``num_tasks`` instances for ``num_steps`` steps, then report each one's
+    ``test_metrics`` (loss, and accuracy for classifiers, on the whole test split): a dict of
+    arrays of shape [tasks]. The same ``key`` gives the same instances as ``loss_curves``."""
+    horizon = Horizon(num_steps + 1)
+
+    @jax.jit
+    def run(theta):
+        batch = init_inner_batch(rule, family, theta, key, num_tasks, horizon, stagger=False)
+        batch, _ = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch,
+                                    num_steps=num_steps, horizon=horizon)
+
+        def one(cfg, params, state):
+            task = family.build(cfg)
+            if task.test_metrics is None:
+                raise ValueError(f"task family {family.name!r} has no test split")
+            return task.test_metrics(params, state if task.init_state is not None else None)
+
+        return jax.vmap(one)(batch.cfg, batch.params, batch.task_state)
+
+    return {k: np.asarray(v) for k, v in run(theta).items()}
 
 
 def evaluate_rule(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: int,

@@ -19,6 +19,11 @@ from lopt.tasks import FAMILIES
     (["train", "--meta-lr", "-1"], "meta_lr"),
     (["train", "--weighting", "median"], "weighting"),
     (["train", "--task", "imagenet"], "task"),
+    (["train", "--task", "mixture:nope"], "mixture"),
+    (["train", "--task", "mixture:quadratic+quadratic"], "twice"),
+    (["train", "--task", "mlp@x"], "seed"),
+    (["train", "--task", "resnet@1"], "sampler"),
+    (["train", "--task", "digits_mlp", "--num-tasks", "4", "--devices", "3"], "devices"),
     (["train", "--baselines", "sgd,lion"], "baselines"),
     (["train", "--eval-tasks", "1"], "eval_tasks"),
     (["train", "--truncation", "abc"], "--truncation"),
@@ -53,11 +58,44 @@ def test_console_script_exit_code():
     assert proc.stderr.strip() == "lopt train: error: horizon must be an integer >= 1; got -5"
 
 
-def test_list_shows_every_rule_task_and_estimator(capsys):
+def test_list_shows_every_rule_dataset_task_sampler_and_estimator(capsys):
+    from lopt.tasks import MIXTURES, SAMPLERS
+    from lopt.tasks.datasets import DATASETS
+
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in list(RULES) + list(FAMILIES) + list(ESTIMATORS):
+    for name in (list(RULES) + list(FAMILIES) + list(ESTIMATORS) + list(DATASETS)
+                 + list(SAMPLERS) + [f"mixture:{m}" for m in MIXTURES]):
         assert f"  {name} " in out
+    assert len(DATASETS) >= 6 and len(FAMILIES) >= 15 and len(SAMPLERS) >= 7
+
+
+def test_unavailable_dataset_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    assert main(["train", "--task", "cifar10_conv", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cifar10" in err and "mnist_5k" in err
+
+
+def test_train_on_a_mixture_with_normalization_from_the_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LOPT_CACHE_DIR", str(tmp_path / "cache"))
+    out = str(tmp_path / "mix")
+    argv = ["train", "--task", "mixture:quadratic+iris_logistic+rosenbrock", "--normalize",
+            "--rule", "per_parameter_mlp", "--steps", "2", "--num-tasks", "3",
+            "--truncation", "2", "--horizon", "4", "--eval-tasks", "2", "--eval-steps", "4",
+            "--baselines", "adam", "--no-progress", "--out", out]
+    assert main(argv) == 0
+    log = [json.loads(line) for line in open(os.path.join(out, "train_log.jsonl"))]
+    assert len(log) == 2
+    for name in ("quadratic10", "iris_logistic", "rosenbrock2"):
+        assert f"meta_loss/{name}_normalized" in log[0]
+        result = json.load(open(os.path.join(out, f"comparison_{name}_normalized.json")))
+        assert result["family"] == f"{name}_normalized"
+        # Normalized curves start at 1 (the initial loss) for Adam on evaluation instances,
+        # up to the difference between tuning and evaluation instances.
+        adam = [r for r in result["results"] if r["name"] == "adam"][0]
+        assert -2.0 <= min(adam["mean_curve"]) and max(adam["mean_curve"]) <= 2.0
+    assert len(os.listdir(tmp_path / "cache" / "normalization")) == 3
 
 
 def test_train_then_eval_end_to_end(tmp_path, capsys):

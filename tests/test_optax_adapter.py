@@ -72,7 +72,7 @@ class _Net(nnx.Module):
         self.out = nnx.Linear(32, 10, rngs=rngs)
 
     def __call__(self, x):
-        return self.out(jax.nn.relu(self.hidden(x)))
+        return self.out(jax.nn.relu(self.hidden(x.reshape(x.shape[0], -1))))
 
 
 def _train_nnx(tx, steps=60):

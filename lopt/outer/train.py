@@ -11,8 +11,10 @@ import jax.numpy as jnp
 import optax
 
 from lopt.checkpoint import load_pytree, read_metadata, save_pytree
+from lopt.outer.mixture import build_estimator, runs_per_family
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
+from lopt.tasks.mixture import Mixture
 
 
 class TrainState(NamedTuple):
@@ -69,6 +71,12 @@ def _trim_log(log_path: str, step: int) -> None:
         f.writelines(lines)
 
 
+def _runs_per_split(estimator, family) -> int:
+    """The run count that must split evenly over devices: each family's share in a mixture."""
+    num = getattr(estimator, "num_tasks", 1)
+    return runs_per_family(num, family) if isinstance(family, Mixture) else num
+
+
 def resolve_devices(devices):
     """The local devices to run on: None (one device, no pmap), an int (the first n local
     devices) or a sequence of devices."""
@@ -110,14 +118,18 @@ class _Placement:
         """This process's slice of the global batch of runs (the whole batch on one process)."""
         if not self.sharded:
             return est_state
-        n = self.local * self.per_device
-        p = jax.process_index()
-        return jax.tree.map(lambda x: x[p * n:(p + 1) * n], est_state)
+        p, k = jax.process_index(), self.processes
+
+        def mine(x):
+            n = x.shape[0] // k
+            return x[p * n:(p + 1) * n]
+
+        return jax.tree.map(mine, est_state)
 
     def to_devices(self, state: "TrainState"):
         if not self.sharded:
             return state
-        split = jax.tree.map(lambda x: x.reshape((self.local, self.per_device) + x.shape[1:]),
+        split = jax.tree.map(lambda x: x.reshape((self.local, -1) + x.shape[1:]),
                              state.est_state)
         replicated = [jax.tree.map(lambda x: jnp.broadcast_to(x, (self.local,) + jnp.shape(x)), t)
                       for t in (state.theta, state.opt_state, state.key, state.step)]
@@ -149,7 +161,7 @@ class _Placement:
         return jax.pmap(outer_step, axis_name=self.AXIS, devices=devices, donate_argnums=0)
 
 
-def train(rule: UpdateRule, family: TaskFamily, estimator, *, num_steps: int,
+def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_steps: int,
           seed: int = 0, meta_optimizer: Optional[optax.GradientTransformation] = None,
           theta=None, devices=None, log_path: Optional[str] = None,
           checkpoint_path: Optional[str] = None, checkpoint_every: int = 100,
@@ -171,9 +183,9 @@ def train(rule: UpdateRule, family: TaskFamily, estimator, *, num_steps: int,
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every}")
     meta_optimizer = meta_optimizer or default_meta_optimizer()
-    placement = _Placement(resolve_devices(devices), getattr(estimator, "num_tasks", 1))
+    placement = _Placement(resolve_devices(devices), _runs_per_split(estimator, family))
     if hasattr(estimator, "build"):
-        est = estimator.build(rule, family,
+        est = build_estimator(estimator, rule, family,
                               axis_name=placement.AXIS if placement.sharded else None)
     elif placement.sharded:
         raise ValueError("devices needs an estimator config (with build), not a built Estimator")

@@ -58,6 +58,7 @@ class InnerState(NamedTuple):
     step: jax.Array
     horizon: jax.Array
     key: jax.Array
+    task_state: Any = {}  # state the task carries between steps (batch norm statistics)
 
 
 class StepOutput(NamedTuple):
@@ -84,9 +85,12 @@ def init_inner(rule: UpdateRule, family: TaskFamily, theta, key, horizon: Horizo
     horizon = as_horizon(horizon)
     k_cfg, k_params, k_horizon, k_run = jax.random.split(key, 4)
     cfg = family.sample(k_cfg)
-    params = family.build(cfg).init(k_params)
+    task = family.build(cfg)
+    params = task.init(k_params)
+    # A key derived from k_params leaves every other random stream as it was.
+    task_state = task.new_state(jax.random.fold_in(k_params, 1))
     return InnerState(cfg, params, rule.init(theta, params), jnp.zeros((), jnp.int32),
-                      horizon.sample(k_horizon), k_run)
+                      horizon.sample(k_horizon), k_run, task_state)
 
 
 def init_inner_batch(rule: UpdateRule, family: TaskFamily, theta, key, num_runs: int,
@@ -113,27 +117,28 @@ def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,
     """
     key, k_train, k_meta, k_reset = jax.random.split(inst.key, 4)
     task = family.build(inst.cfg)
-    loss, grads = jax.value_and_grad(task.loss)(inst.params, k_train)
+    (loss, task_state), grads = jax.value_and_grad(task.train_loss, has_aux=True)(
+        inst.params, inst.task_state, k_train)
     rule_loss = loss
-    if rule.wants_eval_loss and task.eval_loss is not None:
+    if rule.wants_eval_loss and task.has_eval:
         # A key derived from k_meta leaves every other random stream as it was.
-        rule_loss = {"train": loss,
-                     "eval": task.eval_loss(inst.params, jax.random.fold_in(k_meta, 1))}
+        rule_loss = {"train": loss, "eval": task.held_out_loss(
+            inst.params, inst.task_state, jax.random.fold_in(k_meta, 1))}
     if not second_derivatives:
         grads = jax.lax.stop_gradient(grads)
         rule_loss = jax.lax.stop_gradient(rule_loss)
     updates, rule_state = rule.update(theta, inst.rule_state, grads, inst.params, rule_loss)
     params = optax.apply_updates(inst.params, updates)
     if objective == "eval":
-        if task.eval_loss is None:
-            raise ValueError("objective 'eval' needs a task with eval_loss (held-out data)")
-        meta_loss = task.eval_loss(params, k_meta)
+        meta_loss = task.held_out_loss(params, task_state, k_meta)
     else:
-        meta_loss = task.loss(params, k_meta)
+        # The post-update loss is a probe: it must not advance the task state a second time.
+        meta_loss, _ = task.train_loss(params, task_state, k_meta)
+    meta_loss = task.meta_view(meta_loss)
     finite = jnp.isfinite(loss) & jnp.isfinite(meta_loss)
     step = inst.step + 1
     done = (step >= inst.horizon) | ~finite
-    new = InnerState(inst.cfg, params, rule_state, step, inst.horizon, key)
+    new = InnerState(inst.cfg, params, rule_state, step, inst.horizon, key, task_state)
     return new, StepOutput(loss, meta_loss, done, finite), k_reset
 
 

@@ -1,24 +1,27 @@
-"""Tasks and task families (DESIGN.md: Task, TaskFamily)."""
-from lopt.tasks.augment import random_scaling, with_convex
-from lopt.tasks.base import Task, TaskFamily, fixed_family
-from lopt.tasks.mlp import mlp_classifier, mlp_family
+"""Tasks, task families, datasets, samplers, mixtures and normalization (DESIGN.md: Task,
+TaskFamily, Data and splits)."""
+from lopt.tasks import datasets
+from lopt.tasks.augment import (gradient_noise, label_noise, random_scaling, reduced_batch,
+                                reparameterize, with_convex)
+from lopt.tasks.autoencoder import autoencoder_family, vae_family
+from lopt.tasks.base import Task, TaskFamily, fixed_family, map_params
+from lopt.tasks.conv import conv_family
+from lopt.tasks.mixture import Mixture
+from lopt.tasks.mlp import linear_family, mlp_classifier, mlp_family
+from lopt.tasks.normalize import AdamReference, adam_reference, normalize_all, normalized
 from lopt.tasks.quadratic import quadratic_family
+from lopt.tasks.registry import FAMILIES, MIXTURES, make_family, resolve
+from lopt.tasks.samplers import SAMPLERS, Spec, sample_spec
+from lopt.tasks.sequence import char_rnn_family, sine_lstm_family, transformer_lm_family
+from lopt.tasks.supervised import Model, supervised_family
+from lopt.tasks.synthetic import (function_family, log_sum_exp_family, rosenbrock_family,
+                                  sparse_softmax_family)
 
-FAMILIES = {
-    "quadratic": (quadratic_family, "random 10x10 least squares ‖Wθ − y‖² (L2L, seed 001)"),
-    "digits_mlp": (mlp_family, "MLP (20 sigmoid units) on the 8x8 digits, minibatch 128"),
-    "quadratic_augmented": (lambda: with_convex(random_scaling(quadratic_family())),
-                            "quadratics with RNNprop's random scaling and an added random "
-                            "convex function (seed 004)"),
-}
-
-
-def make_family(name: str) -> TaskFamily:
-    """The task family registered under ``name``."""
-    if name not in FAMILIES:
-        raise ValueError(f"task must be one of {sorted(FAMILIES)}, got {name!r}")
-    return FAMILIES[name][0]()
-
-
-__all__ = ["Task", "TaskFamily", "fixed_family", "random_scaling", "with_convex", "mlp_classifier", "mlp_family",
-           "quadratic_family", "FAMILIES", "make_family"]
+__all__ = ["Task", "TaskFamily", "fixed_family", "map_params", "Mixture", "datasets",
+           "random_scaling", "reparameterize", "with_convex", "reduced_batch", "label_noise",
+           "gradient_noise", "mlp_classifier", "mlp_family", "linear_family", "conv_family",
+           "sine_lstm_family", "char_rnn_family", "transformer_lm_family", "autoencoder_family",
+           "vae_family", "quadratic_family", "rosenbrock_family", "function_family",
+           "log_sum_exp_family", "sparse_softmax_family", "Model", "supervised_family",
+           "SAMPLERS", "Spec", "sample_spec", "AdamReference", "adam_reference", "normalized",
+           "normalize_all", "FAMILIES", "MIXTURES", "make_family", "resolve"]

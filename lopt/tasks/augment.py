@@ -1,10 +1,52 @@
-"""Task-family wrappers: RNNprop's two training tricks (Lv, Chen & Zhang 2017, seed 004)."""
+"""Task-family wrappers that widen a training distribution: RNNprop's random scaling and
+convex combination (Lv, Chen & Zhang 2017, seed 004), parameter reparameterization, reduced
+batch sizes and label noise."""
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 
-from lopt.tasks.base import Task, TaskFamily
+from lopt.tasks.base import TaskFamily, map_params
+
+LEVELS = ("global", "tensor", "parameter")
+
+
+def _scales(key, shapes, level: str, low: float, high: float):
+    """exp(U(low, high)) per instance (global), per leaf (tensor) or per coordinate."""
+    leaves, treedef = jax.tree.flatten(shapes)
+    keys = jax.random.split(key, len(leaves))
+    if level == "global":
+        s = jnp.exp(jax.random.uniform(keys[0], (), minval=low, maxval=high))
+        out = [jnp.full(l.shape, s, l.dtype) for l in leaves]
+    else:
+        out = [jnp.exp(jax.random.uniform(k, l.shape if level == "parameter" else (), l.dtype,
+                                          low, high)) * jnp.ones(l.shape, l.dtype)
+               for k, l in zip(keys, leaves)]
+    return jax.tree.unflatten(treedef, out)
+
+
+def _rescaled(family: TaskFamily, level: str, low: float, high: float, name: str) -> TaskFamily:
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
+    if not high > low:
+        raise ValueError(f"high must be greater than low, got low={low}, high={high}")
+
+    def sample(key):
+        k_inner, k_scale = jax.random.split(key)
+        inner_cfg = family.sample(k_inner)
+        shapes = jax.eval_shape(family.build(inner_cfg).init, jax.random.PRNGKey(0))
+        return {"inner": inner_cfg, "scale": _scales(k_scale, shapes, level, low, high)}
+
+    def build(cfg):
+        inner = family.build(cfg["inner"])
+        scale = cfg["scale"]
+        return map_params(inner,
+                          init=lambda key: jax.tree.map(jnp.divide, inner.init(key), scale),
+                          to_inner=lambda p: jax.tree.map(jnp.multiply, scale, p))
+
+    return TaskFamily(sample=sample, build=build, name=name)
 
 
 def random_scaling(family: TaskFamily, low: float = -3.0, high: float = 3.0) -> TaskFamily:
@@ -14,31 +56,19 @@ def random_scaling(family: TaskFamily, low: float = -3.0, high: float = 3.0) -> 
     Seed 004's "random scaling": the optimizer never sees the same curvature scale twice, which
     pushes it towards scale-invariant behaviour.
     """
-    if not high > low:
-        raise ValueError(f"high must be greater than low, got low={low}, high={high}")
+    return _rescaled(family, "parameter", low, high, f"{family.name}_rescaled")
 
-    def sample(key):
-        k_inner, k_scale = jax.random.split(key)
-        inner_cfg = family.sample(k_inner)
-        shapes = jax.eval_shape(family.build(inner_cfg).init, jax.random.PRNGKey(0))
-        leaves, treedef = jax.tree.flatten(shapes)
-        keys = jax.random.split(k_scale, len(leaves))
-        scales = [jnp.exp(jax.random.uniform(k, s.shape, s.dtype, low, high))
-                  for k, s in zip(keys, leaves)]
-        return {"inner": inner_cfg, "scale": jax.tree.unflatten(treedef, scales)}
 
-    def build(cfg):
-        inner = family.build(cfg["inner"])
-        scale = cfg["scale"]
-
-        def rescaled(fn):
-            return lambda params, key: fn(jax.tree.map(jnp.multiply, scale, params), key)
-
-        return Task(init=lambda key: jax.tree.map(jnp.divide, inner.init(key), scale),
-                    loss=rescaled(inner.loss),
-                    eval_loss=None if inner.eval_loss is None else rescaled(inner.eval_loss))
-
-    return TaskFamily(sample=sample, build=build, name=f"{family.name}_rescaled")
+def reparameterize(family: TaskFamily, level: str = "tensor", decades: float = 3.0) -> TaskFamily:
+    """θ = s ⊙ φ: the optimizer trains φ, the task sees s ⊙ φ, and φ starts at θ₀ / s. s is
+    log-uniform over ``decades`` decades centred on 1, drawn once per instance at the
+    ``global``, per-``tensor`` or per-``parameter`` level. Gradients in φ are s times those in
+    θ, so a rule trained on this sees every gradient scale (as in recent learned-optimizer
+    meta-training)."""
+    if not decades > 0:
+        raise ValueError(f"decades must be a positive number; got {decades!r}")
+    half = 0.5 * decades * float(jnp.log(10.0))
+    return _rescaled(family, level, -half, half, f"{family.name}_reparam_{level}{decades:g}")
 
 
 def with_convex(family: TaskFamily, dim: int = 10) -> TaskFamily:
@@ -56,18 +86,88 @@ def with_convex(family: TaskFamily, dim: int = 10) -> TaskFamily:
     def build(cfg):
         inner = family.build(cfg["inner"])
 
-        def convex(theta):
-            r = cfg["A"] @ theta - cfg["b"]
+        def convex(params):
+            r = cfg["A"] @ params["convex"] - cfg["b"]
             return jnp.sum(r**2) / dim
 
         def init(key):
             k_task, k_theta = jax.random.split(key)
             return {"task": inner.init(k_task), "convex": 0.1 * jax.random.normal(k_theta, (dim,))}
 
-        def combined(fn):
-            return lambda params, key: fn(params["task"], key) + convex(params["convex"])
-
-        return Task(init=init, loss=combined(inner.loss),
-                    eval_loss=None if inner.eval_loss is None else combined(inner.eval_loss))
+        return map_params(inner, init=init, to_inner=lambda p: p["task"], extra_loss=convex)
 
     return TaskFamily(sample=sample, build=build, name=f"{family.name}_plus_convex")
+
+
+def _has_field(cfg, field) -> bool:
+    return isinstance(cfg, dict) and (field in cfg or _has_field(cfg.get("inner"), field))
+
+
+def _edited(cfg, field, value_fn):
+    cfg = dict(cfg)
+    if field in cfg:
+        cfg[field] = value_fn(cfg[field])
+    else:  # the field sits in a wrapped family's cfg
+        cfg["inner"] = _edited(cfg["inner"], field, value_fn)
+    return cfg
+
+
+def _edit_cfg(family: TaskFamily, field: str, what: str, edit, name: str) -> TaskFamily:
+    if not _has_field(jax.eval_shape(family.sample, jax.random.PRNGKey(0)), field):
+        raise ValueError(f"{what} needs a dataset family with {field!r} in its cfg (lopt.tasks."
+                         f"supervised); {family.name!r} has none")
+
+    def sample(key):
+        k_inner, k_edit = jax.random.split(key)
+        return _edited(family.sample(k_inner), field, lambda old: edit(k_edit, old))
+
+    return TaskFamily(sample=sample, build=family.build, name=name)
+
+
+def reduced_batch(family: TaskFamily, low: int = 1) -> TaskFamily:
+    """Per instance, only the first b examples of every minibatch count, b uniform in
+    [low, batch size]: smaller, noisier batches without a new compile."""
+    if int(low) < 1:
+        raise ValueError(f"low must be a positive integer; got {low!r}")
+
+    def edit(key, full):
+        return jax.random.randint(key, (), jnp.minimum(low, full), full + 1).astype(jnp.int32)
+
+    return _edit_cfg(family, "batch_keep", "reduced_batch", edit,
+                     f"{family.name}_batch_from{int(low)}")
+
+
+def label_noise(family: TaskFamily, low: float = 0.0, high: float = 0.3) -> TaskFamily:
+    """Per instance, each train label is replaced by a uniformly drawn class with probability
+    p ~ U(low, high) (fixed per example for the whole run); validation and test stay clean."""
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"label noise must satisfy 0 <= low <= high <= 1; got {(low, high)}")
+
+    def edit(key, _):
+        return jax.random.uniform(key, (), minval=low, maxval=high)
+
+    return _edit_cfg(family, "label_noise", "label_noise", edit,
+                     f"{family.name}_label_noise{low:g}-{high:g}")
+
+
+def gradient_noise(family: TaskFamily, sigma: float = 0.1) -> TaskFamily:
+    """Wichrowska et al.'s noisy problems: adds σ⟨ε, θ⟩ with ε ~ N(0, I) fresh from each loss
+    key, so every gradient gets zero-mean N(0, σ²) noise while the expected loss is unchanged."""
+    if not sigma > 0:
+        raise ValueError(f"sigma must be a positive number; got {sigma!r}")
+
+    def build(cfg):
+        inner = family.build(cfg)
+
+        def noisy(fn):
+            def loss(params, key):
+                leaves = jax.tree.leaves(params)
+                keys = jax.random.split(jax.random.fold_in(key, 0x401CE), len(leaves))
+                dot = sum(jnp.sum(jax.random.normal(k, x.shape, x.dtype) * x)
+                          for k, x in zip(keys, leaves))
+                return fn(params, key) + sigma * dot
+            return loss
+
+        return dataclasses.replace(inner, loss=noisy(inner.loss))
+
+    return TaskFamily(sample=family.sample, build=build, name=f"{family.name}_noise{sigma:g}")

@@ -8,6 +8,7 @@ import jax
 
 Params = Any
 Cfg = Any
+State = Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,13 +16,52 @@ class Task:
     """An inner problem: ``init(key) -> params`` and ``loss(params, key) -> scalar``.
 
     ``loss`` draws its own minibatch from ``key`` out of arrays already on the device, so a
-    whole inner training run is one ``lax.scan``. ``eval_loss`` (optional) is the same loss on
-    held-out data, for validation meta-objectives.
+    whole inner training run is one ``lax.scan``. The optional parts:
+
+    - ``eval_loss(params, key)``: the same loss on a minibatch of the **validation** split (the
+      validation meta-objective, and the held-out input of rules that take one);
+    - task state that is not trained by the optimizer (batch norm's running statistics):
+      ``init_state(key) -> state``, ``loss_and_state(params, state, key) -> (loss, state)`` in
+      training mode and ``eval_loss_with_state(params, state, key)`` in inference mode;
+    - ``test_metrics(params, state) -> {"loss", "accuracy"?}`` on the whole **test** split, for
+      reports only;
+    - ``normalizer(loss) -> loss``: the meta-objective's view of a loss (task normalization).
     """
 
     init: Callable[[jax.Array], Params]
     loss: Callable[[Params, jax.Array], jax.Array]
     eval_loss: Optional[Callable[[Params, jax.Array], jax.Array]] = None
+    init_state: Optional[Callable[[jax.Array], State]] = None
+    loss_and_state: Optional[Callable] = None
+    eval_loss_with_state: Optional[Callable] = None
+    test_metrics: Optional[Callable] = None
+    normalizer: Optional[Callable[[jax.Array], jax.Array]] = None
+
+    @property
+    def has_eval(self) -> bool:
+        return self.eval_loss is not None or self.eval_loss_with_state is not None
+
+    def new_state(self, key) -> State:
+        """The task state of a fresh run (``{}`` for stateless tasks)."""
+        return {} if self.init_state is None else self.init_state(key)
+
+    def train_loss(self, params, state, key):
+        """(training loss, next task state): what every inner step differentiates."""
+        if self.loss_and_state is None:
+            return self.loss(params, key), state
+        return self.loss_and_state(params, state, key)
+
+    def held_out_loss(self, params, state, key):
+        """The validation loss, with the task state when the task has one."""
+        if self.eval_loss_with_state is not None:
+            return self.eval_loss_with_state(params, state, key)
+        if self.eval_loss is None:
+            raise ValueError("objective 'eval' needs a task with eval_loss (held-out data)")
+        return self.eval_loss(params, key)
+
+    def meta_view(self, loss):
+        """``loss`` as the meta-objective sees it (normalized when the task is)."""
+        return loss if self.normalizer is None else self.normalizer(loss)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +69,9 @@ class TaskFamily:
     """A distribution over Tasks: ``sample(key) -> cfg`` and ``build(cfg) -> Task``.
 
     ``cfg`` is a pytree of arrays so that many instances are ``vmap``ped together. A fixed task
-    is a family whose ``sample`` returns an empty cfg.
+    is a family whose ``sample`` returns an empty cfg. ``name`` identifies the family's
+    structure; caches (task normalization) are keyed by it, so it must change whenever the
+    structure does.
     """
 
     sample: Callable[[jax.Array], Cfg]
@@ -40,3 +82,32 @@ class TaskFamily:
 def fixed_family(task: Task, name: str = "fixed") -> TaskFamily:
     """The family holding one task: an empty cfg, and ``build`` always returns ``task``."""
     return TaskFamily(sample=lambda key: {}, build=lambda cfg: task, name=name)
+
+
+def map_params(task: Task, init: Callable, to_inner: Callable,
+               extra_loss: Optional[Callable] = None) -> Task:
+    """``task`` seen through a change of parameters: the new task's parameters p start at
+    ``init(key)`` and every loss of ``task`` is evaluated at ``to_inner(p)``, plus
+    ``extra_loss(p)`` when given. Keeps the task's state, test metrics and normalizer."""
+    extra = (lambda p: 0.0) if extra_loss is None else extra_loss
+
+    def plain(fn):
+        return None if fn is None else (lambda p, key: fn(to_inner(p), key) + extra(p))
+
+    def stateful_loss(p, state, key):
+        loss, state = task.loss_and_state(to_inner(p), state, key)
+        return loss + extra(p), state
+
+    def stateful_eval(p, state, key):
+        return task.eval_loss_with_state(to_inner(p), state, key) + extra(p)
+
+    def test_metrics(p, state):
+        metrics = dict(task.test_metrics(to_inner(p), state))
+        metrics["loss"] = metrics["loss"] + extra(p)
+        return metrics
+
+    return dataclasses.replace(
+        task, init=init, loss=plain(task.loss), eval_loss=plain(task.eval_loss),
+        loss_and_state=None if task.loss_and_state is None else stateful_loss,
+        eval_loss_with_state=None if task.eval_loss_with_state is None else stateful_eval,
+        test_metrics=None if task.test_metrics is None else test_metrics)

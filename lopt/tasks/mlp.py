@@ -1,79 +1,64 @@
-"""MLP classifiers on in-memory datasets: the MNIST-MLP optimizee of seed 001, on digits."""
+"""MLP classifiers and linear models on Datasets: seed 001's MNIST-MLP optimizee (on digits),
+seed 004's activation and depth generalization tasks, and logistic / linear regression."""
 from __future__ import annotations
 
-from typing import Sequence
-
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import optax
+from typing import Optional, Sequence
 
 from lopt.tasks import datasets
-from lopt.tasks.base import Task, TaskFamily, fixed_family
+from lopt.tasks.base import Task, TaskFamily
+from lopt.tasks.models import (ACTIVATIONS, INITIALIZERS, MLP, Linear, check_choice, check_widths,
+                               linen_model, softmax_xent, squared_error)
+from lopt.tasks.supervised import supervised_family
 
-ACTIVATIONS = {
-    "sigmoid": jax.nn.sigmoid,
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "elu": jax.nn.elu,
-    "gelu": jax.nn.gelu,
-}
+MAX_DEPTH = 10
 
 
-class MLP(nn.Module):
-    hidden: Sequence[int]
-    num_classes: int
-    activation: str
+def mlp_family(dataset: str = "digits", hidden: Sequence[int] = (20,),
+               activation: str = "sigmoid", initializer: str = "lecun_normal",
+               batch_size: int = 128, subset_size: Optional[int] = None,
+               init_scale=(1.0, 1.0), name: Optional[str] = None) -> TaskFamily:
+    """Cross-entropy of an MLP (1–10 hidden layers) on a classification dataset.
 
-    @nn.compact
-    def __call__(self, x):
-        x = x.reshape((x.shape[0], -1))
-        act = ACTIVATIONS[self.activation]
-        for width in self.hidden:
-            x = act(nn.Dense(width)(x))
-        return nn.Dense(self.num_classes)(x)
-
-
-def mlp_classifier(
-    dataset: str = "digits",
-    hidden: Sequence[int] = (20,),
-    activation: str = "sigmoid",
-    batch_size: int = 128,
-) -> Task:
-    """Cross-entropy of an MLP; each ``loss`` call draws a minibatch (with replacement) from its key.
-
-    ``eval_loss`` is the same loss on a minibatch of the held-out split. The default (20 hidden
-    sigmoid units, batch 128) is the L2L MNIST optimizee of seed 001, on the digits data.
+    The default (20 hidden sigmoid units, batch 128) is the L2L MNIST optimizee of seed 001, on
+    the digits data. Instances differ in initialization and minibatches, and, when given, in
+    ``init_scale`` (log-uniform range) and the train subset of ``subset_size`` examples.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    if any(int(w) < 1 for w in hidden):
-        raise ValueError(f"hidden must hold positive layer widths, got {tuple(hidden)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("initializer", initializer, INITIALIZERS)
+    hidden = check_widths("hidden", hidden)
+    if len(hidden) > MAX_DEPTH:
+        raise ValueError(f"hidden must have at most {MAX_DEPTH} layers; got {len(hidden)}")
     data = datasets.load(dataset)
-    model = MLP(hidden=tuple(int(w) for w in hidden), num_classes=data.num_classes,
-                activation=activation)
-
-    def init(key):
-        return model.init(key, data.train_x[:1])["params"]
-
-    def batch_loss(params, x, y, key):
-        idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
-        logits = model.apply({"params": params}, x[idx])
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
-
-    def loss(params, key):
-        return batch_loss(params, data.train_x, data.train_y, key)
-
-    def eval_loss(params, key):
-        return batch_loss(params, data.test_x, data.test_y, key)
-
-    return Task(init=init, loss=loss, eval_loss=eval_loss)
+    if data.kind != "classification":
+        raise ValueError(f"dataset must be a classification dataset for an MLP classifier; "
+                         f"{dataset!r} is {data.kind}")
+    model = linen_model(MLP(hidden=hidden, out=data.num_classes, activation=activation,
+                            initializer=initializer), softmax_xent)
+    name = name or f"{dataset}_mlp_" + "x".join(map(str, hidden)) + f"_{activation}"
+    return supervised_family(name, data, model, batch_size=batch_size, subset_size=subset_size,
+                             init_scale=init_scale)
 
 
-def mlp_family(**kwargs) -> TaskFamily:
-    """The fixed-architecture MLP task as a family (empty cfg; instances differ in init and batches)."""
-    hidden = kwargs.get("hidden", (20,))
-    name = f"{kwargs.get('dataset', 'digits')}_mlp_" + "x".join(str(w) for w in hidden)
-    return fixed_family(mlp_classifier(**kwargs), name=name)
+def mlp_classifier(dataset: str = "digits", hidden: Sequence[int] = (20,),
+                   activation: str = "sigmoid", batch_size: int = 128) -> Task:
+    """One MLP task (the family's instance with unit scales and the whole train split)."""
+    import jax
+
+    family = mlp_family(dataset, hidden, activation, batch_size=batch_size)
+    return family.build(family.sample(jax.random.PRNGKey(0)))
+
+
+def linear_family(dataset: str = "iris", batch_size: int = 32) -> TaskFamily:
+    """Logistic (softmax) regression on a classification dataset, or least-squares linear
+    regression on a regression dataset."""
+    data = datasets.load(dataset)
+    if data.kind == "classification":
+        model = linen_model(Linear(out=data.num_classes), softmax_xent)
+        kind = "logistic"
+    elif data.kind == "regression":
+        model = linen_model(Linear(out=1), squared_error)
+        kind = "linear"
+    else:
+        raise ValueError(f"dataset must be tabular (classification or regression); "
+                         f"{dataset!r} is {data.kind}")
+    return supervised_family(f"{dataset}_{kind}", data, model, batch_size=batch_size)

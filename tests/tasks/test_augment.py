@@ -56,3 +56,95 @@ def test_bad_wrapper_arguments_name_the_field():
         random_scaling(quadratic_family(), low=1.0, high=0.0)
     with pytest.raises(ValueError, match="dim"):
         with_convex(quadratic_family(), dim=0)
+
+
+@pytest.mark.parametrize("level", ["global", "tensor", "parameter"])
+def test_reparameterization_draws_scales_at_its_level_over_its_decades(level):
+    from lopt.tasks import mlp_family, reparameterize
+
+    base = mlp_family("iris", hidden=(3,), batch_size=8)
+    family = reparameterize(base, level=level, decades=4.0)
+    cfg = family.sample(jax.random.PRNGKey(2))
+    scales = [np.asarray(s) for s in jax.tree.leaves(cfg["scale"])]
+    everything = np.concatenate([s.ravel() for s in scales])
+    assert np.all((everything >= 10**-2 * 0.999) & (everything <= 10**2 * 1.001))
+    per_leaf_distinct = [len(np.unique(s)) for s in scales]
+    if level == "global":
+        assert len(np.unique(everything)) == 1
+    elif level == "tensor":
+        assert max(per_leaf_distinct) == 1 and len(np.unique(everything)) == len(scales)
+    else:
+        assert max(per_leaf_distinct) > 1
+    task, inner = family.build(cfg), base.build(cfg["inner"])
+    key = jax.random.PRNGKey(3)
+    phi0 = task.init(key)
+    theta0 = inner.init(key)
+    for p, s, t in zip(jax.tree.leaves(phi0), scales, jax.tree.leaves(theta0)):
+        np.testing.assert_allclose(np.asarray(p) * s, t, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(task.loss(phi0, key), inner.loss(theta0, key), rtol=1e-5)
+    g_phi = jax.grad(task.loss)(phi0, key)
+    g_theta = jax.grad(inner.loss)(theta0, key)
+    for gp, s, gt in zip(jax.tree.leaves(g_phi), scales, jax.tree.leaves(g_theta)):
+        np.testing.assert_allclose(gp, s * np.asarray(gt), rtol=1e-4, atol=1e-6)
+
+
+def test_reduced_batch_counts_only_the_first_examples():
+    from lopt.tasks import mlp_family, reduced_batch
+    from lopt.tasks.datasets import load
+
+    base = mlp_family("iris", hidden=(3,), activation="relu", batch_size=16)
+    family = reduced_batch(base, low=1)
+    keeps = [int(family.sample(jax.random.PRNGKey(i))["batch_keep"]) for i in range(40)]
+    assert min(keeps) >= 1 and max(keeps) <= 16 and len(set(keeps)) > 5
+    cfg = dict(family.sample(jax.random.PRNGKey(0)), batch_keep=jnp.asarray(1, jnp.int32))
+    task = family.build(cfg)
+    params = task.init(jax.random.PRNGKey(1))
+    key = jax.random.PRNGKey(5)
+    # By hand: the loss is the cross-entropy of the first example of the drawn minibatch.
+    data = load("iris")
+    first = int(jax.random.randint(jax.random.split(key)[0], (16,), 0,
+                                   data.train_x.shape[0])[0])
+    h = np.maximum(np.asarray(data.train_x[first]) @ np.asarray(params["Dense_0"]["kernel"])
+                   + np.asarray(params["Dense_0"]["bias"]), 0)
+    logits = h @ np.asarray(params["Dense_1"]["kernel"]) + np.asarray(params["Dense_1"]["bias"])
+    logits = logits - logits.max()
+    expected = np.log(np.exp(logits).sum()) - logits[int(data.train_y[first])]
+    np.testing.assert_allclose(float(task.loss(params, key)), expected, rtol=1e-4)
+    with pytest.raises(ValueError, match="batch_keep"):
+        reduced_batch(quadratic_family())
+
+
+def test_label_noise_replaces_labels_at_its_rate_and_keeps_them_per_example():
+    from lopt.tasks import label_noise, mlp_family
+    from lopt.tasks.supervised import noisy_labels
+
+    y = jnp.zeros(20000, jnp.int32)
+    idx = jnp.arange(20000)
+    key = jax.random.PRNGKey(0)
+    np.testing.assert_array_equal(noisy_labels(key, 0.0, idx, y, 10), y)
+    noisy = np.asarray(noisy_labels(key, 0.5, idx, y, 10))
+    # Replaced with probability 0.5 by a uniform class, which is the old one 1/10 of the time.
+    assert abs(np.mean(noisy != 0) - 0.45) < 0.02
+    assert abs(np.bincount(noisy, minlength=10)[1:].std() / 1000) < 0.1
+    again = np.asarray(noisy_labels(key, 0.5, idx[::-1], y, 10))[::-1]
+    np.testing.assert_array_equal(noisy, again)  # the same example keeps its label
+    family = label_noise(mlp_family("iris", hidden=(3,)), 0.1, 0.3)
+    rates = [float(family.sample(jax.random.PRNGKey(i))["label_noise"]) for i in range(20)]
+    assert 0.1 <= min(rates) and max(rates) <= 0.3
+    with pytest.raises(ValueError, match="label_noise"):
+        label_noise(quadratic_family())
+
+
+def test_gradient_noise_is_zero_mean_with_its_scale():
+    from lopt.tasks import gradient_noise
+
+    base = quadratic_family(dim=3)
+    family = gradient_noise(base, sigma=0.5)
+    cfg = family.sample(jax.random.PRNGKey(0))
+    task, inner = family.build(cfg), base.build(cfg)
+    params = {"theta": jnp.ones(3)}
+    grads = jax.vmap(lambda k: jax.grad(task.loss)(params, k)["theta"])(
+        jax.random.split(jax.random.PRNGKey(1), 4000))
+    clean = np.asarray(jax.grad(inner.loss)(params, None)["theta"])
+    np.testing.assert_allclose(np.asarray(grads).mean(0), clean, atol=0.05)
+    np.testing.assert_allclose(np.asarray(grads).std(0), 0.5, rtol=0.05)

@@ -1,0 +1,124 @@
+"""Task names the CLI accepts: registered tasks, sampled specs (``SAMPLER@SEED``) and
+mixtures (``mixture:NAME`` or ``mixture:A+B+C`` of either)."""
+from __future__ import annotations
+
+import functools
+
+from lopt.tasks import augment
+from lopt.tasks.autoencoder import autoencoder_family, vae_family
+from lopt.tasks.conv import conv_family
+from lopt.tasks.mixture import Mixture
+from lopt.tasks.mlp import linear_family, mlp_family
+from lopt.tasks.quadratic import quadratic_family
+from lopt.tasks.samplers import SAMPLERS, sample_spec
+from lopt.tasks.sequence import char_rnn_family, sine_lstm_family, transformer_lm_family
+from lopt.tasks.synthetic import (FUNCTIONS, function_family, log_sum_exp_family,
+                                  rosenbrock_family, sparse_softmax_family)
+
+P = functools.partial
+
+FAMILIES = {
+    "quadratic": (quadratic_family, "random 10x10 least squares ‖Wθ − y‖² (L2L, seed 001)"),
+    "quadratic_augmented": (lambda: augment.with_convex(augment.random_scaling(
+        quadratic_family())), "quadratics with RNNprop's random scaling and an added random "
+                              "convex function (seed 004)"),
+    "quadratic_tanh": (P(quadratic_family, nonlinearity="tanh", condition=1.0),
+                       "‖tanh(Wθ) − y‖² with one decade of conditioning"),
+    "digits_mlp": (P(mlp_family, name="digits_mlp_20"),
+                   "MLP (20 sigmoid units) on the 8x8 digits, minibatch 128 (seed 001)"),
+    "digits_mlp_deep": (P(mlp_family, hidden=(20,) * 9, activation="relu"),
+                        "9-hidden-layer ReLU MLP on digits (seed 004's depth generalization)"),
+    "digits_mlp_augmented": (lambda: augment.label_noise(augment.reduced_batch(
+        augment.reparameterize(mlp_family(hidden=(32,), activation="relu")), 16), 0.0, 0.2),
+        "ReLU MLP on digits with per-tensor reparameterization, reduced batches, label noise"),
+    "mnist_mlp": (P(mlp_family, dataset="mnist_5k_14", hidden=(32,), activation="relu"),
+                  "MLP (32 ReLU) on real MNIST digits at 14x14 (mnist_5k)"),
+    "mnist1d_mlp": (P(mlp_family, dataset="mnist1d", hidden=(64, 64), activation="relu"),
+                    "2x64 ReLU MLP on MNIST-1D"),
+    "digits_conv": (P(conv_family, dataset="digits", channels=(8, 16)),
+                    "conv + max-pool (8, 16 channels), global-average head, on digits"),
+    "digits_conv_bn": (P(conv_family, dataset="digits", channels=(8, 16), batch_norm=True),
+                       "digits_conv with batch norm (running statistics as task state)"),
+    "mnist_conv_fc": (P(conv_family, dataset="mnist_5k_14", channels=(8, 16), head="fc",
+                        fc=(32,)), "conv (8, 16) + FC 32 on mnist_5k 14x14"),
+    "shapes_conv": (P(conv_family, dataset="shapes_16", channels=(8, 8)),
+                    "conv + pool on the generated 16x16 shapes"),
+    "cifar10_conv": (P(conv_family, dataset="cifar10", channels=(16, 32), batch_size=64),
+                     "conv + pool on CIFAR-10 (tfds; needs prepared data)"),
+    "fashion_mnist_mlp": (P(mlp_family, dataset="fashion_mnist", hidden=(64,),
+                            activation="relu"), "MLP on Fashion-MNIST (tfds; needs prepared data)"),
+    "sine_lstm": (sine_lstm_family, "LSTM-20 sequence prediction of noisy sines (seed 004 "
+                                    "Table 2, baseline)"),
+    "sine_lstm_small_noise": (P(sine_lstm_family, noise="small"),
+                              "sine_lstm with noise 0.01 (Table 2, small noise)"),
+    "sine_lstm_2layer": (P(sine_lstm_family, layers=2), "2-layer LSTM sine prediction "
+                                                        "(Table 2, 2-layer)"),
+    "char_rnn": (char_rnn_family, "character LSTM language model (32 units) on pysource"),
+    "transformer_lm": (transformer_lm_family, "1-layer causal transformer (width 32, 2 heads) "
+                                              "character LM on pysource"),
+    "digits_autoencoder": (autoencoder_family, "MLP autoencoder 64-32-8-32-64 on digits"),
+    "digits_vae": (vae_family, "VAE (32 hidden, 8 latent) on digits, -ELBO per pixel"),
+    "iris_logistic": (P(linear_family, "iris"), "softmax regression on iris"),
+    "wine_logistic": (P(linear_family, "wine"), "softmax regression on wine"),
+    "breast_cancer_logistic": (P(linear_family, "breast_cancer"),
+                               "logistic regression on breast_cancer"),
+    "diabetes_linear": (P(linear_family, "diabetes"), "least-squares linear regression on "
+                                                      "diabetes"),
+    "rosenbrock": (rosenbrock_family, "Rosenbrock's valley in 2-d, random scale"),
+    **{name: (P(function_family, name), f"{desc}, random scale (Wichrowska et al. 2017)")
+       for name, (_, _, _, _, desc) in FUNCTIONS.items() if name != "rosenbrock"},
+    "log_sum_exp": (log_sum_exp_family, "log Σ exp(Ax + b) + 0.01‖x‖² (Wichrowska et al. 2017)"),
+    "sparse_softmax": (sparse_softmax_family, "softmax regression on sparse inputs "
+                                              "(Wichrowska et al. 2017)"),
+    "rosenbrock_noisy": (lambda: augment.gradient_noise(rosenbrock_family(), 1.0),
+                         "Rosenbrock with N(0, 1) gradient noise (Wichrowska et al. 2017)"),
+}
+
+MIXTURES = {
+    "small": (("digits_mlp", "digits_conv", "char_rnn"),
+              "an MLP, a conv net and a character LSTM"),
+    "classic": (("quadratic", "digits_mlp", "sine_lstm", "rosenbrock"),
+                "the seeds' classic problems: quadratic, MLP, LSTM sines, Rosenbrock"),
+    "taskset": (("mlp@0", "conv_pool@0", "char_rnn@0", "transformer@0", "autoencoder@0",
+                 "vae@0"), "one sampled spec from each of six TaskSet-style samplers"),
+}
+
+
+def _one(token: str):
+    if "@" in token:
+        sampler, _, seed = token.partition("@")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"task sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+        if not seed.isdigit():
+            raise ValueError(f"task {token!r}: the seed after '@' must be a non-negative integer")
+        return lambda: sample_spec(sampler, int(seed)).family()
+    if token not in FAMILIES:
+        raise ValueError(f"task must be one of {', '.join(FAMILIES)}, SAMPLER@SEED (samplers: "
+                         f"{', '.join(SAMPLERS)}) or mixture:NAME; got {token!r}")
+    return FAMILIES[token][0]
+
+
+def resolve(name: str):
+    """A zero-argument builder of the family or Mixture named ``name``; bad names raise a
+    one-line ValueError without loading anything."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"task must be a non-empty name; got {name!r}")
+    if not name.startswith("mixture:"):
+        return _one(name)
+    body = name[len("mixture:"):]
+    if body in MIXTURES:
+        tokens = MIXTURES[body][0]
+    elif "+" in body:
+        tokens = tuple(t for t in body.split("+"))
+    else:
+        raise ValueError(f"mixture must be one of {', '.join(MIXTURES)} or A+B+... of task "
+                         f"names; got {body!r}")
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"mixture {body!r} names a task twice")
+    builders = [_one(t) for t in tokens]
+    return lambda: Mixture(tuple(b() for b in builders), name=body)
+
+
+def make_family(name: str):
+    """The TaskFamily (or Mixture) named ``name``: see ``resolve``."""
+    return resolve(name)()

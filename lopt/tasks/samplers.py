@@ -1,0 +1,202 @@
+"""TaskSet-style samplers (Sohl-Dickstein, Metz et al., seed 003): a seed draws a static,
+hashable spec (architecture, activation, initializer, width and depth, dataset, batch size);
+each spec builds one TaskFamily whose vmappable cfg varies the rest (init scale, data subset,
+minibatches, seeds). Two levels because structure changes shapes and cannot be vmapped."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Tuple
+
+import numpy as np
+
+from lopt.tasks.autoencoder import autoencoder_family, vae_family
+from lopt.tasks.base import TaskFamily
+from lopt.tasks.conv import conv_family
+from lopt.tasks.mlp import mlp_family
+from lopt.tasks.quadratic import quadratic_family
+from lopt.tasks.sequence import char_rnn_family, transformer_lm_family
+
+INIT_SCALE = (0.5, 2.0)  # log-uniform per instance
+SUBSET_FRACTION = 0.8  # each instance trains on its own random 80% of the train split
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A structural task spec: ``kind`` names the builder, ``fields`` its static arguments."""
+
+    kind: str
+    fields: Tuple[Tuple[str, object], ...]
+
+    @property
+    def name(self) -> str:
+        def show(v):
+            return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+        return f"{self.kind}(" + ",".join(f"{k}={show(v)}" for k, v in self.fields) + ")"
+
+    def kwargs(self) -> dict:
+        return dict(self.fields)
+
+    def family(self) -> TaskFamily:
+        return BUILDERS[self.kind](self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """``sample(seed) -> Spec``; ``choices`` declares every field's allowed values."""
+
+    draw: Callable[[np.random.Generator], dict]
+    description: str
+    choices: Dict[str, tuple]
+    kind: str
+
+    def sample(self, seed: int) -> Spec:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+        fields = self.draw(np.random.default_rng([int(seed), _tag(self.kind)]))
+        return Spec(self.kind, tuple(fields.items()))
+
+
+def _tag(kind: str) -> int:
+    return sum(ord(c) * 31**i for i, c in enumerate(kind)) % (2**31)
+
+
+def _pick(rng, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _layers(rng, depths, widths):
+    return tuple(_pick(rng, widths) for _ in range(_pick(rng, depths)))
+
+
+def _subset(dataset: str) -> int:
+    from lopt.tasks import datasets
+    return int(SUBSET_FRACTION * datasets.load(dataset).train_x.shape[0])
+
+
+CHOICES = {
+    "mlp": {"dataset": ("digits", "mnist_5k_8", "mnist_5k_14", "mnist1d", "wine",
+                        "breast_cancer", "gaussian_clusters"),
+            "depth": (1, 2, 3, 4), "width": (8, 16, 32, 64),
+            "activation": ("sigmoid", "relu", "tanh", "elu", "gelu"),
+            "initializer": ("lecun_normal", "he_normal", "glorot_uniform", "normal_0.1"),
+            "batch_size": (32, 64, 128)},
+    "conv_pool": {"dataset": ("digits", "mnist_5k_14", "shapes_8", "shapes_16"),
+                  "depth": (1, 2, 3), "width": (4, 8, 16),
+                  "activation": ("relu", "elu", "tanh", "gelu"), "pool": ("max", "avg"),
+                  "batch_norm": (False, True), "batch_size": (32, 64)},
+    "conv_fc": {"dataset": ("digits", "mnist_5k_14", "shapes_8", "shapes_16"),
+                "depth": (1, 2), "width": (4, 8, 16), "fc": (16, 32, 64),
+                "activation": ("relu", "elu", "tanh", "gelu"), "batch_norm": (False, True),
+                "batch_size": (32, 64)},
+    "char_rnn": {"cell": ("lstm", "gru", "vanilla"), "hidden": (16, 32, 64),
+                 "embed": (8, 16, 32), "seq_len": (16, 32), "batch_size": (16, 32)},
+    "transformer": {"layers": (1, 2), "d_model": (16, 32, 64), "heads": (1, 2, 4),
+                    "seq_len": (16, 32), "batch_size": (16, 32)},
+    "autoencoder": {"dataset": ("digits", "mnist_5k_8", "mnist_5k_14", "shapes_8"),
+                    "depth": (1, 2, 3), "width": (8, 16, 32, 64),
+                    "activation": ("relu", "elu", "tanh", "sigmoid"), "batch_size": (32, 64)},
+    "vae": {"dataset": ("digits", "mnist_5k_8", "mnist_5k_14", "shapes_8"),
+            "depth": (1, 2), "width": (16, 32, 64), "latent": (2, 4, 8, 16),
+            "activation": ("relu", "elu", "tanh"), "batch_size": (32, 64)},
+    "quadratic": {"dim": (4, 8, 10, 16, 32), "nonlinearity": ("none", "tanh", "softplus"),
+                  "condition": (0.0, 1.0, 2.0, 3.0)},
+}
+
+
+def _draw_mlp(rng):
+    c = CHOICES["mlp"]
+    return {"dataset": _pick(rng, c["dataset"]), "hidden": _layers(rng, c["depth"], c["width"]),
+            "activation": _pick(rng, c["activation"]),
+            "initializer": _pick(rng, c["initializer"]), "batch_size": _pick(rng, c["batch_size"])}
+
+
+def _draw_conv(kind):
+    def draw(rng):
+        c = CHOICES[kind]
+        fields = {"dataset": _pick(rng, c["dataset"]),
+                  "channels": _layers(rng, c["depth"], c["width"]),
+                  "activation": _pick(rng, c["activation"])}
+        if kind == "conv_pool":
+            fields["pool"] = _pick(rng, c["pool"])
+        else:
+            fields["fc"] = (_pick(rng, c["fc"]),)
+        fields["batch_norm"] = _pick(rng, c["batch_norm"])
+        fields["batch_size"] = _pick(rng, c["batch_size"])
+        return fields
+    return draw
+
+
+def _draw_flat(kind):
+    def draw(rng):
+        return {k: _pick(rng, v) for k, v in CHOICES[kind].items()}
+    return draw
+
+
+def _draw_transformer(rng):
+    fields = _draw_flat("transformer")(rng)
+    if fields["d_model"] % fields["heads"]:
+        fields["heads"] = 1
+    return fields
+
+
+def _draw_autoencoder(rng):
+    c = CHOICES["autoencoder"]
+    widths = sorted(_layers(rng, c["depth"], c["width"]), reverse=True)  # a funnel
+    return {"dataset": _pick(rng, c["dataset"]), "hidden": tuple(widths),
+            "activation": _pick(rng, c["activation"]), "batch_size": _pick(rng, c["batch_size"])}
+
+
+def _draw_vae(rng):
+    c = CHOICES["vae"]
+    return {"dataset": _pick(rng, c["dataset"]), "hidden": _layers(rng, c["depth"], c["width"]),
+            "latent": _pick(rng, c["latent"]), "activation": _pick(rng, c["activation"]),
+            "batch_size": _pick(rng, c["batch_size"])}
+
+
+def _classifier_extra(spec):
+    return {"subset_size": _subset(spec.kwargs()["dataset"]), "init_scale": INIT_SCALE,
+            "name": spec.name}
+
+
+BUILDERS = {
+    "mlp": lambda s: mlp_family(**s.kwargs(), **_classifier_extra(s)),
+    "conv_pool": lambda s: conv_family(head="pool", **s.kwargs(), **_classifier_extra(s)),
+    "conv_fc": lambda s: conv_family(head="fc", **s.kwargs(), **_classifier_extra(s)),
+    "char_rnn": lambda s: char_rnn_family(**s.kwargs(), init_scale=INIT_SCALE, name=s.name),
+    "transformer": lambda s: transformer_lm_family(**s.kwargs(), init_scale=INIT_SCALE,
+                                                   name=s.name),
+    "autoencoder": lambda s: autoencoder_family(**s.kwargs(), init_scale=INIT_SCALE,
+                                                name=s.name),
+    "vae": lambda s: vae_family(**s.kwargs(), init_scale=INIT_SCALE, name=s.name),
+    "quadratic": lambda s: quadratic_family(**s.kwargs()),
+}
+
+SAMPLERS = {
+    "mlp": Sampler(_draw_mlp, "MLP classifiers: dataset, 1-4 layers of 8-64 units, 5 "
+                   "activations, 4 initializers, batch 32-128", CHOICES["mlp"], "mlp"),
+    "conv_pool": Sampler(_draw_conv("conv_pool"), "conv + pooling nets, global-average head: "
+                         "image dataset, 1-3 layers of 4-16 channels, max/avg pool, optional "
+                         "batch norm", CHOICES["conv_pool"], "conv_pool"),
+    "conv_fc": Sampler(_draw_conv("conv_fc"), "conv nets with an FC head: 1-2 conv layers, "
+                       "16-64 FC units, optional batch norm", CHOICES["conv_fc"], "conv_fc"),
+    "char_rnn": Sampler(_draw_flat("char_rnn"), "character RNN language models: LSTM/GRU/"
+                        "vanilla cell, 16-64 units, windows 16-32", CHOICES["char_rnn"],
+                        "char_rnn"),
+    "transformer": Sampler(_draw_transformer, "causal transformer language models: 1-2 "
+                           "layers, width 16-64, 1-4 heads", CHOICES["transformer"],
+                           "transformer"),
+    "autoencoder": Sampler(_draw_autoencoder, "MLP autoencoders on images: 1-3 funnel layers, "
+                           "4 activations", CHOICES["autoencoder"], "autoencoder"),
+    "vae": Sampler(_draw_vae, "VAEs on images: 1-2 layers, latent 2-16, 3 activations",
+                   CHOICES["vae"], "vae"),
+    "quadratic": Sampler(_draw_flat("quadratic"), "quadratics: dim 4-32, identity/tanh/"
+                         "softplus output, 0-3 decades of conditioning", CHOICES["quadratic"],
+                         "quadratic"),
+}
+
+
+def sample_spec(sampler: str, seed: int) -> Spec:
+    """The spec that ``sampler`` draws from ``seed``."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+    return SAMPLERS[sampler].sample(seed)
