@@ -26,7 +26,10 @@ def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: 
     batch = init_inner_batch(rule, family, theta, key, num_tasks, horizon, stagger=False)
     _, out = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch,
                               num_steps=num_steps, horizon=horizon)
-    return jnp.concatenate([out.loss[:1], out.meta_loss], axis=0)
+    # out.loss is the raw loss the rule saw; every row of the curve is the loss as the
+    # meta-objective sees it (normalized when the family is).
+    first = jax.vmap(lambda cfg, loss: family.build(cfg).meta_view(loss))(batch.cfg, out.loss[0])
+    return jnp.concatenate([first[None], out.meta_loss], axis=0)
 
 
 @dataclasses.dataclass

@@ -20,9 +20,10 @@ def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int) 
         lr = "learned" if s["learning_rate"] is None else f"{s['learning_rate']:.3g}"
         if s.get("lr_at_grid_edge"):
             lr += " (grid edge)"
-        ratio = s["final_mean"] / best if best > 0 else float("nan")
+        # A ratio means nothing when the best loss is not positive (normalized losses).
+        ratio = f"{s['final_mean'] / best:.2f}" if best > 0 else "—"
         lines.append(f"| {s['name']} | {lr} | {s['final_mean']:.4g} ± {s['final_sem']:.2g} | "
-                     f"{s['final_median']:.4g} | {ratio:.2f} |")
+                     f"{s['final_median']:.4g} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
@@ -60,10 +61,17 @@ def plot_history(history: Sequence[dict], path: str, title: str) -> None:
 
 
 def _finish(fig, ax, path, title, xlabel, ylabel) -> None:
-    """Log y axis, labels, grid and legend; save the PNG and free the figure."""
+    """Log y axis (symmetric log when a value is <= 0, as normalized losses can be), labels,
+    grid and legend; save the PNG and free the figure."""
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    ax.set_yscale("log")
+    values = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()])
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() <= 0:
+        ax.set_yscale("symlog", linthresh=1e-2)
+    else:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
