@@ -97,3 +97,63 @@ def test_tfds_tasks_say_what_to_do_when_the_data_is_missing(tmp_path, monkeypatc
         with pytest.raises(ValueError, match="needs tensorflow-datasets"):
             make_family(name)
     assert set(TFDS_DATASETS) >= {"cifar10", "fashion_mnist"}
+
+
+def test_batch_norm_statistics_are_task_state_updated_as_a_running_average():
+    family = tasks.conv_family(channels=(4,), batch_norm=True, batch_size=16)
+    task = family.build(family.sample(jax.random.PRNGKey(0)))
+    params = task.init(jax.random.PRNGKey(1))
+    s0 = task.new_state(jax.random.PRNGKey(1))
+    mean0 = s0["batch_stats"]["BatchNorm_0"]["mean"]
+    np.testing.assert_array_equal(mean0, 0.0)
+    key = jax.random.PRNGKey(2)
+    step = jax.jit(lambda s: task.train_loss(params, s, key))
+    _, s1 = step(s0)
+    _, s2 = step(s1)
+    m1, m2 = (s["batch_stats"]["BatchNorm_0"]["mean"] for s in (s1, s2))
+    # Same batch twice, momentum 0.9 from zero: m1 = 0.1 b, m2 = 0.9 m1 + 0.1 b = 1.9 m1.
+    assert float(jnp.abs(m1).max()) > 1e-3
+    np.testing.assert_allclose(m2, 1.9 * m1, rtol=1e-5)
+    # Inference mode reads the carried statistics: different state, different eval loss.
+    assert float(task.held_out_loss(params, s0, key)) != float(task.held_out_loss(params, s2, key))
+
+
+def test_unroll_carries_task_state_and_final_test_metrics_read_it():
+    from lopt.evaluation import final_test_metrics
+    from lopt.outer import Horizon, broadcast_runs, init_inner_batch, truncated_unroll
+    from lopt.rules import adam
+
+    family = tasks.conv_family(channels=(4,), batch_norm=True, batch_size=16)
+    rule = adam(0.01)
+    batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, Horizon(50),
+                             stagger=False)
+    new, _ = jax.jit(lambda b: truncated_unroll(rule, family, broadcast_runs({}, 2), b,
+                                                num_steps=3, horizon=Horizon(50)))(batch)
+    var = np.asarray(new.task_state["batch_stats"]["BatchNorm_0"]["var"])
+    assert var.shape == (2, 4) and not np.allclose(var, 1.0)
+    metrics = final_test_metrics(rule, {}, family, jax.random.PRNGKey(0), num_tasks=2,
+                                 num_steps=3)
+    assert metrics["loss"].shape == (2,) and np.all(np.isfinite(metrics["loss"]))
+    assert np.all((metrics["accuracy"] >= 0) & (metrics["accuracy"] <= 1))
+
+
+@pytest.mark.parametrize("build,field", [
+    (lambda: tasks.conv_family(channels=(0,)), "channels"),
+    (lambda: tasks.conv_family(pool="median"), "pool"),
+    (lambda: tasks.conv_family(dataset="wine"), "image classification"),
+    (lambda: tasks.char_rnn_family(hidden=2), "hidden"),
+    (lambda: tasks.char_rnn_family(cell="lstmish"), "cell"),
+    (lambda: tasks.transformer_lm_family(layers=3), "layers"),
+    (lambda: tasks.transformer_lm_family(d_model=30, heads=4), "heads"),
+    (lambda: tasks.sine_lstm_family(noise="huge"), "noise"),
+    (lambda: tasks.vae_family(latent=0), "latent"),
+    (lambda: tasks.autoencoder_family(dataset="diabetes"), "image dataset"),
+    (lambda: tasks.mlp_family(dataset="diabetes"), "classification"),
+    (lambda: tasks.mlp_family(subset_size=10**6), "subset_size"),
+    (lambda: tasks.quadratic_family(condition=9.0), "condition"),
+    (lambda: tasks.function_family("himmelblau"), "function"),
+])
+def test_sizes_and_choices_out_of_range_name_the_field(build, field):
+    with pytest.raises(ValueError, match=field) as err:
+        build()
+    assert "\n" not in str(err.value)
