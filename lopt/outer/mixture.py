@@ -43,25 +43,23 @@ def build_estimator(estimator, rule, family, axis_name=None) -> Estimator:
     def grad(theta, states, key):
         keys = jax.random.split(key, len(parts))
         results = [p.grad(theta, s, k) for p, s, k in zip(parts, states, keys)]
-        # ok_runs is already summed across devices inside each estimator.
-        alive = [(r[2]["ok_runs"] > 0).astype(jnp.float32) if "ok_runs" in r[2]
-                 else jnp.ones(()) for r in results]
-        count = sum(alive)
-        denom = jnp.maximum(count, 1.0)
-        meta_grad = jax.tree.map(
-            lambda *gs: sum(a * jnp.where(a > 0, g, 0.0) for a, g in zip(alive, gs)) / denom,
-            *[r[0] for r in results])
-        metrics = {"meta_loss": sum(a * jnp.where(a > 0, r[2]["meta_loss"], 0.0)
-                                    for a, r in zip(alive, results)) / denom,
+        # A family with no healthy run (ok_runs is summed across devices already) has no
+        # gradient to offer: it is left out of the mean, and its values are never read.
+        alive = [r[2]["ok_runs"] > 0 if "ok_runs" in r[2] else jnp.asarray(True)
+                 for r in results]
+        denom = jnp.maximum(sum(a.astype(jnp.float32) for a in alive), 1.0)
+
+        def mean(*values):
+            return sum(jnp.where(a, v, 0.0) for a, v in zip(alive, values)) / denom
+
+        meta_grad = jax.tree.map(mean, *[r[0] for r in results])
+        metrics = {"meta_loss": mean(*[r[2]["meta_loss"] for r in results]),
                    "inner_loss": sum(r[2]["inner_loss"] for r in results) / len(results)}
         for field in SUMMED:
             if all(field in r[2] for r in results):
                 metrics[field] = sum(r[2][field] for r in results)
         for name, r in zip(names, results):
             metrics[f"meta_loss/{name}"] = r[2]["meta_loss"]
-        if "ok_runs" in metrics:
-            # The mixture is dead only when every family is.
-            metrics["ok_runs"] = jnp.where(count > 0, metrics["ok_runs"], 0)
         return meta_grad, tuple(r[1] for r in results), metrics
 
     return Estimator(init=init, grad=grad, name=f"{parts[0].name}_mixture")

@@ -14,6 +14,10 @@ from lopt.tasks.models import (ACTIVATIONS, check_choice, check_widths, linen_mo
 from lopt.tasks.supervised import supervised_family
 
 
+def _flat(x):
+    return x.reshape((x.shape[0], -1))
+
+
 class Autoencoder(nn.Module):
     """Encoder widths ``hidden``, the decoder mirrors them; outputs per-pixel logits."""
 
@@ -23,12 +27,10 @@ class Autoencoder(nn.Module):
     @nn.compact
     def __call__(self, x, train):
         del train
-        act = ACTIVATIONS[self.activation]
-        h = x.reshape((x.shape[0], -1))
-        dim = h.shape[-1]
+        h, act = _flat(x), ACTIVATIONS[self.activation]
         for width in tuple(self.hidden) + tuple(reversed(self.hidden[:-1])):
             h = act(nn.Dense(width)(h))
-        return nn.Dense(dim)(h)
+        return nn.Dense(_flat(x).shape[-1])(h)
 
 
 class VAE(nn.Module):
@@ -42,9 +44,7 @@ class VAE(nn.Module):
     @nn.compact
     def __call__(self, x, train):
         del train
-        act = ACTIVATIONS[self.activation]
-        h = x.reshape((x.shape[0], -1))
-        dim = h.shape[-1]
+        h, act = _flat(x), ACTIVATIONS[self.activation]
         for width in self.hidden:
             h = act(nn.Dense(width)(h))
         mean, log_var = nn.Dense(self.latent)(h), nn.Dense(self.latent)(h)
@@ -53,7 +53,7 @@ class VAE(nn.Module):
         for width in reversed(self.hidden):
             z = act(nn.Dense(width)(z))
         kl = 0.5 * jnp.sum(jnp.exp(log_var) + mean**2 - 1.0 - log_var, axis=-1)
-        return nn.Dense(dim)(z), kl
+        return nn.Dense(_flat(x).shape[-1])(z), kl
 
 
 def _image_data(dataset):
