@@ -168,6 +168,8 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
           resume: bool = True, progress: bool = True) -> TrainResult:
     """Meta-train ``rule`` on ``family`` with ``estimator`` (e.g. ``TBPTT(...)``) for ``num_steps``.
 
+    ``family`` may be a ``lopt.tasks.Mixture``: each of its families then gets an equal share of
+    the runs and every outer step unrolls all of them (``lopt.outer.mixture``).
     Every outer step is one jitted call. With ``devices`` (an int or a list of local devices)
     the batch of inner runs is split over those devices, and over every process of a
     ``jax.distributed`` job, with ``pmap``; meta-gradients are averaged across all of them, so
