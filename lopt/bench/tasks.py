@@ -18,6 +18,11 @@ import numpy as np
 
 STEPS, TUNING_TASKS, EVAL_TASKS, EVAL_SEED = 100, 8, 8, 4242
 SKIP = ("cifar10_conv", "fashion_mnist_mlp")  # need prepared tfds data
+# Left out until the stall is isolated: on 2 CPU cores with jax 0.10.2, unrolls of the recurrent
+# tasks over 8+ runs sometimes stall inside XLA's CPU runtime (the process sits idle); see
+# docs/tasks.md, "Known problem".
+RECURRENT = ("sine_lstm", "sine_lstm_small_noise", "sine_lstm_2layer", "char_rnn",
+             "transformer_lm")
 
 
 def measure(name, cache_dir):
@@ -129,14 +134,17 @@ def run(out_dir, repeats=None, command="", tasks=None):
     from lopt.tasks import FAMILIES
 
     start = time.time()
-    names = tasks or [n for n in FAMILIES if n not in SKIP]
+    names = tasks or [n for n in FAMILIES if n not in SKIP + RECURRENT]
     cache = os.path.join(out_dir, "cache")
-    rows = []
+    rows, text = [], ""
     for name in names:
         rows.append(measure(name, cache))
         print(f"{name}: {rows[-1]}", flush=True)
-    settings = {"command": command, "steps": STEPS, "tuning_tasks": TUNING_TASKS,
-                "eval_tasks": EVAL_TASKS, "eval_seed": EVAL_SEED, "wall_s": time.time() - start,
-                "machine": f"{os.cpu_count()} CPU cores, jax {jax.__version__} "
-                           f"({jax.default_backend()})"}
-    return write_report(out_dir, rows, settings)
+        # Rewritten after every task, so an interrupted run keeps what it measured.
+        settings = {"command": command, "steps": STEPS, "tuning_tasks": TUNING_TASKS,
+                    "eval_tasks": EVAL_TASKS, "eval_seed": EVAL_SEED,
+                    "wall_s": time.time() - start, "tasks_requested": list(names),
+                    "machine": f"{os.cpu_count()} CPU cores, jax {jax.__version__} "
+                               f"({jax.default_backend()})"}
+        text = write_report(out_dir, rows, settings)
+    return text
