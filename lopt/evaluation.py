@@ -73,9 +73,12 @@ def lr_sweep(factory: Callable[..., UpdateRule], family: TaskFamily, key, *, num
     for recurrent tasks (an LSTM's scan inside the unroll's scan) over 1000x slower from 32
     runs on (jax 0.10.2), while one level of batching runs them at full speed.
     """
-    run = jax.jit(lambda lr: loss_curves(factory(learning_rate=lr), factory(
-        learning_rate=lr).init_meta(None), family, key, num_tasks=num_tasks,
-        num_steps=num_steps))
+    def curves(lr):
+        rule = factory(learning_rate=lr)
+        return loss_curves(rule, rule.init_meta(None), family, key, num_tasks=num_tasks,
+                           num_steps=num_steps)
+
+    run = jax.jit(curves)
     return np.stack([np.asarray(run(jnp.asarray(lr, jnp.float32))) for lr in grid])
 
 

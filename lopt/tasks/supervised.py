@@ -158,22 +158,13 @@ def full_split_metrics(model: Model, params, state, x, y, loss_scale=1.0) -> dic
         xc, yc, vc = args
         out, _ = model.apply(params, state, xc, jax.random.PRNGKey(0), False)
         losses, correct = model.objective(out, xc, yc)
-        correct = jnp.zeros_like(losses) if correct is None else correct
-        return jnp.sum(jnp.where(vc, losses, 0.0)), jnp.sum(jnp.where(vc, correct, 0.0))
+        sums = (jnp.sum(jnp.where(vc, losses, 0.0)),)
+        # Whether the objective reports correctness is known when tracing: only classifiers
+        # return an accuracy sum.
+        return sums if correct is None else sums + (jnp.sum(jnp.where(vc, correct, 0.0)),)
 
-    losses, correct = jax.lax.map(one, (xp, yp, valid))
-    metrics = {"loss": loss_scale * jnp.sum(losses) / n}
-    if is_classifier(model, params, state, x, y):
-        metrics["accuracy"] = jnp.sum(correct) / n
+    sums = jax.lax.map(one, (xp, yp, valid))
+    metrics = {"loss": loss_scale * jnp.sum(sums[0]) / n}
+    if len(sums) == 2:
+        metrics["accuracy"] = jnp.sum(sums[1]) / n
     return metrics
-
-
-def is_classifier(model: Model, params, state, x, y) -> bool:
-    """Whether ``model.objective`` reports correctness (decided at trace time, costs nothing)."""
-    def probe(params):
-        out, _ = model.apply(params, state, x[:1], jax.random.PRNGKey(0), False)
-        return model.objective(out, x[:1], y[:1])[1] is not None
-
-    found = []
-    jax.eval_shape(lambda p: found.append(probe(p)) or 0, params)
-    return found[0]
