@@ -1,10 +1,15 @@
 """The hand-designed optimizers of seed 002 (Misra, "Optimization for Deep Networks") as UpdateRules.
 
-Every one is optax's own transformation behind the UpdateRule interface with an empty theta:
-SGD, momentum, Nesterov (NAG), Rprop, AdaGrad, RMSProp, AdaDelta, Adam, AdaMax.
+Each is an optax transformation behind the UpdateRule interface with an empty theta: optax's
+own SGD, momentum, Nesterov (NAG), AdaGrad (with r₀ = 0), RMSProp, AdaDelta, Adam and AdaMax,
+and Rprop as seed 002 writes it (``scale_by_sign_rprop``), which optax's ``rprop`` is not.
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
 import optax
 
 from lopt.rules.base import UpdateRule, no_theta
@@ -37,21 +42,61 @@ def momentum(learning_rate: float = 0.01, momentum: float = 0.9) -> UpdateRule:
 
 
 def nesterov(learning_rate: float = 0.01, momentum: float = 0.9) -> UpdateRule:
-    """NAG (Sutskever 2012): the gradient is taken after the momentum jump (optax's form)."""
+    """NAG (Sutskever 2012): v ← μ v + α f'(θ − μ v); θ ← θ − v. In optax's form, which
+    receives f' at the parameters it holds: those are the look-ahead point θ − μ v."""
     return from_optax(optax.sgd(learning_rate, momentum=momentum, nesterov=True), "nesterov",
                       {"learning_rate": learning_rate, "momentum": momentum})
 
 
+class SignRpropState(NamedTuple):
+    step_sizes: Any
+    prev_grads: Any
+
+
+def scale_by_sign_rprop(learning_rate: float, eta_minus: float = 0.5, eta_plus: float = 1.2,
+                        min_step_size: float = 1e-6,
+                        max_step_size: float = 50.0) -> optax.GradientTransformation:
+    """Seed 002's Rprop: v_t = η⁺ v_{t−1} if f'_t f'_{t−1} > 0, η⁻ v_{t−1} if < 0, else v_{t−1};
+    θ_{t+1} = θ_t − sgn(f'_t) v_t, v_0 = δ = ``learning_rate``.
+
+    The step uses the current gradient's sign and step size at once; optax's ``rprop`` emits
+    each step one call late and zeroes the gradient after a sign change (iRprop⁻). Step sizes
+    stay in [``min_step_size``, ``max_step_size``] (Riedmiller & Braun's Δmin, Δmax).
+    """
+
+    def init(params):
+        return SignRpropState(jax.tree.map(lambda p: jnp.full_like(p, learning_rate), params),
+                              jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        del params
+
+        def size(g, prev, v):
+            agree = g * prev
+            grown = jnp.minimum(v * eta_plus, max_step_size)
+            shrunk = jnp.maximum(v * eta_minus, min_step_size)
+            return jnp.where(agree > 0, grown, jnp.where(agree < 0, shrunk, v))
+
+        sizes = jax.tree.map(size, grads, state.prev_grads, state.step_sizes)
+        updates = jax.tree.map(lambda g, v: -jnp.sign(g) * v, grads, sizes)
+        return updates, SignRpropState(sizes, grads)
+
+    return optax.GradientTransformation(init, update)
+
+
 def rprop(learning_rate: float = 0.01, eta_minus: float = 0.5, eta_plus: float = 1.2) -> UpdateRule:
-    """Rprop (Riedmiller & Braun 1993): per-weight steps grow by η+ when signs agree, shrink by η−."""
-    return from_optax(optax.rprop(learning_rate, eta_minus=eta_minus, eta_plus=eta_plus), "rprop",
-                      {"learning_rate": learning_rate, "eta_minus": eta_minus,
-                       "eta_plus": eta_plus})
+    """Rprop (Riedmiller & Braun 1993) as seed 002 writes it: per-weight steps grow by η⁺ when
+    the signs of the last two gradients agree and shrink by η⁻ when they differ."""
+    return from_optax(scale_by_sign_rprop(learning_rate, eta_minus=eta_minus, eta_plus=eta_plus),
+                      "rprop", {"learning_rate": learning_rate, "eta_minus": eta_minus,
+                                "eta_plus": eta_plus})
 
 
 def adagrad(learning_rate: float = 0.1) -> UpdateRule:
-    """AdaGrad (Duchi et al. 2011): r ← r + f'²; v = α f' / √r."""
-    return from_optax(optax.adagrad(learning_rate), "adagrad", {"learning_rate": learning_rate})
+    """AdaGrad (Duchi et al. 2011): r_t = r_{t−1} + f'², r_0 = 0 as seed 002 writes it (optax's
+    default starts at 0.1); v = α f' / √(r_t + 10⁻⁷)."""
+    return from_optax(optax.adagrad(learning_rate, initial_accumulator_value=0.0), "adagrad",
+                      {"learning_rate": learning_rate})
 
 
 def rmsprop(learning_rate: float = 0.001, decay: float = 0.9) -> UpdateRule:
@@ -61,7 +106,8 @@ def rmsprop(learning_rate: float = 0.001, decay: float = 0.9) -> UpdateRule:
 
 
 def adadelta(learning_rate: float = 1.0, rho: float = 0.9) -> UpdateRule:
-    """AdaDelta (Zeiler 2012): v = α √(p + ε)/√(r + ε) f' with decaying averages r of f'² and p of v²."""
+    """AdaDelta (Zeiler 2012): v = α √(p + ε)/√(r + ε) f' with decaying averages r of f'² and p of
+    the squared steps before α (optax's form; the seed's p holds α's steps, the same at α = 1)."""
     return from_optax(optax.adadelta(learning_rate, rho=rho), "adadelta",
                       {"learning_rate": learning_rate, "rho": rho})
 
@@ -83,8 +129,8 @@ HAND_DESIGNED = {
     "sgd": (sgd, "SGD (seed 002)"),
     "momentum": (momentum, "SGD with heavy-ball momentum (seed 002)"),
     "nesterov": (nesterov, "Nesterov accelerated gradient, NAG (seed 002)"),
-    "rprop": (rprop, "Rprop, sign-based per-weight steps (seed 002)"),
-    "adagrad": (adagrad, "AdaGrad (seed 002)"),
+    "rprop": (rprop, "Rprop, sign-based per-weight steps, no lag (seed 002)"),
+    "adagrad": (adagrad, "AdaGrad, accumulator from r0 = 0 (seed 002)"),
     "rmsprop": (rmsprop, "RMSProp (seed 002)"),
     "adadelta": (adadelta, "AdaDelta (seed 002)"),
     "adam": (adam, "Adam (seed 002)"),

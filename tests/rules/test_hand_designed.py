@@ -25,8 +25,7 @@ OPTAX_PAIRS = {
     "sgd": (rules.sgd(0.1), optax.sgd(0.1)),
     "momentum": (rules.momentum(0.1, 0.8), optax.sgd(0.1, momentum=0.8)),
     "nesterov": (rules.nesterov(0.1, 0.8), optax.sgd(0.1, momentum=0.8, nesterov=True)),
-    "rprop": (rules.rprop(0.1), optax.rprop(0.1)),
-    "adagrad": (rules.adagrad(0.1), optax.adagrad(0.1)),
+    "adagrad": (rules.adagrad(0.1), optax.adagrad(0.1, initial_accumulator_value=0.0)),
     "rmsprop": (rules.rmsprop(0.01, 0.9), optax.rmsprop(0.01, decay=0.9)),
     "adadelta": (rules.adadelta(1.0, 0.9), optax.adadelta(1.0, rho=0.9)),
     "adam": (rules.adam(0.01), optax.adam(0.01)),
@@ -35,7 +34,8 @@ OPTAX_PAIRS = {
 
 
 def test_every_seed_002_optimizer_is_registered():
-    assert set(OPTAX_PAIRS) == set(rules.HAND_DESIGNED)
+    # rprop is the seed's own recursion, not optax's (test_rprop_* below).
+    assert set(OPTAX_PAIRS) | {"rprop"} == set(rules.HAND_DESIGNED)
 
 
 @pytest.mark.parametrize("name", sorted(OPTAX_PAIRS))
@@ -63,6 +63,14 @@ def _reference(name, lr):
             v = lr * g
         elif name == "momentum":
             v = lr * g + 0.8 * v
+        elif name == "adagrad":
+            r = r + g**2                     # r_0 = 0, as the seed writes it
+            v = lr * g / np.sqrt(r + 1e-7)   # optax's ε inside the root
+        elif name == "adadelta":
+            # Zeiler's ε in both roots; p lags one step ("why do updates have a time delay?").
+            r = 0.9 * r + 0.1 * g**2
+            v = lr * np.sqrt(p + 1e-6) / np.sqrt(r + 1e-6) * g
+            p = 0.9 * p + 0.1 * v**2
         elif name == "rmsprop":
             r = 0.9 * r + 0.1 * g**2
             v = lr * g / np.sqrt(r + 1e-8)  # optax puts eps inside the root
@@ -80,6 +88,8 @@ def _reference(name, lr):
 
 
 @pytest.mark.parametrize("name,rule", [("sgd", rules.sgd(0.1)), ("momentum", rules.momentum(0.1, 0.8)),
+                                       ("adagrad", rules.adagrad(0.1)),
+                                       ("adadelta", rules.adadelta(1.0, 0.9)),
                                        ("rmsprop", rules.rmsprop(0.01, 0.9)),
                                        ("adam", rules.adam(0.01)), ("adamax", rules.adamax(0.01))])
 def test_rule_matches_seed_equations(name, rule):
@@ -87,17 +97,49 @@ def test_rule_matches_seed_equations(name, rule):
     np.testing.assert_allclose(_run_rule(rule), _reference(name, lr), rtol=2e-5, atol=1e-6)
 
 
-def test_rprop_step_sizes_follow_the_seed_recursion():
-    """v_t = η+ v_{t-1} when f'_t f'_{t-1} > 0, η− v_{t-1} when < 0, v_0 = δ (seed 002)."""
-    grads = [np.array([1.0]), np.array([1.0]), np.array([1.0]), np.array([-1.0])]
+def test_rprop_follows_the_seed_recursion_without_lag():
+    """v_t = η+ v_{t-1} when f'_t f'_{t-1} > 0, η− v_{t-1} when < 0, v_0 = δ; the step is
+    −sgn(f'_t) v_t at once (seed 002)."""
+    grads = [np.array([1.0, 0.0]), np.array([1.0, -2.0]), np.array([1.0, -1.0]),
+             np.array([-1.0, 3.0]), np.array([0.0, 1.0])]
     rule = rules.rprop(0.1, eta_minus=0.5, eta_plus=1.2)
-    params = {"x": jnp.zeros(1)}
+    params = {"x": jnp.zeros(2)}
     state = rule.init({}, params)
-    step_sizes, emitted = [], []
+    emitted = []
     for g in grads:
         updates, state = rule.update({}, state, {"x": jnp.asarray(g, jnp.float32)}, params, None)
-        step_sizes.append(float(state[0].step_sizes["x"][0]))
-        emitted.append(float(updates["x"][0]))
-    np.testing.assert_allclose(step_sizes, [0.1, 0.12, 0.144, 0.072], rtol=1e-6)
-    # optax emits each signed step one call late and drops the step on a sign flip (iRprop-).
-    np.testing.assert_allclose(emitted, [0.0, -0.1, -0.12, 0.0], rtol=1e-6)
+        emitted.append(np.asarray(updates["x"]))
+    v, prev, expected = np.full(2, 0.1), np.zeros(2), []
+    for g in grads:
+        v = np.where(g * prev > 0, 1.2 * v, np.where(g * prev < 0, 0.5 * v, v))
+        expected.append(-np.sign(g) * v)
+        prev = g
+    np.testing.assert_allclose(emitted, expected, rtol=1e-6)
+    # By hand for the first coordinate: sizes 0.1, 0.12, 0.144, 0.072, 0.072.
+    np.testing.assert_allclose([e[0] for e in emitted], [-0.1, -0.12, -0.144, 0.072, 0.0],
+                               rtol=1e-6)
+
+
+def test_nesterov_is_the_seed_recursion_at_the_look_ahead_point():
+    """Seed 002's NAG on f(θ) = ½ θᵀAθ − bᵀθ: θ_{t+½} = θ_t − μ v_t, v_{t+1} = μ v_t +
+    α f'(θ_{t+½}), θ_{t+1} = θ_t − v_{t+1}. The rule sees f' at the parameters it holds, so
+    they must be the look-ahead points θ_t − μ v_t."""
+    a = np.array([[2.0, 0.3], [0.3, 0.5]])
+    b = np.array([1.0, -1.0])
+    lr, mu = 0.1, 0.8
+    theta, v, expected = np.array([1.0, 2.0]), np.zeros(2), []
+    for _ in range(10):
+        half = theta - mu * v
+        v = mu * v + lr * (a @ half - b)
+        theta = theta - v
+        expected.append(theta - mu * v)
+    rule = rules.nesterov(lr, mu)
+    params = {"x": jnp.asarray([1.0, 2.0])}
+    state = rule.init({}, params)
+    got = []
+    for _ in range(10):
+        g = {"x": jnp.asarray(a, jnp.float32) @ params["x"] - jnp.asarray(b, jnp.float32)}
+        updates, state = rule.update({}, state, g, params, None)
+        params = optax.apply_updates(params, updates)
+        got.append(np.asarray(params["x"]))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
