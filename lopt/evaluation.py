@@ -21,15 +21,39 @@ def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: 
 
     The same ``key`` gives the same instances and initial parameters for every rule, so curves
     of different rules are paired comparisons. Row 0 is f(θ_0); row t is f(θ_t) after t updates.
+    A run that diverges stays on its instance and its curve is NaN from the first step whose
+    loss (the rule's minibatch loss or the curve's own) was non-finite: see ``diverged``.
     """
     horizon = Horizon(num_steps + 1)
     batch = init_inner_batch(rule, family, theta, key, num_tasks, horizon, stagger=False)
     _, out = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch,
-                              num_steps=num_steps, horizon=horizon)
+                              num_steps=num_steps, horizon=horizon, reset_nonfinite=False)
     # out.loss is the raw loss the rule saw; every row of the curve is the loss as the
     # meta-objective sees it (normalized when the family is).
     first = jax.vmap(lambda cfg, loss: family.build(cfg).meta_view(loss))(batch.cfg, out.loss[0])
-    return jnp.concatenate([first[None], out.meta_loss], axis=0)
+    curves = jnp.concatenate([first[None], out.meta_loss], axis=0)
+    # Row t + 1 is also lost when the loss the rule saw at step t was not finite.
+    bad = jnp.concatenate([~jnp.isfinite(first)[None], ~out.finite], axis=0)
+    return jnp.where(jnp.cumsum(bad, axis=0) > 0, jnp.nan, curves)
+
+
+def diverged(curves) -> np.ndarray:
+    """Per run (last axis), whether its curve holds a non-finite value: the run diverged."""
+    return ~np.all(np.isfinite(np.asarray(curves)), axis=-2)
+
+
+def score(curves) -> tuple:
+    """The ranking key of one optimizer's curves [steps + 1, tasks]: (diverged runs, mean final
+    loss over the others). Lower is better, so any divergence ranks below none at all."""
+    bad = diverged(curves)
+    final = np.asarray(curves)[-1][~bad]
+    return int(bad.sum()), float(np.mean(final)) if final.size else float("inf")
+
+
+def rank_key(summary: dict) -> tuple:
+    """``score`` read back from a ``Result.summary()``."""
+    mean = summary["final_mean"]
+    return summary["diverged"], float("inf") if mean is None else mean
 
 
 @dataclasses.dataclass
@@ -45,22 +69,30 @@ class Result:
     def final(self) -> np.ndarray:
         return self.curves[-1]
 
+    @property
+    def diverged(self) -> np.ndarray:
+        return diverged(self.curves)
+
     def summary(self) -> dict:
-        final = self.final
+        """Counts and statistics for tables and JSON: the loss statistics cover the runs that
+        did not diverge (``None`` when every run did); ``diverged`` counts the others."""
+        ok = ~self.diverged
+        final, curves = self.final[ok], self.curves[:, ok]
+
+        def stat(fn, values, min_count=1):
+            return float(fn(values)) if values.size >= min_count else None
+
         return {
             "name": self.name,
             "learning_rate": self.learning_rate,
             "lr_at_grid_edge": self.lr_at_grid_edge,
-            "final_mean": float(np.mean(final)),
-            "final_sem": float(np.std(final, ddof=1) / np.sqrt(len(final))),
-            "final_median": float(np.median(final)),
-            "mean_curve": [float(x) for x in np.mean(self.curves, axis=1)],
+            "num_tasks": int(self.curves.shape[1]),
+            "diverged": int((~ok).sum()),
+            "final_mean": stat(np.mean, final),
+            "final_sem": stat(lambda f: np.std(f, ddof=1) / np.sqrt(len(f)), final, 2),
+            "final_median": stat(np.median, final),
+            "mean_curve": ([float(x) for x in np.mean(curves, axis=1)] if ok.any() else None),
         }
-
-
-def _score(curves) -> jax.Array:
-    final = curves[-1]
-    return jnp.where(jnp.all(jnp.isfinite(final)), jnp.mean(final), jnp.inf)
 
 
 def lr_sweep(factory: Callable[..., UpdateRule], family: TaskFamily, key, *, num_tasks: int,
@@ -85,12 +117,12 @@ def lr_sweep(factory: Callable[..., UpdateRule], family: TaskFamily, key, *, num
 def tune_learning_rate(factory: Callable[..., UpdateRule], family: TaskFamily, key, *,
                        num_tasks: int, num_steps: int,
                        grid: Sequence[float] = DEFAULT_LR_GRID, name: str | None = None) -> Result:
-    """Run ``factory(learning_rate=lr)`` for every lr of ``grid`` (one compile) and keep
-    the lr with the lowest mean final loss; a run with any non-finite final loss scores +inf."""
+    """Run ``factory(learning_rate=lr)`` for every lr of ``grid`` (one compile) and keep the lr
+    that ranks first by ``score``: fewest diverged runs, then lowest mean final loss."""
     all_curves = lr_sweep(factory, family, key, num_tasks=num_tasks, num_steps=num_steps,
                           grid=grid)
-    scores = np.array([float(_score(c)) for c in all_curves])
-    best = int(np.argmin(scores))
+    scores = [score(c) for c in all_curves]
+    best = min(range(len(grid)), key=lambda i: scores[i])
     label = name or factory(learning_rate=float(grid[best])).name
     return Result(name=label, curves=all_curves[best], learning_rate=float(grid[best]),
                   lr_at_grid_edge=best in (0, len(grid) - 1))
@@ -107,7 +139,7 @@ def final_test_metrics(rule: UpdateRule, theta, family: TaskFamily, key, *, num_
     def run(theta):
         batch = init_inner_batch(rule, family, theta, key, num_tasks, horizon, stagger=False)
         batch, _ = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch,
-                                    num_steps=num_steps, horizon=horizon)
+                                    num_steps=num_steps, horizon=horizon, reset_nonfinite=False)
 
         def one(cfg, params, state):
             task = family.build(cfg)

@@ -6,24 +6,37 @@ import os
 from typing import Sequence
 
 
+def _num(x, fmt):
+    return "—" if x is None else format(x, fmt)
+
+
 def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int) -> str:
-    """A markdown table of mean final loss (± standard error), median, and tuned learning rate."""
-    best = min(s["final_mean"] for s in summaries)
+    """A markdown table of diverged runs, mean final loss (± standard error), median, and tuned
+    learning rate; any divergence ranks below every optimizer without (``rank_key``)."""
+    from lopt.evaluation import rank_key
+
+    clean = [s["final_mean"] for s in summaries if s["diverged"] == 0]
+    best = min(clean) if clean else None
     lines = [
-        f"Final loss after {num_steps} steps, mean over {num_tasks} held-out instances "
-        "(± standard error). Baselines' learning rates are tuned on a log grid.",
+        f"Final loss after {num_steps} steps on {num_tasks} held-out instances, mean (± standard "
+        "error) over the runs that did not diverge; a run whose loss turned non-finite at any "
+        "step counts in `diverged`, and any divergence ranks an optimizer below all without. "
+        "Baselines' learning rates are tuned on a log grid.",
         "",
-        "| optimizer | learning rate | mean final loss | median final loss | / best |",
-        "|---|---|---|---|---|",
+        "| optimizer | learning rate | diverged | mean final loss | median final loss | / best |",
+        "|---|---|---|---|---|---|",
     ]
-    for s in sorted(summaries, key=lambda s: s["final_mean"]):
+    for s in sorted(summaries, key=rank_key):
         lr = "learned" if s["learning_rate"] is None else f"{s['learning_rate']:.3g}"
         if s.get("lr_at_grid_edge"):
             lr += " (grid edge)"
-        # A ratio means nothing when the best loss is not positive (normalized losses).
-        ratio = f"{s['final_mean'] / best:.2f}" if best > 0 else "—"
-        lines.append(f"| {s['name']} | {lr} | {s['final_mean']:.4g} ± {s['final_sem']:.2g} | "
-                     f"{s['final_median']:.4g} | {ratio} |")
+        # A ratio means nothing when the best loss is not positive (normalized losses) or the
+        # row's runs are not all there.
+        ratio = (f"{s['final_mean'] / best:.2f}"
+                 if best is not None and best > 0 and s["diverged"] == 0 else "—")
+        lines.append(f"| {s['name']} | {lr} | {s['diverged']}/{s.get('num_tasks', num_tasks)} | "
+                     f"{_num(s['final_mean'], '.4g')} ± {_num(s['final_sem'], '.2g')} | "
+                     f"{_num(s['final_median'], '.4g')} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
@@ -34,11 +47,18 @@ def plot_curves(summaries: Sequence[dict], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lopt.evaluation import rank_key
+
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for s in sorted(summaries, key=lambda s: s["final_mean"]):
+    for s in sorted(summaries, key=rank_key):
+        if s["mean_curve"] is None:
+            continue  # every run diverged: nothing to draw, the table says so
         label = s["name"] if s["learning_rate"] is None else f"{s['name']} (lr {s['learning_rate']:.2g})"
+        if s["diverged"]:
+            label += f", {s['diverged']} diverged"
         ax.plot(s["mean_curve"], label=label, lw=2.2 if s["learning_rate"] is None else 1.4)
-    _finish(fig, ax, path, title, "inner step", "mean loss over held-out instances")
+    _finish(fig, ax, path, title, "inner step",
+            "mean loss over held-out instances\n(runs that did not diverge)")
 
 
 def plot_history(history: Sequence[dict], path: str, title: str) -> None:
@@ -66,7 +86,8 @@ def _finish(fig, ax, path, title, xlabel, ylabel) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    values = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()])
+    values = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
+                            or [np.ones(1)])
     finite = values[np.isfinite(values)]
     if finite.size and finite.min() <= 0:
         ax.set_yscale("symlog", linthresh=1e-2)
@@ -76,7 +97,8 @@ def _finish(fig, ax, path, title, xlabel, ylabel) -> None:
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    if ax.get_lines():
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -26,7 +26,7 @@ RECURRENT = ("sine_lstm", "sine_lstm_small_noise", "sine_lstm_2layer", "char_rnn
 
 
 def measure(name, cache_dir):
-    from lopt.evaluation import final_test_metrics, loss_curves
+    from lopt.evaluation import diverged, final_test_metrics, loss_curves
     from lopt.rules import adam
     from lopt.tasks import adam_reference, make_family, normalized
 
@@ -50,8 +50,10 @@ def measure(name, cache_dir):
     row = {"task": name, "family": family.name, "params": n_params,
            "init_loss": ref.init_loss, "adam_best_loss": ref.best_loss,
            "adam_lr": ref.learning_rate,
-           "eval_normalized_final": float(np.mean(curves[-1])),
-           "eval_normalized_final_sem": float(np.std(curves[-1], ddof=1) / np.sqrt(EVAL_TASKS)),
+           "eval_diverged": int(diverged(curves).sum()),
+           "eval_normalized_final": float(np.mean(curves[-1][~diverged(curves)])),
+           "eval_normalized_final_sem": float(np.std(curves[-1][~diverged(curves)], ddof=1)
+                                              / np.sqrt(EVAL_TASKS)),
            "step_ms": step_ms, "reference_s": reference_s}
     if task.test_metrics is not None:
         metrics = final_test_metrics(rule, {}, family, key, num_tasks=EVAL_TASKS,
@@ -76,17 +78,20 @@ def write_report(out_dir, rows, settings):
         f"Adam's lr is tuned on {TUNING_TASKS} tuning instances over {STEPS} steps (the task "
         "normalization reference); the other columns come from "
         f"{EVAL_TASKS} separate evaluation instances. `normalized` is the final loss with "
-        "initial loss 1 and tuned Adam's best (on tuning instances) 0. Test columns cover the "
-        "whole test split.", "",
+        "initial loss 1 and tuned Adam's best (on tuning instances) 0, over the runs that did "
+        "not diverge (diverged runs are counted beside it). Test columns cover the whole test "
+        "split.", "",
         "| task | params | initial loss | Adam best | Adam lr | normalized final | test loss |"
         " test accuracy | ms / step (8 runs) |",
         "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = f"{r['test_accuracy']:.3f}" if "test_accuracy" in r else ""
         test = f"{r['test_loss']:.4g}" if "test_loss" in r else ""
+        div = f" ({r['eval_diverged']} diverged)" if r.get("eval_diverged") else ""
         lines.append(f"| {r['task']} | {r['params']} | {r['init_loss']:.4g} | "
                      f"{r['adam_best_loss']:.4g} | {r['adam_lr']:.3g} | "
-                     f"{r['eval_normalized_final']:.3f} ± {r['eval_normalized_final_sem']:.2g} | "
+                     f"{r['eval_normalized_final']:.3f} ± {r['eval_normalized_final_sem']:.2g}"
+                     f"{div} | "
                      f"{test} | {acc} | {r['step_ms']:.2f} |")
     lines += beside_table_2(rows)
     with open(os.path.join(out_dir, "README.md"), "w") as f:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from lopt.outer.base import Estimator
 from lopt.outer.common import (PerturbedOptions, UnrollOptions, masked_mean, perturbations,
                                run_metrics)
-from lopt.outer.unroll import InnerState, truncated_unroll
+from lopt.outer.unroll import InnerState, init_inner, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
@@ -24,14 +24,16 @@ def antithetic_thetas(theta, eps, sigma):
     return jax.tree.map(lambda t, e: jnp.concatenate([t + sigma * e, t - sigma * e]), theta, eps)
 
 
-def antithetic_unroll(opts: UnrollOptions, rule, family, theta, eps, sigma, pos, neg):
+def antithetic_unroll(opts: UnrollOptions, rule, family, theta, eps, sigma, pos, neg,
+                      reset_nonfinite=True):
     """Unroll positive runs with θ + σε and negative runs with θ − σε, pairs reset together.
     Returns both new halves, the per-step terms of each half and the pairs' ok flags."""
     n = pos.step.shape[0]
     batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), pos, neg)
     new, out = truncated_unroll(rule, family, antithetic_thetas(theta, eps, sigma), batch,
                                 num_steps=opts.truncation, horizon=opts.horizon_spec,
-                                second_derivatives=True, objective=opts.objective, paired=True)
+                                second_derivatives=True, objective=opts.objective, paired=True,
+                                reset_nonfinite=reset_nonfinite)
     terms = opts.step_terms(out)
     ok = out.finite[:, :n].all(axis=0) & out.finite[:, n:].all(axis=0)
     first = jax.tree.map(lambda x: x[:n], new)
@@ -50,8 +52,10 @@ class ES(PerturbedOptions):
     An unbiased estimate of the gradient of the Gaussian-smoothed meta-loss E_ε[L(θ + σε)]
     (seed 003) of one truncation. Both halves of a pair start from the same run state and the
     positive half's state is carried to the next truncation. ``full_horizon=True`` sets the
-    truncation to the whole horizon and turns staggering off, so every estimate covers complete
-    inner runs from initialization (no truncation bias).
+    truncation to the whole horizon and builds fresh runs from each run's key at the start of
+    every estimate, so every estimate covers complete inner runs from initialization (no
+    truncation bias), whatever happened to the runs before: a run that turns non-finite is
+    left out of its estimate and cannot shift the phase of later ones.
     """
 
     full_horizon: bool = False
@@ -70,9 +74,13 @@ class ES(PerturbedOptions):
 
         def grad(theta, runs: InnerState, key):
             del key
+            if self.full_horizon:
+                runs = jax.vmap(lambda k: init_inner(rule, family, theta, k, self.horizon_spec))(
+                    runs.key)
             eps = perturbations(theta, runs.key)
-            pos, _, t_pos, t_neg, out, ok = antithetic_unroll(self, rule, family, theta, eps,
-                                                              self.sigma, runs, runs)
+            pos, _, t_pos, t_neg, out, ok = antithetic_unroll(
+                self, rule, family, theta, eps, self.sigma, runs, runs,
+                reset_nonfinite=not self.full_horizon)
             v_pos, v_neg = t_pos.sum(0), t_neg.sum(0)
             per_pair = _scale(eps, (v_pos - v_neg) / (2 * self.sigma))
             meta_grad, _ = masked_mean(per_pair, ok, axis_name)

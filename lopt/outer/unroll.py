@@ -108,9 +108,13 @@ def init_inner_batch(rule: UpdateRule, family: TaskFamily, theta, key, num_runs:
 
 
 def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,
-               second_derivatives: bool = True, objective: str = "train"):
+               second_derivatives: bool = True, objective: str = "train",
+               reset_nonfinite: bool = True):
     """One inner step θ_{t+1} = θ_t + U(∇f(θ_t)) of one run. Returns the advanced run, its
     StepOutput and the key a replacement run would be built from.
+
+    A run whose loss turns non-finite ends (``reset``) unless ``reset_nonfinite`` is off:
+    evaluation keeps a diverged run diverged instead of scoring a fresh instance.
 
     Without ``second_derivatives`` the gradient and loss fed to the rule are constants to the
     meta-gradient (∂∇_t/∂φ = 0, seed 001's dropped dashed edges).
@@ -137,7 +141,7 @@ def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,
     meta_loss = task.meta_view(meta_loss)
     finite = jnp.isfinite(loss) & jnp.isfinite(meta_loss)
     step = inst.step + 1
-    done = (step >= inst.horizon) | ~finite
+    done = (step >= inst.horizon) | (~finite if reset_nonfinite else False)
     new = InnerState(inst.cfg, params, rule_state, step, inst.horizon, key, task_state)
     return new, StepOutput(loss, meta_loss, done, finite), k_reset
 
@@ -161,12 +165,14 @@ def reset_finished(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerSta
 
 def truncated_unroll(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerState, *,
                      num_steps: int, horizon: Horizon, second_derivatives: bool = True,
-                     objective: str = "train", paired: bool = False):
+                     objective: str = "train", paired: bool = False,
+                     reset_nonfinite: bool = True):
     """Advance every run of ``batch`` by ``num_steps`` inner steps in one ``lax.scan``.
 
     ``thetas`` has a leading run axis (``broadcast_runs`` for shared meta-parameters). With
     ``paired`` the batch is [positive runs; negative runs] of antithetic pairs that share keys:
     a pair is reset together whenever either half ends, so its halves stay on the same instance.
+    ``reset_nonfinite=False`` lets a non-finite run go on (evaluation; see ``inner_step``).
     Returns the new batch and a StepOutput whose fields have shape [num_steps, num_runs].
     """
     if objective not in OBJECTIVES:
@@ -175,7 +181,7 @@ def truncated_unroll(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerS
 
     def one_step(theta, inst):
         return inner_step(rule, family, theta, inst, second_derivatives=second_derivatives,
-                          objective=objective)
+                          objective=objective, reset_nonfinite=reset_nonfinite)
 
     def body(carry, _):
         carry, out, reset_keys = jax.vmap(one_step)(thetas, carry)

@@ -83,3 +83,59 @@ def test_all_runs_non_finite_skips_the_step_and_logs_it(tmp_path):
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["skipped"] for r in records] == [1, 1]
     assert [r["nonfinite_runs"] for r in records] == [4, 4]
+
+
+def late_blowup_family():
+    """Quadratics of which some turn NaN from their fourth inner step on (a planted mid-run
+    failure): their loss is NaN once the parameters have moved far enough from the start."""
+
+    def sample(key):
+        kw, ky, kp = jax.random.split(key, 3)
+        return {"W": jax.random.normal(kw, (3, 3)), "y": jax.random.normal(ky, (3,)),
+                "poison": jax.random.bernoulli(kp, 0.4)}
+
+    def build(cfg):
+        def loss(params, key):
+            value = jnp.sum((cfg["W"] @ params["x"] - cfg["y"]) ** 2)
+            return jnp.where(cfg["poison"] & (params["n"] >= 3), jnp.nan, value)
+
+        def init(key):
+            return {"x": 0.1 * jax.random.normal(key, (3,)), "n": jnp.zeros(())}
+
+        return Task(init=init, loss=loss)
+
+    return TaskFamily(sample=sample, build=build, name="late_blowup")
+
+
+def step_counting_rule():
+    """SGD on x whose update also counts the steps in params['n'] (θ: the learning rate)."""
+    from lopt.rules import UpdateRule
+
+    def update(theta, state, grads, params, loss=None):
+        return {"x": -theta["lr"] * grads["x"], "n": jnp.ones(())}, state
+
+    return UpdateRule(init_meta=lambda key: {"lr": jnp.asarray(0.05)},
+                      init=lambda theta, params: (), update=update, name="counting_sgd")
+
+
+def test_full_horizon_es_builds_whole_fresh_runs_every_estimate():
+    """A pair that turns non-finite at its fourth step is left out, the next estimate starts
+    every run from step 0 again, and the estimate depends on nothing but the runs' keys."""
+    rule, family = step_counting_rule(), late_blowup_family()
+    est = ES(num_tasks=N, horizon=6, sigma=0.01, full_horizon=True).build(rule, family)
+    theta = rule.init_meta(None)
+    grad = jax.jit(est.grad)
+    state = est.init(jax.random.PRNGKey(4), theta)
+    for _ in range(3):
+        fresh = jax.vmap(lambda k: family.sample(jax.random.split(k, 4)[0]))(state.key)
+        poisoned = int(np.asarray(fresh["poison"]).sum())
+        g, new_state, metrics = grad(theta, state, None)
+        assert np.isfinite(float(g["lr"]))
+        assert int(metrics["ok_runs"]) == 2 * (N - poisoned)  # counted per half
+        # Whatever the runs' steps and parameters, only their keys matter: no persistent phase.
+        scrambled = state._replace(step=state.step + 3,
+                                   params=jax.tree.map(lambda x: x * jnp.nan, state.params))
+        g2, _, _ = grad(theta, scrambled, None)
+        np.testing.assert_array_equal(np.asarray(g2["lr"]), np.asarray(g["lr"]))
+        assert np.all(np.asarray(new_state.step) == 0)
+        state = new_state
