@@ -8,7 +8,10 @@ The fixed problem is seed 001's: the L2L LSTM (at the shipped, meta-trained thet
   warm-up of a few truncations. For TBPTT, ES, PES and the reparameterization gradient the
   estimate with n samples is the mean of n independent one-sample estimates, so all n are
   measured from one set of single-sample estimates grouped n at a time. The mixed estimator
-  weighs by variances estimated within its batch, so it is run at every n separately.
+  weighs by variances estimated within its batch, so it is run at every n separately, with
+  cross-fitted weights (``mixed``) and with same-sample weights (``mixed_same``).
+* bias and mean squared error against the exact smoothed gradient, on the problem of
+  ``lopt.bench.smoothed_exact`` (Gauss–Hermite quadrature), at two σ.
 * throughput: inner steps per second of one whole outer step (estimate + meta-update),
   counting runs × truncation (×2 for antithetic pairs), and its ratio to merely unrolling the
   same runs for the same steps with no meta-gradient, timed in the same process.
@@ -40,6 +43,7 @@ def estimators(num_tasks):
         "pes": PES(**common, sigma=SIGMA),
         "reparam": Reparam(**common, sigma=SIGMA),
         "mixed": Mixed(**common, sigma=SIGMA),
+        "mixed_same": Mixed(**common, sigma=SIGMA, cross_fit=False),
     }
 
 
@@ -72,7 +76,7 @@ def total_variance(samples):
 def measure_variance(rule, family, theta, repeats, warmup, counts=SAMPLE_COUNTS, seed=0):
     rows = {}
     for name, single in estimators(1).items():
-        if name == "mixed":
+        if name.startswith("mixed"):
             continue
         samples = _estimates(single, rule, family, theta, repeats * max(counts), warmup, seed)
         rows[name] = {}
@@ -80,12 +84,36 @@ def measure_variance(rule, family, theta, repeats, warmup, counts=SAMPLE_COUNTS,
             means = samples[: repeats * n].reshape(repeats, n, -1).mean(axis=1)
             rows[name][n] = total_variance(means)
         rows[name]["mean_norm"] = float(np.linalg.norm(samples.mean(axis=0)))
-    rows["mixed"] = {}
-    for n in counts:
-        if n < 2:
-            continue
-        samples = _estimates(estimators(n)["mixed"], rule, family, theta, repeats, warmup, seed)
-        rows["mixed"][n] = total_variance(samples)
+    for name in ("mixed", "mixed_same"):
+        rows[name] = {}
+        for n in counts:
+            if n < 2:
+                continue
+            samples = _estimates(estimators(n)[name], rule, family, theta, repeats, warmup, seed)
+            rows[name][n] = total_variance(samples)
+    return rows
+
+
+BIAS_SIGMAS, BIAS_PAIRS, BIAS_CALLS = (0.05, 0.1), 8, 1000
+
+
+def measure_bias():
+    """Bias and MSE of ES, reparameterization and both mixes against the exact smoothed
+    gradient of ``lopt.bench.smoothed_exact``, from ``BIAS_CALLS`` estimates of
+    ``BIAS_PAIRS`` pairs each (float64)."""
+    from lopt.bench import smoothed_exact as exact
+
+    rows = {}
+    with jax.enable_x64(True):
+        for sigma in BIAS_SIGMAS:
+            target = exact.smoothed_gradient(sigma)
+            kw = dict(num_tasks=BIAS_PAIRS, truncation=exact.H, horizon=exact.H, stagger=False,
+                      sigma=sigma)
+            for name, est in (("es", ES(**kw)), ("reparam", Reparam(**kw)),
+                              ("mixed", Mixed(**kw)),
+                              ("mixed_same", Mixed(**kw, cross_fit=False))):
+                stats = exact.bias_and_mse(exact.estimates(est, BIAS_CALLS), target)
+                rows[f"{name} σ={sigma}"] = dict(stats, sigma=sigma, estimator=name)
     return rows
 
 
@@ -103,6 +131,8 @@ def measure_throughput(rule, family, theta, num_tasks, calls):
     rows = {}
     meta_opt = optax.adam(1e-3)
     for name, estimator in estimators(num_tasks).items():
+        if name == "mixed_same":
+            continue  # the same computation as mixed
         est = estimator.build(rule, family)
         state = TrainState(theta, meta_opt.init(theta), est.init(jax.random.PRNGKey(0), theta),
                            jax.random.PRNGKey(1), jnp.zeros((), jnp.int32))
@@ -125,7 +155,7 @@ def measure_throughput(rule, family, theta, num_tasks, calls):
     return rows
 
 
-def write_report(out_dir, variance, throughput, settings):
+def write_report(out_dir, variance, throughput, settings, bias=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,8 +163,8 @@ def write_report(out_dir, variance, throughput, settings):
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"settings": settings, "variance": variance, "throughput": throughput}, f,
-                  indent=1)
+        json.dump({"settings": settings, "variance": variance, "throughput": throughput,
+                   "bias": bias}, f, indent=1)
         f.write("\n")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
@@ -161,7 +191,24 @@ def write_report(out_dir, variance, throughput, settings):
     for name, row in variance.items():
         cells = [f"{row[n]:.3g}" if n in row else "–" for n in counts]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "![variance](variance.png)", "",
+    lines += ["", "`mixed` weighs each half of the pairs by variances estimated on the other half; "
+              "`mixed_same` by variances estimated on the samples it weighs.", "",
+              "![variance](variance.png)", ""]
+    if bias:
+        lines += ["## Bias and mean squared error against the exact smoothed gradient\n",
+                  f"`lopt.bench.smoothed_exact`: momentum SGD's (lr, momentum) on a 2-D quadratic, "
+                  f"8 steps; {BIAS_CALLS} estimates of {BIAS_PAIRS} antithetic pairs each, "
+                  "against E_ε[∇L(θ + σε)] from Gauss–Hermite quadrature. Bias in standard "
+                  "errors of the mean of the estimates; MSE summed over both coordinates.\n",
+                  "| estimator | σ | bias (lr, mom) in SE | MSE | MSE / better of ES, reparam |",
+                  "|---|---|---|---|---|"]
+        for row in bias.values():
+            parts = [bias[f"{n} σ={row['sigma']}"]["mse"] for n in ("es", "reparam")]
+            b = ", ".join(f"{x:+.2f}" for x in row["bias_in_se"])
+            lines.append(f"| {row['estimator']} | {row['sigma']} | {b} | {row['mse']:.4g} | "
+                         f"{row['mse'] / min(parts):.3f} |")
+        lines.append("")
+    lines += [
               "## Meta-training throughput (one outer step: estimate + meta-update)\n",
               "| estimator | runs | inner steps / s | unroll only, inner steps / s | ratio |",
               "|---|---|---|---|---|"]
@@ -180,11 +227,14 @@ def run(out_dir, repeats=32, warmup=3, throughput_tasks=32, calls=10, command=""
 
     rule, theta = load(pretrained.path("l2l_lstm_quadratic"))
     family = quadratic_family()
+    start = time.time()
     variance = measure_variance(rule, family, theta, repeats, warmup)
+    bias = measure_bias()
     throughput = measure_throughput(rule, family, theta, throughput_tasks, calls)
     settings = {"command": command, "rule": "l2l_lstm (pretrained l2l_lstm_quadratic)",
                 "task": family.name, "truncation": TRUNCATION, "horizon": HORIZON,
                 "sigma": SIGMA, "repeats": repeats, "warmup_truncations": warmup,
                 "throughput_num_tasks": throughput_tasks, "timed_calls": calls,
-                "backend": jax.default_backend(), "devices": str(jax.devices())}
-    return write_report(out_dir, variance, throughput, settings)
+                "backend": jax.default_backend(), "devices": str(jax.devices()),
+                "wall_s": round(time.time() - start, 1)}
+    return write_report(out_dir, variance, throughput, settings, bias)

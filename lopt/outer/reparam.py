@@ -67,26 +67,58 @@ class Reparam(PerturbedOptions):
         return Estimator(init=init, grad=grad, name=self.name)
 
 
+def inverse_variance_weight(v_es, v_rp):
+    """The ES weight v_rp / (v_es + v_rp) of the minimum-variance combination; a non-finite
+    variance (a reparameterization gradient that exploded) gives all weight to the other."""
+    v_rp = jnp.where(jnp.isfinite(v_rp), v_rp, jnp.inf)
+    v_es = jnp.where(jnp.isfinite(v_es), v_es, jnp.inf)
+    return jnp.where(jnp.isinf(v_rp), 1.0,
+                     jnp.where(jnp.isinf(v_es), 0.0, v_rp / jnp.maximum(v_es + v_rp, 1e-30)))
+
+
 @dataclasses.dataclass(frozen=True)
 class Mixed(Reparam):
     """Inverse-variance-weighted combination of the ES and reparameterization estimates
     (Metz et al. 2019, seed 003's "two unbiased gradient estimators").
 
-    Both are computed on the same antithetic unrolls; with v_es and v_rp the total variances of
-    their means (estimated from the per-pair samples), g = (v_rp g_es + v_es g_rp) / (v_es + v_rp),
-    the minimum-variance unbiased combination of two independent unbiased estimates.
+    Both are computed on the same antithetic unrolls. With v_es and v_rp the total variances of
+    their means, g = w g_es + (1 − w) g_rp with w = v_rp / (v_es + v_rp), the minimum-variance
+    combination. Weights estimated from the very samples they weight are correlated with them
+    (a heavy-tailed batch inflates its own variance and is dropped), which biases g. With
+    ``cross_fit`` (the default) the pairs are split into two halves and each half's estimates
+    are combined with the weight estimated on the other half; the two halves are independent,
+    so E[w_B g_A] = E[w_B] ∇ and g is unbiased. ``cross_fit=False`` is the same-sample form,
+    kept to measure that bias (``lopt bench estimators``).
     """
 
     name = "mixed"
+    cross_fit: bool = True
 
     def combine(self, reparam, es, ok, axis_name):
-        g_rp, v_rp, _ = masked_mean_and_total_variance(reparam, ok, axis_name)
-        g_es, v_es, _ = masked_mean_and_total_variance(es, ok, axis_name)
-        # A non-finite variance (a reparameterization gradient that exploded) gives all
-        # weight to the other estimator.
-        v_rp = jnp.where(jnp.isfinite(v_rp), v_rp, jnp.inf)
-        v_es = jnp.where(jnp.isfinite(v_es), v_es, jnp.inf)
-        w_es = jnp.where(jnp.isinf(v_rp), 1.0,
-                         jnp.where(jnp.isinf(v_es), 0.0, v_rp / jnp.maximum(v_es + v_rp, 1e-30)))
-        meta_grad = jax.tree.map(lambda a, b: w_es * a + (1 - w_es) * b, g_es, g_rp)
-        return meta_grad, {"es_weight": w_es, "es_variance": v_es, "reparam_variance": v_rp}
+        if not self.cross_fit:
+            g_rp, v_rp, _ = masked_mean_and_total_variance(reparam, ok, axis_name)
+            g_es, v_es, _ = masked_mean_and_total_variance(es, ok, axis_name)
+            w_es = inverse_variance_weight(v_es, v_rp)
+            meta_grad = jax.tree.map(lambda a, b: w_es * a + (1 - w_es) * b, g_es, g_rp)
+            return meta_grad, {"es_weight": w_es, "es_variance": v_es, "reparam_variance": v_rp}
+        n = ok.shape[0]
+        first = jnp.arange(n) < (n + 1) // 2  # per device, so the halves are the same anywhere
+        halves = []
+        for mask in (ok & first, ok & ~first):
+            g_rp, v_rp, count = masked_mean_and_total_variance(reparam, mask, axis_name)
+            g_es, v_es, _ = masked_mean_and_total_variance(es, mask, axis_name)
+            halves.append((g_es, g_rp, v_es, v_rp, count))
+        (ga_es, ga_rp, va_es, va_rp, ca), (gb_es, gb_rp, vb_es, vb_rp, cb) = halves
+        # A half with fewer than two samples has no variance: equal weights, still unbiased.
+        w_a = jnp.where(cb >= 2, inverse_variance_weight(vb_es, vb_rp), 0.5)  # for half A
+        w_b = jnp.where(ca >= 2, inverse_variance_weight(va_es, va_rp), 0.5)
+        total = jnp.maximum(ca + cb, 1.0)
+
+        def mix(a_es, a_rp, b_es, b_rp):
+            a = w_a * a_es + (1 - w_a) * a_rp
+            b = w_b * b_es + (1 - w_b) * b_rp
+            return (ca * a + cb * b) / total.astype(a.dtype)
+
+        meta_grad = jax.tree.map(mix, ga_es, ga_rp, gb_es, gb_rp)
+        return meta_grad, {"es_weight": (w_a + w_b) / 2, "es_variance": (va_es + vb_es) / 2,
+                           "reparam_variance": (va_rp + vb_rp) / 2}

@@ -42,6 +42,12 @@ def _moments(state, grads, decays, count):
     return moms, v
 
 
+def log_magnitude(x):
+    """A log-magnitude input in [−1, 1]: clip(log(x + 10⁻¹⁰), −10, 10)/10. A plain log feeds
+    log(10⁻⁸) ≈ −18 for a zero-initialized bias, saturating the LSTM it enters."""
+    return jnp.clip(jnp.log(x + 1e-10), -10.0, 10.0) / 10.0
+
+
 def _mlp_step(theta, features, context, exp_scale, step_scale):
     """One coordinate: hidden ReLU layer, then direction · exp(magnitude · α) · β."""
     h = jax.nn.relu(dense(theta["hidden"], jnp.concatenate([features, context])))
@@ -93,10 +99,11 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
                  decays: Sequence[float] = DEFAULT_DECAYS, exp_scale: float = 1e-3,
                  step_scale: float = 1e-3) -> UpdateRule:
     """Wichrowska et al. 2017 / Metz et al. 2020 (seed 003): a per-tensor LSTM, fed the
-    tensor's log gradient and parameter RMS, its momenta's RMS, the training loss (log, and its
-    change since the last step), the held-out loss where the task has one (its log gap to the
-    training loss, and a flag) and the step embedding, outputs a context vector that is an
-    extra input of the per-parameter MLP of every coordinate of that tensor."""
+    tensor's gradient and parameter RMS, its momenta's RMS, the training loss and its change
+    since the last step (all as ``log_magnitude``), the held-out loss where the task has one
+    (its log-magnitude gap to the training loss, and a flag) and the step embedding, outputs a
+    context vector that is an extra input of the per-parameter MLP of every coordinate of that
+    tensor."""
     decays = tuple(float(d) for d in decays)
     _check(hidden, decays)
     n_feat = 2 + 2 * len(decays) + 1 + len(TIME_SCALES)
@@ -129,13 +136,13 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
         count = state["count"] + 1
         moms, v = _moments(state, grads, decays, count)
         step_emb = time_embedding(count)
-        log_loss = jnp.log(jnp.abs(train_loss) + 1e-8)
+        log_loss = log_magnitude(jnp.abs(train_loss))
         loss_change = jnp.where(count > 1, log_loss - state["last_loss"], 0.0)
         # Held-out minus training log loss (0 without held-out data) and a flag saying which.
-        gap = has_eval * (jnp.log(jnp.abs(eval_loss) + 1e-8) - log_loss)
+        gap = has_eval * (log_magnitude(jnp.abs(eval_loss)) - log_loss)
 
         def tensor_context(p, g, m, h, c):
-            rms = lambda x: jnp.log(jnp.sqrt(jnp.mean(x**2)) + 1e-8)
+            rms = lambda x: log_magnitude(jnp.sqrt(jnp.mean(x**2)))
             x = jnp.concatenate([jnp.stack([rms(g), rms(p)] + [rms(m[..., i])
                                                                for i in range(len(decays))]
                                            + [log_loss, loss_change, gap,

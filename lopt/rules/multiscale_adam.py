@@ -25,10 +25,11 @@ def adam_steps(m, v, grad, count, betas, beta2, eps):
 
 
 def lwa_weights(kind: str, a: jax.Array) -> jax.Array:
-    """LWA_a: weights normalized to sum to one; LWA_b: positive and summing to one (softmax);
+    """LWA_a: weights summing to one, w = a − mean(a) + 1/k (the projection of a onto Σw = 1;
+    a/Σa would be singular as Σa → 0); LWA_b: positive and summing to one (softmax);
     LWA_c: unconstrained."""
     if kind == "lwa_a":
-        return a / jnp.sum(a)
+        return a - jnp.mean(a) + 1.0 / a.shape[-1]
     if kind == "lwa_b":
         return jax.nn.softmax(a)
     return a

@@ -1,0 +1,70 @@
+"""Held-out means validation: the eval meta-objective and a rule's held-out-loss input read the
+validation split, never the test split (seed 003's train vs validation outer objective).
+
+The dataset's splits carry different labels (train 0, valid 1, test 2) and the linear
+classifier's parameters are set to predict class 1, so the three losses differ by orders of
+magnitude and each can be recognized by its value, computed here in numpy.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lopt.outer.unroll import Horizon, inner_step, init_inner
+from lopt.rules import UpdateRule
+from lopt.tasks.datasets.base import with_splits
+from lopt.tasks.models import Linear, linen_model, softmax_xent
+from lopt.tasks.supervised import supervised_family
+
+RNG = np.random.default_rng(0)
+X = {split: RNG.normal(size=(n, 4)).astype(np.float32)
+     for split, n in (("train", 30), ("valid", 10), ("test", 12))}
+LABEL = {"train": 0, "valid": 1, "test": 2}
+DATA = with_splits("three_labels", "classification",
+                   *[(X[s], np.full(len(X[s]), LABEL[s], np.int32)) for s in LABEL],
+                   num_classes=3, normalize="none")
+FAMILY = supervised_family("three_labels_linear", DATA, linen_model(Linear(3), softmax_xent),
+                           batch_size=64)
+BIAS = np.array([0.0, 3.0, -1.0])  # zero weights: every example scores these logits
+
+
+def xent(split):
+    """Cross-entropy of the constant logits BIAS on a split whose labels are all LABEL[split]."""
+    logp = BIAS - np.log(np.sum(np.exp(BIAS)))
+    return -logp[LABEL[split]]
+
+
+def predicting_one(params):
+    assert jax.tree.map(jnp.shape, params) == {"Dense_0": {"kernel": (4, 3), "bias": (3,)}}
+    return {"Dense_0": {"kernel": jnp.zeros((4, 3)), "bias": jnp.asarray(BIAS, jnp.float32)}}
+
+
+def recording_rule():
+    """A rule that takes no step and stores the held-out loss it is given in its state."""
+    def update(theta, state, grads, params, loss):
+        return jax.tree.map(jnp.zeros_like, grads), loss["eval"]
+
+    return UpdateRule(init_meta=lambda key: {}, init=lambda theta, params: jnp.zeros(()),
+                      update=update, name="recorder", wants_eval_loss=True)
+
+
+def test_the_three_losses_are_distinct():
+    assert len({round(xent(s), 3) for s in LABEL}) == 3
+
+
+def test_eval_objective_and_rule_input_read_the_validation_split():
+    rule = recording_rule()
+    inst = init_inner(rule, FAMILY, {}, jax.random.PRNGKey(0), Horizon(10))
+    inst = inst._replace(params=predicting_one(inst.params))
+    task = FAMILY.build(inst.cfg)
+    np.testing.assert_allclose(float(task.eval_loss(inst.params, jax.random.PRNGKey(1))),
+                               xent("valid"), rtol=1e-5)
+    np.testing.assert_allclose(float(task.loss(inst.params, jax.random.PRNGKey(1))),
+                               xent("train"), rtol=1e-5)
+    new, out, _ = inner_step(rule, FAMILY, {}, inst, objective="eval")
+    np.testing.assert_allclose(float(out.meta_loss), xent("valid"), rtol=1e-5)
+    np.testing.assert_allclose(float(new.rule_state), xent("valid"), rtol=1e-5)  # rule's input
+    _, out_train, _ = inner_step(rule, FAMILY, {}, inst, objective="train")
+    np.testing.assert_allclose(float(out_train.meta_loss), xent("train"), rtol=1e-5)
+    # The test split is only behind test_metrics.
+    np.testing.assert_allclose(float(task.test_metrics(inst.params)["loss"]), xent("test"),
+                               rtol=1e-5)
