@@ -32,22 +32,26 @@ def momentum_rule() -> UpdateRule:
                       update=update, name="momentum_meta")
 
 
-def reference_meta_loss(theta):
-    """L(θ), written out independently of lopt's unroll."""
-    x, m, total = jnp.zeros(2), jnp.zeros(2), 0.0
+def reference_meta_loss(theta, weighting="mean", loss_clip=None):
+    """L(θ), written out independently of lopt's unroll: the mean of f(x_{t+1}) over the H
+    steps (``weighting="mean"``) or f(x_H) alone (``"last"``), each f clipped at
+    ``loss_clip`` when given."""
+    x, m, losses = jnp.zeros(2), jnp.zeros(2), []
     for _ in range(H):
         g = 2 * W.T @ (W @ x - Y)
         m = theta["mom"] * m + g
         x = x - theta["lr"] * m
-        total = total + jnp.sum((W @ x - Y) ** 2)
-    return total / H
+        f = jnp.sum((W @ x - Y) ** 2)
+        losses.append(f if loss_clip is None else jnp.minimum(f, loss_clip))
+    return losses[-1] if weighting == "last" else sum(losses) / H
 
 
-def smoothed_gradient(sigma, nodes=24):
-    """∇_θ E_ε[L(θ + σε)] by tensor-product Gauss–Hermite quadrature (exact for this L)."""
+def smoothed_gradient(sigma, nodes=24, **kwargs):
+    """∇_θ E_ε[L(θ + σε)] by tensor-product Gauss–Hermite quadrature (exact for this L; with
+    ``loss_clip`` L is piecewise polynomial and the quadrature approximate)."""
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
     w = w / np.sqrt(2 * np.pi)
-    grad = jax.jit(jax.grad(reference_meta_loss))
+    grad = jax.jit(jax.grad(lambda th: reference_meta_loss(th, **kwargs)))
     total = {k: 0.0 for k in THETA}
     for i in range(nodes):
         for j in range(nodes):
@@ -57,8 +61,8 @@ def smoothed_gradient(sigma, nodes=24):
     return np.array([total["lr"], total["mom"]])
 
 
-def plain_gradient():
-    g = jax.grad(reference_meta_loss)(THETA)
+def plain_gradient(**kwargs):
+    g = jax.grad(lambda th: reference_meta_loss(th, **kwargs))(THETA)
     return np.array([float(g["lr"]), float(g["mom"])])
 
 

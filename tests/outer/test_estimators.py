@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from lopt.bench.smoothed_exact import (H, THETA, bias_and_mse, estimates, reference_meta_loss,
-                                       smoothed_gradient)
+from lopt.bench.smoothed_exact import (H, THETA, bias_and_mse, estimates, plain_gradient,
+                                       reference_meta_loss, smoothed_gradient)
 from lopt.outer import ES, PES, TBPTT, Mixed, Reparam
 
 Z = 5.0  # standard errors allowed
@@ -121,3 +121,42 @@ def test_pes_matches_the_full_horizon_gradient_and_truncation_is_biased(exact):
     assert np.max(np.abs(tbptt - target) / np.abs(target)) > 0.1
     # Truncated ES and TBPTT estimate the same truncated objective: their biases agree.
     assert np.all(np.abs(mean_tes - tbptt) <= Z * se_tes + 0.02 * np.abs(tbptt))
+
+
+def test_pes_with_resets_inside_staggered_truncations_is_unbiased():
+    """Horizon 8 in truncations of 3 with staggered starts: runs end inside truncations at
+    every phase. Averaged over a long stream of outer steps, PES estimates the full-horizon
+    gradient; truncated ES, on the same stream, is far off. Standard errors come from means
+    of blocks of 40 consecutive estimates (an estimate's ξ correlates it with its run's
+    earlier ones)."""
+    target = exact_plain = plain_gradient()
+
+    def block_means(estimator):
+        rows = estimates(estimator, calls=8 + 20 * 40)[8:]  # past the first partial runs
+        return rows.reshape(20, 40, 2).mean(axis=1)
+
+    kw = dict(num_tasks=32, truncation=3, horizon=H, sigma=SMALL_SIGMA)
+    ok, mean, se = within(block_means(PES(**kw)), target)
+    assert ok.all(), (mean, target, se)
+    assert (np.abs(smoothed_gradient(SMALL_SIGMA) - exact_plain) < 0.05 * Z * se).all()
+    ok_es, mean_es, se_es = within(block_means(ES(**kw)), target)
+    assert not ok_es.any(), (mean_es, target, se_es)
+
+
+@pytest.mark.parametrize("weighting,loss_clip", [("last", None), ("mean", 0.3)])
+def test_weighting_and_loss_clip_through_tbptt_and_es(weighting, loss_clip):
+    """All weight on the last step, or each step's loss clipped (f starts at 2 and falls below
+    0.3 within the run): full-horizon TBPTT is the exact gradient of that meta-loss, and
+    full-horizon ES's mean is its smoothed gradient."""
+    opts = dict(weighting=weighting, loss_clip=loss_clip)
+    plain = plain_gradient(**opts)
+    assert np.max(np.abs(plain - plain_gradient()) / np.abs(plain_gradient())) > 0.1
+    rows = estimates(TBPTT(num_tasks=2, truncation=H, horizon=H, stagger=False,
+                           second_derivatives=True, **opts), calls=2)
+    np.testing.assert_allclose(rows, np.stack([plain] * 2), rtol=1e-9)
+    samples = estimates(ES(num_tasks=64, horizon=H, sigma=SIGMA, full_horizon=True, **opts),
+                        calls=1000)
+    ok, mean, se = within(samples, smoothed_gradient(SIGMA, nodes=40, **opts))
+    assert ok.all(), (mean, se)
+    # ...and not the smoothed gradient of the plain mean meta-loss.
+    assert not within(samples, smoothed_gradient(SIGMA))[0].all()
