@@ -17,15 +17,27 @@ def main():
              "Made by `benchmarks/zoo/run.sh` then `python benchmarks/zoo/summarize.py`: each rule",
              "meta-trained by `lopt train` (TBPTT, truncation 20, horizon 100) for a short run, then",
              "compared on held-out instances after 100 inner steps with Adam tuned on a log grid",
-             "(1e-4 … 10, four points a decade). Mean final loss ± standard error; ratio < 1 means",
-             "the learned rule is better. The folders hold every table, curve and log.", "",
-             "| rule | task | outer steps | learned | Adam (lr) | learned / Adam |",
-             "|---|---|---|---|---|---|"]
+             "(1e-4 … 10, four points a decade). Mean final loss ± standard error over the runs",
+             "that did not diverge; diverged runs (a non-finite loss at any step) are counted, and",
+             "the ratio is only given without divergence. Ratio < 1 means the learned rule is",
+             "better. The folders hold every table, curve and log.", "",
+             "| rule | task | outer steps | learned | diverged | Adam (lr) | Adam diverged |"
+             " learned / Adam |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def loss(r):
+        if r["final_mean"] is None:
+            return "—"
+        sem = "" if r["final_sem"] is None else f" ± {r['final_sem']:.2g}"
+        return f"{r['final_mean']:.4g}{sem}"
+
     for rule, task, steps, learned, adam in rows:
-        lines.append(f"| {rule} | {task} | {steps} | {learned['final_mean']:.4g} ± "
-                     f"{learned['final_sem']:.2g} | {adam['final_mean']:.4g} ± {adam['final_sem']:.2g}"
-                     f" ({adam['learning_rate']:.3g}) | "
-                     f"{learned['final_mean'] / adam['final_mean']:.2f} |")
+        clean = learned["diverged"] == 0 and adam["diverged"] == 0
+        ratio = f"{learned['final_mean'] / adam['final_mean']:.2f}" if clean else "—"
+        lines.append(f"| {rule} | {task} | {steps} | {loss(learned)} | "
+                     f"{learned['diverged']}/{learned['num_tasks']} | {loss(adam)} "
+                     f"({adam['learning_rate']:.3g}) | {adam['diverged']}/{adam['num_tasks']} | "
+                     f"{ratio} |")
     (HERE / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
