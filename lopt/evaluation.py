@@ -46,7 +46,7 @@ def score(curves) -> tuple:
     """The ranking key of one optimizer's curves [steps + 1, tasks]: (diverged runs, mean final
     loss over the others). Lower is better, so any divergence ranks below none at all."""
     bad = diverged(curves)
-    final = np.asarray(curves)[-1][~bad]
+    final = np.asarray(curves, np.float64)[-1][~bad]
     return int(bad.sum()), float(np.mean(final)) if final.size else float("inf")
 
 
