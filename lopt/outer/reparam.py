@@ -111,7 +111,10 @@ class Mixed(Reparam):
             meta_grad = jax.tree.map(lambda a, b: _mix(w_es, a, b), g_es, g_rp)
             return meta_grad, {"es_weight": w_es, "es_variance": v_es, "reparam_variance": v_rp}
         n = ok.shape[0]
-        first = jnp.arange(n) < (n + 1) // 2  # per device, so the halves are the same anywhere
+        # Halves by the parity of the run's global index (devices hold contiguous blocks of
+        # runs), so they are the same runs on any number of devices or hosts.
+        offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * n
+        first = (offset + jnp.arange(n)) % 2 == 0
         halves = []
         for mask in (ok & first, ok & ~first):
             g_rp, v_rp, count = masked_mean_and_total_variance(reparam, mask, axis_name)

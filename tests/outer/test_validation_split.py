@@ -60,10 +60,12 @@ def test_eval_objective_and_rule_input_read_the_validation_split():
                                xent("valid"), rtol=1e-5)
     np.testing.assert_allclose(float(task.loss(inst.params, jax.random.PRNGKey(1))),
                                xent("train"), rtol=1e-5)
-    new, out, _ = inner_step(rule, FAMILY, {}, inst, objective="eval")
+    step = jax.jit(lambda inst, objective: inner_step(rule, FAMILY, {}, inst, objective=objective),
+                   static_argnames="objective")
+    new, out, _ = step(inst, objective="eval")
     np.testing.assert_allclose(float(out.meta_loss), xent("valid"), rtol=1e-5)
     np.testing.assert_allclose(float(new.rule_state), xent("valid"), rtol=1e-5)  # rule's input
-    _, out_train, _ = inner_step(rule, FAMILY, {}, inst, objective="train")
+    _, out_train, _ = step(inst, objective="train")
     np.testing.assert_allclose(float(out_train.meta_loss), xent("train"), rtol=1e-5)
     # The test split is only behind test_metrics.
     np.testing.assert_allclose(float(task.test_metrics(inst.params)["loss"]), xent("test"),
