@@ -13,7 +13,7 @@ ESTIMATORS = {
     "es": (ES, "antithetic evolution strategies, on truncations or full horizons"),
     "pes": (PES, "persistent evolution strategies: unbiased across truncations"),
     "reparam": (Reparam, "reparameterization gradient of the Gaussian-smoothed meta-loss"),
-    "mixed": (Mixed, "inverse-variance-weighted mix of ES and reparameterization gradients"),
+    "mixed": (Mixed, "inverse-variance mix of ES and reparameterization gradients (cross-fitted weights)"),
 }
 
 __all__ = ["Estimator", "UnrollOptions", "TBPTT", "ES", "PES", "Reparam", "Mixed", "TrainResult",
