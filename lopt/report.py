@@ -10,6 +10,14 @@ def _num(x, fmt):
     return "—" if x is None else format(x, fmt)
 
 
+def format_loss(s) -> str:
+    """Mean final loss ± standard error of a summary, "—" for what it does not have."""
+    if s["final_mean"] is None:
+        return "—"
+    sem = "" if s["final_sem"] is None else f" ± {s['final_sem']:.2g}"
+    return f"{s['final_mean']:.4g}{sem}"
+
+
 def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int) -> str:
     """A markdown table of diverged runs, mean final loss (± standard error), median, and tuned
     learning rate; any divergence ranks below every optimizer without (``rank_key``)."""
@@ -35,7 +43,7 @@ def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int) 
         ratio = (f"{s['final_mean'] / best:.2f}"
                  if best is not None and best > 0 and s["diverged"] == 0 else "—")
         lines.append(f"| {s['name']} | {lr} | {s['diverged']}/{s.get('num_tasks', num_tasks)} | "
-                     f"{_num(s['final_mean'], '.4g')} ± {_num(s['final_sem'], '.2g')} | "
+                     f"{format_loss(s)} | "
                      f"{_num(s['final_median'], '.4g')} | {ratio} |")
     return "\n".join(lines) + "\n"
 

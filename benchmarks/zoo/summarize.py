@@ -2,6 +2,8 @@
 import json
 import pathlib
 
+from lopt.report import format_loss
+
 HERE = pathlib.Path(__file__).resolve().parent
 
 
@@ -25,17 +27,11 @@ def main():
              " learned / Adam |",
              "|---|---|---|---|---|---|---|---|"]
 
-    def loss(r):
-        if r["final_mean"] is None:
-            return "—"
-        sem = "" if r["final_sem"] is None else f" ± {r['final_sem']:.2g}"
-        return f"{r['final_mean']:.4g}{sem}"
-
     for rule, task, steps, learned, adam in rows:
         clean = learned["diverged"] == 0 and adam["diverged"] == 0
         ratio = f"{learned['final_mean'] / adam['final_mean']:.2f}" if clean else "—"
-        lines.append(f"| {rule} | {task} | {steps} | {loss(learned)} | "
-                     f"{learned['diverged']}/{learned['num_tasks']} | {loss(adam)} "
+        lines.append(f"| {rule} | {task} | {steps} | {format_loss(learned)} | "
+                     f"{learned['diverged']}/{learned['num_tasks']} | {format_loss(adam)} "
                      f"({adam['learning_rate']:.3g}) | {adam['diverged']}/{adam['num_tasks']} | "
                      f"{ratio} |")
     (HERE / "README.md").write_text("\n".join(lines) + "\n")
