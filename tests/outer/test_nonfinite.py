@@ -39,7 +39,9 @@ def _subset(tree, idx):
     ES(num_tasks=N, truncation=3, horizon=10, sigma=0.05),
     PES(num_tasks=N, truncation=3, horizon=10, sigma=0.05),
     Reparam(num_tasks=N, truncation=3, horizon=10, sigma=0.05),
-    Mixed(num_tasks=N, truncation=3, horizon=10, sigma=0.05),
+    # Cross-fitted halves follow run indices, so a subset forms other halves: the same-sample
+    # mix is compared with its subset here, the cross-fitted one below.
+    Mixed(num_tasks=N, truncation=3, horizon=10, sigma=0.05, cross_fit=False),
 ], ids=lambda e: type(e).__name__)
 def test_poisoned_runs_are_reset_and_left_out(estimator):
     rule, family = l2l_lstm(hidden=4, layers=1), poisoned_family()
@@ -139,3 +141,24 @@ def test_full_horizon_es_builds_whole_fresh_runs_every_estimate():
         np.testing.assert_array_equal(np.asarray(g2["lr"]), np.asarray(g["lr"]))
         assert np.all(np.asarray(new_state.step) == 0)
         state = new_state
+
+
+def test_cross_fitted_mix_ignores_what_poisoned_runs_hold():
+    """Whatever the poisoned runs' parameters are, the cross-fitted mix is the same and finite:
+    they are masked out of both halves' means and variances."""
+    rule, family = l2l_lstm(hidden=4, layers=1), poisoned_family()
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    theta["out"]["w"] = theta["out"]["w"] * 20
+    est = Mixed(num_tasks=N, truncation=3, horizon=10, sigma=0.05).build(rule, family)
+    state = est.init(jax.random.PRNGKey(1), theta)
+    poison = np.asarray(state.cfg["poison"])
+    assert 0 < poison.sum() < N
+    grad_fn = jax.jit(est.grad)
+    grad, _, metrics = grad_fn(theta, state, None)
+    mask = jnp.asarray(poison)[:, None]
+    other = state._replace(params={"x": jnp.where(mask, 1e3, state.params["x"])})
+    grad2, _, _ = grad_fn(theta, other, None)
+    for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(grad2)):
+        assert np.all(np.isfinite(a)) and np.abs(a).max() > 0
+        np.testing.assert_array_equal(a, b)
+    assert 0 < int(metrics["ok_runs"]) <= 2 * (N - int(poison.sum()))
