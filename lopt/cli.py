@@ -104,9 +104,10 @@ def _compare_one(rule, theta, cfg, family, out_dir, label, stem) -> list:
 
     baselines = {name: HAND_DESIGNED[name][0] for name in cfg.baselines}
     results = compare({label: (rule, theta)}, baselines, family, jax.random.PRNGKey(cfg.eval_seed),
-                      num_tasks=cfg.eval_tasks, num_steps=cfg.eval_steps)
+                      num_tasks=cfg.eval_tasks, num_steps=cfg.eval_steps,
+                      tuning_key=jax.random.PRNGKey(cfg.tune_seed), tuning_tasks=cfg.tune_tasks)
     summaries = [r.summary() for r in results]
-    table = report.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps)
+    table = report.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps, cfg.tune_tasks)
     os.makedirs(out_dir, exist_ok=True)
     report.write_json(os.path.join(out_dir, f"{stem}.json"),
                       {"eval": dataclasses.asdict(cfg), "family": family.name,

@@ -25,6 +25,8 @@ class EvalConfig:
     eval_tasks: int = 256
     eval_steps: int = 100
     eval_seed: int = 12345
+    tune_tasks: int = 64
+    tune_seed: int = 54321
     baselines: Sequence[str] = DEFAULT_BASELINES
 
     def validate(self) -> "EvalConfig":
@@ -32,6 +34,11 @@ class EvalConfig:
         _at_least("eval_tasks", self.eval_tasks, 2)
         _at_least("eval_steps", self.eval_steps, 1)
         _integer("eval_seed", self.eval_seed)
+        _at_least("tune_tasks", self.tune_tasks, 1)
+        _integer("tune_seed", self.tune_seed)
+        if self.tune_seed == self.eval_seed:
+            raise ConfigError(f"tune_seed must differ from eval_seed ({self.eval_seed}): "
+                              "baselines are tuned on instances separate from the reported ones")
         for name in self.baselines:
             _one_of("baselines", name, HAND_DESIGNED)
         return self

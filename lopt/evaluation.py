@@ -162,12 +162,28 @@ def evaluate_rule(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks
 
 def compare(learned: Dict[str, tuple], baselines: Dict[str, Callable[..., UpdateRule]],
             family: TaskFamily, key, *, num_tasks: int, num_steps: int,
-            grid: Sequence[float] = DEFAULT_LR_GRID) -> list:
-    """Learned rules (name -> (rule, theta)) against baselines (name -> factory) each tuned on
-    ``grid``. All share the same evaluation instances; the learning rates are chosen on those
-    same instances, so every baseline gets its best possible showing."""
+            grid: Sequence[float] = DEFAULT_LR_GRID, tuning_key=None,
+            tuning_tasks: int | None = None) -> list:
+    """Learned rules (name -> (rule, theta)) against baselines (name -> factory), all on the
+    evaluation instances of ``key``.
+
+    With ``tuning_key`` (the honest protocol) each baseline's learning rate is chosen on
+    ``tuning_tasks`` separate instances drawn from ``tuning_key`` and then run on the
+    evaluation instances; without it the lr is chosen on the evaluation instances themselves
+    (each baseline's best possible showing there, an optimistic comparison)."""
     results = [evaluate_rule(rule, theta, family, key, num_tasks=num_tasks, num_steps=num_steps,
                              name=name) for name, (rule, theta) in learned.items()]
-    results += [tune_learning_rate(factory, family, key, num_tasks=num_tasks, num_steps=num_steps,
-                                   grid=grid, name=name) for name, factory in baselines.items()]
+    for name, factory in baselines.items():
+        if tuning_key is None:
+            results.append(tune_learning_rate(factory, family, key, num_tasks=num_tasks,
+                                              num_steps=num_steps, grid=grid, name=name))
+            continue
+        tuned = tune_learning_rate(factory, family, tuning_key,
+                                   num_tasks=tuning_tasks or num_tasks, num_steps=num_steps,
+                                   grid=grid, name=name)
+        lr = tuned.learning_rate
+        evaluated = evaluate_rule(factory(learning_rate=lr), {}, family, key,
+                                  num_tasks=num_tasks, num_steps=num_steps, name=name)
+        results.append(dataclasses.replace(evaluated, learning_rate=lr,
+                                           lr_at_grid_edge=tuned.lr_at_grid_edge))
     return results

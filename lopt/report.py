@@ -18,7 +18,8 @@ def format_loss(s) -> str:
     return f"{s['final_mean']:.4g}{sem}"
 
 
-def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int) -> str:
+def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int,
+                     tuning_tasks: int | None = None) -> str:
     """A markdown table of diverged runs, mean final loss (± standard error), median, and tuned
     learning rate; any divergence ranks below every optimizer without (``rank_key``)."""
     from lopt.evaluation import rank_key
@@ -29,7 +30,9 @@ def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int) 
         f"Final loss after {num_steps} steps on {num_tasks} held-out instances, mean (± standard "
         "error) over the runs that did not diverge; a run whose loss turned non-finite at any "
         "step counts in `diverged`, and any divergence ranks an optimizer below all without. "
-        "Baselines' learning rates are tuned on a log grid.",
+        + (f"Baselines' learning rates are tuned on a log grid on {tuning_tasks} separate "
+           "tuning instances." if tuning_tasks else
+           "Baselines' learning rates are tuned on a log grid on these same instances."),
         "",
         "| optimizer | learning rate | diverged | mean final loss | median final loss | / best |",
         "|---|---|---|---|---|---|",

@@ -38,15 +38,15 @@ def capped_family():
 FAMILY = capped_family()
 
 
-def curvatures():
-    batch = init_inner_batch(rules.sgd(0.1), FAMILY, {}, KEY, TASKS, Horizon(STEPS + 1),
+def curvatures(key=KEY, tasks=TASKS):
+    batch = init_inner_batch(rules.sgd(0.1), FAMILY, {}, key, tasks, Horizon(STEPS + 1),
                              stagger=False)
     return np.asarray(batch.cfg["a"], np.float64)
 
 
-def numpy_curves(lr):
+def numpy_curves(lr, key=KEY, tasks=TASKS):
     """SGD written out in numpy; NaN from the first step outside the cap on."""
-    a = curvatures()
+    a = curvatures(key, tasks)
     x, rows = np.zeros_like(a), []
     for t in range(STEPS + 1):
         err = x - 1.0
@@ -100,9 +100,9 @@ def test_tune_learning_rate_picks_the_best_lr_without_divergence():
     assert low.learning_rate == best_lr(GRID[:2]) == 0.3 and low.lr_at_grid_edge
 
 
-def best_lr(grid):
+def best_lr(grid, key=KEY, tasks=TASKS):
     """The lr with the lowest mean final loss among those where no run diverged, in numpy."""
-    finals = {lr: np.mean(numpy_curves(lr)[-1]) for lr in grid}  # NaN where any run diverged
+    finals = {lr: np.mean(numpy_curves(lr, key, tasks)[-1]) for lr in grid}  # NaN: diverged
     return min((lr for lr in grid if np.isfinite(finals[lr])), key=finals.get)
 
 
@@ -146,3 +146,32 @@ def test_evaluate_rule_uses_the_same_instances_for_every_rule():
     b = evaluate_rule(rules.sgd(0.01), {}, FAMILY, KEY, num_tasks=TASKS, num_steps=STEPS)
     np.testing.assert_array_equal(a.curves[0], b.curves[0])
     np.testing.assert_allclose(a.curves, numpy_curves(0.3), rtol=1e-5, atol=1e-9)
+
+
+TUNE_KEY, TUNE_TASKS = jax.random.PRNGKey(77), 12
+
+
+def test_compare_tunes_baselines_on_separate_instances_and_reports_on_the_evaluation_ones():
+    grid = (0.01, 0.1, 0.3, 0.6)
+    results = compare({}, {"sgd": rules.sgd}, FAMILY, KEY, num_tasks=TASKS, num_steps=STEPS,
+                      grid=grid, tuning_key=TUNE_KEY, tuning_tasks=TUNE_TASKS)
+    (sgd,) = results
+    lr = best_lr(grid, TUNE_KEY, TUNE_TASKS)
+    assert sgd.learning_rate == lr
+    np.testing.assert_allclose(sgd.curves, numpy_curves(lr), rtol=1e-5, atol=1e-9)
+    table = report.comparison_table([sgd.summary()], TASKS, STEPS, TUNE_TASKS)
+    assert f"on {TUNE_TASKS} separate tuning instances" in table
+
+
+def test_tuning_and_evaluation_instances_never_overlap():
+    from lopt.tasks import quadratic_family
+
+    family = quadratic_family(dim=4)
+
+    def instances(key, n):
+        batch = init_inner_batch(rules.sgd(0.1), family, {}, key, n, Horizon(2), stagger=False)
+        return np.asarray(jax.tree.leaves(batch.cfg)[0]).reshape(n, -1)
+
+    tune, evaluation = instances(TUNE_KEY, 64), instances(KEY, 256)
+    shared = {tuple(np.round(r, 6)) for r in tune} & {tuple(np.round(r, 6)) for r in evaluation}
+    assert not shared
