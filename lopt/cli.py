@@ -100,9 +100,9 @@ def _compare_one(rule, theta, cfg, family, out_dir, label, stem) -> list:
 
     from lopt import report
     from lopt.evaluation import compare
-    from lopt.rules import HAND_DESIGNED
+    from lopt.rules import BASELINES
 
-    baselines = {name: HAND_DESIGNED[name][0] for name in cfg.baselines}
+    baselines = {name: BASELINES[name][0] for name in cfg.baselines}
     results = compare({label: (rule, theta)}, baselines, family, jax.random.PRNGKey(cfg.eval_seed),
                       num_tasks=cfg.eval_tasks, num_steps=cfg.eval_steps,
                       tuning_key=jax.random.PRNGKey(cfg.tune_seed), tuning_tasks=cfg.tune_tasks)
@@ -213,14 +213,14 @@ def cmd_list() -> int:
     from lopt.bench import SUITES
     from lopt.outer import ESTIMATORS
     from lopt.pretrained import PRETRAINED
-    from lopt.rules import HAND_DESIGNED, LEARNED
+    from lopt.rules import BASELINES, LEARNED
     from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS
     from lopt.tasks.datasets import DATASETS
 
     samplers = {name: (None, s.description) for name, s in SAMPLERS.items()}
     mixtures = {f"mixture:{name}": (None, f"{d}: {' + '.join(t)}")
                 for name, (t, d) in MIXTURES.items()}
-    for title, table in (("learned rules", LEARNED), ("hand-designed rules (optax)", HAND_DESIGNED),
+    for title, table in (("learned rules", LEARNED), ("hand-designed rules (optax)", BASELINES),
                          ("datasets", DATASETS), ("tasks (lopt train --task NAME)", FAMILIES),
                          ("samplers (--task SAMPLER@SEED)", samplers),
                          ("mixtures (--task mixture:NAME or mixture:A+B+...)", mixtures),

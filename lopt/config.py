@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 from lopt.outer import ESTIMATORS
 from lopt.outer.common import WEIGHTINGS
 from lopt.outer.unroll import OBJECTIVES
-from lopt.rules import HAND_DESIGNED, LEARNED
+from lopt.rules import BASELINES, LEARNED
 
 
 class ConfigError(ValueError):
@@ -40,7 +40,7 @@ class EvalConfig:
             raise ConfigError(f"tune_seed must differ from eval_seed ({self.eval_seed}): "
                               "baselines are tuned on instances separate from the reported ones")
         for name in self.baselines:
-            _one_of("baselines", name, HAND_DESIGNED)
+            _one_of("baselines", name, BASELINES)
         return self
 
 

@@ -8,6 +8,7 @@ from lopt.rules.hyperadam import hyperadam
 from lopt.rules.l2l_lstm import l2l_lstm, log_sign_preprocess
 from lopt.rules.mlp_lopt import hierarchical, per_parameter_mlp
 from lopt.rules.multiscale_adam import multiscale_adam
+from lopt.rules.optax_baselines import MODERN_BASELINES, adamw, lion, muon, nadamw
 from lopt.rules.rnnprop import rnnprop
 
 LEARNED = {
@@ -24,7 +25,9 @@ LEARNED = {
                                    "conditioning the per-parameter MLP (seed 003)"),
 }
 
-RULES = {**LEARNED, **HAND_DESIGNED}
+# Every hand-designed optimizer a comparison may use as a tuned baseline.
+BASELINES = {**HAND_DESIGNED, **MODERN_BASELINES}
+RULES = {**LEARNED, **BASELINES}
 
 
 def make_rule(name: str, **config) -> UpdateRule:
@@ -38,4 +41,5 @@ __all__ = ["UpdateRule", "per_coordinate", "unzip", "zeros_per_coordinate", "fro
            "l2l_lstm", "rnnprop", "hyperadam", "multiscale_adam", "normalized_history",
            "per_parameter_mlp", "hierarchical", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
            "rmsprop", "adadelta", "adam", "adamax", "RULES", "LEARNED", "HAND_DESIGNED",
+           "MODERN_BASELINES", "BASELINES", "adamw", "nadamw", "lion", "muon",
            "make_rule"]

@@ -2,6 +2,7 @@
 import jax.numpy as jnp
 import numpy as np
 import optax
+import optax.contrib
 import pytest
 
 from lopt import rules
@@ -143,3 +144,34 @@ def test_nesterov_is_the_seed_recursion_at_the_look_ahead_point():
         params = optax.apply_updates(params, updates)
         got.append(np.asarray(params["x"]))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _matrix_trajectory(rule_or_tx, is_rule):
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+    state = rule_or_tx.init({}, params) if is_rule else rule_or_tx.init(params)
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(6):
+        g = {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32),
+             "b": jnp.asarray(rng.normal(size=2), jnp.float32)}
+        if is_rule:
+            updates, state = rule_or_tx.update({}, state, g, params, None)
+        else:
+            updates, state = rule_or_tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        out.append(np.concatenate([np.ravel(params["w"]), np.ravel(params["b"])]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("name,tx", [
+    ("adamw", optax.adamw(0.01, weight_decay=1e-4)),
+    ("nadamw", optax.nadamw(0.01, weight_decay=1e-4)),
+    ("lion", optax.lion(0.01, weight_decay=1e-3)),
+    ("muon", optax.contrib.muon(0.01)),
+])
+def test_modern_baselines_are_optax_itself(name, tx):
+    import optax.contrib  # noqa: F401
+
+    rule = rules.make_rule(name, learning_rate=0.01)
+    np.testing.assert_array_equal(_matrix_trajectory(rule, True), _matrix_trajectory(tx, False))
+    assert name in rules.BASELINES
