@@ -103,11 +103,13 @@ def _compare_one(rule, theta, cfg, family, out_dir, label, stem) -> list:
     from lopt.rules import BASELINES
 
     baselines = {name: BASELINES[name][0] for name in cfg.baselines}
+    # Tuning never costs more runs than the evaluation it serves.
+    tune_tasks = min(cfg.tune_tasks, cfg.eval_tasks)
     results = compare({label: (rule, theta)}, baselines, family, jax.random.PRNGKey(cfg.eval_seed),
                       num_tasks=cfg.eval_tasks, num_steps=cfg.eval_steps,
-                      tuning_key=jax.random.PRNGKey(cfg.tune_seed), tuning_tasks=cfg.tune_tasks)
+                      tuning_key=jax.random.PRNGKey(cfg.tune_seed), tuning_tasks=tune_tasks)
     summaries = [r.summary() for r in results]
-    table = report.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps, cfg.tune_tasks)
+    table = report.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps, tune_tasks)
     os.makedirs(out_dir, exist_ok=True)
     report.write_json(os.path.join(out_dir, f"{stem}.json"),
                       {"eval": dataclasses.asdict(cfg), "family": family.name,

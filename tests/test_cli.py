@@ -24,7 +24,7 @@ from lopt.tasks import FAMILIES
     (["train", "--task", "mlp@x"], "seed"),
     (["train", "--task", "resnet@1"], "sampler"),
     (["train", "--task", "digits_mlp", "--num-tasks", "4", "--devices", "3"], "devices"),
-    (["train", "--baselines", "sgd,lion"], "baselines"),
+    (["train", "--baselines", "sgd,velo"], "baselines"),
     (["train", "--eval-tasks", "1"], "eval_tasks"),
     (["train", "--truncation", "abc"], "--truncation"),
     (["train", "--estimator", "sgd"], "estimator"),
