@@ -41,6 +41,7 @@ def measure(name, cache_dir):
     run = jax.jit(lambda: loss_curves(rule, {}, normalized(family, ref), key,
                                       num_tasks=EVAL_TASKS, num_steps=STEPS))
     curves = np.asarray(run())
+    bad = diverged(curves)
     timed = jax.jit(lambda: loss_curves(rule, {}, family, key, num_tasks=EVAL_TASKS,
                                         num_steps=20))
     jax.block_until_ready(timed())
@@ -50,9 +51,9 @@ def measure(name, cache_dir):
     row = {"task": name, "family": family.name, "params": n_params,
            "init_loss": ref.init_loss, "adam_best_loss": ref.best_loss,
            "adam_lr": ref.learning_rate,
-           "eval_diverged": int(diverged(curves).sum()),
-           "eval_normalized_final": float(np.mean(curves[-1][~diverged(curves)])),
-           "eval_normalized_final_sem": float(np.std(curves[-1][~diverged(curves)], ddof=1)
+           "eval_diverged": int(bad.sum()),
+           "eval_normalized_final": float(np.mean(curves[-1][~bad])),
+           "eval_normalized_final_sem": float(np.std(curves[-1][~bad], ddof=1)
                                               / np.sqrt(EVAL_TASKS)),
            "step_ms": step_ms, "reference_s": reference_s}
     if task.test_metrics is not None:

@@ -104,9 +104,13 @@ class Mixed(Reparam):
     cross_fit: bool = True
 
     def combine(self, reparam, es, ok, axis_name):
+        def moments(mask):
+            g_rp, v_rp, count = masked_mean_and_total_variance(reparam, mask, axis_name)
+            g_es, v_es, _ = masked_mean_and_total_variance(es, mask, axis_name)
+            return g_es, g_rp, v_es, v_rp, count
+
         if not self.cross_fit:
-            g_rp, v_rp, _ = masked_mean_and_total_variance(reparam, ok, axis_name)
-            g_es, v_es, _ = masked_mean_and_total_variance(es, ok, axis_name)
+            g_es, g_rp, v_es, v_rp, _ = moments(ok)
             w_es = inverse_variance_weight(v_es, v_rp)
             meta_grad = jax.tree.map(lambda a, b: _mix(w_es, a, b), g_es, g_rp)
             return meta_grad, {"es_weight": w_es, "es_variance": v_es, "reparam_variance": v_rp}
@@ -115,22 +119,17 @@ class Mixed(Reparam):
         # runs), so they are the same runs on any number of devices or hosts.
         offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * n
         first = (offset + jnp.arange(n)) % 2 == 0
-        halves = []
-        for mask in (ok & first, ok & ~first):
-            g_rp, v_rp, count = masked_mean_and_total_variance(reparam, mask, axis_name)
-            g_es, v_es, _ = masked_mean_and_total_variance(es, mask, axis_name)
-            halves.append((g_es, g_rp, v_es, v_rp, count))
-        (ga_es, ga_rp, va_es, va_rp, ca), (gb_es, gb_rp, vb_es, vb_rp, cb) = halves
+        ga_es, ga_rp, va_es, va_rp, ca = moments(ok & first)
+        gb_es, gb_rp, vb_es, vb_rp, cb = moments(ok & ~first)
         # A half with fewer than two samples has no variance: equal weights, still unbiased.
         w_a = jnp.where(cb >= 2, inverse_variance_weight(vb_es, vb_rp), 0.5)  # for half A
         w_b = jnp.where(ca >= 2, inverse_variance_weight(va_es, va_rp), 0.5)
         total = jnp.maximum(ca + cb, 1.0)
 
         def mix(a_es, a_rp, b_es, b_rp):
-            a = _mix(w_a, a_es, a_rp)
-            b = _mix(w_b, b_es, b_rp)
             # A half without samples has a zero mean (masked); its count is zero too.
-            return (ca * a + cb * b) / total.astype(a.dtype)
+            both = ca * _mix(w_a, a_es, a_rp) + cb * _mix(w_b, b_es, b_rp)
+            return both / total.astype(both.dtype)
 
         meta_grad = jax.tree.map(mix, ga_es, ga_rp, gb_es, gb_rp)
         return meta_grad, {"es_weight": (w_a + w_b) / 2, "es_variance": (va_es + vb_es) / 2,
