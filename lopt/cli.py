@@ -66,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--out", default=None, help="folder for the results "
                                                      "(default: benchmarks/SUITE)")
     p_bench.add_argument("--repeats", type=int, default=32,
-                         help="independent repeats per variance point (default: 32)")
+                         help="estimators suite: independent repeats per variance point "
+                              "(default: 32)")
+    p_bench.add_argument("--quick", action="store_true",
+                         help="seed suites: a small size that finishes in a few minutes")
+    p_bench.add_argument("--no-progress", dest="progress", action="store_false",
+                         help="no progress bar")
     sub.add_parser("list", help="list rules, tasks, estimators, benchmark suites and "
                                 "pretrained optimizers")
     return parser
@@ -197,7 +202,7 @@ def cmd_eval(path: str, args) -> int:
 def cmd_bench(args) -> int:
     import importlib
 
-    from lopt.bench import SUITES
+    from lopt.bench import SEED_SUITES, SUITES
 
     if args.suite not in SUITES:
         raise ConfigError(f"suite must be one of {', '.join(sorted(SUITES))}; got {args.suite!r}")
@@ -206,7 +211,13 @@ def cmd_bench(args) -> int:
     out = args.out or os.path.join("benchmarks", args.suite)
     command = " ".join(["lopt"] + sys.argv[1:]) if sys.argv else f"lopt bench {args.suite}"
     module = importlib.import_module(SUITES[args.suite][0])
-    print(module.run(out, repeats=args.repeats, command=command))
+    if args.suite in SEED_SUITES:
+        print(module.run(out, quick=args.quick, command=command, progress=args.progress))
+    elif args.quick:
+        raise ConfigError(f"--quick applies to the suites {', '.join(sorted(SEED_SUITES))}; "
+                          f"got suite {args.suite!r}")
+    else:
+        print(module.run(out, repeats=args.repeats, command=command))
     print(f"results in {out}/")
     return 0
 

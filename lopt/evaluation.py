@@ -64,6 +64,7 @@ class Result:
     curves: np.ndarray  # [steps + 1, tasks]
     learning_rate: float | None = None
     lr_at_grid_edge: bool = False
+    hparams: dict | None = None  # every tuned hyperparameter, for random-search baselines
 
     @property
     def final(self) -> np.ndarray:
@@ -86,6 +87,7 @@ class Result:
             "name": self.name,
             "learning_rate": self.learning_rate,
             "lr_at_grid_edge": self.lr_at_grid_edge,
+            "hparams": self.hparams,
             "num_tasks": int(self.curves.shape[1]),
             "diverged": int((~ok).sum()),
             "final_mean": stat(np.mean, final),
@@ -141,13 +143,15 @@ def final_test_metrics(rule: UpdateRule, theta, family: TaskFamily, key, *, num_
         batch, _ = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch,
                                     num_steps=num_steps, horizon=horizon, reset_nonfinite=False)
 
-        def one(cfg, params, state):
+        def one(cfg, params, state, rule_state):
             task = family.build(cfg)
+            if rule.eval_params is not None:
+                params = rule.eval_params(rule_state, params)
             if task.test_metrics is None:
                 raise ValueError(f"task family {family.name!r} has no test split")
             return task.test_metrics(params, state if task.init_state is not None else None)
 
-        return jax.vmap(one)(batch.cfg, batch.params, batch.task_state)
+        return jax.vmap(one)(batch.cfg, batch.params, batch.task_state, batch.rule_state)
 
     return {k: np.asarray(v) for k, v in run(theta).items()}
 
@@ -187,3 +191,35 @@ def compare(learned: Dict[str, tuple], baselines: Dict[str, Callable[..., Update
         results.append(dataclasses.replace(evaluated, learning_rate=lr,
                                            lr_at_grid_edge=tuned.lr_at_grid_edge))
     return results
+
+
+def sample_log_uniform(key, space: Dict[str, tuple], num_trials: int) -> list:
+    """``num_trials`` points, each hyperparameter log-uniform in its (low, high) of ``space``."""
+    keys = jax.random.split(key, len(space))
+    columns = {name: np.exp(np.asarray(jax.random.uniform(
+        k, (num_trials,), minval=np.log(low), maxval=np.log(high)), np.float64))
+        for k, (name, (low, high)) in zip(keys, sorted(space.items()))}
+    return [{name: float(col[i]) for name, col in columns.items()} for i in range(num_trials)]
+
+
+def random_search(make: Callable[[dict], UpdateRule], space: Dict[str, tuple],
+                  family: TaskFamily, key, tuning_key, *, num_trials: int, num_tasks: int,
+                  tuning_tasks: int, num_steps: int, name: str, search_seed: int = 0) -> Result:
+    """Seed 003's stronger baseline: ``num_trials`` log-uniform draws of every hyperparameter
+    in ``space``, each run on ``tuning_tasks`` instances of ``tuning_key``; the draw that ranks
+    first by ``score`` is then run on the evaluation instances of ``key``. One compile: the
+    hyperparameters are arguments of the jitted unroll."""
+    trials = sample_log_uniform(jax.random.PRNGKey(search_seed), space, num_trials)
+
+    def curves(hparams, k, n):
+        rule = make(hparams)
+        return loss_curves(rule, rule.init_meta(None), family, k, num_tasks=n,
+                           num_steps=num_steps)
+
+    tune = jax.jit(lambda h: curves(h, tuning_key, tuning_tasks))
+    as_args = [{k: jnp.asarray(v, jnp.float32) for k, v in t.items()} for t in trials]
+    scores = [score(np.asarray(tune(h))) for h in as_args]
+    best = min(range(num_trials), key=lambda i: scores[i])
+    final = np.asarray(jax.jit(lambda h: curves(h, key, num_tasks))(as_args[best]))
+    return Result(name=name, curves=final, learning_rate=trials[best].get("learning_rate"),
+                  hparams=trials[best])

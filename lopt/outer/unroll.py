@@ -133,11 +133,12 @@ def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,
         rule_loss = jax.lax.stop_gradient(rule_loss)
     updates, rule_state = rule.update(theta, inst.rule_state, grads, inst.params, rule_loss)
     params = optax.apply_updates(inst.params, updates)
+    probe = params if rule.eval_params is None else rule.eval_params(rule_state, params)
     if objective == "eval":
-        meta_loss = task.held_out_loss(params, task_state, k_meta)
+        meta_loss = task.held_out_loss(probe, task_state, k_meta)
     else:
         # The post-update loss is a probe: it must not advance the task state a second time.
-        meta_loss, _ = task.train_loss(params, task_state, k_meta)
+        meta_loss, _ = task.train_loss(probe, task_state, k_meta)
     meta_loss = task.meta_view(meta_loss)
     finite = jnp.isfinite(loss) & jnp.isfinite(meta_loss)
     step = inst.step + 1

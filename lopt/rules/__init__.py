@@ -8,7 +8,9 @@ from lopt.rules.hyperadam import hyperadam
 from lopt.rules.l2l_lstm import l2l_lstm, log_sign_preprocess
 from lopt.rules.mlp_lopt import hierarchical, per_parameter_mlp
 from lopt.rules.multiscale_adam import multiscale_adam
-from lopt.rules.optax_baselines import MODERN_BASELINES, adamw, lion, muon, nadamw
+from lopt.rules.optax_baselines import (ADAM_SEARCH_SPACE, MODERN_BASELINES, adam_all,
+                                        adam_search_rule, adamw, lion, muon, nadamw,
+                                        schedule_free_adamw)
 from lopt.rules.rnnprop import rnnprop
 
 LEARNED = {
@@ -42,4 +44,5 @@ __all__ = ["UpdateRule", "per_coordinate", "unzip", "zeros_per_coordinate", "fro
            "per_parameter_mlp", "hierarchical", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
            "rmsprop", "adadelta", "adam", "adamax", "RULES", "LEARNED", "HAND_DESIGNED",
            "MODERN_BASELINES", "BASELINES", "adamw", "nadamw", "lion", "muon",
+           "schedule_free_adamw", "adam_all", "adam_search_rule", "ADAM_SEARCH_SPACE",
            "make_rule"]

@@ -21,6 +21,8 @@ class UpdateRule:
     name the constructor and its keyword arguments, so ``lopt.save`` can rebuild the rule.
     A rule with ``wants_eval_loss`` receives ``loss`` as ``{"train": ..., "eval": ...}`` in
     inner runs of tasks that have held-out data (the scalar training loss otherwise).
+    A rule with ``eval_params(state, params)`` is measured at those parameters rather than at
+    the ones it takes gradients at (schedule-free methods: the averaged iterate x, not y).
     """
 
     init_meta: Callable[[jax.Array], Theta]
@@ -29,6 +31,7 @@ class UpdateRule:
     name: str = "rule"
     config: dict = dataclasses.field(default_factory=dict)
     wants_eval_loss: bool = False
+    eval_params: Optional[Callable[[State, Params], Params]] = None
 
 
 def per_coordinate(apply: Callable) -> Callable:

@@ -15,8 +15,10 @@ import optax
 from lopt.rules.base import UpdateRule, no_theta
 
 
-def from_optax(tx: optax.GradientTransformation, name: str, config: dict) -> UpdateRule:
-    """Wrap an optax transformation as an UpdateRule whose theta is empty."""
+def from_optax(tx: optax.GradientTransformation, name: str, config: dict,
+               eval_params=None) -> UpdateRule:
+    """Wrap an optax transformation as an UpdateRule whose theta is empty (``eval_params``:
+    where the rule is measured, for schedule-free methods)."""
     tx = optax.with_extra_args_support(tx)
 
     def init(theta, params):
@@ -27,7 +29,8 @@ def from_optax(tx: optax.GradientTransformation, name: str, config: dict) -> Upd
         del theta, loss
         return tx.update(grads, state, params)
 
-    return UpdateRule(init_meta=no_theta, init=init, update=update, name=name, config=dict(config))
+    return UpdateRule(init_meta=no_theta, init=init, update=update, name=name, config=dict(config),
+                      eval_params=eval_params)
 
 
 def sgd(learning_rate: float = 0.1) -> UpdateRule:

@@ -1,0 +1,53 @@
+"""Where a benchmark result came from: lopt version, git commit, command, wall time, machine."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+
+
+def git_commit(path: str | None = None) -> dict:
+    """The commit checked out at ``path`` (the lopt source tree by default) and whether the
+    tree had uncommitted changes; ``None`` values outside a git checkout."""
+    path = path or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def git(*args):
+        return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        # Result files written by the run itself are not a change to the code that made them.
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "lopt"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def machine() -> str:
+    """One line: CPU count, platform and the jax backend's devices."""
+    import jax
+
+    devices = jax.devices()
+    return (f"{os.cpu_count()} CPU cores, {platform.system()} {platform.machine()}, "
+            f"jax {jax.__version__} on {len(devices)} {devices[0].platform} device(s)")
+
+
+def provenance(command: str, wall_s: float, code: dict | None = None) -> dict:
+    """The record every committed result carries; ``code``: ``git_commit()`` taken when the
+    run started (the code that ran), taken now when not given."""
+    from lopt import __version__
+
+    return {"lopt_version": __version__, **(code or git_commit()), "command": command,
+            "wall_s": round(float(wall_s), 1), "machine": machine(),
+            "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def markdown_line(record: dict) -> str:
+    """The provenance as one markdown line for the top of a results.md."""
+    commit = (record["commit"] or "unknown")[:10] + (" (uncommitted changes)"
+                                                     if record.get("dirty") else "")
+    return (f"Made by `{record['command']}` in {record['wall_s']:.0f} s on {record['machine']}; "
+            f"lopt {record['lopt_version']}, commit {commit}, {record['date']}.")

@@ -1,0 +1,175 @@
+"""What every seed-reproduction suite shares: meta-training that resumes, comparisons under the
+honest protocol, cached stages, and results.json / results.md / PNGs with their provenance.
+
+The protocol (the header of every table): baselines' hyperparameters are chosen on tuning
+instances of their own seed (``TUNE_SEED``) and every number is reported on separate evaluation
+instances (``EVAL_SEED``); learned rules are meta-trained on instances of the training seed and
+the training split only; a run that diverges is counted, never dropped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Dict, Optional
+
+import jax
+import numpy as np
+
+EVAL_SEED, TUNE_SEED = 12345, 54321
+LR_GRID = tuple(float(x) for x in np.logspace(-4, 1, 11))  # 2 points a decade
+
+
+def protocol_line(eval_tasks: int, tune_tasks: int, steps: int) -> str:
+    return (f"Protocol: {eval_tasks} evaluation instances (seed {EVAL_SEED}), never seen in "
+            f"meta-training; baselines tuned on {tune_tasks} separate instances (seed "
+            f"{TUNE_SEED}); {steps} inner steps; diverged runs counted in `diverged`, statistics "
+            "over the others.")
+
+
+def _finite_or_none(values) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, np.float64)]
+
+
+def summarize(result) -> dict:
+    """``Result.summary()`` plus what the suites' statistics and spread plots need: every
+    run's final loss (None: diverged) and the 25/75% quantile curves over the runs."""
+    s = result.summary()
+    curves = np.asarray(result.curves, np.float64)
+    s["final"] = _finite_or_none(curves[-1])
+    ok = ~result.diverged
+    if ok.any():
+        q = np.quantile(curves[:, ok], [0.25, 0.75], axis=1)
+        s["q25_curve"], s["q75_curve"] = q[0].tolist(), q[1].tolist()
+    else:
+        s["q25_curve"] = s["q75_curve"] = None
+    return s
+
+
+def finals(summary: dict) -> np.ndarray:
+    """A summary's per-run final losses with NaN for diverged runs."""
+    return np.array([np.nan if v is None else v for v in summary["final"]], np.float64)
+
+
+class Suite:
+    """One run of a suite into ``out``: stages are cached there, so a stopped run resumes."""
+
+    def __init__(self, name: str, out: str, size, command: str, total_stages: int,
+                 progress: bool = True):
+        from tqdm.auto import tqdm
+
+        from lopt.bench.provenance import git_commit
+
+        self.code = git_commit()
+        self.name, self.out, self.size, self.command = name, out, size, command
+        self.start = time.time()
+        self.sections: list = []
+        self.payload: dict = {"suite": name, "size": dataclasses.asdict(size)}
+        os.makedirs(os.path.join(out, "cache"), exist_ok=True)
+        self.bar = tqdm(total=total_stages, desc=f"lopt bench {name}", disable=not progress,
+                        leave=True)
+
+    # -- cached stages -------------------------------------------------------------------
+    def cached(self, key: str, compute: Callable[[], object]):
+        """``compute()``'s JSON-able value, read back from ``out/cache/key.json`` when a
+        previous run of the same size got that far."""
+        path = os.path.join(self.out, "cache", f"{key}.json")
+        tag = dataclasses.asdict(self.size)
+        if os.path.exists(path):
+            with open(path) as f:
+                stored = json.load(f)
+            if stored.get("size") == tag:
+                self.bar.update(1)
+                return stored["value"]
+        value = compute()
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"size": tag, "value": value}, f)
+        os.replace(tmp, path)  # atomic: a stop never leaves half a stage
+        self.bar.update(1)
+        return value
+
+    def meta_train(self, key: str, rule, family, estimator, *, steps: int, meta_lr: float = 3e-3,
+                   seed: int = 0):
+        """Meta-train ``rule`` (checkpointed under ``out/runs/key``, resumed when stopped) and
+        return theta; the rule is saved as ``out/runs/key/RULE.lopt``."""
+        from lopt import load, save
+        from lopt.outer import default_meta_optimizer, train
+
+        folder = os.path.join(self.out, "runs", key)
+        rule_path = os.path.join(folder, f"{rule.name}.lopt")
+        if os.path.exists(rule_path) and self._stored_steps(folder) == steps:
+            self.bar.update(1)
+            return load(rule_path)[1]
+        os.makedirs(folder, exist_ok=True)
+        self.bar.set_postfix_str(f"meta-training {key}")
+        result = train(rule, family, estimator, num_steps=steps, seed=seed,
+                       meta_optimizer=default_meta_optimizer(meta_lr, 1.0),
+                       log_path=os.path.join(folder, "train_log.jsonl"),
+                       checkpoint_path=os.path.join(folder, "checkpoint.npz"),
+                       checkpoint_every=max(1, min(100, steps // 4)), resume=True,
+                       progress=False)
+        save(rule_path, rule, result.theta, extra={"suite": self.name, "stage": key,
+                                                   "family": family.name, "steps": steps})
+        with open(os.path.join(folder, "steps.json"), "w") as f:
+            json.dump({"steps": steps}, f)
+        self.bar.update(1)
+        return result.theta
+
+    @staticmethod
+    def _stored_steps(folder) -> Optional[int]:
+        path = os.path.join(folder, "steps.json")
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)["steps"]
+
+    def compare(self, key: str, learned: Dict[str, tuple], baselines: Dict[str, Callable],
+                family, *, num_tasks: int, tune_tasks: int, num_steps: int,
+                search_trials: int = 0, grid=LR_GRID) -> list:
+        """Learned rules (name -> (rule, theta)) and baselines tuned on a log lr grid (name ->
+        factory), plus, with ``search_trials``, Adam random search over all its
+        hyperparameters; every summary on the evaluation instances. Cached under ``key``."""
+        def compute():
+            from lopt.evaluation import compare, random_search
+            from lopt.rules import ADAM_SEARCH_SPACE, adam_search_rule
+
+            self.bar.set_postfix_str(f"evaluating {key}")
+            results = compare(learned, baselines, family, jax.random.PRNGKey(EVAL_SEED),
+                              num_tasks=num_tasks, num_steps=num_steps, grid=grid,
+                              tuning_key=jax.random.PRNGKey(TUNE_SEED), tuning_tasks=tune_tasks)
+            if search_trials:
+                results.append(random_search(
+                    adam_search_rule, ADAM_SEARCH_SPACE, family, jax.random.PRNGKey(EVAL_SEED),
+                    jax.random.PRNGKey(TUNE_SEED), num_trials=search_trials,
+                    num_tasks=num_tasks, tuning_tasks=tune_tasks, num_steps=num_steps,
+                    name=f"adam random search ({search_trials} trials)"))
+            return [summarize(r) for r in results]
+
+        return self.cached(key, compute)
+
+    # -- output --------------------------------------------------------------------------
+    def section(self, title: str, text: str) -> None:
+        self.sections.append(f"## {title}\n\n{text.rstrip()}\n")
+
+    def figure(self, filename: str) -> str:
+        return os.path.join(self.out, filename)
+
+    def finish(self, title: str, intro: str) -> str:
+        """Write results.json (with provenance) and results.md; returns the markdown."""
+        from lopt import report
+        from lopt.bench.provenance import markdown_line, provenance
+
+        self.bar.close()
+        record = provenance(self.command, time.time() - self.start, self.code)
+        report.write_json(os.path.join(self.out, "results.json"),
+                          {"provenance": record, **self.payload})
+        figures = sorted(f for f in os.listdir(self.out) if f.endswith(".png"))
+        md = (f"# {title}\n\n{markdown_line(record)}\n\n{intro.rstrip()}\n\n"
+              + "\n".join(self.sections)
+              + ("\n## Figures\n\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n"
+                 if figures else ""))
+        with open(os.path.join(self.out, "results.md"), "w") as f:
+            f.write(md)
+        return md
