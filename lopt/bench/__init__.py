@@ -3,6 +3,14 @@
 # Suites that reproduce the seeds' experiments: run(out, quick=..., command=...) with a
 # --quick size that finishes in minutes.
 SEED_SUITES = {
+    "multiscale": ("lopt.bench.multiscale", "seed 000: Multiscale Adam LWA_a/b/c, MLP, RNN_a/b; "
+                                            "learned weight tables, input Adams, step-size heatmap"),
+    "history": ("lopt.bench.history", "seed 000: k-timesteps and k-momentums rules vs Adam and "
+                                      "RMSProp; the learned Δx table for k = 5"),
+    "hyperadam": ("lopt.bench.hyperadam", "seed 004: HyperAdam, DMoptimizer and RNNprop "
+                                          "meta-trained on an MNIST MLP; Tables 1-3, depth, T = 2000"),
+    "l2l": ("lopt.bench.l2l", "seed 001: LSTM optimizer on quadratics and an MNIST MLP, its "
+                              "generalization rows and the width x depth sweep"),
     "zoo": ("lopt.bench.zoo", "every learned rule meta-trained on one split of task families, "
                               "tested on unseen families: IQM, profiles, speedup, step time"),
 }

@@ -52,6 +52,19 @@ def matrix_table(rows: Dict[str, Sequence[dict]], columns: Sequence[str],
     return "\n".join(lines) + "\n"
 
 
+def field_table(rows: Dict[str, Sequence[dict]], columns: Sequence[str], field: str,
+                fmt: str = ".4g", first: str = "task") -> str:
+    """A task x optimizer markdown table of one summary field (e.g. ``test_accuracy``)."""
+    lines = [f"| {first} | " + " | ".join(columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for task, summaries in rows.items():
+        by_name = {s["name"]: s for s in summaries}
+        cells = ["—" if by_name.get(c, {}).get(field) is None else format(by_name[c][field], fmt)
+                 for c in columns]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def curves_with_spread(summaries: Sequence[dict], path: str, title: str,
                        ylabel: str = "loss") -> None:
     """Mean curve of each optimizer over the runs that did not diverge, with the 25–75%

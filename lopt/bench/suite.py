@@ -127,10 +127,12 @@ class Suite:
 
     def compare(self, key: str, learned: Dict[str, tuple], baselines: Dict[str, Callable],
                 family, *, num_tasks: int, tune_tasks: int, num_steps: int,
-                search_trials: int = 0, grid=LR_GRID) -> list:
+                search_trials: int = 0, grid=LR_GRID, test_metrics: bool = False) -> list:
         """Learned rules (name -> (rule, theta)) and baselines tuned on a log lr grid (name ->
         factory), plus, with ``search_trials``, Adam random search over all its
-        hyperparameters; every summary on the evaluation instances. Cached under ``key``."""
+        hyperparameters; every summary on the evaluation instances. With ``test_metrics`` the
+        summaries also hold the mean loss and accuracy on the whole test split after the last
+        step (over the runs that did not diverge). Cached under ``key``."""
         def compute():
             from lopt.evaluation import compare, random_search
             from lopt.rules import ADAM_SEARCH_SPACE, adam_search_rule
@@ -145,9 +147,31 @@ class Suite:
                     jax.random.PRNGKey(TUNE_SEED), num_trials=search_trials,
                     num_tasks=num_tasks, tuning_tasks=tune_tasks, num_steps=num_steps,
                     name=f"adam random search ({search_trials} trials)"))
-            return [summarize(r) for r in results]
+            summaries = [summarize(r) for r in results]
+            if test_metrics:
+                for r, summary in zip(results, summaries):
+                    summary.update(self._test_metrics(r, learned, baselines, family,
+                                                      num_tasks, num_steps))
+            return summaries
 
         return self.cached(key, compute)
+
+    @staticmethod
+    def _test_metrics(result, learned, baselines, family, num_tasks, num_steps) -> dict:
+        from lopt.evaluation import final_test_metrics
+        from lopt.rules import adam_search_rule
+
+        if result.name in learned:
+            rule, theta = learned[result.name]
+        elif result.name in baselines:
+            rule, theta = baselines[result.name](learning_rate=result.learning_rate), {}
+        else:
+            rule, theta = adam_search_rule(result.hparams), {}
+        metrics = final_test_metrics(rule, theta, family, jax.random.PRNGKey(EVAL_SEED),
+                                     num_tasks=num_tasks, num_steps=num_steps)
+        ok = ~result.diverged
+        return {f"test_{k}": (float(np.mean(np.asarray(v)[ok])) if ok.any() else None)
+                for k, v in metrics.items()}
 
     # -- output --------------------------------------------------------------------------
     def section(self, title: str, text: str) -> None:

@@ -23,6 +23,13 @@ def history_step(x_hist: jax.Array, x: jax.Array, delta: jax.Array, eta_min: flo
     return x_ref + delta * ((x_max - x_min) + eta_min)
 
 
+def learned_delta(theta, g_hist: jax.Array) -> jax.Array:
+    """The network's Δx ∈ [−1, 1] for one coordinate's history: the k values divided by their
+    largest magnitude, one tanh hidden layer, tanh output (seed 000's learned Δx table)."""
+    inputs = g_hist / (jnp.max(jnp.abs(g_hist)) + 1e-30)
+    return jnp.tanh(dense(theta["out"], jnp.tanh(dense(theta["hidden"], inputs)))[0])
+
+
 def normalized_history(k: int = 5, variant: str = "timesteps", hidden: int = 32,
                        eta_min: float = 1e-3,
                        betas: Sequence[float] = DEFAULT_MOMENTUM_BETAS) -> UpdateRule:
@@ -54,8 +61,7 @@ def normalized_history(k: int = 5, variant: str = "timesteps", hidden: int = 32,
         else:
             b = jnp.asarray(betas, grad.dtype)
             g_hist = b * g_hist + (1 - b) * grad
-        inputs = g_hist / (jnp.max(jnp.abs(g_hist)) + 1e-30)
-        delta = jnp.tanh(dense(theta["out"], jnp.tanh(dense(theta["hidden"], inputs)))[0])
+        delta = learned_delta(theta, g_hist)
         x_hist = jnp.concatenate([x_hist[1:], x[None]])
         new_x = history_step(x_hist, x, delta, eta_min, variant)
         return new_x - x, x_hist, g_hist
