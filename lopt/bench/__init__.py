@@ -3,6 +3,8 @@
 # Suites that reproduce the seeds' experiments: run(out, quick=..., command=...) with a
 # --quick size that finishes in minutes.
 SEED_SUITES = {
+    "metz": ("lopt.bench.metz", "seed 003: ES vs reparameterization variance, TBPTT bias vs PES, "
+                                "train vs validation objective, more tasks generalize better"),
     "multiscale": ("lopt.bench.multiscale", "seed 000: Multiscale Adam LWA_a/b/c, MLP, RNN_a/b; "
                                             "learned weight tables, input Adams, step-size heatmap"),
     "history": ("lopt.bench.history", "seed 000: k-timesteps and k-momentums rules vs Adam and "

@@ -4,7 +4,7 @@ from lopt.tasks import datasets
 from lopt.tasks.augment import (gradient_noise, label_noise, random_scaling, reduced_batch,
                                 reparameterize, with_convex)
 from lopt.tasks.autoencoder import autoencoder_family, vae_family
-from lopt.tasks.base import Task, TaskFamily, fixed_family, map_params
+from lopt.tasks.base import Task, TaskFamily, fixed_family, map_params, pooled_family
 from lopt.tasks.conv import conv_family
 from lopt.tasks.mixture import Mixture
 from lopt.tasks.mlp import linear_family, mlp_classifier, mlp_family
@@ -17,7 +17,7 @@ from lopt.tasks.supervised import Model, supervised_family
 from lopt.tasks.synthetic import (function_family, log_sum_exp_family, rosenbrock_family,
                                   sparse_softmax_family)
 
-__all__ = ["Task", "TaskFamily", "fixed_family", "map_params", "Mixture", "datasets",
+__all__ = ["Task", "TaskFamily", "fixed_family", "map_params", "pooled_family", "Mixture", "datasets",
            "random_scaling", "reparameterize", "with_convex", "reduced_batch", "label_noise",
            "gradient_noise", "mlp_classifier", "mlp_family", "linear_family", "conv_family",
            "sine_lstm_family", "char_rnn_family", "transformer_lm_family", "autoencoder_family",

@@ -84,6 +84,20 @@ def fixed_family(task: Task, name: str = "fixed") -> TaskFamily:
     return TaskFamily(sample=lambda key: {}, build=lambda cfg: task, name=name)
 
 
+def pooled_family(family: TaskFamily, size: int, key) -> TaskFamily:
+    """``family`` restricted to ``size`` instances drawn once from ``key``: every ``sample``
+    picks one of them uniformly (seed 003: meta-training on few tasks generalizes worse)."""
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be an integer >= 1; got {size!r}")
+    pool = jax.vmap(family.sample)(jax.random.split(key, size))
+
+    def sample(k):
+        i = jax.random.randint(k, (), 0, size)
+        return jax.tree.map(lambda c: c[i], pool)
+
+    return TaskFamily(sample=sample, build=family.build, name=f"{family.name}_pool{size}")
+
+
 def map_params(task: Task, init: Callable, to_inner: Callable,
                extra_loss: Optional[Callable] = None) -> Task:
     """``task`` seen through a change of parameters: the new task's parameters p start at
