@@ -199,7 +199,7 @@ def cmd_eval(path: str, args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
+def cmd_bench(args, argv) -> int:
     import importlib
 
     from lopt.bench import SEED_SUITES, SUITES
@@ -209,7 +209,7 @@ def cmd_bench(args) -> int:
     if args.repeats < 2:
         raise ConfigError(f"repeats must be an integer >= 2; got {args.repeats}")
     out = args.out or os.path.join("benchmarks", args.suite)
-    command = " ".join(["lopt"] + sys.argv[1:]) if sys.argv else f"lopt bench {args.suite}"
+    command = " ".join(["lopt"] + list(argv))
     module = importlib.import_module(SUITES[args.suite][0])
     if args.suite in SEED_SUITES:
         print(module.run(out, quick=args.quick, command=command, progress=args.progress))
@@ -255,7 +255,7 @@ def main(argv=None) -> int:
         if args.command == "eval":
             return cmd_eval(args.checkpoint, args)
         if args.command == "bench":
-            return cmd_bench(args)
+            return cmd_bench(args, sys.argv[1:] if argv is None else argv)
         return cmd_list()
     except (ConfigError, ValueError) as err:
         sys.stderr.write(f"lopt {args.command}: error: {err}\n")

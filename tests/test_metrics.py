@@ -48,3 +48,67 @@ def test_state_bytes_per_parameter():
     theta = rule.init_meta(__import__("jax").random.PRNGKey(0))
     # h and c: 2 layers × 20 units each, float32, per coordinate.
     assert metrics.state_bytes_per_parameter(rule, theta, params) == pytest.approx(2 * 2 * 20 * 4)
+
+
+def test_iqm_is_the_mean_of_the_middle_half_of_all_runs():
+    from lopt.bench import stats
+
+    # 2 tasks x 8 runs = 16 scores 0..15: the middle half is 4..11, mean 7.5.
+    scores = np.arange(16.0).reshape(8, 2)
+    assert stats.iqm(scores) == pytest.approx(7.5)
+    # Diverged runs (+inf) among the worst quarter are trimmed; beyond a quarter IQM is inf.
+    trimmed = scores.copy()
+    trimmed[-2:, :] = np.inf  # the 4 largest become inf: still the top quarter
+    assert stats.iqm(trimmed) == pytest.approx(7.5)
+    trimmed[-3:, :] = np.inf
+    assert stats.iqm(trimmed) == np.inf
+
+
+def test_stratified_bootstrap_interval_brackets_the_iqm_and_shrinks_with_runs():
+    from lopt.bench import stats
+
+    rng = np.random.default_rng(0)
+    few = rng.normal(size=(8, 3)) + np.array([0.0, 1.0, 2.0])
+    many = rng.normal(size=(128, 3)) + np.array([0.0, 1.0, 2.0])
+    est = stats.iqm_with_ci({"few": few, "many": many}, reps=500)
+    for name, scores in (("few", few), ("many", many)):
+        e = est[name]
+        assert e["iqm"] == pytest.approx(stats.iqm(scores))
+        assert e["low"] < e["iqm"] < e["high"]
+    assert est["many"]["high"] - est["many"]["low"] < 0.5 * (est["few"]["high"] - est["few"]["low"])
+    # Stratified: every resample keeps each task's runs, so a task whose runs are all equal
+    # contributes a constant and two such tasks give a zero-width interval.
+    flat = stats.iqm_with_ci({"flat": np.tile([1.0, 3.0], (6, 1))}, reps=200)["flat"]
+    assert flat["low"] == flat["high"] == pytest.approx(2.0)
+
+
+def test_performance_profile_counts_runs_at_or_below_tau():
+    from lopt.bench import stats
+
+    scores = np.array([[0.1, 0.5], [0.2, np.inf], [0.9, 0.3], [0.4, 0.6]])
+    taus = [0.0, 0.25, 0.5, 1.0, 10.0]
+    got = stats.performance_profile({"r": scores}, taus, reps=50)["r"]
+    finite = scores[np.isfinite(scores)]
+    expected = [np.sum(finite <= t) / scores.size for t in taus]
+    # rliable counts strict inequalities on the negated losses: a loss equal to τ counts.
+    np.testing.assert_allclose(got["fraction"], expected)
+    assert all(lo <= f + 1e-12 and f <= hi + 1e-12
+               for lo, f, hi in zip(got["low"], got["fraction"], got["high"]))
+
+
+def test_scores_matrix_marks_diverged_runs_and_needs_equal_runs():
+    from lopt.bench import stats
+
+    m = stats.scores_matrix([[0.1, np.nan], [0.2, 0.3]])
+    assert m.shape == (2, 2) and m[1, 0] == np.inf and m[0, 1] == 0.2
+    with pytest.raises(ValueError, match="same number of runs"):
+        stats.scores_matrix([[0.1], [0.2, 0.3]])
+
+
+def test_normalized_loss_maps_initial_to_one_and_adams_best_to_zero():
+    from lopt.tasks.normalize import AdamReference
+
+    ref = AdamReference("f", init_loss=5.0, best_loss=1.0, learning_rate=0.1, num_steps=10,
+                        num_tasks=2, seed=0, grid=(0.1,))
+    np.testing.assert_allclose(np.asarray(ref.normalize(jnp.array([5.0, 1.0, 3.0, 0.0]))),
+                               [1.0, 0.0, 0.5, -0.25])

@@ -63,7 +63,8 @@ def performance_profile(score_dict: Dict[str, np.ndarray], taus: Sequence[float]
     """Per optimizer: the fraction of all runs whose loss is at most τ, for each τ of ``taus``,
     with a stratified-bootstrap 95% band: {"taus", "fraction", "low", "high"}.
 
-    rliable counts scores above τ, so losses are negated (a diverged run, +inf, counts at no τ).
+    rliable counts scores strictly above a threshold, so losses are negated and the threshold
+    is the float just below −τ: a loss equal to τ counts (a diverged run, +inf, counts at no τ).
     """
     from rliable import library
 
@@ -71,7 +72,8 @@ def performance_profile(score_dict: Dict[str, np.ndarray], taus: Sequence[float]
     negated = {k: -np.asarray(v, np.float64) for k, v in score_dict.items()}
     with np.errstate(invalid="ignore"):
         points, bands = library.create_performance_profile(
-            negated, -taus, reps=reps, confidence_interval_size=CONFIDENCE)
+            negated, np.nextafter(-taus, -np.inf), reps=reps,
+            confidence_interval_size=CONFIDENCE)
     return {name: {"taus": taus.tolist(), "fraction": np.asarray(points[name]).tolist(),
                    "low": np.asarray(bands[name])[0].tolist(),
                    "high": np.asarray(bands[name])[1].tolist()} for name in score_dict}
