@@ -116,11 +116,14 @@ def _compare_one(rule, theta, cfg, family, out_dir, label, stem) -> list:
     summaries = [r.summary() for r in results]
     table = report.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps, tune_tasks)
     os.makedirs(out_dir, exist_ok=True)
+    from lopt.bench.provenance import markdown_line, provenance
+
+    record = provenance(_COMMAND["line"], time.time() - _COMMAND["start"], _COMMAND["code"])
     report.write_json(os.path.join(out_dir, f"{stem}.json"),
-                      {"eval": dataclasses.asdict(cfg), "family": family.name,
-                       "results": summaries})
+                      {"provenance": record, "eval": dataclasses.asdict(cfg),
+                       "family": family.name, "results": summaries})
     with open(os.path.join(out_dir, f"{stem}.md"), "w") as f:
-        f.write(f"# {label} on held-out {family.name}\n\n{table}")
+        f.write(f"# {label} on held-out {family.name}\n\n{markdown_line(record)}\n\n{table}")
     report.plot_curves(summaries, os.path.join(out_dir, f"{stem}.png"),
                        f"{label} vs tuned baselines on held-out {family.name}")
     print(f"{family.name}:\n{table}")
@@ -246,16 +249,24 @@ def cmd_list() -> int:
     return 0
 
 
+# The command being run, its start and the code it runs: the provenance of what it writes.
+_COMMAND = {"line": "lopt", "start": time.time(), "code": None}
+
+
 def main(argv=None) -> int:
+    from lopt.bench.provenance import git_commit
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    _COMMAND.update(line=" ".join(["lopt"] + words), start=time.time(), code=git_commit())
     try:
         if args.command == "train":
             return cmd_train(_config_from_args(TrainConfig, args))
         if args.command == "eval":
             return cmd_eval(args.checkpoint, args)
         if args.command == "bench":
-            return cmd_bench(args, sys.argv[1:] if argv is None else argv)
+            return cmd_bench(args, words)
         return cmd_list()
     except (ConfigError, ValueError) as err:
         sys.stderr.write(f"lopt {args.command}: error: {err}\n")

@@ -47,8 +47,8 @@ class Size:
 SIZES = {
     "tiny": Size(("lwa_a",), False, 2, 2, 5, 2, 2, 5, (1.0,)),
     "quick": Size(("lwa_a", "lwa_b", "rnn_a"), False, 15, 8, 10, 8, 4, 100, (0.3, 1.0, 3.0)),
-    "full": Size(("lwa_a", "lwa_b", "lwa_c", "mlp", "rnn_a", "rnn_b"), True, 100, 16, 20, 64,
-                 32, 100, (0.1, 0.3, 1.0, 3.0, 10.0)),
+    "full": Size(("lwa_a", "lwa_b", "lwa_c", "mlp", "rnn_a", "rnn_b"), True, 60, 16, 20, 64,
+                 16, 100, (0.1, 0.3, 1.0, 3.0, 10.0)),
 }
 
 

@@ -51,9 +51,9 @@ SIZES = {
     "quick": Size(TRAIN, ("rnnprop", "multiscale_adam"), ("iris_logistic", "mnist1d_mlp"),
                   ("adam",),
                   4, 20, 16, 10, 50, 8, 4, 50, 4),
-    "full": Size(TRAIN, RULES, TEST, ("adam", "sgd", "nesterov", "rmsprop", "adamw", "lion",
-                               "schedule_free_adamw", "muon"),
-                 32, 250, 32, 20, 100, 32, 16, 100, 8),
+    "full": Size(TRAIN, RULES, TEST, ("adam", "sgd", "rmsprop", "adamw", "lion",
+                                      "schedule_free_adamw", "muon"),
+                 16, 250, 32, 20, 100, 32, 16, 100, 8),
 }
 
 
