@@ -183,7 +183,10 @@ def write_report(out_dir, variance, throughput, settings, bias=None):
     plt.close(fig)
 
     counts = sorted({n for row in variance.values() for n in row if isinstance(n, int)})
+    from lopt.bench.provenance import markdown_line
+
     lines = ["# Estimator benchmark\n", f"Command: `{settings['command']}`\n",
+             (markdown_line(settings["provenance"]) + "\n") if "provenance" in settings else "",
              f"Settings: {json.dumps({k: v for k, v in settings.items() if k != 'command'})}\n",
              "## Total variance of the meta-gradient against samples per estimate\n",
              "| estimator | " + " | ".join(f"n={n}" for n in counts) + " |",
@@ -225,9 +228,11 @@ def run(out_dir, repeats=32, warmup=3, throughput_tasks=32, calls=10, command=""
     from lopt import load, pretrained
     from lopt.tasks import quadratic_family
 
+    from lopt.bench.provenance import git_commit, provenance
+
     rule, theta = load(pretrained.path("l2l_lstm_quadratic"))
     family = quadratic_family()
-    start = time.time()
+    start, code = time.time(), git_commit()
     variance = measure_variance(rule, family, theta, repeats, warmup)
     bias = measure_bias()
     throughput = measure_throughput(rule, family, theta, throughput_tasks, calls)
@@ -237,4 +242,5 @@ def run(out_dir, repeats=32, warmup=3, throughput_tasks=32, calls=10, command=""
                 "throughput_num_tasks": throughput_tasks, "timed_calls": calls,
                 "backend": jax.default_backend(), "devices": str(jax.devices()),
                 "wall_s": round(time.time() - start, 1)}
+    settings["provenance"] = provenance(command, settings["wall_s"], code)
     return write_report(out_dir, variance, throughput, settings, bias)

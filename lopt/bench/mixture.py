@@ -47,7 +47,9 @@ def run(out_dir, repeats=None, command="", task=DEFAULT_TASK, rule_name="per_par
     from lopt.rules import make_rule
     from lopt.tasks import make_family
 
-    wall = time.time()
+    from lopt.bench.provenance import git_commit, markdown_line, provenance
+
+    wall, code = time.time(), git_commit()
     mixture = make_family(task)
     rule = make_rule(rule_name)
     theta = rule.init_meta(jax.random.PRNGKey(0))
@@ -67,12 +69,14 @@ def run(out_dir, repeats=None, command="", task=DEFAULT_TASK, rule_name="per_par
                 "horizon": HORIZON, "timed_calls": CALLS, "wall_s": time.time() - wall,
                 "machine": f"{os.cpu_count()} CPU cores, jax {jax.__version__} "
                            f"({jax.default_backend()})"}
+    settings["provenance"] = provenance(command, settings["wall_s"], code)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"settings": settings, "families": rows, "mixture": together,
                    "sum_of_families": alone}, f, indent=1)
         f.write("\n")
-    lines = ["# The cost of meta-training on a mixture", "",
+    lines = ["# The cost of meta-training on a mixture", "", markdown_line(settings["provenance"]),
+             "",
              f"Command: `{command}` ({settings['wall_s']:.0f} s on {settings['machine']}). "
              f"Rule {rule_name}, PES, {RUNS_PER_FAMILY} runs per family, truncations of "
              f"{TRUNCATION} steps; step time is the mean of {CALLS} calls after compiling.", "",

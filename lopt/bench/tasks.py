@@ -69,6 +69,8 @@ def write_report(out_dir, rows, settings):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lopt.bench.provenance import markdown_line
+
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"settings": settings, "tasks": rows}, f, indent=1)
@@ -76,6 +78,7 @@ def write_report(out_dir, rows, settings):
     lines = [
         "# Tasks under tuned Adam", "",
         f"Command: `{settings['command']}` ({settings['wall_s']:.0f} s on {settings['machine']}).",
+        markdown_line(settings["provenance"]) if "provenance" in settings else "",
         f"Adam's lr is tuned on {TUNING_TASKS} tuning instances over {STEPS} steps (the task "
         "normalization reference); the other columns come from "
         f"{EVAL_TASKS} separate evaluation instances. `normalized` is the final loss with "
@@ -139,7 +142,9 @@ def run(out_dir, repeats=None, command="", tasks=None):
     del repeats  # not a variance benchmark
     from lopt.tasks import FAMILIES
 
-    start = time.time()
+    from lopt.bench.provenance import git_commit, provenance
+
+    start, code = time.time(), git_commit()
     names = tasks or [n for n in FAMILIES if n not in SKIP + RECURRENT]
     cache = os.path.join(out_dir, "cache")
     rows, text = [], ""
@@ -152,5 +157,6 @@ def run(out_dir, repeats=None, command="", tasks=None):
                     "wall_s": time.time() - start, "tasks_requested": list(names),
                     "machine": f"{os.cpu_count()} CPU cores, jax {jax.__version__} "
                                f"({jax.default_backend()})"}
+        settings["provenance"] = provenance(command, settings["wall_s"], code)
         text = write_report(out_dir, rows, settings)
     return text
