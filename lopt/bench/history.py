@@ -15,7 +15,7 @@ from lopt.bench import plots
 from lopt.bench.suite import Suite, protocol_line
 
 DATA = "mnist_5k_14"
-# Seed 000's table "Learned Δx, for k = 5": gradients ∇L^{t−4} … ∇L^t and the learned Δx^t.
+# Seed 000's table "Learned Δx, for k = 5": gradients ∇L^{t−4} … ∇L^t and the learned Δx.
 PATTERNS = (((1.0, 1.0, 1.0, 1.0, 1.0), 0.999999), ((1.0, 1.0, 1.0, 1.0, -1.0), 0.999984),
             ((1.0, 1.0, 1.0, -1.0, -1.0), 0.99128), ((1.0, 1.0, -1.0, -1.0, -1.0), -0.99011),
             ((1.0, -1.0, -1.0, -1.0, -1.0), -0.99978), ((-1.0, -1.0, -1.0, -1.0, -1.0), -0.99999),
@@ -84,7 +84,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench history",
     if k5 is not None:
         theta = learned[k5][1]
         rows = [(p, paper, float(learned_delta(theta, jnp.asarray(p)))) for p, paper in PATTERNS]
-        lines = ["| ∇L^{t−4} | ∇L^{t−3} | ∇L^{t−2} | ∇L^{t−1} | ∇L^t | lopt Δx^t | paper Δx^t |",
+        lines = ["| ∇L^{t−4} | ∇L^{t−3} | ∇L^{t−2} | ∇L^{t−1} | ∇L^t | lopt Δx^t "
+                 "| paper Δx^t |",
                  "|---|---|---|---|---|---|---|"]
         for p, paper, ours in rows:
             lines.append("| " + " | ".join(f"{v:g}" for v in p) + f" | {ours:.5f} | {paper:g} |")

@@ -101,8 +101,9 @@ def run(out: str, quick: bool = False, command: str = "lopt bench hyperadam",
         t3 = table([(n, make_family(n)) for n in sz.cnns], sz.long_steps, sz.long_tasks,
                    test=True)
         suite.section(f"Table 3: CNNs on MNIST over {sz.long_steps} steps (paper: 10,000)",
-                      f"{protocol_line(sz.long_tasks, min(sz.tune_tasks, sz.long_tasks), sz.long_steps)}"
-                      " Final training loss:\n\n" + plots.matrix_table(t3, columns)
+                      protocol_line(sz.long_tasks, min(sz.tune_tasks, sz.long_tasks),
+                                    sz.long_steps)
+                      + " Final training loss:\n\n" + plots.matrix_table(t3, columns)
                       + "\nTest loss:\n\n" + plots.field_table(t3, columns, "test_loss")
                       + "\nTop-1 test accuracy:\n\n"
                       + plots.field_table(t3, columns, "test_accuracy", ".4f"))

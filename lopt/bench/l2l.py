@@ -44,7 +44,7 @@ ROWS = (("MNIST, 20 sigmoid (meta-training task)", (20,), "sigmoid", 100),
         ("ReLU", (20,), "relu", 100))
 
 SIZES = {
-    "tiny": Size(2, 4, 2, 2, 5, 10, 2, 2, 2, (("MNIST, 20 sigmoid", (20,), "sigmoid", 5),),
+    "tiny": Size(2, 4, 2, 2, 5, 10, 2, 2, 0, (("MNIST, 20 sigmoid", (20,), "sigmoid", 5),),
                  (20,), (1,), 5, ("adam",)),
     "quick": Size(40, 32, 10, 8, 10, 50, 8, 4, 4, ROWS[:3:2], (10, 40), (1, 2), 100, BASELINES),
     "full": Size(600, 128, 60, 16, 20, 100, 64, 32, 32, ROWS, (5, 20, 80), (1, 2, 3), 100,
@@ -124,7 +124,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: st
                   suite.figure("sweep.png"), "LSTM / tuned Adam final loss (<1: LSTM better)",
                   "ratio of mean final losses")
     suite.section("Systematic width x depth sweep (seed 001, generalization)",
-                  f"The MNIST LSTM against Adam tuned per architecture (sigmoid MLPs, {sz.eval_steps} "
+                  "The MNIST LSTM against Adam tuned per architecture (sigmoid MLPs, "
+                  f"{sz.eval_steps} "
                   "steps); "
                   "each cell is a depth x width.\n\n"
                   + plots.matrix_table(cells, ["LSTM", "adam"], first="layers x width"))

@@ -175,7 +175,8 @@ def _bias(sz) -> dict:
 def _bias_report(suite, rows, sz) -> None:
     from lopt.bench import smoothed_exact as exact
 
-    lines = ["| truncation K | TBPTT relative bias | PES relative bias (± s.e.) |", "|---|---|---|"]
+    lines = ["| truncation K | TBPTT relative bias | PES relative bias (± s.e.) |",
+             "|---|---|---|"]
     for k in sz.truncations:
         t, p = rows[f"tbptt K={k}"], rows[f"pes K={k}"]
         lines.append(f"| {k} | {t['relative_bias']:.3g} | {p['relative_bias']:.3g} "
@@ -183,7 +184,7 @@ def _bias_report(suite, rows, sz) -> None:
     suite.section("Truncation bias: TBPTT vs PES",
                   f"The H = {exact.H}-step momentum problem, truncations of K steps (H/K per "
                   "horizon), mean of every estimate over whole horizons: ‖mean − target‖ / "
-                  "‖target‖, TBPTT (second derivatives kept, so only the cut biases it) against "
+                  "‖target‖, TBPTT (second derivatives kept: only the cut biases it) against "
                   "the exact gradient of the mean loss, PES against the "
                   f"exact gradient of its σ = {SIGMA} smoothing (Gauss–Hermite).\n\n"
                   + "\n".join(lines) + "\n")

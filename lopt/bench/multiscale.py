@@ -84,7 +84,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
     for j, b in enumerate(K6):
         lines.append(f"| {b} | " + " | ".join(f"{weights[k][j]:.5f} | {PAPER_K6[k][j]:.5f}"
                                              for k in lwa6) + " |")
-    text = (f"Weights w_j of Δx = −η Σ_j w_j Adam_{{β_j}}(g), meta-trained with η = {eta:.3g} "
+    text = ("Weights w_j of Δx = −η Σ_j w_j Adam_{β_j}(g), meta-trained with "
+            f"η = {eta:.3g} "
             "(Adam's lr tuned on the tuning instances). LWA_a: Σw = 1; LWA_b: w > 0, Σw = 1; "
             "LWA_c: free.\n\n" + "\n".join(lines) + "\n")
     for key, betas, paper in (("lwa_b_k5", K5, PAPER_K5), ("lwa_b_k11", K11, PAPER_K11)):

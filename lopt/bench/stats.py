@@ -64,7 +64,7 @@ def performance_profile(score_dict: Dict[str, np.ndarray], taus: Sequence[float]
     with a stratified-bootstrap 95% band: {"taus", "fraction", "low", "high"}.
 
     rliable counts scores strictly above a threshold, so losses are negated and the threshold
-    is the float just below −τ: a loss equal to τ counts (a diverged run, +inf, counts at no τ).
+    is the float just below −τ: a loss equal to τ counts (a diverged run, +inf, at no τ).
     """
     from rliable import library
 

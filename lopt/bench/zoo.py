@@ -47,7 +47,8 @@ class Size:
 
 
 SIZES = {
-    "tiny": Size(("quadratic",), ("rnnprop",), ("iris_logistic",), ("adam",), 2, 2, 4, 5, 10, 2, 2, 10, 2),
+    "tiny": Size(("quadratic",), ("rnnprop",), ("iris_logistic",), ("adam",), 2, 2, 4, 5, 10, 2,
+                 2, 10, 2),
     "quick": Size(TRAIN, ("rnnprop", "multiscale_adam"), ("iris_logistic", "mnist1d_mlp"),
                   ("adam",),
                   4, 20, 16, 10, 50, 8, 4, 50, 4),
@@ -163,8 +164,8 @@ def _speed(suite: Suite, learned: dict, results: dict, test: tuple) -> None:
         rows = {}
         base = step_seconds(adam(1e-3), {})
         for name, (rule, theta) in learned.items():
-            sp = [speedup(curves_of(_named(results[t], name)), curves_of(_named(results[t], "adam")))
-                  for t in test]
+            sp = [speedup(curves_of(_named(results[t], name)),
+                          curves_of(_named(results[t], "adam"))) for t in test]
             rows[name] = {"speedup": [s["speedup"] for s in sp],
                           "at_least": [s["at_least"] for s in sp],
                           "step_time_vs_adam": step_seconds(rule, theta) / base,
