@@ -81,9 +81,14 @@ def curves_with_spread(summaries: Sequence[dict], path: str, title: str,
             x = np.arange(len(s["q25_curve"]))
             ax.fill_between(x, s["q25_curve"], s["q75_curve"], color=line.get_color(),
                             alpha=0.15, lw=0)
-    values = np.concatenate([np.asarray(s["mean_curve"]) for s in summaries
-                             if s.get("mean_curve") is not None] or [np.ones(1)])
-    ax.set_yscale("log" if np.nanmin(values) > 0 else "symlog")
+    values = np.concatenate([np.asarray(s[k], np.float64) for s in summaries
+                             for k in ("mean_curve", "q25_curve") if s.get(k) is not None]
+                            or [np.ones(1)])
+    # Normalized losses go below 0 (better than Adam's reference): symmetric log there.
+    if np.nanmin(values) > 0:
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("symlog", linthresh=1e-2)
     ax.set(xlabel="inner step", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
