@@ -46,7 +46,8 @@ ROWS = (("MNIST, 20 sigmoid (meta-training task)", (20,), "sigmoid", 100),
 SIZES = {
     "tiny": Size(2, 4, 2, 2, 5, 10, 2, 2, 0, (("MNIST, 20 sigmoid", (20,), "sigmoid", 5),),
                  (20,), (1,), 5, ("adam",)),
-    "quick": Size(40, 32, 10, 8, 10, 50, 8, 4, 4, ROWS[:3:2], (10, 40), (1, 2), 100, BASELINES),
+    "quick": Size(40, 32, 10, 8, 10, 50, 8, 4, 4, ROWS[:3:2], (10, 40), (1,), 100,
+                  ("sgd", "adam")),
     "full": Size(600, 128, 60, 16, 20, 100, 64, 32, 32, ROWS, (5, 20, 80), (1, 2, 3), 100,
                  BASELINES),
 }
