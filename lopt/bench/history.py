@@ -39,7 +39,7 @@ VARIANTS = (("5 timesteps", "timesteps", 5), ("10 timesteps", "timesteps", 10),
 SIZES = {
     "tiny": Size(VARIANTS[:1], 2, 2, 5, 2, 2, 5, ("adam",)),
     "quick": Size(VARIANTS[::2], 15, 8, 10, 8, 4, 100, ("adam", "rmsprop")),
-    "full": Size(VARIANTS, 60, 16, 20, 64, 16, 100, ("adam", "rmsprop")),
+    "full": Size(VARIANTS, 60, 16, 20, 32, 16, 100, ("adam", "rmsprop")),
 }
 
 

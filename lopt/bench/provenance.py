@@ -41,6 +41,7 @@ def provenance(command: str, wall_s: float, code: dict | None = None) -> dict:
 
     return {"lopt_version": __version__, **(code or git_commit()), "command": command,
             "wall_s": round(float(wall_s), 1), "machine": machine(),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
@@ -49,5 +50,7 @@ def markdown_line(record: dict) -> str:
     """The provenance as one markdown line for the top of a results.md."""
     commit = (record["commit"] or "unknown")[:10] + (" (uncommitted changes)"
                                                      if record.get("dirty") else "")
-    return (f"Made by `{record['command']}` in {record['wall_s']:.0f} s on {record['machine']}; "
+    flags = f" with XLA_FLAGS='{record['xla_flags']}'" if record.get("xla_flags") else ""
+    return (f"Made by `{record['command']}`{flags} in {record['wall_s']:.0f} s on "
+            f"{record['machine']}; "
             f"lopt {record['lopt_version']}, commit {commit}, {record['date']}.")
