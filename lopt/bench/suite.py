@@ -71,11 +71,12 @@ class Suite:
                         leave=True)
 
     # -- cached stages -------------------------------------------------------------------
-    def cached(self, key: str, compute: Callable[[], object]):
+    def cached(self, key: str, compute: Callable[[], object], tag: Optional[dict] = None):
         """``compute()``'s JSON-able value, read back from ``out/cache/key.json`` when a
-        previous run of the same size got that far."""
+        previous run computed it from the same inputs: ``tag`` (the stage's own settings), or
+        the whole suite size when the stage gives none."""
         path = os.path.join(self.out, "cache", f"{key}.json")
-        tag = dataclasses.asdict(self.size)
+        tag = json.loads(json.dumps(tag if tag is not None else dataclasses.asdict(self.size)))
         if os.path.exists(path):
             with open(path) as f:
                 stored = json.load(f)
@@ -154,7 +155,10 @@ class Suite:
                                                       num_tasks, num_steps))
             return summaries
 
-        return self.cached(key, compute)
+        tag = {"learned": sorted(learned), "baselines": sorted(baselines), "family": family.name,
+               "num_tasks": num_tasks, "tune_tasks": tune_tasks, "num_steps": num_steps,
+               "search_trials": search_trials, "grid": list(grid), "test_metrics": test_metrics}
+        return self.cached(key, compute, tag)
 
     @staticmethod
     def _test_metrics(result, learned, baselines, family, num_tasks, num_steps) -> dict:
