@@ -19,9 +19,10 @@ def format_loss(s) -> str:
 
 
 def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int,
-                     tuning_tasks: int | None = None) -> str:
+                     tuning_tasks: int | None = None, tuning_note: str | None = None) -> str:
     """A markdown table of diverged runs, mean final loss (± standard error), median, and tuned
-    learning rate; any divergence ranks below every optimizer without (``rank_key``)."""
+    learning rate; any divergence ranks below every optimizer without (``rank_key``).
+    ``tuning_note`` replaces the sentence on how baselines were tuned."""
     from lopt.evaluation import rank_key
 
     clean = [s["final_mean"] for s in summaries if s["diverged"] == 0]
@@ -30,7 +31,8 @@ def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int,
         f"Final loss after {num_steps} steps on {num_tasks} held-out instances, mean (± standard "
         "error) over the runs that did not diverge; a run whose loss turned non-finite at any "
         "step counts in `diverged`, and any divergence ranks an optimizer below all without. "
-        + (f"Baselines' learning rates are tuned on a log grid on {tuning_tasks} separate "
+        + (tuning_note if tuning_note else
+           f"Baselines' learning rates are tuned on a log grid on {tuning_tasks} separate "
            "tuning instances." if tuning_tasks else
            "Baselines' learning rates are tuned on a log grid on these same instances."),
         "",

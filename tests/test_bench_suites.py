@@ -44,6 +44,18 @@ def test_quick_path_writes_results_with_provenance_and_protocol(name, tmp_path, 
         again = run_quick(name, out, monkeypatch)
         assert again["iqm"] == result["iqm"] and again["results"] == result["results"]
         assert again["provenance"]["wall_s"] < prov["wall_s"]
+        # Every stage records the commit and time that made it; a resumed run names them all.
+        assert prov["stages"] and not any(s["cached"] for s in prov["stages"].values())
+        assert all(s["commit"] == prov["commit"] and s["wall_s"] >= 0
+                   for s in prov["stages"].values())
+        resumed = again["provenance"]
+        assert all(s["cached"] for s in resumed["stages"].values())
+        assert resumed["stages"].keys() == prov["stages"].keys()
+        assert [r["wall_s"] for r in resumed["earlier_invocations"]] == [prov["wall_s"]]
+        assert "It resumed" in open(os.path.join(out, "results.md")).read()
+        # The extra baselines stage joins the same comparison.
+        names = [s["name"] for s in result["results"]["iris_logistic"]]
+        assert "momentum" in names and "adam" in names
 
 
 def test_quick_on_a_suite_without_sizes_is_a_clear_error(capsys):

@@ -105,7 +105,9 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
     from lopt.report import comparison_table
 
     suite.section(f"LWA against each of its input Adams (η = {eta:.3g} for all)",
-                  comparison_table(vs_inputs, sz.eval_tasks, sz.eval_steps))
+                  comparison_table(vs_inputs, sz.eval_tasks, sz.eval_steps, tuning_note=(
+                      f"Every row runs at η = {eta:.3g}, Adam's learning rate tuned on the "
+                      "tuning instances; nothing is tuned on these instances.")))
     all_kinds = suite.compare("eval_kinds", learned, {"adam": adam}, family,
                               num_tasks=sz.eval_tasks, tune_tasks=sz.tune_tasks,
                               num_steps=sz.eval_steps, test_metrics=True)

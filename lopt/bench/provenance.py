@@ -53,4 +53,22 @@ def markdown_line(record: dict) -> str:
     flags = f" with XLA_FLAGS='{record['xla_flags']}'" if record.get("xla_flags") else ""
     return (f"Made by `{record['command']}`{flags} in {record['wall_s']:.0f} s on "
             f"{record['machine']}; "
-            f"lopt {record['lopt_version']}, commit {commit}, {record['date']}.")
+            f"lopt {record['lopt_version']}, commit {commit}, {record['date']}."
+            + _resumed(record))
+
+
+def _resumed(record: dict) -> str:
+    """What a resumed run reused: how many stages, and the invocations that made them."""
+    stages = record.get("stages") or {}
+    cached = sum(s["cached"] for s in stages.values())
+    if not cached:
+        return ""
+    earlier = record.get("earlier_invocations") or []
+    commits = sorted({(r.get("commit") or "unknown")[:10] for r in earlier}
+                     | {(s["commit"] or "")[:10] for s in stages.values()
+                        if s["cached"] and s["commit"]})
+    total = record["wall_s"] + sum(r.get("wall_s") or 0.0 for r in earlier)
+    return (f" It resumed {cached} of {len(stages)} stages from earlier invocations"
+            + (f" (commit {', '.join(commits)})" if commits else "")
+            + (f"; {total:.0f} s over all {len(earlier) + 1} invocations" if earlier else "")
+            + "; `results.json` lists every stage and invocation.")

@@ -65,6 +65,7 @@ class Suite:
         self.name, self.out, self.size, self.command = name, out, size, command
         self.start = time.time()
         self.sections: list = []
+        self.stages: Dict[str, dict] = {}  # key -> where and how long it was computed
         self.payload: dict = {"suite": name, "size": dataclasses.asdict(size)}
         os.makedirs(os.path.join(out, "cache"), exist_ok=True)
         self.bar = tqdm(total=total_stages, desc=f"lopt bench {name}", disable=not progress,
@@ -81,15 +82,28 @@ class Suite:
             with open(path) as f:
                 stored = json.load(f)
             if stored.get("size") == tag:
+                self._record(key, stored, cached=True)
                 self.bar.update(1)
                 return stored["value"]
+        start = time.time()
         value = compute()
+        stamp = self._stamp(start)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"size": tag, "value": value}, f)
+            json.dump({"size": tag, "value": value, **stamp}, f)
         os.replace(tmp, path)  # atomic: a stop never leaves half a stage
+        self._record(key, stamp, cached=False)
         self.bar.update(1)
         return value
+
+    def _stamp(self, start: float) -> dict:
+        return {"wall_s": round(time.time() - start, 1), "commit": self.code["commit"],
+                "dirty": self.code["dirty"]}
+
+    def _record(self, key: str, stored: dict, cached: bool) -> None:
+        # Stages cached before per-stage records existed carry no commit or time: None.
+        self.stages[key] = {"cached": cached, **{k: stored.get(k)
+                                                 for k in ("wall_s", "commit", "dirty")}}
 
     def meta_train(self, key: str, rule, family, estimator, *, steps: int, meta_lr: float = 3e-3,
                    seed: int = 0):
@@ -100,10 +114,13 @@ class Suite:
 
         folder = os.path.join(self.out, "runs", key)
         rule_path = os.path.join(folder, f"{rule.name}.lopt")
-        if os.path.exists(rule_path) and self._stored_steps(folder) == steps:
+        stored = self._stored(folder)
+        if os.path.exists(rule_path) and stored.get("steps") == steps:
+            self._record(f"meta_train_{key}", stored, cached=True)
             self.bar.update(1)
             return load(rule_path)[1]
         os.makedirs(folder, exist_ok=True)
+        start = time.time()
         self.bar.set_postfix_str(f"meta-training {key}")
         result = train(rule, family, estimator, num_steps=steps, seed=seed,
                        meta_optimizer=default_meta_optimizer(meta_lr, 1.0),
@@ -113,18 +130,21 @@ class Suite:
                        progress=False)
         save(rule_path, rule, result.theta, extra={"suite": self.name, "stage": key,
                                                    "family": family.name, "steps": steps})
+        # A resumed meta-training's time counts this invocation's part only.
+        stamp = self._stamp(start)
         with open(os.path.join(folder, "steps.json"), "w") as f:
-            json.dump({"steps": steps}, f)
+            json.dump({"steps": steps, **stamp}, f)
+        self._record(f"meta_train_{key}", stamp, cached=False)
         self.bar.update(1)
         return result.theta
 
     @staticmethod
-    def _stored_steps(folder) -> Optional[int]:
+    def _stored(folder) -> dict:
         path = os.path.join(folder, "steps.json")
         if not os.path.exists(path):
-            return None
+            return {}
         with open(path) as f:
-            return json.load(f)["steps"]
+            return json.load(f)
 
     def compare(self, key: str, learned: Dict[str, tuple], baselines: Dict[str, Callable],
                 family, *, num_tasks: int, tune_tasks: int, num_steps: int,
@@ -177,6 +197,17 @@ class Suite:
         return {f"test_{k}": (float(np.mean(np.asarray(v)[ok])) if ok.any() else None)
                 for k, v in metrics.items()}
 
+    def _earlier_invocations(self) -> list:
+        """The provenance of the runs whose cached stages this one reused (none reused: [])."""
+        path = os.path.join(self.out, "results.json")
+        if not any(s["cached"] for s in self.stages.values()) or not os.path.exists(path):
+            return []
+        with open(path) as f:
+            previous = json.load(f).get("provenance") or {}
+        earlier = previous.pop("earlier_invocations", [])
+        previous.pop("stages", None)
+        return earlier + [previous]
+
     # -- output --------------------------------------------------------------------------
     def section(self, title: str, text: str) -> None:
         self.sections.append(f"## {title}\n\n{text.rstrip()}\n")
@@ -191,6 +222,8 @@ class Suite:
 
         self.bar.close()
         record = provenance(self.command, time.time() - self.start, self.code)
+        record["stages"] = self.stages
+        record["earlier_invocations"] = self._earlier_invocations()
         report.write_json(os.path.join(self.out, "results.json"),
                           {"provenance": record, **self.payload})
         figures = sorted(f for f in os.listdir(self.out) if f.endswith(".png"))

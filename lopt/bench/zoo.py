@@ -44,17 +44,22 @@ class Size:
     tune_tasks: int
     eval_steps: int
     reference_tasks: int
+    # Evaluated in a stage of their own, so adding baselines keeps the finished comparisons.
+    more_baselines: tuple = ()
 
 
 SIZES = {
     "tiny": Size(("quadratic",), ("rnnprop",), ("iris_logistic",), ("adam",), 2, 2, 4, 5, 10, 2,
-                 2, 10, 2),
+                 2, 10, 2, ("momentum",)),
     "quick": Size(TRAIN, ("rnnprop", "multiscale_adam"), ("iris_logistic", "mnist1d_mlp"),
                   ("adam",),
                   4, 20, 16, 10, 50, 8, 4, 50, 4),
+    # Seed 002's nine optimizers and the modern ones (AdamW, NAdamW, Lion, schedule-free
+    # AdamW, Muon), every one tuned per family.
     "full": Size(TRAIN, RULES, TEST, ("adam", "sgd", "rmsprop", "adamw", "lion",
                                       "schedule_free_adamw", "muon"),
-                 16, 250, 32, 20, 100, 32, 16, 100, 8),
+                 16, 250, 32, 20, 100, 32, 16, 100, 8,
+                 ("momentum", "nesterov", "rprop", "adagrad", "adadelta", "adamax", "nadamw")),
 }
 
 
@@ -66,7 +71,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench zoo", size: st
 
     sz = SIZES[size or ("quick" if quick else "full")]
     train_names, test = tuple(sz.train), tuple(sz.test)
-    stages = len(sz.rules) + 2 * (len(train_names) + len(test)) + 1
+    stages = len(sz.rules) + (2 + bool(sz.more_baselines)) * (len(train_names) + len(test)) + 1
     suite = Suite("zoo", out, sz, command, stages, progress)
     refs = {name: adam_reference(make_family(name), num_steps=sz.eval_steps,
                                  num_tasks=sz.reference_tasks) for name in train_names + test}
@@ -88,6 +93,11 @@ def run(out: str, quick: bool = False, command: str = "lopt bench zoo", size: st
         results[name] = suite.compare(f"eval_{name}", learned, baselines, families[name],
                                       num_tasks=sz.eval_tasks, tune_tasks=sz.tune_tasks,
                                       num_steps=sz.eval_steps, search_trials=sz.search_trials)
+        if sz.more_baselines:
+            results[name] = results[name] + suite.compare(
+                f"more_{name}", {}, {b: BASELINES[b][0] for b in sz.more_baselines},
+                families[name], num_tasks=sz.eval_tasks, tune_tasks=sz.tune_tasks,
+                num_steps=sz.eval_steps)
     columns = [s["name"] for s in results[test[0]]]
     protocol = protocol_line(sz.eval_tasks, sz.tune_tasks, sz.eval_steps)
     suite.section("Held-out instances of the meta-training families",
@@ -172,7 +182,8 @@ def _speed(suite: Suite, learned: dict, results: dict, test: tuple) -> None:
                           "state_bytes_per_param": state_bytes_per_parameter(rule, theta, params)}
         return rows
 
-    rows = suite.cached("speed", compute)
+    rows = suite.cached("speed", compute, {"rules": sorted(learned), "test": list(test),
+                                           "probe": probe.name})
     lines = ["| rule | " + " | ".join(f"speedup on {t}" for t in test)
              + " | step time / optax.adam | state bytes / parameter |",
              "|---" * (len(test) + 3) + "|"]
