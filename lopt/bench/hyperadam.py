@@ -51,8 +51,8 @@ SIZES = {
     "tiny": Size(("HyperAdam",), 2, 2, 5, 2, 2, ("sigmoid",), (), 2, (), 10, (2,), 8, 2, 5),
     "quick": Size(("RNNprop", "HyperAdam"), 15, 8, 10, 8, 4, ("sigmoid", "relu"), (), 2,
                   ("digits_conv",), 100, (3,), 150, 4, 100),
-    "full": Size(("DMoptimizer", "RNNprop", "HyperAdam"), 60, 16, 20, 32, 8, TABLE1[:2], TABLE2,
-                 4, TABLE3[:1], 300, (2, 10), 1000, 8, 100),
+    "full": Size(("DMoptimizer", "RNNprop", "HyperAdam"), 60, 16, 20, 32, 8, TABLE1, TABLE2,
+                 4, TABLE3[:1], 300, tuple(range(2, 11)), 2000, 8, 100),
 }
 
 
