@@ -34,3 +34,27 @@ def test_documented_cli_error_is_what_the_cli_prints(capsys):
     expected = re.search(r"\$ lopt train --weighting median\n(.*)\n", text).group(1)
     assert main(["train", "--weighting", "median"]) == 2
     assert capsys.readouterr().err.strip() == expected
+
+
+def test_results_page_is_the_committed_results():
+    """docs/results.md is its source with every table taken from benchmarks/SUITE/results.md:
+    a regenerated suite without a rebuilt page (or a hand-edited table) fails here."""
+    from lopt.bench.results_doc import render
+
+    source = (ROOT / "docs" / "results.src.md").read_text()
+    assert "{{" in source
+    assert (ROOT / "docs" / "results.md").read_text() == render(source)
+
+
+def test_results_page_includes_fail_loudly(tmp_path):
+    from lopt.bench.results_doc import render
+
+    suite = tmp_path / "benchmarks" / "s"
+    suite.mkdir(parents=True)
+    (suite / "results.md").write_text("# T\n\nMade by `x` in 1 s.\n\n## Table one\n\n| a |\n|---|\n"
+                                      "| 1 |\n\n## Figures\n\n![p.png](p.png)\n")
+    out = render("{{s:PROVENANCE}}\n{{s:Table}}\n{{s:Figures}}", tmp_path)
+    assert out.startswith("Made by `x` in 1 s.\n#### Table one\n\n| a |\n|---|\n| 1 |\n")
+    assert "![p.png](../benchmarks/s/p.png)" in out
+    with pytest.raises(KeyError, match="no section 'Nope'"):
+        render("{{s:Nope}}", tmp_path)
