@@ -23,6 +23,21 @@ def test_final_auc_and_divergence():
     assert np.isnan(metrics.area_under_curve(broken)[1])
 
 
+def test_suite_summary_auc_is_the_mean_auc_of_the_runs_that_did_not_diverge():
+    from lopt.bench.suite import mean_auc, summarize
+    from lopt.evaluation import Result
+
+    curves = linear_curves(10, 0, 10, runs=4)
+    curves[:, 3] *= 7.0
+    curves[6:, 3] = np.nan  # diverged: left out, as in every other statistic
+    summary = summarize(Result("r", curves))
+    assert summary["diverged"] == 1 and summary["final"][3] is None
+    # Runs 0-2 have areas 4.5 ∓ their offsets (−0.5, −1/6, 1/6) → mean 4.5 − 1/6.
+    assert mean_auc(summary) == pytest.approx(np.mean(metrics.area_under_curve(curves)[:3]))
+    assert mean_auc(summary) == pytest.approx(4.5 - 1 / 6)
+    assert mean_auc({"mean_curve": None}) is None
+
+
 def test_speedup_over_a_reference():
     """Adam's mean curve is 10 − t over 10 steps; a rule at 4 after 5 steps saves Adam's 6
     steps in 5: speedup 1.2. A rule at −1 Adam never reaches: at least 10/5 = 2."""

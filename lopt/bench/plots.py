@@ -27,42 +27,49 @@ def cell(summary: dict) -> str:
 
 
 def matrix_table(rows: Dict[str, Sequence[dict]], columns: Sequence[str],
-                 first: str = "task") -> str:
+                 first: str = "task", transpose: bool = False) -> str:
     """A markdown table with a row per task and a column per optimizer (its ``cell``); the
-    best mean among optimizers without divergence in each row is bold."""
-    lines = [f"| {first} | " + " | ".join(columns) + " |",
-             "|---" * (len(columns) + 1) + "|"]
+    best mean among optimizers without divergence for each task is bold. ``transpose``: a row
+    per optimizer and a column per task, for many optimizers."""
+    cells = {}
     for task, summaries in rows.items():
         by_name = {s["name"]: s for s in summaries}
         clean = [by_name[c]["final_mean"] for c in columns
                  if c in by_name and by_name[c]["diverged"] == 0
                  and by_name[c]["final_mean"] is not None]
         best = min(clean) if clean else None
-        cells = []
         for c in columns:
             if c not in by_name:
-                cells.append("—")
+                cells[task, c] = "—"
                 continue
             text = cell(by_name[c])
             if best is not None and by_name[c]["diverged"] == 0 and \
                     by_name[c]["final_mean"] == best:
                 text = f"**{text}**"
-            cells.append(text)
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+            cells[task, c] = text
+    return _grid(cells, list(rows), list(columns), first, transpose)
+
+
+def _grid(cells: dict, tasks: list, columns: list, first: str, transpose: bool) -> str:
+    heads, names = (tasks, columns) if transpose else (columns, tasks)
+    lines = [f"| {'optimizer' if transpose else first} | " + " | ".join(heads) + " |",
+             "|---" * (len(heads) + 1) + "|"]
+    for name in names:
+        row = [cells[h, name] if transpose else cells[name, h] for h in heads]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
 def field_table(rows: Dict[str, Sequence[dict]], columns: Sequence[str], field: str,
-                fmt: str = ".4g", first: str = "task") -> str:
+                fmt: str = ".4g", first: str = "task", transpose: bool = False) -> str:
     """A task x optimizer markdown table of one summary field (e.g. ``test_accuracy``)."""
-    lines = [f"| {first} | " + " | ".join(columns) + " |",
-             "|---" * (len(columns) + 1) + "|"]
+    cells = {}
     for task, summaries in rows.items():
         by_name = {s["name"]: s for s in summaries}
-        cells = ["—" if by_name.get(c, {}).get(field) is None else format(by_name[c][field], fmt)
-                 for c in columns]
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        for c in columns:
+            value = by_name.get(c, {}).get(field)
+            cells[task, c] = "—" if value is None else format(value, fmt)
+    return _grid(cells, list(rows), list(columns), first, transpose)
 
 
 def curves_with_spread(summaries: Sequence[dict], path: str, title: str,

@@ -47,6 +47,14 @@ def summarize(result) -> dict:
     return s
 
 
+def mean_auc(summary: dict) -> Optional[float]:
+    """Mean area under the loss curve (``lopt.metrics.area_under_curve``: mean loss over steps
+    1 … T) over the runs that did not diverge; that equals the mean curve's own mean, so it is
+    read off the summary. None when every run diverged."""
+    curve = summary.get("mean_curve")
+    return None if curve is None else float(np.mean(np.asarray(curve, np.float64)[1:]))
+
+
 def finals(summary: dict) -> np.ndarray:
     """A summary's per-run final losses with NaN for diverged runs."""
     return np.array([np.nan if v is None else v for v in summary["final"]], np.float64)

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from lopt.bench import plots, stats
-from lopt.bench.suite import Suite, finals, protocol_line
+from lopt.bench.suite import Suite, finals, mean_auc, protocol_line
 
 TRAIN = ("quadratic", "digits_mlp")
 TEST = ("quadratic_tanh", "mnist_mlp", "mnist1d_mlp", "digits_conv", "breast_cancer_logistic",
@@ -103,10 +103,19 @@ def run(out: str, quick: bool = False, command: str = "lopt bench zoo", size: st
     suite.section("Held-out instances of the meta-training families",
                   f"{protocol} Final normalized loss (0: tuned Adam's best on the normalization's "
                   "tuning instances, 1: the initial loss), mean ± standard error.\n\n"
-                  + plots.matrix_table({n: results[n] for n in train_names}, columns))
+                  + plots.matrix_table({n: results[n] for n in train_names}, columns,
+                                       transpose=True))
     suite.section("Meta-test families (never seen in meta-training)",
                   f"{protocol} Final normalized loss, mean ± standard error.\n\n"
-                  + plots.matrix_table({n: results[n] for n in test}, columns))
+                  + plots.matrix_table({n: results[n] for n in test}, columns, transpose=True))
+    for summaries in results.values():
+        for s in summaries:
+            s["auc_mean"] = mean_auc(s)
+    suite.section("Area under the curve",
+                  "Mean normalized loss over steps 1 … T (area under the curve, "
+                  "`lopt.metrics.area_under_curve`), mean over the runs that did not diverge: "
+                  "low when a rule is fast early as well as good at the end.\n\n"
+                  + plots.field_table(results, columns, "auc_mean", ".3g", transpose=True))
     _aggregate(suite, results, test, columns)
     _speed(suite, learned, results, test)
     for name in test:
