@@ -7,6 +7,8 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from lopt.rules.lifting import per_coordinate  # noqa: F401  (re-exported)
+
 Theta = Any
 State = Any
 Params = Any
@@ -32,34 +34,6 @@ class UpdateRule:
     config: dict = dataclasses.field(default_factory=dict)
     wants_eval_loss: bool = False
     eval_params: Optional[Callable[[State, Params], Params]] = None
-
-
-def per_coordinate(apply: Callable) -> Callable:
-    """Lift ``apply(theta, *per_coordinate_inputs) -> outputs`` over every coordinate of every leaf.
-
-    Each tree argument has the parameters' structure as a prefix: at every parameter leaf of
-    shape ``s`` it holds arrays of shape ``s + extra`` (``extra`` may be empty: a gradient,
-    or ``(layers, units)``: a per-coordinate hidden state). ``apply`` sees one coordinate:
-    scalars and arrays of shape ``extra``. The lifted function returns, at every parameter
-    leaf, ``apply``'s output with the leaf's shape prepended. It is one ``jax.vmap`` per leaf,
-    so the network's weights in ``theta`` are shared and its state is separate per coordinate.
-    """
-
-    def lifted(theta, params, *trees):
-        def leaf(p, *subtrees):
-            lead = p.shape
-            n = p.size
-
-            def flat(x):
-                return x.reshape((n,) + x.shape[len(lead):])
-
-            flat_inputs = [jax.tree.map(flat, t) for t in (p,) + subtrees]
-            out = jax.vmap(apply, in_axes=(None,) + (0,) * len(flat_inputs))(theta, *flat_inputs)
-            return jax.tree.map(lambda o: o.reshape(lead + o.shape[1:]), out)
-
-        return jax.tree.map(leaf, params, *trees)
-
-    return lifted
 
 
 def unzip(params: Params, tree: Any, count: int) -> tuple:

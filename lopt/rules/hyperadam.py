@@ -59,8 +59,10 @@ def hyperadam(num_adams: int = 20, hidden: int = 20, learning_rate: float = 0.01
         x = jax.nn.elu(dense(theta["input"], g_norm[None]))
         s, h, c = lstm_stack(theta["cells"], x, st["h"], st["c"])
         context = jnp.concatenate([st["field"], s])
-        beta = jax.nn.sigmoid(dense(theta["beta"], context))
-        gamma = jax.nn.sigmoid(dense(theta["gamma"], context))
+        # β and γ share their input: one matmul of twice the width runs faster than two.
+        both = context @ jnp.concatenate([theta["beta"]["w"], theta["gamma"]["w"]], axis=1)
+        beta = jax.nn.sigmoid(both[:J] + theta["beta"]["b"])
+        gamma = jax.nn.sigmoid(both[J:] + theta["gamma"]["b"])
         m = beta * st["m"] + (1 - beta) * g
         v = gamma * st["v"] + (1 - gamma) * g**2
         beta_hat = beta * st["beta_hat"] + (1 - beta)

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt.rules.base import UpdateRule, per_coordinate, unzip, zeros_per_coordinate
-from lopt.rules.nets import init_lstm_stack, lstm_stack
+from lopt.rules.nets import dense, init_lstm_stack, lstm_stack
 
 
 def log_sign_preprocess(g: jax.Array, p: float = 10.0) -> jax.Array:
@@ -46,7 +46,7 @@ def l2l_lstm(hidden: int = 20, layers: int = 2, preprocess_p: float = 10.0,
         del param
         x = log_sign_preprocess(grad, preprocess_p)
         x, h, c = lstm_stack(theta["cells"], x, h, c)
-        step = (x @ theta["out"]["w"] + theta["out"]["b"])[0] * output_scale
+        step = dense(theta["out"], x)[0] * output_scale
         return step, h, c
 
     lifted = per_coordinate(step_one_coordinate)

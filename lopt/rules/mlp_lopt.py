@@ -18,16 +18,30 @@ def _second_moment_rsqrt(v, count, decay=0.999, eps=1e-8):
     return jax.lax.rsqrt(v / (1 - decay**count) + eps)
 
 
-def per_parameter_features(param, grad, moms, v, count, decays):
-    """Seed 003's per-parameter inputs for one tensor, [..., F]: gradient, parameter, momenta at
-    several timescales, the gradient and momenta normalized by the second moment, then every
-    feature divided by its RMS over the tensor (so no feature's scale dominates)."""
+def raw_features(param, grad, moms, v, count):
+    """Seed 003's per-parameter inputs for one coordinate, [F]: gradient, parameter, momenta at
+    several timescales, and the gradient and momenta normalized by the second moment."""
     rs = _second_moment_rsqrt(v, count)
-    feats = [grad, param] + [moms[..., i] for i in range(len(decays))]
-    feats += [grad * rs] + [moms[..., i] * rs for i in range(len(decays))]
-    x = jnp.stack(feats, axis=-1)
-    axes = tuple(range(x.ndim - 1))
-    return x * jax.lax.rsqrt(jnp.mean(x**2, axis=axes, keepdims=True) + 1e-12)
+    return jnp.concatenate([jnp.stack([grad, param]), moms, (grad * rs)[None], moms * rs])
+
+
+def feature_scales(param, grad, moms, v, count):
+    """1/RMS of every raw feature over one tensor, [F]: dividing by it keeps any feature's scale
+    from dominating. Computed by reductions over the tensor, never materializing its features."""
+    rs = _second_moment_rsqrt(v, count)
+    ms = lambda x, axes=None: jnp.mean(x**2, axis=axes)
+    mom_axes = tuple(range(moms.ndim - 1))
+    squares = jnp.concatenate([jnp.stack([ms(grad), ms(param)]), ms(moms, mom_axes),
+                               ms(grad * rs)[None], ms(moms * rs[..., None], mom_axes)])
+    return jax.lax.rsqrt(squares + 1e-12)
+
+
+def first_layer_per_tensor(theta, scales, context):
+    """The first layer with the tensor's feature scales folded into its weights and the
+    step/tensor context folded into its bias: x·diag(s)·W_x + c·W_c + b = x·W' + b'."""
+    n = scales.shape[0]
+    w, b = theta["hidden"]["w"], theta["hidden"]["b"]
+    return {"w": scales[:, None] * w[:n], "b": context @ w[n:] + b}
 
 
 def time_embedding(count, dtype=jnp.float32):
@@ -48,11 +62,21 @@ def log_magnitude(x):
     return jnp.clip(jnp.log(x + 1e-10), -10.0, 10.0) / 10.0
 
 
-def _mlp_step(theta, features, context, exp_scale, step_scale):
+def _mlp_coordinate(first, theta, param, grad, moms, v, count, exp_scale, step_scale):
     """One coordinate: hidden ReLU layer, then direction · exp(magnitude · α) · β."""
-    h = jax.nn.relu(dense(theta["hidden"], jnp.concatenate([features, context])))
+    h = jax.nn.relu(dense(first, raw_features(param, grad, moms, v, count)))
     direction, magnitude = dense(theta["out"], h)
     return direction * jnp.exp(magnitude * exp_scale) * step_scale
+
+
+def _mlp_all_coordinates(theta, params, grads, moms, v, count, contexts, exp_scale, step_scale):
+    """The per-parameter MLP on every coordinate, with each tensor's context (a tree of
+    vectors, one per leaf) entering its first layer."""
+    firsts = jax.tree.map(lambda p, g, m, vv, c: first_layer_per_tensor(
+        theta, feature_scales(p, g, m, vv, count), c), params, grads, moms, v, contexts)
+    step = lambda th, first, p, g, m, vv: _mlp_coordinate(first, th, p, g, m, vv, count,
+                                                          exp_scale, step_scale)
+    return per_coordinate(step)(theta, params, grads, moms, v, per_tensor=firsts)
 
 
 def _check(hidden, decays):
@@ -83,11 +107,10 @@ def per_parameter_mlp(hidden: int = 32, decays: Sequence[float] = DEFAULT_DECAYS
         del loss
         count = state["count"] + 1
         moms, v = _moments(state, grads, decays, count)
-        feats = jax.tree.map(lambda p, g, m, vv: per_parameter_features(p, g, m, vv, count, decays),
-                             params, grads, moms, v)
         context = time_embedding(count)
-        updates = per_coordinate(lambda th, p, f: _mlp_step(th, f, context, exp_scale,
-                                                            step_scale))(theta, params, feats)
+        updates = _mlp_all_coordinates(theta, params, grads, moms, v, count,
+                                       jax.tree.map(lambda _: context, params), exp_scale,
+                                       step_scale)
         return updates, {"moms": moms, "v": v, "count": count}
 
     return UpdateRule(init_meta=init_meta, init=init, update=update, name="per_parameter_mlp",
@@ -154,17 +177,10 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
         ctx_tree = jax.tree.map(tensor_context, params, grads, moms, state["h"], state["c"])
         pick = lambda i: jax.tree.map(lambda _, t: t[i], params, ctx_tree)
         contexts, h, c = pick(0), pick(1), pick(2)
-        feats = jax.tree.map(lambda p, g, m, vv: per_parameter_features(p, g, m, vv, count, decays),
-                             params, grads, moms, v)
-
-        def leaf(p, f, ctx):
-            full = jnp.concatenate([jnp.broadcast_to(step_emb, f.shape[:-1] + step_emb.shape),
-                                    jnp.broadcast_to(ctx, f.shape[:-1] + ctx.shape)], axis=-1)
-            return per_coordinate(lambda th, _, ff, cc: _mlp_step(th, ff, cc, exp_scale,
-                                                                  step_scale))(
-                theta, p, f, full)
-
-        updates = jax.tree.map(leaf, params, feats, contexts)
+        updates = _mlp_all_coordinates(
+            theta, params, grads, moms, v, count,
+            jax.tree.map(lambda _, ctx: jnp.concatenate([step_emb, ctx]), params, contexts),
+            exp_scale, step_scale)
         return updates, {"moms": moms, "v": v, "count": count, "h": h, "c": c,
                          "last_loss": log_loss}
 
