@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt.rules.base import UpdateRule, per_coordinate, zeros_per_coordinate
-from lopt.rules.nets import dense, init_dense, lstm_cell
+from lopt.rules.nets import dense, init_dense, linear, lstm_cell
 
 DEFAULT_DECAYS = (0.5, 0.9, 0.99, 0.999)
 TIME_SCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
@@ -36,12 +36,11 @@ def feature_scales(param, grad, moms, v, count):
     return jax.lax.rsqrt(squares + 1e-12)
 
 
-def first_layer_per_tensor(theta, scales, context):
-    """The first layer with the tensor's feature scales folded into its weights and the
-    step/tensor context folded into its bias: x·diag(s)·W_x + c·W_c + b = x·W' + b'."""
-    n = scales.shape[0]
+def first_layer_bias(theta, n_features, context):
+    """The first layer's bias with the step/tensor context folded in: the context is the same
+    for every coordinate of a tensor, so c·W_c + b is computed once per tensor."""
     w, b = theta["hidden"]["w"], theta["hidden"]["b"]
-    return {"w": scales[:, None] * w[:n], "b": context @ w[n:] + b}
+    return context @ w[n_features:] + b
 
 
 def time_embedding(count, dtype=jnp.float32):
@@ -62,9 +61,23 @@ def log_magnitude(x):
     return jnp.clip(jnp.log(x + 1e-10), -10.0, 10.0) / 10.0
 
 
-def _mlp_coordinate(first, theta, param, grad, moms, v, count, exp_scale, step_scale):
-    """One coordinate: hidden ReLU layer, then direction · exp(magnitude · α) · β."""
-    h = jax.nn.relu(dense(first, raw_features(param, grad, moms, v, count)))
+def _mlp_coordinate(theta, scales, bias, param, grad, moms, v, count, exp_scale, step_scale):
+    """One coordinate: hidden ReLU layer, then direction · exp(magnitude · α) · β.
+
+    The first layer takes the features in groups of at most four (the same sum as
+    ``raw_features(...) @ W``): each group is a few rank-1 terms that XLA fuses with the ReLU,
+    where assembling the feature vector first costs a concatenation pass of its own."""
+    rs = _second_moment_rsqrt(v, count)
+    k = moms.shape[-1]
+    groups = (jnp.stack([grad, param]), moms, (grad * rs)[None], moms * rs)
+    w = theta["hidden"]["w"]
+    pre, start = bias, 0
+    for x in groups:
+        stop = start + x.shape[-1]
+        pre = pre + linear(x * scales[start:stop], w[start:stop])
+        start = stop
+    del k
+    h = jax.nn.relu(pre)
     direction, magnitude = dense(theta["out"], h)
     return direction * jnp.exp(magnitude * exp_scale) * step_scale
 
@@ -72,11 +85,12 @@ def _mlp_coordinate(first, theta, param, grad, moms, v, count, exp_scale, step_s
 def _mlp_all_coordinates(theta, params, grads, moms, v, count, contexts, exp_scale, step_scale):
     """The per-parameter MLP on every coordinate, with each tensor's context (a tree of
     vectors, one per leaf) entering its first layer."""
-    firsts = jax.tree.map(lambda p, g, m, vv, c: first_layer_per_tensor(
-        theta, feature_scales(p, g, m, vv, count), c), params, grads, moms, v, contexts)
-    step = lambda th, first, p, g, m, vv: _mlp_coordinate(first, th, p, g, m, vv, count,
-                                                          exp_scale, step_scale)
-    return per_coordinate(step)(theta, params, grads, moms, v, per_tensor=firsts)
+    per_tensor = jax.tree.map(
+        lambda p, g, m, vv, c: (lambda s: (s, first_layer_bias(theta, s.shape[0], c)))(
+            feature_scales(p, g, m, vv, count)), params, grads, moms, v, contexts)
+    step = lambda th, tensor, p, g, m, vv: _mlp_coordinate(th, *tensor, p, g, m, vv, count,
+                                                           exp_scale, step_scale)
+    return per_coordinate(step)(theta, params, grads, moms, v, per_tensor=per_tensor)
 
 
 def _check(hidden, decays):

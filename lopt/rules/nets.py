@@ -23,15 +23,15 @@ def dense(weights: dict, x: jax.Array) -> jax.Array:
 def linear(x: jax.Array, w: jax.Array) -> jax.Array:
     """x @ w, written so that XLA's CPU backend fuses it into neighbouring elementwise passes
     when the matrix is a sliver: with a handful of inputs as a sum of rank-1 terms, with one
-    output as a multiply-and-sum. A [n, 2]×[2, k] or [n, k]×[k, 1] matmul runs at a few
+    or two outputs as multiply-and-sums. A [n, 2]×[2, k] or [n, k]×[k, 2] matmul runs at a few
     percent of the machine's matmul rate (benchmarks/perf)."""
     if x.shape[-1] <= 4:
         out = x[..., 0, None] * w[0]
         for k in range(1, x.shape[-1]):
             out = out + x[..., k, None] * w[k]
         return out
-    if w.shape[-1] == 1:
-        return jnp.sum(x * w[:, 0], axis=-1, keepdims=True)
+    if w.shape[-1] <= 2:
+        return jnp.stack([jnp.sum(x * w[:, j], axis=-1) for j in range(w.shape[-1])], axis=-1)
     return x @ w
 
 

@@ -16,7 +16,7 @@ import pytest
 
 @pytest.mark.parametrize("chunk", [16384, 4, 5])
 def test_lifting_equals_explicit_loop_over_every_coordinate(chunk):
-    """Chunk 4 cuts "mat" into whole chunks, 5 leaves a tail; small leaves share one block."""
+    """Chunk 4 cuts "mat" into whole chunks, 5 leaves a tail."""
     key = jax.random.PRNGKey(0)
     params = {"scalar": jnp.asarray(0.3), "vec": jnp.arange(3.0),
               "mat": jnp.linspace(-1, 1, 6).reshape(2, 3), "cube": jnp.ones((2, 1, 2)) * 0.5}
