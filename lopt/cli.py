@@ -205,7 +205,7 @@ def cmd_eval(path: str, args) -> int:
 def cmd_bench(args, argv) -> int:
     import importlib
 
-    from lopt.bench import SEED_SUITES, SUITES
+    from lopt.bench import QUICK_SUITES, SUITES
 
     if args.suite not in SUITES:
         raise ConfigError(f"suite must be one of {', '.join(sorted(SUITES))}; got {args.suite!r}")
@@ -214,10 +214,10 @@ def cmd_bench(args, argv) -> int:
     out = args.out or os.path.join("benchmarks", args.suite)
     command = " ".join(["lopt"] + list(argv))
     module = importlib.import_module(SUITES[args.suite][0])
-    if args.suite in SEED_SUITES:
+    if args.suite in QUICK_SUITES:
         print(module.run(out, quick=args.quick, command=command, progress=args.progress))
     elif args.quick:
-        raise ConfigError(f"--quick applies to the suites {', '.join(sorted(SEED_SUITES))}; "
+        raise ConfigError(f"--quick applies to the suites {', '.join(sorted(QUICK_SUITES))}; "
                           f"got suite {args.suite!r}")
     else:
         print(module.run(out, repeats=args.repeats, command=command))

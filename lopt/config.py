@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 from lopt.outer import ESTIMATORS
 from lopt.outer.common import WEIGHTINGS
-from lopt.outer.unroll import OBJECTIVES
+from lopt.outer.unroll import OBJECTIVES, REMAT
 from lopt.rules import BASELINES, LEARNED
 
 
@@ -64,6 +64,7 @@ class TrainConfig(EvalConfig):
     objective: str = "train"
     loss_clip: Optional[float] = dataclasses.field(default=None, metadata={"type": float})
     sigma: float = 0.01
+    remat: str = "auto"  # what backprop through an unroll stores: auto, none, step or nested
     full_horizon: bool = False
     normalize: bool = False  # meta-objective: normalized loss (initial 1, tuned Adam's best 0)
     meta_lr: float = 3e-3
@@ -100,6 +101,7 @@ class TrainConfig(EvalConfig):
         if self.loss_clip is not None:
             _positive("loss_clip", self.loss_clip)
         _positive("sigma", self.sigma)
+        _one_of("remat", self.remat, REMAT)
         if self.full_horizon and self.estimator != "es":
             raise ConfigError(f"full_horizon applies to estimator es only; got estimator "
                               f"{self.estimator!r}")
@@ -204,7 +206,7 @@ def make_estimator(cfg: TrainConfig):
 
     common = dict(num_tasks=cfg.num_tasks, truncation=cfg.truncation, horizon=cfg.horizon,
                   max_horizon=cfg.max_horizon, objective=cfg.objective, weighting=cfg.weighting,
-                  loss_clip=cfg.loss_clip)
+                  loss_clip=cfg.loss_clip, remat=cfg.remat)
     extra = {
         "tbptt": dict(second_derivatives=cfg.second_derivatives),
         "es": dict(sigma=cfg.sigma, full_horizon=cfg.full_horizon),

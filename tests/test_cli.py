@@ -33,6 +33,7 @@ from lopt.tasks import FAMILIES
     (["train", "--objective", "test"], "objective"),
     (["train", "--objective", "eval"], "objective"),
     (["train", "--loss-clip", "-1"], "loss_clip"),
+    (["train", "--remat", "always"], "remat"),
     (["train", "--full-horizon", "--estimator", "pes"], "full_horizon"),
     (["train", "--devices", "3"], "devices"),
     (["train", "--process-id", "1"], "--distributed"),

@@ -24,4 +24,9 @@ SUITES = {**SEED_SUITES,
                                   "normalization reference, test accuracy, speed"),
     "mixture": ("lopt.bench.mixture", "compile and step time of meta-training on a mixture "
                                       "against its families alone"),
+    "perf": ("lopt.bench.perf.suite", "per-update time vs optax.adam and the FLOP floor, "
+                                      "meta-training throughput, TBPTT memory, state bytes"),
 }
+
+# Suites whose run(out, quick=..., command=..., progress=...) has a --quick size.
+QUICK_SUITES = {**SEED_SUITES, "perf": SUITES["perf"]}

@@ -7,7 +7,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from lopt.outer.unroll import OBJECTIVES, Horizon, init_inner_batch
+from lopt.outer.unroll import OBJECTIVES, REMAT, Horizon, init_inner_batch
 
 WEIGHTINGS = ("mean", "last")
 NOISE_TAG = 0x5EED
@@ -22,7 +22,10 @@ class UnrollOptions:
     set), advanced ``truncation`` steps per meta-gradient, staggered at the start. The meta-loss
     of a run is Σ_t w_t ℓ_t over the truncation, where ℓ_t is the training (``objective="train"``)
     or held-out (``"eval"``) loss at θ_{t+1}, clipped at ``loss_clip`` when given, and w_t = 1/K
-    (``weighting="mean"``) or all weight on the last step (``"last"``).
+    (``weighting="mean"``) or all weight on the last step (``"last"``). ``remat`` is what
+    backpropagation through the unroll stores (``lopt.outer.unroll.scan_steps``): the default
+    ``"auto"`` keeps memory near-flat in the truncation and, on CPU, costs no time
+    (benchmarks/perf); it changes no value.
     """
 
     num_tasks: int = 32
@@ -33,6 +36,7 @@ class UnrollOptions:
     objective: str = "train"
     weighting: str = "mean"
     loss_clip: Optional[float] = None
+    remat: str = "auto"
 
     def __post_init__(self):
         for field in ("num_tasks", "truncation", "horizon"):
@@ -44,6 +48,8 @@ class UnrollOptions:
             raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}, got {self.weighting!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        if self.remat not in REMAT:
+            raise ValueError(f"remat must be one of {list(REMAT)}, got {self.remat!r}")
         if self.loss_clip is not None and not self.loss_clip > 0:
             raise ValueError(f"loss_clip must be a positive number, got {self.loss_clip!r}")
 

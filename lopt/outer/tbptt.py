@@ -23,7 +23,8 @@ def per_run_gradients(opts: UnrollOptions, rule, family, thetas, batch, *, secon
         new, out = truncated_unroll(rule, family, thetas, batch, num_steps=opts.truncation,
                                     horizon=opts.horizon_spec,
                                     second_derivatives=second_derivatives,
-                                    objective=opts.objective, paired=paired)
+                                    objective=opts.objective, paired=paired,
+                                    remat=opts.remat)
         values = opts.step_terms(out).sum(axis=0)
         ok = out.finite.all(axis=0)
         return jnp.sum(jnp.where(ok, values, 0.0)), (new, out, values, ok)

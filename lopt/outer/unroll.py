@@ -19,6 +19,8 @@ from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
 OBJECTIVES = ("train", "eval")
+REMAT = ("auto", "none", "step", "nested")
+NESTED_FROM = 33  # "auto" nests from this truncation on (benchmarks/perf)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,13 +169,14 @@ def reset_finished(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerSta
 def truncated_unroll(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerState, *,
                      num_steps: int, horizon: Horizon, second_derivatives: bool = True,
                      objective: str = "train", paired: bool = False,
-                     reset_nonfinite: bool = True):
+                     reset_nonfinite: bool = True, remat: str = "none"):
     """Advance every run of ``batch`` by ``num_steps`` inner steps in one ``lax.scan``.
 
     ``thetas`` has a leading run axis (``broadcast_runs`` for shared meta-parameters). With
     ``paired`` the batch is [positive runs; negative runs] of antithetic pairs that share keys:
     a pair is reset together whenever either half ends, so its halves stay on the same instance.
     ``reset_nonfinite=False`` lets a non-finite run go on (evaluation; see ``inner_step``).
+    ``remat`` says what reverse mode keeps of the unroll (see ``scan_steps``).
     Returns the new batch and a StepOutput whose fields have shape [num_steps, num_runs].
     """
     if objective not in OBJECTIVES:
@@ -195,4 +198,42 @@ def truncated_unroll(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerS
         carry = reset_finished(rule, family, thetas, carry, done, reset_keys, horizon)
         return carry, out
 
-    return jax.lax.scan(body, batch, None, length=num_steps)
+    return scan_steps(body, batch, num_steps, remat)
+
+
+def segment_length(num_steps: int) -> int:
+    """The largest divisor of ``num_steps`` not above its square root."""
+    return max(d for d in range(1, int(num_steps**0.5) + 1) if num_steps % d == 0)
+
+
+def scan_steps(body, carry, num_steps: int, remat: str = "none"):
+    """``lax.scan(body, carry, None, num_steps)``, with what reverse mode stores chosen by
+    ``remat`` (Griewank & Walther's checkpointing, "Algorithm 799: revolve", 2000):
+
+    - ``"none"``: every step's intermediates: memory grows as K × (carry + intermediates);
+    - ``"step"``: each step is rematerialized from its carry: K carries are stored;
+    - ``"nested"``: the K steps are cut into segments of s ≈ √K (``segment_length``), only the
+      carry at each segment's start is stored and a segment is re-run step by step when the
+      backward pass reaches it: K/s + s carries, at the price of a second forward pass;
+    - ``"auto"``: ``"step"`` below ``NESTED_FROM`` steps, ``"nested"`` from there on. On CPU,
+      "step" is faster than "none" (less memory traffic) and "nested" pays its extra forward
+      pass only when K carries no longer fit in cache (benchmarks/perf).
+    The values are the same in all; only memory and time differ.
+    """
+    if remat not in REMAT:
+        raise ValueError(f"remat must be one of {list(REMAT)}, got {remat!r}")
+    if remat == "auto":
+        remat = "nested" if num_steps >= NESTED_FROM else "step"
+    if remat == "none":
+        return jax.lax.scan(body, carry, None, length=num_steps)
+    step = jax.checkpoint(body, prevent_cse=False)
+    seg = segment_length(num_steps)
+    if remat == "step" or seg == 1:
+        return jax.lax.scan(step, carry, None, length=num_steps)
+
+    def segment(c, _):
+        return jax.lax.scan(step, c, None, length=seg)
+
+    carry, out = jax.lax.scan(jax.checkpoint(segment, prevent_cse=False), carry, None,
+                              length=num_steps // seg)
+    return carry, jax.tree.map(lambda o: o.reshape((num_steps,) + o.shape[2:]), out)

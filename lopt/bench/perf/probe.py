@@ -1,7 +1,8 @@
-"""Meta-training throughput: inner steps per second of each estimator and of a plain unroll.
+"""Timing probes of ``lopt bench perf``: one rule update on a large pytree, the machine's
+matmul rate, and meta-training inner steps per second of each estimator and of a plain unroll.
 
-Run as a script (``python throughput.py CONFIG.json``) it prints one JSON line, so the same
-measurement can be made with another checkout of lopt first on ``PYTHONPATH``: that is how
+Run as a script (``python probe.py JOBS.json``) it prints one JSON line, so the same
+measurements can be made with another checkout of lopt first on ``PYTHONPATH``: that is how
 ``lopt bench perf`` sets today's code beside an earlier commit in one run. It uses only the
 API both share (Task, TaskFamily, the estimators, ``make_rule``, ``truncated_unroll``).
 """
@@ -54,7 +55,15 @@ def sum_of_squares_family(dim: int = 10):
     return TaskFamily(sample=lambda key: {}, build=build, name=f"perf_sum_of_squares_{dim}")
 
 
-FAMILIES = {"teacher_mlp": teacher_mlp_family, "sum_of_squares": sum_of_squares_family}
+def l2l_quadratic_family():
+    """Seed 001's random 10×10 quadratics, the family of ``lopt bench estimators``."""
+    from lopt.tasks import make_family
+
+    return make_family("quadratic")
+
+
+FAMILIES = {"teacher_mlp": teacher_mlp_family, "sum_of_squares": sum_of_squares_family,
+            "quadratic": l2l_quadratic_family}
 
 
 def _estimator(name: str, num_tasks: int, truncation: int, horizon: int, remat=None):
@@ -76,7 +85,61 @@ def _runs(name: str, num_tasks: int) -> int:
     return num_tasks if name.startswith("tbptt") else 2 * num_tasks
 
 
-def measure(config: dict) -> dict:
+def _median_time(fn, args, repeats: int, feed=None):
+    """Median wall time of ``fn(*args)`` over ``repeats`` calls after a first (compiling) one;
+    ``feed(args, out)`` gives the next call's arguments (a donated state fed back)."""
+    out = fn(*args)
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(repeats):
+        if feed is not None:
+            args = feed(args, out)
+        t = time.perf_counter()
+        out = fn(*args)
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a jitted size × size float32 matmul: the ceiling the FLOP floors use."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size))
+    t = _median_time(jax.jit(lambda a: a @ a), (a,), repeats)
+    return 2 * size**3 / t / 1e9
+
+
+def big_pytree(width: int):
+    """Two width × width matrices and a bias: the issue's 2.1M-parameter pytree at 1024."""
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    return {"w1": 0.03 * jax.random.normal(k1, (width, width)),
+            "w2": 0.03 * jax.random.normal(k2, (width, width)), "b": jnp.zeros(width)}
+
+
+def update_time(job: dict) -> dict:
+    """Seconds per jitted ``rule.update`` on ``big_pytree(job["width"])`` (state donated and
+    fed back, as in a training loop); ``rule == "optax.adam"`` times optax.adam itself."""
+    import optax
+
+    params = big_pytree(job["width"])
+    grads = jax.tree.map(lambda p: jax.random.normal(jax.random.PRNGKey(1), p.shape), params)
+    if job["rule"] == "optax.adam":
+        tx = optax.adam(1e-3)
+        step = jax.jit(lambda s, g, p: tx.update(g, s, p), donate_argnums=0)
+        state = tx.init(params)
+    else:
+        from lopt.rules import make_rule
+
+        rule = make_rule(job["rule"])
+        theta = rule.init_meta(jax.random.PRNGKey(0))
+        step = jax.jit(lambda s, g, p: rule.update(theta, s, g, p, jnp.float32(1.0)),
+                       donate_argnums=0)
+        state = jax.tree.map(jnp.copy, rule.init(theta, params))  # distinct donated buffers
+    seconds = _median_time(step, (state, grads, params), job["repeats"],
+                           feed=lambda a, out: (out[1],) + a[1:])
+    return {**job, "seconds": seconds}
+
+
+def throughput(config: dict) -> dict:
     """Inner steps/s of ``config["estimator"]`` (or ``"unroll"``: a plain forward unroll of the
     same number of runs) for ``config["rule"]`` on ``config["family"]``."""
     from lopt.outer.unroll import broadcast_runs, init_inner_batch, truncated_unroll
@@ -103,24 +166,18 @@ def measure(config: dict) -> dict:
         state = est.init(jax.random.PRNGKey(1), theta)
         step = est.grad
     step = jax.jit(step, donate_argnums=1)
-    key = jax.random.PRNGKey(2)
-    t0 = time.perf_counter()
-    out = step(theta, state, key)
-    jax.block_until_ready(out)
-    compile_s = time.perf_counter() - t0
-    state = out[1]
-    times = []
-    for i in range(config["repeats"]):
-        t = time.perf_counter()
-        out = step(theta, state, jax.random.fold_in(key, i))
-        jax.block_until_ready(out)
-        times.append(time.perf_counter() - t)
-        state = out[1]
-    times.sort()
-    median = times[len(times) // 2]
-    return {**config, "runs": runs, "seconds_per_outer_step": median, "first_call_s": compile_s,
+    median = _median_time(step, (theta, state, jax.random.PRNGKey(2)), config["repeats"],
+                          feed=lambda a, out: (a[0], out[1], jax.random.fold_in(a[2], 1)))
+    return {**config, "runs": runs, "seconds_per_outer_step": median,
             "inner_steps_per_s": runs * k / median}
 
 
+def run_jobs(jobs: list) -> list:
+    """Every job ({"kind": "update" | "throughput" | "matmul", ...}) measured in order."""
+    kinds = {"update": update_time, "throughput": throughput,
+             "matmul": lambda job: {**job, "gflops": matmul_rate()}}
+    return [kinds[job["kind"]](job) for job in jobs]
+
+
 if __name__ == "__main__":
-    print(json.dumps([measure(c) for c in json.load(open(sys.argv[1]))]))
+    print(json.dumps(run_jobs(json.load(open(sys.argv[1])))))

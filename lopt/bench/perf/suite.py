@@ -1,0 +1,157 @@
+"""``lopt bench perf``: per-update cost of every rule, meta-training throughput per estimator,
+TBPTT memory against truncation, and optimizer-state bytes per parameter (issue 10).
+
+Timings that are compared are taken in one stage of one run: today's code and the baseline
+commit (the last one before the speed work, unpacked with ``git archive``) alternate in
+subprocesses running ``probe.py``, and every ratio is formed within one process (a rule's
+time over optax.adam's; its FLOP floor from the matmul rate measured in that process).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+BASELINE_COMMIT = "1d71538"  # main before issue 10's work
+LEARNED = ("per_parameter_mlp", "hierarchical", "l2l_lstm", "rnnprop", "hyperadam",
+           "multiscale_adam", "normalized_history")
+HAND = ("sgd", "momentum", "adam", "adamw", "lion", "muon")
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    width: int = 1024            # the pytree: two width × width matrices and a bias
+    repeats: int = 5
+    truncations: tuple = (10, 25, 50, 100)
+    memory_tasks: int = 8
+    throughput_repeats: int = 7
+    baseline: bool = True
+
+
+FULL, QUICK = Size(), Size(width=256, repeats=3, truncations=(5, 20), memory_tasks=2,
+                           throughput_repeats=3, baseline=False)
+
+
+def throughput_configs(size: Size) -> list:
+    """The issue's meta-training configurations: 16 instances, truncation 50, the per-parameter
+    MLP; PES (antithetic) on a 16→32→4 MLP and on 10-d sums of squares, and every estimator
+    beside a plain unroll of the same runs; and the L2L LSTM on quadratics (32 instances,
+    truncation 20) for TBPTT and the reparameterization gradient."""
+    base = {"kind": "throughput", "rule": "per_parameter_mlp", "num_tasks": 16,
+            "truncation": 50, "horizon": 1000, "repeats": size.throughput_repeats}
+    jobs = [dict(base, family="sum_of_squares", estimator="pes")]
+    for est in ("unroll", "pes", "es", "unroll:reparam", "tbptt", "reparam"):
+        jobs.append(dict(base, family="teacher_mlp", estimator=est))
+    # lopt bench estimators' setting, where issue 10 measured the 0.41-0.46 overheads.
+    l2l = dict(base, rule="l2l_lstm", family="quadratic", num_tasks=32, truncation=20,
+               horizon=100)
+    for est in ("unroll", "tbptt", "unroll:reparam", "reparam"):
+        jobs.append(dict(l2l, estimator=est))
+    return jobs
+
+
+def update_jobs(size: Size) -> list:
+    jobs = [{"kind": "matmul"}, {"kind": "update", "rule": "optax.adam"}]
+    jobs += [{"kind": "update", "rule": r} for r in LEARNED + HAND]
+    for job in jobs[1:]:
+        job.update(width=size.width, repeats=size.repeats)
+    return jobs
+
+
+def _probe(jobs: list, pythonpath: str = "") -> list:
+    """probe.py's results for ``jobs``, in a fresh process importing lopt from ``pythonpath``
+    (this checkout when empty)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py")
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(jobs, f)
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        proc = subprocess.run([sys.executable, script, f.name], capture_output=True, text=True,
+                              env=env, check=True, cwd=tempfile.gettempdir())
+    except subprocess.CalledProcessError as err:
+        raise RuntimeError(f"probe.py failed: {err.stderr[-2000:]}") from err
+    finally:
+        os.unlink(f.name)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _baseline_tree(commit: str):
+    """A temporary folder holding the ``lopt`` package at ``commit``, or None outside git."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    folder = tempfile.mkdtemp(prefix="lopt_baseline_")
+    try:
+        archive = subprocess.run(["git", "-C", root, "archive", commit, "lopt"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "x", "-C", folder], input=archive, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return folder
+
+
+def _both(jobs: list, size: Size) -> dict:
+    """Today's code, then the baseline's, then today's again: the median-of-two for today
+    smooths a load change in between."""
+    out = {"head": _probe(jobs)}
+    base = _baseline_tree(BASELINE_COMMIT) if size.baseline else None
+    if base is not None:
+        out["baseline"] = _probe(jobs, base)
+        out["head_again"] = _probe(jobs)
+    return out
+
+
+def _memory(size: Size) -> list:
+    from lopt.bench.perf.costs import tbptt_memory
+
+    rows = []
+    for k in size.truncations:
+        for remat in ("none", "step", "nested", "auto"):
+            rows.append(tbptt_memory("l2l_lstm", "digits_mlp", size.memory_tasks, k, remat))
+    return rows
+
+
+def _state_bytes(size: Size) -> dict:
+    from lopt.bench.perf.costs import state_bytes_per_param
+    from lopt.bench.perf.probe import big_pytree
+    from lopt.rules import RULES, make_rule
+
+    import jax
+
+    params = jax.eval_shape(lambda: big_pytree(size.width))
+    return {name: state_bytes_per_param(make_rule(name), params) for name in sorted(RULES)}
+
+
+def _flops(size: Size) -> dict:
+    import jax
+
+    from lopt.bench.perf.costs import flops_per_coordinate
+    from lopt.rules import make_rule
+
+    return {name: flops_per_coordinate(make_rule(name).init_meta(jax.random.PRNGKey(0)))
+            for name in LEARNED + HAND}
+
+
+def run(out: str, quick: bool = False, command: str = "", progress: bool = True) -> str:
+    from lopt.bench.perf import report
+    from lopt.bench.perf.costs import adam_training_step
+    from lopt.bench.suite import Suite
+
+    size = QUICK if quick else FULL
+    suite = Suite("perf", out, size, command, 6, progress)
+    updates = suite.cached("updates", lambda: _both(update_jobs(size), size))
+    throughput = suite.cached("throughput", lambda: _both(throughput_configs(size), size))
+    memory = suite.cached("memory", lambda: _memory(size))
+    adam_step = suite.cached("adam_step", lambda: adam_training_step(size.width, size.repeats))
+    state = suite.cached("state_bytes", lambda: _state_bytes(size))
+    flops = suite.cached("flops", lambda: _flops(size))
+    num_params = 2 * size.width**2 + size.width
+    suite.payload.update(updates=updates, throughput=throughput, memory=memory,
+                         adam_step=adam_step, state_bytes=state, flops=flops,
+                         num_params=num_params)
+    report.sections(suite, updates, throughput, memory, adam_step, state, flops, num_params)
+    return suite.finish("Performance: learned updates, meta-training, memory", report.intro(size))

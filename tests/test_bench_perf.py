@@ -1,0 +1,40 @@
+"""lopt bench perf's static costs and ratios against hand computations."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lopt.bench.perf import report
+from lopt.bench.perf.costs import flops_per_coordinate, state_bytes_per_param
+from lopt.rules import adam, hierarchical, l2l_lstm
+
+
+def test_flops_count_every_per_coordinate_matrix_once():
+    theta = l2l_lstm().init_meta(jax.random.PRNGKey(0))
+    # 2x20 LSTM on 2 inputs: [2+20, 80] and [20+20, 80] gate matrices, a [20, 1] read-out.
+    assert flops_per_coordinate(theta) == 2 * (22 * 80 + 40 * 80 + 20 * 1)
+    theta = hierarchical().init_meta(jax.random.PRNGKey(0))
+    # The per-tensor LSTM and its context map run once per tensor: not counted.
+    assert flops_per_coordinate(theta) == 2 * ((11 + 9 + 8) * 32 + 32 * 2)
+
+
+def test_state_bytes_match_optax_adams_own_state():
+    params = {"w": jnp.zeros((10, 10)), "b": jnp.zeros(5)}
+    state = optax.adam(1e-3).init(params)
+    want = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)) / 105
+    assert state_bytes_per_param(adam(1e-3), params) == want
+
+
+def test_update_ratios_are_formed_within_each_process():
+    def process(adam_s, rule_s, gflops):
+        return [{"kind": "matmul", "gflops": gflops},
+                {"kind": "update", "rule": "optax.adam", "seconds": adam_s},
+                {"kind": "update", "rule": "r", "seconds": rule_s}]
+
+    updates = {"head": process(0.001, 0.010, 100.0), "head_again": process(0.002, 0.030, 50.0),
+               "baseline": process(0.001, 0.080, 100.0)}
+    (row,) = report._update_rows(updates, {"r": 1000}, num_params=10**6)
+    assert np.isclose(row["x_adam"], (10 + 15) / 2)
+    # floor: 1000 FLOPs x 1e6 coordinates at 100 and at 50 GFLOP/s = 10 ms and 20 ms.
+    assert np.isclose(row["x_floor"], (0.010 / 0.010 + 0.030 / 0.020) / 2)
+    assert np.isclose(row["speedup"], 80 / 20)
