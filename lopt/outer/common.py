@@ -24,8 +24,8 @@ class UnrollOptions:
     or held-out (``"eval"``) loss at θ_{t+1}, clipped at ``loss_clip`` when given, and w_t = 1/K
     (``weighting="mean"``) or all weight on the last step (``"last"``). ``remat`` is what
     backpropagation through the unroll stores (``lopt.outer.unroll.scan_steps``): the default
-    ``"auto"`` keeps memory near-flat in the truncation and, on CPU, costs no time
-    (benchmarks/perf); it changes no value.
+    ``"auto"`` stores everything while that is small and keeps memory near-flat in the
+    truncation when it is not (benchmarks/perf); it changes no value.
     """
 
     num_tasks: int = 32

@@ -20,7 +20,9 @@ from lopt.tasks.base import TaskFamily
 
 OBJECTIVES = ("train", "eval")
 REMAT = ("auto", "none", "step", "nested")
-NESTED_FROM = 33  # "auto" nests from this truncation on (benchmarks/perf)
+# "auto" stores everything while the K carries are under STORE_ALL_BYTES, then nests from
+# NESTED_FROM steps on (rematerializes per step below): measured in benchmarks/perf.
+STORE_ALL_BYTES, NESTED_FROM = 64 * 2**20, 33
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,15 +217,22 @@ def scan_steps(body, carry, num_steps: int, remat: str = "none"):
     - ``"nested"``: the K steps are cut into segments of s ≈ √K (``segment_length``), only the
       carry at each segment's start is stored and a segment is re-run step by step when the
       backward pass reaches it: K/s + s carries, at the price of a second forward pass;
-    - ``"auto"``: ``"step"`` below ``NESTED_FROM`` steps, ``"nested"`` from there on. On CPU,
-      "step" is faster than "none" (less memory traffic) and "nested" pays its extra forward
-      pass only when K carries no longer fit in cache (benchmarks/perf).
+    - ``"auto"``: ``"none"`` while K carries take under ``STORE_ALL_BYTES``, else ``"nested"``
+      from ``NESTED_FROM`` steps on and ``"step"`` below. On CPU, recomputing a small step
+      costs more than storing it (the per-parameter MLP on a 676-parameter MLP: 2.3× slower
+      with "step"), while for a large recurrent state storing everything costs memory traffic
+      as well as memory (the L2L LSTM on digits_mlp: "step" 13-30% faster than "none");
+      benchmarks/perf.
     The values are the same in all; only memory and time differ.
     """
     if remat not in REMAT:
         raise ValueError(f"remat must be one of {list(REMAT)}, got {remat!r}")
     if remat == "auto":
-        remat = "nested" if num_steps >= NESTED_FROM else "step"
+        carry_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(carry))
+        if num_steps * carry_bytes < STORE_ALL_BYTES:
+            remat = "none"
+        else:
+            remat = "nested" if num_steps >= NESTED_FROM else "step"
     if remat == "none":
         return jax.lax.scan(body, carry, None, length=num_steps)
     step = jax.checkpoint(body, prevent_cse=False)

@@ -25,15 +25,20 @@ def raw_features(param, grad, moms, v, count):
     return jnp.concatenate([jnp.stack([grad, param]), moms, (grad * rs)[None], moms * rs])
 
 
-def feature_scales(param, grad, moms, v, count):
-    """1/RMS of every raw feature over one tensor, [F]: dividing by it keeps any feature's scale
-    from dominating. Computed by reductions over the tensor, never materializing its features."""
+def feature_mean_squares(param, grad, moms, v, count):
+    """The mean square of every raw feature over one tensor, [F], by reductions over the
+    tensor that never materialize its features."""
     rs = _second_moment_rsqrt(v, count)
     ms = lambda x, axes=None: jnp.mean(x**2, axis=axes)
     mom_axes = tuple(range(moms.ndim - 1))
-    squares = jnp.concatenate([jnp.stack([ms(grad), ms(param)]), ms(moms, mom_axes),
-                               ms(grad * rs)[None], ms(moms * rs[..., None], mom_axes)])
-    return jax.lax.rsqrt(squares + 1e-12)
+    return jnp.concatenate([jnp.stack([ms(grad), ms(param)]), ms(moms, mom_axes),
+                            ms(grad * rs)[None], ms(moms * rs[..., None], mom_axes)])
+
+
+def feature_scales(mean_squares):
+    """1/RMS of every raw feature over its tensor: dividing by it keeps any feature's scale
+    from dominating."""
+    return jax.lax.rsqrt(mean_squares + 1e-12)
 
 
 def first_layer_bias(theta, n_features, context):
@@ -82,12 +87,14 @@ def _mlp_coordinate(theta, scales, bias, param, grad, moms, v, count, exp_scale,
     return direction * jnp.exp(magnitude * exp_scale) * step_scale
 
 
-def _mlp_all_coordinates(theta, params, grads, moms, v, count, contexts, exp_scale, step_scale):
+def _mlp_all_coordinates(theta, params, grads, moms, v, count, contexts, mean_squares,
+                         exp_scale, step_scale):
     """The per-parameter MLP on every coordinate, with each tensor's context (a tree of
-    vectors, one per leaf) entering its first layer."""
+    vectors, one per leaf) entering its first layer and its features' mean squares (a tree
+    of ``feature_mean_squares``) scaling them."""
     per_tensor = jax.tree.map(
-        lambda p, g, m, vv, c: (lambda s: (s, first_layer_bias(theta, s.shape[0], c)))(
-            feature_scales(p, g, m, vv, count)), params, grads, moms, v, contexts)
+        lambda _, ms, c: (lambda s: (s, first_layer_bias(theta, s.shape[0], c)))(
+            feature_scales(ms)), params, mean_squares, contexts)
     step = lambda th, tensor, p, g, m, vv: _mlp_coordinate(th, *tensor, p, g, m, vv, count,
                                                            exp_scale, step_scale)
     return per_coordinate(step)(theta, params, grads, moms, v, per_tensor=per_tensor)
@@ -122,9 +129,11 @@ def per_parameter_mlp(hidden: int = 32, decays: Sequence[float] = DEFAULT_DECAYS
         count = state["count"] + 1
         moms, v = _moments(state, grads, decays, count)
         context = time_embedding(count)
+        squares = jax.tree.map(lambda p, g, m, vv: feature_mean_squares(p, g, m, vv, count),
+                               params, grads, moms, v)
         updates = _mlp_all_coordinates(theta, params, grads, moms, v, count,
-                                       jax.tree.map(lambda _: context, params), exp_scale,
-                                       step_scale)
+                                       jax.tree.map(lambda _: context, params), squares,
+                                       exp_scale, step_scale)
         return updates, {"moms": moms, "v": v, "count": count}
 
     return UpdateRule(init_meta=init_meta, init=init, update=update, name="per_parameter_mlp",
@@ -178,23 +187,26 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
         # Held-out minus training log loss (0 without held-out data) and a flag saying which.
         gap = has_eval * (log_magnitude(jnp.abs(eval_loss)) - log_loss)
 
-        def tensor_context(p, g, m, h, c):
-            rms = lambda x: log_magnitude(jnp.sqrt(jnp.mean(x**2)))
-            x = jnp.concatenate([jnp.stack([rms(g), rms(p)] + [rms(m[..., i])
-                                                               for i in range(len(decays))]
-                                           + [log_loss, loss_change, gap,
-                                              jnp.asarray(has_eval, log_loss.dtype)]),
+        squares = jax.tree.map(lambda p, g, m, vv: feature_mean_squares(p, g, m, vv, count),
+                               params, grads, moms, v)
+
+        def tensor_context(ms, h, c):
+            # RMS of the gradient, the parameter and each momentum: the features' first 2 + k.
+            rms = log_magnitude(jnp.sqrt(ms[:2 + len(decays)]))
+            x = jnp.concatenate([rms, jnp.stack([log_loss, loss_change, gap,
+                                                 jnp.asarray(has_eval, log_loss.dtype)]),
                                  step_emb])
             h, c = lstm_cell(theta["tensor_lstm"], x.astype(h.dtype), h, c)
             return dense(theta["context"], h), h, c
 
-        ctx_tree = jax.tree.map(tensor_context, params, grads, moms, state["h"], state["c"])
+        ctx_tree = jax.tree.map(lambda _, ms, h, c: tensor_context(ms, h, c), params, squares,
+                                state["h"], state["c"])
         pick = lambda i: jax.tree.map(lambda _, t: t[i], params, ctx_tree)
         contexts, h, c = pick(0), pick(1), pick(2)
         updates = _mlp_all_coordinates(
             theta, params, grads, moms, v, count,
             jax.tree.map(lambda _, ctx: jnp.concatenate([step_emb, ctx]), params, contexts),
-            exp_scale, step_scale)
+            squares, exp_scale, step_scale)
         return updates, {"moms": moms, "v": v, "count": count, "h": h, "c": c,
                          "last_loss": log_loss}
 

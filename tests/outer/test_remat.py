@@ -46,3 +46,15 @@ def test_nested_remat_stores_about_sqrt_k_carries():
     assert peak("nested") <= 24 * carry_bytes
     with pytest.raises(ValueError, match="remat"):
         scan_steps(body, jnp.ones(3), 4, "always")
+
+
+def test_auto_stores_everything_for_small_carries_and_nests_for_large_ones():
+    def body(c, _):
+        return jnp.tanh(c * 1.01 + 0.1) * jnp.cos(c), jnp.sum(c)
+
+    def peak(mode, n):
+        f = jax.jit(jax.grad(lambda c: scan_steps(body, c, 64, mode)[1].sum()))
+        return f.lower(jnp.ones(n)).compile().memory_analysis().temp_size_in_bytes
+
+    assert peak("auto", 4096) == peak("none", 4096)            # 64 x 16 KiB: stored
+    assert peak("auto", 2**18) == peak("nested", 2**18)        # 64 x 1 MiB: nested
