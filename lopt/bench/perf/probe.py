@@ -115,28 +115,41 @@ def big_pytree(width: int):
             "w2": 0.03 * jax.random.normal(k2, (width, width)), "b": jnp.zeros(width)}
 
 
-def update_time(job: dict) -> dict:
-    """Seconds per jitted ``rule.update`` on ``big_pytree(job["width"])`` (state donated and
-    fed back, as in a training loop); ``rule == "optax.adam"`` times optax.adam itself."""
+def _update_step(rule_name: str, params, grads):
+    """(jitted update with donated state, its first state) of a rule, or of optax.adam."""
     import optax
 
+    if rule_name == "optax.adam":
+        tx = optax.adam(1e-3)
+        return jax.jit(lambda s, g, p: tx.update(g, s, p), donate_argnums=0), tx.init(params)
+    from lopt.rules import make_rule
+
+    rule = make_rule(rule_name)
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    step = jax.jit(lambda s, g, p: rule.update(theta, s, g, p, jnp.float32(1.0)),
+                   donate_argnums=0)
+    return step, jax.tree.map(jnp.copy, rule.init(theta, params))  # distinct donated buffers
+
+
+def update_times(job: dict) -> list:
+    """Seconds per jitted update of every rule in ``job["rules"]`` (``"optax.adam"`` is optax
+    itself) on ``big_pytree(job["width"])``, state donated and fed back as in a training loop.
+    The rules take turns, one call each per round for ``job["repeats"]`` rounds, so that a
+    change of load hits them all; each rule's time is its median over the rounds."""
     params = big_pytree(job["width"])
     grads = jax.tree.map(lambda p: jax.random.normal(jax.random.PRNGKey(1), p.shape), params)
-    if job["rule"] == "optax.adam":
-        tx = optax.adam(1e-3)
-        step = jax.jit(lambda s, g, p: tx.update(g, s, p), donate_argnums=0)
-        state = tx.init(params)
-    else:
-        from lopt.rules import make_rule
-
-        rule = make_rule(job["rule"])
-        theta = rule.init_meta(jax.random.PRNGKey(0))
-        step = jax.jit(lambda s, g, p: rule.update(theta, s, g, p, jnp.float32(1.0)),
-                       donate_argnums=0)
-        state = jax.tree.map(jnp.copy, rule.init(theta, params))  # distinct donated buffers
-    seconds = _median_time(step, (state, grads, params), job["repeats"],
-                           feed=lambda a, out: (out[1],) + a[1:])
-    return {**job, "seconds": seconds}
+    steps, states, times = {}, {}, {}
+    for name in job["rules"]:
+        steps[name], state = _update_step(name, params, grads)
+        states[name] = jax.block_until_ready(steps[name](state, grads, params))[1]
+        times[name] = []
+    for _ in range(job["repeats"]):
+        for name, step in steps.items():
+            t = time.perf_counter()
+            states[name] = jax.block_until_ready(step(states[name], grads, params))[1]
+            times[name].append(time.perf_counter() - t)
+    return [{"kind": "update", "rule": name, "width": job["width"], "repeats": job["repeats"],
+             "seconds": sorted(t)[len(t) // 2]} for name, t in times.items()]
 
 
 def throughput(config: dict) -> dict:
@@ -173,10 +186,16 @@ def throughput(config: dict) -> dict:
 
 
 def run_jobs(jobs: list) -> list:
-    """Every job ({"kind": "update" | "throughput" | "matmul", ...}) measured in order."""
-    kinds = {"update": update_time, "throughput": throughput,
-             "matmul": lambda job: {**job, "gflops": matmul_rate()}}
-    return [kinds[job["kind"]](job) for job in jobs]
+    """Every job ({"kind": "updates" | "throughput" | "matmul", ...}) measured in order."""
+    out = []
+    for job in jobs:
+        if job["kind"] == "updates":
+            out += update_times(job)
+        elif job["kind"] == "throughput":
+            out.append(throughput(job))
+        else:
+            out.append({**job, "gflops": matmul_rate()})
+    return out
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ HAND = ("sgd", "momentum", "adam", "adamw", "lion", "muon")
 @dataclasses.dataclass(frozen=True)
 class Size:
     width: int = 1024            # the pytree: two width × width matrices and a bias
-    repeats: int = 5
+    repeats: int = 9
     truncations: tuple = (10, 25, 50, 100)
     memory_tasks: int = 8
     throughput_repeats: int = 7
@@ -54,13 +54,10 @@ def throughput_configs(size: Size) -> list:
 
 
 def update_jobs(size: Size) -> list:
-    """The matmul rate, every rule, then optax.adam: timed last, once the process's allocator
-    is warm (timed first it ran 2x slower than the same update through lopt)."""
-    jobs = [{"kind": "matmul"}] + [{"kind": "update", "rule": r} for r in LEARNED + HAND]
-    jobs.append({"kind": "update", "rule": "optax.adam"})
-    for job in jobs[1:]:
-        job.update(width=size.width, repeats=size.repeats)
-    return jobs
+    """The matmul rate, then every rule and optax.adam taking turns (``probe.update_times``)."""
+    return [{"kind": "matmul"},
+            {"kind": "updates", "rules": ["optax.adam", *LEARNED, *HAND], "width": size.width,
+             "repeats": size.repeats}]
 
 
 def _probe(jobs: list, pythonpath: str = "") -> list:
