@@ -18,16 +18,17 @@ def _second_moment_rsqrt(v, count, decay=0.999, eps=1e-8):
     return jax.lax.rsqrt(v / (1 - decay**count) + eps)
 
 
-def raw_features(param, grad, moms, v, count):
-    """Seed 003's per-parameter inputs for one coordinate, [F]: gradient, parameter, momenta at
-    several timescales, and the gradient and momenta normalized by the second moment."""
+def feature_groups(param, grad, moms, v, count):
+    """Seed 003's per-parameter inputs for one coordinate, in four groups whose concatenation
+    is the feature vector [F]: (gradient, parameter), the momenta at several timescales, and
+    the gradient and the momenta normalized by the second moment."""
     rs = _second_moment_rsqrt(v, count)
-    return jnp.concatenate([jnp.stack([grad, param]), moms, (grad * rs)[None], moms * rs])
+    return jnp.stack([grad, param]), moms, (grad * rs)[None], moms * rs
 
 
 def feature_mean_squares(param, grad, moms, v, count):
-    """The mean square of every raw feature over one tensor, [F], by reductions over the
-    tensor that never materialize its features."""
+    """The mean square of every feature of ``feature_groups`` over one tensor, [F] in the same
+    order, by reductions over the tensor that never materialize its features."""
     rs = _second_moment_rsqrt(v, count)
     ms = lambda x, axes=None: jnp.mean(x**2, axis=axes)
     mom_axes = tuple(range(moms.ndim - 1))
@@ -69,19 +70,15 @@ def log_magnitude(x):
 def _mlp_coordinate(theta, scales, bias, param, grad, moms, v, count, exp_scale, step_scale):
     """One coordinate: hidden ReLU layer, then direction · exp(magnitude · α) · β.
 
-    The first layer takes the features in groups of at most four (the same sum as
-    ``raw_features(...) @ W``): each group is a few rank-1 terms that XLA fuses with the ReLU,
-    where assembling the feature vector first costs a concatenation pass of its own."""
-    rs = _second_moment_rsqrt(v, count)
-    k = moms.shape[-1]
-    groups = (jnp.stack([grad, param]), moms, (grad * rs)[None], moms * rs)
+    The first layer takes ``feature_groups`` one group at a time (the same sum as the feature
+    vector times W): each group is a few rank-1 terms that XLA fuses with the ReLU, where
+    assembling the feature vector first costs a concatenation pass of its own."""
     w = theta["hidden"]["w"]
     pre, start = bias, 0
-    for x in groups:
+    for x in feature_groups(param, grad, moms, v, count):
         stop = start + x.shape[-1]
         pre = pre + linear(x * scales[start:stop], w[start:stop])
         start = stop
-    del k
     h = jax.nn.relu(pre)
     direction, magnitude = dense(theta["out"], h)
     return direction * jnp.exp(magnitude * exp_scale) * step_scale
