@@ -219,10 +219,11 @@ def scan_steps(body, carry, num_steps: int, remat: str = "none"):
       backward pass reaches it: K/s + s carries, at the price of a second forward pass;
     - ``"auto"``: ``"none"`` while K carries take under ``STORE_ALL_BYTES``, else ``"nested"``
       from ``NESTED_FROM`` steps on and ``"step"`` below. On CPU, recomputing a small step
-      costs more than storing it (the per-parameter MLP on a 676-parameter MLP: 2.3× slower
-      with "step"), while for a large recurrent state storing everything costs memory traffic
-      as well as memory (the L2L LSTM on digits_mlp: "step" 13-30% faster than "none");
-      benchmarks/perf.
+      costs more than storing it (TBPTT of the per-parameter MLP on a 676-parameter MLP,
+      truncation 50: 2.3× slower with "step", measured while choosing these thresholds),
+      while for a large recurrent state storing everything costs memory traffic as well as
+      memory (the L2L LSTM on digits_mlp: "step" 20-45% faster than "none",
+      benchmarks/perf).
     The values are the same in all; only memory and time differ.
     """
     if remat not in REMAT:

@@ -46,11 +46,8 @@ def _map_chunks(fn, args: list, n: int, chunk: int):
 
 def _call(apply, theta, shared, inputs: list, n: int, chunk: int):
     """vmap(apply) over n coordinates of inputs, one chunk at a time when n exceeds a chunk."""
-    if shared is None:
-        fn = lambda *xs: jax.vmap(apply, in_axes=(None,) + (0,) * len(xs))(theta, *xs)
-    else:
-        fn = lambda *xs: jax.vmap(apply, in_axes=(None, None) + (0,) * len(xs))(theta, shared,
-                                                                                *xs)
+    fixed = (theta,) if shared is None else (theta, shared)
+    fn = lambda *xs: jax.vmap(apply, in_axes=(None,) * len(fixed) + (0,) * len(xs))(*fixed, *xs)
     return _map_chunks(fn, inputs, n, chunk) if n > chunk else fn(*inputs)
 
 

@@ -89,9 +89,11 @@ def _mlp_all_coordinates(theta, params, grads, moms, v, count, contexts, mean_sq
     """The per-parameter MLP on every coordinate, with each tensor's context (a tree of
     vectors, one per leaf) entering its first layer and its features' mean squares (a tree
     of ``feature_mean_squares``) scaling them."""
-    per_tensor = jax.tree.map(
-        lambda _, ms, c: (lambda s: (s, first_layer_bias(theta, s.shape[0], c)))(
-            feature_scales(ms)), params, mean_squares, contexts)
+    def tensor_inputs(_, ms, context):
+        scales = feature_scales(ms)
+        return scales, first_layer_bias(theta, scales.shape[0], context)
+
+    per_tensor = jax.tree.map(tensor_inputs, params, mean_squares, contexts)
     step = lambda th, tensor, p, g, m, vv: _mlp_coordinate(th, *tensor, p, g, m, vv, count,
                                                            exp_scale, step_scale)
     return per_coordinate(step)(theta, params, grads, moms, v, per_tensor=per_tensor)
