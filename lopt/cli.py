@@ -45,6 +45,13 @@ def _add_config_options(parser: argparse.ArgumentParser, cls, skip=()) -> None:
 
 
 def _config_from_args(cls, args, base=None):
+    if base is None and getattr(args, "recipe", None):
+        from lopt.recipes import recipe_config
+
+        try:
+            base = cls(**recipe_config(args.recipe))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
               if getattr(args, f.name, None) is not None}
     return dataclasses.replace(base or cls(), **values).validate()

@@ -51,6 +51,7 @@ class TrainConfig(EvalConfig):
     The defaults meta-train the L2L LSTM on the quadratic family on 2 CPU cores in a few minutes.
     """
 
+    recipe: str = ""  # a named recipe (lopt/recipes.py) whose values are the defaults
     rule: str = "l2l_lstm"
     rule_config: str = ""  # JSON object of the rule's keyword arguments, e.g. '{"kind": "rnn_b"}'
     estimator: str = "tbptt"
@@ -82,6 +83,10 @@ class TrainConfig(EvalConfig):
 
     def validate(self) -> "TrainConfig":
         super().validate()
+        if self.recipe:
+            from lopt.recipes import RECIPES
+
+            _one_of("recipe", self.recipe, RECIPES)
         _one_of("rule", self.rule, LEARNED)
         self.rule_kwargs()
         _one_of("estimator", self.estimator, ESTIMATORS)

@@ -9,8 +9,12 @@ import optax
 from lopt.rules.base import UpdateRule
 
 
-def as_optax(rule: Union[UpdateRule, str], theta=None) -> optax.GradientTransformationExtraArgs:
+def as_optax(rule: Union[UpdateRule, str], theta=None,
+             num_steps=None) -> optax.GradientTransformationExtraArgs:
     """``rule`` with fixed meta-parameters ``theta`` as an optax transformation.
+
+    ``num_steps``: the number of training steps, for rules that schedule their steps over the
+    run (``rule.wants_num_steps``, e.g. celo); others ignore it.
 
     ``rule`` may also be a pretrained name (``lopt list`` shows them) or the path of a file
     written by ``lopt.save``; theta is then read from it.
@@ -33,8 +37,12 @@ def as_optax(rule: Union[UpdateRule, str], theta=None) -> optax.GradientTransfor
         else:
             raise ValueError(f"rule {rule.name!r} is learned: pass its theta (or a saved file)")
 
+    if rule.wants_num_steps and num_steps is None:
+        raise ValueError(f"rule {rule.name!r} schedules its steps over the run: pass "
+                         f"num_steps=the number of training steps")
+
     def init_fn(params):
-        return rule.init(theta, params)
+        return rule.start(theta, params, num_steps)
 
     def update_fn(updates, state, params=None, *, value=None, **extra_args):
         del extra_args

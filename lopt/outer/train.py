@@ -216,7 +216,9 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
         _trim_log(log_path, start)
 
     step_fn = placement.compile(make_outer_step(est, meta_optimizer))
-    state = placement.to_devices(state)
+    # The step donates its input: leaves that share one buffer (equal constants an init
+    # returned twice) must become distinct arrays first.
+    state = placement.to_devices(jax.tree.map(jnp.copy, state))
 
     def write_checkpoint(s):
         host = placement.to_host(s)

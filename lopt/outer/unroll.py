@@ -93,8 +93,9 @@ def init_inner(rule: UpdateRule, family: TaskFamily, theta, key, horizon: Horizo
     params = task.init(k_params)
     # A key derived from k_params leaves every other random stream as it was.
     task_state = task.new_state(jax.random.fold_in(k_params, 1))
-    return InnerState(cfg, params, rule.init(theta, params), jnp.zeros((), jnp.int32),
-                      horizon.sample(k_horizon), k_run, task_state)
+    length = horizon.sample(k_horizon)
+    return InnerState(cfg, params, rule.start(theta, params, length), jnp.zeros((), jnp.int32),
+                      length, k_run, task_state)
 
 
 def init_inner_batch(rule: UpdateRule, family: TaskFamily, theta, key, num_runs: int,

@@ -1,9 +1,11 @@
 """Update rules (DESIGN.md: UpdateRule): hand-designed ones backed by optax, and learned ones."""
+from lopt.rules.adafac_mlp import adafac_mlp
 from lopt.rules.base import UpdateRule, per_coordinate, unzip, zeros_per_coordinate
 from lopt.rules.hand_designed import HAND_DESIGNED, from_optax
 from lopt.rules.hand_designed import (adadelta, adagrad, adam, adamax, momentum, nesterov, rmsprop,
                                       rprop, sgd)
 from lopt.rules.history import normalized_history
+from lopt.rules.celo import celo
 from lopt.rules.hyperadam import hyperadam
 from lopt.rules.l2l_lstm import l2l_lstm, log_sign_preprocess
 from lopt.rules.mlp_lopt import hierarchical, per_parameter_mlp
@@ -25,6 +27,10 @@ LEARNED = {
                                              "and step embeddings (Metz et al. 2019, seed 003)"),
     "hierarchical": (hierarchical, "per-tensor LSTM on gradient-norm and loss features "
                                    "conditioning the per-parameter MLP (seed 003)"),
+    "adafac_mlp": (adafac_mlp, "2x4 per-parameter MLP on momenta, RMS and Adafactor factored "
+                               "moments with learned decays (small_fc_lopt, Metz et al. 2022)"),
+    "celo": (celo, "RMS-normalized Adafactor-feature MLP update times a learned per-tensor LSTM "
+                   "step-size scheduler (Celo, Moudgil et al. 2025)"),
 }
 
 # Every hand-designed optimizer a comparison may use as a tuned baseline.
@@ -41,7 +47,7 @@ def make_rule(name: str, **config) -> UpdateRule:
 
 __all__ = ["UpdateRule", "per_coordinate", "unzip", "zeros_per_coordinate", "from_optax",
            "l2l_lstm", "rnnprop", "hyperadam", "multiscale_adam", "normalized_history",
-           "per_parameter_mlp", "hierarchical", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
+           "per_parameter_mlp", "hierarchical", "adafac_mlp", "celo", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
            "rmsprop", "adadelta", "adam", "adamax", "RULES", "LEARNED", "HAND_DESIGNED",
            "MODERN_BASELINES", "BASELINES", "adamw", "nadamw", "lion", "muon",
            "schedule_free_adamw", "adam_all", "adam_search_rule", "ADAM_SEARCH_SPACE",

@@ -25,6 +25,8 @@ class UpdateRule:
     inner runs of tasks that have held-out data (the scalar training loss otherwise).
     A rule with ``eval_params(state, params)`` is measured at those parameters rather than at
     the ones it takes gradients at (schedule-free methods: the averaged iterate x, not y).
+    A rule with ``wants_num_steps`` is told the length of the run it optimizes:
+    ``init(theta, params, num_steps)`` (its learned schedule reads the fraction trained).
     """
 
     init_meta: Callable[[jax.Array], Theta]
@@ -34,6 +36,16 @@ class UpdateRule:
     config: dict = dataclasses.field(default_factory=dict)
     wants_eval_loss: bool = False
     eval_params: Optional[Callable[[State, Params], Params]] = None
+    wants_num_steps: bool = False
+
+    def start(self, theta: Theta, params: Params, num_steps=None) -> State:
+        """``init``, passing ``num_steps`` to a rule that wants it (one line when missing)."""
+        if not self.wants_num_steps:
+            return self.init(theta, params)
+        if num_steps is None:
+            raise ValueError(f"rule {self.name!r} schedules its steps over the run: pass "
+                             f"num_steps, the number of training steps")
+        return self.init(theta, params, num_steps)
 
 
 def unzip(params: Params, tree: Any, count: int) -> tuple:

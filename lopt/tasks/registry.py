@@ -72,6 +72,20 @@ FAMILIES = {
                                               "(Wichrowska et al. 2017)"),
     "rosenbrock_noisy": (lambda: augment.gradient_noise(rosenbrock_family(), 1.0),
                          "Rosenbrock with N(0, 1) gradient noise (Wichrowska et al. 2017)"),
+    # The tiny meta-training set of the `celo_tiny` / `adafac_tiny` recipes (lopt/recipes.py):
+    # 8x8 and 14x14 image MLPs and a small conv net, each under a global reparameterization.
+    "digits_mlp_reparam": (lambda: augment.reparameterize(
+        mlp_family(hidden=(32,), activation="relu"), "global"),
+        "ReLU MLP (32) on digits 8x8, parameters globally reparameterized over 3 decades"),
+    "mnist8_mlp_reparam": (lambda: augment.reparameterize(
+        mlp_family(dataset="mnist_5k_8", hidden=(32,), activation="relu"), "global"),
+        "ReLU MLP (32) on MNIST at 8x8, globally reparameterized"),
+    "mnist14_mlp_reparam": (lambda: augment.reparameterize(
+        mlp_family(dataset="mnist_5k_14", hidden=(32,), activation="relu"), "global"),
+        "ReLU MLP (32) on MNIST at 14x14, globally reparameterized"),
+    "digits_conv_reparam": (lambda: augment.reparameterize(
+        conv_family(dataset="digits", channels=(8, 16)), "global"),
+        "conv + pool (8, 16) on digits, globally reparameterized"),
 }
 
 MIXTURES = {
@@ -79,6 +93,9 @@ MIXTURES = {
               "an MLP, a conv net and a character LSTM"),
     "classic": (("quadratic", "digits_mlp", "sine_lstm", "rosenbrock"),
                 "the seeds' classic problems: quadratic, MLP, LSTM sines, Rosenbrock"),
+    "tiny_images": (("digits_mlp_reparam", "mnist8_mlp_reparam", "mnist14_mlp_reparam",
+                     "digits_conv_reparam"), "the recipes' meta-training set: three image MLPs "
+                                             "and a conv net, globally reparameterized"),
     "taskset": (("mlp@0", "conv_pool@0", "char_rnn@0", "transformer@0", "autoencoder@0",
                  "vae@0"), "one sampled spec from each of six TaskSet-style samplers"),
 }

@@ -1,0 +1,120 @@
+"""The Adafactor-feature per-parameter MLP (small_fc_lopt / AdafacMLPLOpt; Metz et al. 2022,
+"Practical tradeoffs between memory, compute, and performance in learned optimizers")."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from lopt.rules import adafactor_features as af
+from lopt.rules.base import UpdateRule
+from lopt.rules.nets import init_dense, linear
+
+# tanh(t/τ − 1): the step as bounded features from the first step to 10⁵.
+STEP_TIMESCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
+
+
+def step_embedding(count) -> jax.Array:
+    """tanh(t/τ − 1) for the timescales τ of ``STEP_TIMESCALES``."""
+    t = jnp.asarray(count, jnp.float32)
+    return jnp.tanh(t / jnp.asarray(STEP_TIMESCALES, jnp.float32) - 1.0)
+
+
+def init_mlp(key, fan_in: int, hidden: int, layers: int, outputs: int = 2) -> list:
+    """``layers`` ReLU layers of ``hidden`` units, then ``outputs``: N(0, 1/fan_in) weights."""
+    sizes = [fan_in] + [hidden] * layers + [outputs]
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [init_dense(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def apply_mlp(layers: list, groups: list, bias_extra=0.0):
+    """The MLP on one leaf's normalized feature groups ([..., k] each), the first layer taken
+    one group at a time (the same sum as the concatenated features times W, without building
+    that array); ``bias_extra`` is added to the first layer's bias (a per-tensor context
+    already multiplied by its weights). Returns the outputs [..., outputs]."""
+    w = layers[0]["w"]
+    pre, start = layers[0]["b"] + bias_extra, 0
+    for x in groups:
+        stop = start + x.shape[-1]
+        pre = pre + linear(x, w[start:stop])
+        start = stop
+    h = jax.nn.relu(pre)
+    for i, layer in enumerate(layers[1:]):
+        h = linear(h, layer["w"]) + layer["b"]
+        if i < len(layers) - 2:
+            h = jax.nn.relu(h)
+    return h
+
+
+def decay_offsets(n_mom: int, n_rms: int, n_fac: int) -> dict:
+    return {"momentum": jnp.zeros((n_mom,)), "rms": jnp.zeros((n_rms,)),
+            "factored": jnp.zeros((n_fac,))}
+
+
+def current_decays(theta, momentum_decays, rms_decays, factored_decays) -> tuple:
+    d = theta["decays"]
+    return (af.decays_from_offsets(momentum_decays, d["momentum"]),
+            af.decays_from_offsets(rms_decays, d["rms"]),
+            af.decays_from_offsets(factored_decays, d["factored"]))
+
+
+def adafac_mlp(hidden: int = 4, layers: int = 2,
+               momentum_decays: Sequence[float] = af.MOMENTUM_DECAYS,
+               rms_decays: Sequence[float] = af.RMS_DECAYS,
+               factored_decays: Sequence[float] = af.FACTORED_DECAYS,
+               exp_scale: float = 1e-3, step_scale: float = 1e-3) -> UpdateRule:
+    """Δθ = −d · exp(α·m) · β, (d, m) the outputs of a per-parameter MLP (``layers`` ReLU layers
+    of ``hidden``; 2 × 4 in the paper) on ``adafactor_features.feature_groups`` — each feature
+    divided by its RMS over the tensor — and tanh embeddings of the step. The momentum, RMS and
+    factored decays are meta-learned as offsets in log(1 − β)/10 (zeros: the initial decays).
+    α = ``exp_scale``, β = ``step_scale`` (10⁻³ each, as in the paper) keep early steps small.
+    State: 3 momenta + 1 second moment per parameter, and per matrix a row and column moment
+    at 3 decays: 16 bytes per parameter (float32) plus O(rows + columns)."""
+    moms, rmss, facs = (tuple(float(x) for x in d)
+                        for d in (momentum_decays, rms_decays, factored_decays))
+    af.check_decays(momentum_decays=moms, rms_decays=rmss, factored_decays=facs)
+    if len(moms) != len(facs):
+        raise ValueError(f"momentum_decays and factored_decays must have the same length (the "
+                         f"m/√v̂ features pair them); got {len(moms)} and {len(facs)}")
+    for field, value in (("hidden", hidden), ("layers", layers)):
+        if int(value) < 1:
+            raise ValueError(f"{field} must be a positive integer, got {value}")
+    sizes = af.group_sizes(len(moms), len(rmss), len(facs))
+    n_feat = sum(sizes)
+
+    def init_meta(key):
+        return {"mlp": init_mlp(key, n_feat + len(STEP_TIMESCALES), hidden, layers),
+                "decays": decay_offsets(len(moms), len(rmss), len(facs))}
+
+    def init(theta, params):
+        return {"acc": af.init_accumulators(params, len(moms), len(rmss), len(facs)),
+                "count": jnp.zeros((), jnp.int32)}
+
+    def update(theta, state, grads, params, loss=None):
+        del loss
+        d_mom, d_rms, d_fac = current_decays(theta, moms, rmss, facs)
+        mlp = theta["mlp"]
+        # The step embedding is the same for every coordinate: its share of the first layer
+        # is one vector per step, folded into the bias.
+        context = step_embedding(state["count"]) @ mlp[0]["w"][n_feat:]
+
+        def leaf(p, g, acc):
+            acc = af.update_accumulators(acc, g, d_mom, d_rms, d_fac)
+            groups = [af.second_moment_normalize(x) for x in af.feature_groups(p, g, acc)]
+            out = apply_mlp(mlp, groups, context)
+            step = out[..., 0] * jnp.exp(out[..., 1] * exp_scale) * step_scale
+            return -step.astype(p.dtype), acc
+
+        pairs = jax.tree.map(leaf, params, grads, state["acc"])
+        treedef = jax.tree.structure(params)
+        flat = treedef.flatten_up_to(pairs)
+        updates = treedef.unflatten([u for u, _ in flat])
+        acc = treedef.unflatten([a for _, a in flat])
+        return updates, {"acc": acc, "count": state["count"] + 1}
+
+    return UpdateRule(init_meta=init_meta, init=init, update=update, name="adafac_mlp",
+                      config={"hidden": hidden, "layers": layers,
+                              "momentum_decays": list(moms), "rms_decays": list(rmss),
+                              "factored_decays": list(facs), "exp_scale": exp_scale,
+                              "step_scale": step_scale})

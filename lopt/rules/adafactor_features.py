@@ -1,0 +1,135 @@
+"""Accumulators and per-parameter features of the Adafactor-feature MLP optimizers
+(small_fc_lopt / AdafacMLPLOpt, Metz et al. 2022 "Practical tradeoffs"; Celo, Moudgil et al.
+2025): momenta, second moments and Adafactor's factored second moments (Shazeer & Stern
+2018) at several decays, learned as offsets of their decays.
+
+Every feature is a [..., k] array over one tensor; the networks see each feature column
+divided by its root mean square over the tensor (``second_moment_normalize``), so that no
+tensor's scale reaches them except through the ratios the features encode.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
+RMS_DECAYS = (0.999,)
+FACTORED_DECAYS = (0.9, 0.99, 0.999)
+# A decay β is learned as the offset δ in β = 1 − exp(10·(log(1 − β₀)/10 + δ)): δ = 0 is the
+# initial decay and one unit of δ moves (1 − β) by a factor e¹⁰.
+DECAY_SCALE = 10.0
+
+
+def decays_from_offsets(initial: Sequence[float], offset) -> jax.Array:
+    """β = 1 − (1 − β₀)·exp(10·δ): the decays at learned offsets δ (zeros: the initial ones)."""
+    base = jnp.log1p(-jnp.asarray(initial, jnp.float32)) / DECAY_SCALE
+    return 1.0 - jnp.exp((base + offset) * DECAY_SCALE)
+
+
+def factored_dims(shape: Sequence[int]) -> Optional[Tuple[int, int]]:
+    """The two largest axes (row axis, column axis) of a tensor with at least two axes, over
+    which Adafactor keeps row and column second moments; None for scalars and vectors."""
+    if len(shape) < 2:
+        return None
+    order = np.argsort(np.asarray(shape), kind="stable")
+    return int(order[-2]), int(order[-1])
+
+
+def _factored_shapes(shape, k):
+    dims = factored_dims(shape)
+    if dims is None:
+        return None
+    row_axis, col_axis = dims
+    rows = tuple(s for i, s in enumerate(shape) if i != col_axis)
+    cols = tuple(s for i, s in enumerate(shape) if i != row_axis)
+    return rows + (k,), cols + (k,)
+
+
+def init_accumulators(params, n_mom: int, n_rms: int, n_fac: int) -> dict:
+    """Zero accumulators for every leaf: momenta [..., n_mom], second moments [..., n_rms] and
+    Adafactor's row and column second moments (a full one, [..., n_fac], for vectors)."""
+    def leaf(p):
+        acc = {"m": jnp.zeros(p.shape + (n_mom,), p.dtype),
+               "v": jnp.zeros(p.shape + (n_rms,), p.dtype)}
+        shapes = _factored_shapes(p.shape, n_fac)
+        if shapes is None:
+            acc["full"] = jnp.zeros(p.shape + (n_fac,), p.dtype)
+        else:
+            acc["row"] = jnp.zeros(shapes[0], p.dtype)
+            acc["col"] = jnp.zeros(shapes[1], p.dtype)
+        return acc
+
+    return jax.tree.map(leaf, params)
+
+
+def update_accumulators(acc: dict, g, mom_decays, rms_decays, fac_decays) -> dict:
+    """One step of every accumulator of one leaf: m ← βm + (1 − β)g, v ← βv + (1 − β)g², and
+    the factored moments as exponential averages of g² + 10⁻³⁰ over columns (row moment) and
+    over rows (column moment), Adafactor's eq. (9)."""
+    gx = g[..., None]
+    new = {"m": mom_decays * acc["m"] + (1 - mom_decays) * gx,
+           "v": rms_decays * acc["v"] + (1 - rms_decays) * gx**2}
+    g2 = gx**2 + 1e-30
+    if "full" in acc:
+        new["full"] = fac_decays * acc["full"] + (1 - fac_decays) * g2
+    else:
+        row_axis, col_axis = factored_dims(g.shape)
+        new["row"] = fac_decays * acc["row"] + (1 - fac_decays) * jnp.mean(g2, axis=col_axis)
+        new["col"] = fac_decays * acc["col"] + (1 - fac_decays) * jnp.mean(g2, axis=row_axis)
+    return new
+
+
+def factored_second_moment(acc: dict, shape) -> Tuple[jax.Array, jax.Array, jax.Array]:
+    """(v̂, row feature, column feature), each [..., n_fac] at every coordinate: Adafactor's
+    rank-1 estimate v̂ = R C / mean(R) (eq. 9), and R and C broadcast along the axis they
+    average over. A vector's ``full`` moment stands in for all three."""
+    if "full" in acc:
+        return acc["full"], acc["full"], acc["full"]
+    row_axis, col_axis = factored_dims(shape)
+    row = jnp.expand_dims(acc["row"], col_axis)
+    col = jnp.expand_dims(acc["col"], row_axis)
+    row_mean = jnp.mean(row, axis=row_axis, keepdims=True)
+    v_hat = row * col / (row_mean + 1e-30)
+    full = shape + (row.shape[-1],)
+    return v_hat, jnp.broadcast_to(row, full), jnp.broadcast_to(col, full)
+
+
+def feature_groups(p, g, acc: dict, celo: bool = False) -> list:
+    """The per-parameter features of one leaf as a list of [..., k] groups.
+
+    small_fc_lopt's: g, p, the momenta m, the second moments v, m/√v, 1/√v, g/√v̂ (v̂ the
+    factored estimate), the row and column moments and their inverse square roots, and
+    m/√v̂ (pairing the i-th momentum with the i-th factored decay). ``celo`` adds Celo's
+    clip(g, ±0.1) and g/√v (the unfactored RMS-normalized gradient)."""
+    m, v = acc["m"], acc["v"]
+    v_hat, row, col = factored_second_moment(acc, p.shape)
+    rs_v = jax.lax.rsqrt(v + 1e-6)
+    rs_hat = jax.lax.rsqrt(v_hat + 1e-30)
+    groups = [g[..., None], p[..., None], m, v, m * rs_v, rs_v, g[..., None] * rs_hat,
+              row, col, jax.lax.rsqrt(row + 1e-8), jax.lax.rsqrt(col + 1e-8), m * rs_hat]
+    if celo:
+        groups += [jnp.clip(g, -0.1, 0.1)[..., None], g[..., None] * rs_v]
+    return groups
+
+
+def second_moment_normalize(x, eps: float = 1e-5):
+    """x / √(mean over the tensor of x² + ε), per feature column (the last axis)."""
+    axes = tuple(range(x.ndim - 1))
+    return x * jax.lax.rsqrt(jnp.mean(x**2, axis=axes, keepdims=True) + eps)
+
+
+def group_sizes(n_mom: int, n_rms: int, n_fac: int, celo: bool = False) -> list:
+    """The widths of ``feature_groups``' groups."""
+    sizes = [1, 1, n_mom, n_rms, n_mom, n_rms, n_fac, n_fac, n_fac, n_fac, n_fac, n_mom]
+    return sizes + ([1, 1] if celo else [])
+
+
+def check_decays(**named) -> None:
+    """One line naming the field when a decay tuple is empty or outside [0, 1)."""
+    for field, decays in named.items():
+        if not decays or any(not 0.0 <= float(d) < 1.0 for d in decays):
+            raise ValueError(f"{field} must be a non-empty list of numbers in [0, 1), got "
+                             f"{tuple(decays)}")
