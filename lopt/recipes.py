@@ -32,10 +32,10 @@ _COMMON = {
 RECIPES = {
     "celo_tiny": ("celo (RMS-normalized Adafactor-feature MLP + learned LSTM scheduler) meta-"
                   "trained with PES on mixture:tiny_images, normalized held-out losses",
-                  {**_COMMON, "rule": "celo", "steps": 3000}),
+                  {**_COMMON, "rule": "celo", "steps": 2000}),
     "adafac_tiny": ("adafac_mlp (small_fc_lopt) meta-trained with PES on mixture:tiny_images, "
                     "normalized held-out losses",
-                    {**_COMMON, "rule": "adafac_mlp", "steps": 3000}),
+                    {**_COMMON, "rule": "adafac_mlp", "steps": 2000}),
 }
 
 

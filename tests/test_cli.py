@@ -39,6 +39,7 @@ from lopt.tasks import FAMILIES
     (["train", "--process-id", "1"], "--distributed"),
     (["train", "--rule", "multiscale_adam", "--rule-config", "{kind: 1}"], "rule_config"),
     (["train", "--rule", "rnnprop", "--rule-config", '{"kind": "x"}'], "rule_config"),
+    (["train", "--recipe", "velo"], "recipe"),
     (["eval", "/no/such/file.lopt"], "checkpoint"),
     (["frobnicate"], "frobnicate"),
 ])
@@ -122,3 +123,17 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
     for a, b in zip(first["results"], again["results"]):
         np.testing.assert_allclose(a["mean_curve"], b["mean_curve"], rtol=1e-6)
         assert a["learning_rate"] == b["learning_rate"]
+
+
+def test_recipe_sets_every_value_and_flags_beside_it_override():
+    from lopt.cli import _config_from_args, build_parser
+    from lopt.recipes import RECIPES
+
+    for name, (_, values) in RECIPES.items():
+        cfg = _config_from_args(lopt.config.TrainConfig,
+                                build_parser().parse_args(["train", "--recipe", name,
+                                                           "--steps", "7"]))
+        assert cfg.recipe == name and cfg.steps == 7 and cfg.out_dir == f"runs/{name}"
+        for field, value in values.items():
+            if field != "steps":
+                assert getattr(cfg, field) == value, field

@@ -3,10 +3,12 @@ import json
 import pathlib
 
 import jax
+import numpy as np
+import pytest
 
 import lopt
 from lopt.evaluation import compare
-from lopt.pretrained import path
+from lopt.pretrained import PRETRAINED, path
 from lopt.rules import adam, nesterov, rmsprop, sgd
 from lopt.tasks import quadratic_family
 
@@ -30,3 +32,34 @@ def test_committed_benchmark_is_the_shipped_optimizer():
     table = json.loads((ROOT / "benchmarks" / "l2l_quadratic" / "comparison.json").read_text())
     learned = [r for r in table["results"] if r["learning_rate"] is None]
     assert len(learned) == 1 and len(table["results"]) == 5
+
+
+# A tiny task each shipped optimizer never trained on an instance of.
+HELD_OUT = {"l2l_lstm_quadratic": "quadratic"}
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_shipped_file_loads_matches_its_config_and_lowers_a_held_out_loss(name):
+    from lopt.evaluation import diverged, loss_curves
+    from lopt.serialization import load_metadata
+    from lopt.tasks import make_family
+
+    rule, theta = lopt.load(path(name))
+    meta = load_metadata(path(name))
+    assert meta["rule"] == rule.name and meta["config"] == rule.config
+    template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
+    assert jax.tree.structure(theta) == jax.tree.structure(template)
+    for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(template)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert np.all(np.isfinite(a))
+    family = make_family(HELD_OUT.get(name, "digits_mlp"))
+    curves = np.asarray(jax.jit(lambda th: loss_curves(
+        rule, th, family, jax.random.PRNGKey(777), num_tasks=4, num_steps=40))(theta))
+    assert not diverged(curves).any()
+    assert curves[-1].mean() < 0.8 * curves[0].mean()
+    # The public entry point trains with no theta, no tuning and no network.
+    tx = lopt.as_optax(name, num_steps=40)
+    params = {"w": jax.numpy.ones((3, 2))}
+    updates, _ = tx.update({"w": jax.numpy.ones((3, 2))}, tx.init(params), params,
+                           value=jax.numpy.float32(1.0))
+    assert np.all(np.isfinite(updates["w"]))

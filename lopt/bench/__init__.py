@@ -24,9 +24,12 @@ SUITES = {**SEED_SUITES,
                                   "normalization reference, test accuracy, speed"),
     "mixture": ("lopt.bench.mixture", "compile and step time of meta-training on a mixture "
                                       "against its families alone"),
+    "pretrained": ("lopt.bench.pretrained", "the shipped general-purpose learned optimizers on "
+                                            "an out-of-distribution meta-test set vs default, "
+                                            "globally tuned and per-task tuned Adam/AdamW"),
     "perf": ("lopt.bench.perf.suite", "per-update time vs optax.adam and the FLOP floor, "
                                       "meta-training throughput, TBPTT memory, state bytes"),
 }
 
 # Suites whose run(out, quick=..., command=..., progress=...) has a --quick size.
-QUICK_SUITES = {**SEED_SUITES, "perf": SUITES["perf"]}
+QUICK_SUITES = {**SEED_SUITES, "perf": SUITES["perf"], "pretrained": SUITES["pretrained"]}

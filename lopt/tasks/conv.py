@@ -74,3 +74,39 @@ def conv_family(dataset: str = "digits", channels: Sequence[int] = (8, 16),
                     + ("_bn" if batch_norm else ""))
     return supervised_family(name, data, model, batch_size=batch_size, subset_size=subset_size,
                              init_scale=init_scale)
+
+
+class Conv1DNet(nn.Module):
+    """1-D convolutions (width ``kernel``, stride 2) with the activation, a global-average
+    head: the MNIST-1D paper's small CNN shape, for 1-D signals of shape (length,)."""
+
+    channels: Sequence[int]
+    num_classes: int
+    activation: str = "relu"
+    kernel: int = 5
+
+    @nn.compact
+    def __call__(self, x, train):
+        act = ACTIVATIONS[self.activation]
+        x = x[..., None]
+        for c in self.channels:
+            x = act(nn.Conv(c, (self.kernel,), strides=(2,))(x))
+        return nn.Dense(self.num_classes)(x.mean(axis=1))
+
+
+def conv1d_family(dataset: str = "mnist1d", channels: Sequence[int] = (16, 16, 16),
+                  activation: str = "relu", kernel: int = 5, batch_size: int = 64,
+                  name: Optional[str] = None) -> TaskFamily:
+    """Cross-entropy of a 1-D ConvNet on a signal classification dataset (inputs of shape
+    (length,), e.g. MNIST-1D)."""
+    check_choice("activation", activation, ACTIVATIONS)
+    channels = check_widths("channels", channels, high=256)
+    data = datasets.load(dataset)
+    if data.kind != "classification" or len(data.input_shape) != 1:
+        raise ValueError(f"dataset must be a 1-D signal classification dataset (inputs of "
+                         f"shape (length,)); {dataset!r} has inputs {data.input_shape}")
+    module = Conv1DNet(channels=channels, num_classes=data.num_classes, activation=activation,
+                       kernel=kernel)
+    name = name or f"{dataset}_conv1d_" + "x".join(map(str, channels))
+    return supervised_family(name, data, linen_model(module, softmax_xent),
+                             batch_size=batch_size)

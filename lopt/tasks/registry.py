@@ -6,7 +6,7 @@ import functools
 
 from lopt.tasks import augment
 from lopt.tasks.autoencoder import autoencoder_family, vae_family
-from lopt.tasks.conv import conv_family
+from lopt.tasks.conv import conv1d_family, conv_family
 from lopt.tasks.mixture import Mixture
 from lopt.tasks.mlp import linear_family, mlp_family
 from lopt.tasks.quadratic import quadratic_family
@@ -41,6 +41,14 @@ FAMILIES = {
                        "digits_conv with batch norm (running statistics as task state)"),
     "mnist_conv_fc": (P(conv_family, dataset="mnist_5k_14", channels=(8, 16), head="fc",
                         fc=(32,)), "conv (8, 16) + FC 32 on mnist_5k 14x14"),
+    "mnist1d_conv": (conv1d_family, "1-D conv net (3 x 16 channels, width 5, stride 2) on MNIST-1D"),
+    "digits_mlp_wide": (P(mlp_family, hidden=(320,), activation="relu"),
+                        "ReLU MLP with 320 hidden units on digits (10x the recipes' width)"),
+    "digits_mlp_3x32": (P(mlp_family, hidden=(32, 32, 32), activation="relu"),
+                        "ReLU MLP 3 x 32 on digits (3x the recipes' depth)"),
+    "breast_cancer_mlp": (P(mlp_family, dataset="breast_cancer", hidden=(32,),
+                            activation="relu", batch_size=64),
+                          "ReLU MLP (32) on the breast_cancer table"),
     "shapes_conv": (P(conv_family, dataset="shapes_16", channels=(8, 8)),
                     "conv + pool on the generated 16x16 shapes"),
     "cifar10_conv": (P(conv_family, dataset="cifar10", channels=(16, 32), batch_size=64),

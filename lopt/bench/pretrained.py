@@ -1,0 +1,295 @@
+"""``lopt bench pretrained``: the shipped general-purpose learned optimizers on a meta-test set
+they never saw, against Adam at its default learning rate, Adam with one learning rate tuned
+across the whole suite, and Adam and AdamW each tuned per task.
+
+Every task is out of the recipes' distribution (``mixture:tiny_images``: 32-unit MLPs at 8×8
+and 14×14, one small 2-D conv net, horizons 100-1000): an MLP 10× wider, one 3× deeper, conv
+nets on MNIST and on MNIST-1D (1-D convolutions), an autoencoder, a character LSTM and a
+transformer language model, an MLP on a table, and one task at 10× the longest meta-training
+horizon. Losses are normalized per task (1: the initial loss, 0: the best mean loss Adam tuned
+on the normalization's own instances reaches), so tasks can be aggregated.
+
+Protocol: learning rates are tuned on tuning instances (``TUNE_SEED``), results reported on
+separate evaluation instances (``EVAL_SEED``); nothing here was used to meta-train or pick the
+learned optimizers; a run that diverges is counted and ranks below every run that did not.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Optional
+
+import jax
+import numpy as np
+
+from lopt.bench import plots, stats
+from lopt.bench.suite import EVAL_SEED, TUNE_SEED, Suite, summarize
+
+GENERAL = ("celo_tiny", "adafac_tiny")  # the recipes' optimizers, when shipped
+GRID = tuple(float(x) for x in np.logspace(-4, 0, 14))  # the 14-point grid of the issue
+ADAMW_DECAY = 0.01
+DEFAULT_LR = 1e-3
+REFERENCE_REACH = 2  # baselines run REFERENCE_REACH × T steps, so speedups up to it are measured
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    tasks: tuple  # (task, horizon multiplier)
+    steps: int
+    eval_tasks: int
+    tune_tasks: int
+    grid: tuple
+    timing_tasks: tuple
+
+
+TASKS = (("digits_mlp_wide", 1), ("digits_mlp_3x32", 1), ("mnist_conv_fc", 1),
+         ("mnist1d_conv", 1), ("digits_autoencoder", 1), ("char_rnn", 1), ("transformer_lm", 1),
+         ("breast_cancer_mlp", 1), ("mnist1d_mlp", 10))
+SIZES = {
+    "full": Size(TASKS, 1000, 16, 8, GRID, ("digits_mlp_wide", "mnist_conv_fc",
+                                            "transformer_lm")),
+    "quick": Size((("digits_mlp_wide", 1), ("mnist1d_conv", 1), ("breast_cancer_mlp", 2)), 60,
+                  4, 2, GRID[::4], ("digits_mlp_wide",)),
+}
+
+
+def _label(task, mult):
+    return task if mult == 1 else f"{task} ×{mult} horizon"
+
+
+def shipped_general() -> dict:
+    """The general-purpose pretrained optimizers in the package: name -> (rule, theta)."""
+    from lopt import load
+    from lopt.pretrained import PRETRAINED, path
+
+    return {name: load(path(name)) for name in GENERAL if name in PRETRAINED}
+
+
+def _sweep_scores(factory, family, steps, tune_tasks, grid) -> list:
+    """Per lr of the grid on the tuning instances: (diverged runs, mean final normalized loss)."""
+    from lopt.evaluation import lr_sweep, score
+
+    curves = lr_sweep(factory, family, jax.random.PRNGKey(TUNE_SEED), num_tasks=tune_tasks,
+                      num_steps=steps, grid=grid)
+    return [list(score(c)) for c in curves]
+
+
+def _best(scores) -> int:
+    return min(range(len(scores)), key=lambda i: tuple(scores[i]))
+
+
+def global_lr_index(sweeps: list) -> int:
+    """The grid index whose lr is best across the suite: fewest diverged runs over all tasks,
+    then the lowest mean over tasks of the mean final normalized loss."""
+    def key(i):
+        return (sum(s[i][0] for s in sweeps), float(np.mean([s[i][1] for s in sweeps])))
+    return min(range(len(sweeps[0])), key=key)
+
+
+def _evaluate(rule, theta, family, steps, name, num_tasks, lr=None) -> dict:
+    """Summary over the evaluation instances at ``steps`` steps."""
+    from lopt.evaluation import Result, loss_curves
+
+    run = jax.jit(lambda th: loss_curves(rule, th, family, jax.random.PRNGKey(EVAL_SEED),
+                                         num_tasks=num_tasks, num_steps=steps))
+    return summarize(Result(name=name, curves=np.asarray(run(theta)), learning_rate=lr))
+
+
+def _baseline(factory, lr, family, steps, name, num_tasks) -> dict:
+    """A baseline run REFERENCE_REACH × T steps: its summary at T, and its mean curve and
+    divergence count over the whole run for speedups."""
+    from lopt.evaluation import Result, loss_curves
+
+    rule = factory(learning_rate=lr)
+    run = jax.jit(lambda: loss_curves(rule, {}, family, jax.random.PRNGKey(EVAL_SEED),
+                                      num_tasks=num_tasks, num_steps=REFERENCE_REACH * steps))
+    curves = np.asarray(run())
+    summary = summarize(Result(name=name, curves=curves[:steps + 1], learning_rate=lr))
+    whole = Result(name=name, curves=curves).summary()
+    summary["long_curve"], summary["long_diverged"] = whole["mean_curve"], whole["diverged"]
+    return summary
+
+
+def task_speedup(learned: dict, reference: dict) -> dict:
+    """Steps the reference's mean curve needs to reach the learned rule's final mean loss, over
+    the rule's T (VeLO/Celo's speedup over Adam). ``value`` is what the aggregate uses: the
+    speedup; the bound REFERENCE_REACH when the reference never gets there in its longer run
+    (``bound`` True); 0 when the learned rule diverged (it earned nothing); the measured
+    speedup when the reference diverged but had reached the target before."""
+    if learned["diverged"] or learned["mean_curve"] is None:
+        return {"value": 0.0, "bound": False, "note": "learned diverged"}
+    steps = len(learned["mean_curve"]) - 1
+    target = learned["mean_curve"][-1]
+    curve = np.asarray(reference["long_curve"] if reference["long_curve"] is not None
+                       else [np.inf], np.float64)
+    hits = np.flatnonzero(curve <= target)
+    if hits.size:
+        return {"value": float(hits[0] / steps), "bound": False, "note": ""}
+    note = "reference diverged" if reference["long_diverged"] else ""
+    return {"value": float(REFERENCE_REACH), "bound": True, "note": note}
+
+
+def _step_time_ratios(learned: dict, task: str) -> dict:
+    """Seconds per inner step of each learned rule over optax.adam's, one run of 8 instances
+    for 20 steps each (compiled first), measured back to back in this process."""
+    from lopt.evaluation import loss_curves
+    from lopt.rules import adam
+    from lopt.tasks import make_family
+
+    family = make_family(task)
+    key = jax.random.PRNGKey(0)
+
+    def seconds(rule, theta):
+        run = jax.jit(lambda th: loss_curves(rule, th, family, key, num_tasks=8, num_steps=20))
+        jax.block_until_ready(run(theta))
+        best = np.inf
+        for _ in range(3):
+            start = time.perf_counter()
+            jax.block_until_ready(run(theta))
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    base = seconds(adam(DEFAULT_LR), {})
+    return {name: seconds(rule, theta) / base for name, (rule, theta) in learned.items()}
+
+
+def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
+        progress: bool = True, size: Optional[str] = None, learned: Optional[dict] = None) -> str:
+    """Run the suite into ``out`` (stages cached there) for ``learned`` (name -> (rule,
+    theta); default: the shipped general-purpose optimizers) and return its markdown."""
+    from lopt.metrics import state_bytes_per_parameter
+    from lopt.rules import adam, adamw
+    from lopt.tasks import adam_reference, make_family, normalized
+
+    sz = SIZES[size or ("quick" if quick else "full")]
+    learned = learned or shipped_general()
+    if not learned:
+        raise ValueError(f"no general-purpose pretrained optimizer ({', '.join(GENERAL)}) is "
+                         "shipped in lopt/pretrained: run its recipe first (lopt train --recipe)")
+    labels = [_label(t, m) for t, m in sz.tasks]
+    stages = 3 * len(sz.tasks) + len(sz.tasks) + 1
+    suite = Suite("pretrained", out, sz, command, stages, progress)
+    families, steps = {}, {}
+    for (task, mult), label in zip(sz.tasks, labels):
+        steps[label] = sz.steps * mult
+        raw = make_family(task)
+        families[label] = normalized(raw, adam_reference(raw, num_steps=steps[label]))
+    factories = {"adam": adam, "adamw": lambda learning_rate: adamw(learning_rate, ADAMW_DECAY)}
+    sweeps = {(label, opt): suite.cached(
+        f"sweep_{opt}_{label.replace(' ', '_')}",
+        lambda label=label, f=f: _sweep_scores(f, families[label], steps[label], sz.tune_tasks,
+                                               sz.grid),
+        {"steps": steps[label], "tune": sz.tune_tasks, "grid": list(sz.grid),
+         "family": families[label].name}) for label in labels for opt, f in factories.items()}
+    g = global_lr_index([sweeps[(label, "adam")] for label in labels])
+    global_lr = sz.grid[g]
+    results = {}
+    for label in labels:
+        per_task = {opt: sz.grid[_best(sweeps[(label, opt)])] for opt in factories}
+        fam, T = families[label], steps[label]
+
+        def compute(label=label, per_task=per_task, fam=fam, T=T):
+            rows = [_evaluate(rule, theta, fam, T, name, sz.eval_tasks)
+                    for name, (rule, theta) in learned.items()]
+            rows.append(_baseline(adam, DEFAULT_LR, fam, T, "adam (lr 1e-3)", sz.eval_tasks))
+            rows.append(_baseline(adam, global_lr, fam, T, "adam (global lr)", sz.eval_tasks))
+            rows.append(_baseline(adam, per_task["adam"], fam, T, "adam (per-task lr)",
+                                  sz.eval_tasks))
+            rows.append(_baseline(factories["adamw"], per_task["adamw"], fam, T,
+                                  "adamw (per-task lr)", sz.eval_tasks))
+            return rows
+
+        results[label] = suite.cached(
+            f"eval_{label.replace(' ', '_')}", compute,
+            {"learned": sorted(learned), "steps": T, "eval": sz.eval_tasks,
+             "global_lr": global_lr, "per_task": per_task, "family": fam.name})
+        for s in results[label]:
+            s["lr_at_grid_edge"] = s["learning_rate"] in (sz.grid[0], sz.grid[-1])
+    overhead = suite.cached("step_time", lambda: {t: _step_time_ratios(learned, t)
+                                                  for t in sz.timing_tasks},
+                            {"learned": sorted(learned), "tasks": list(sz.timing_tasks)})
+    probe = families[labels[0]]
+    params = probe.build(probe.sample(jax.random.PRNGKey(0))).init(jax.random.PRNGKey(0))
+    state_bytes = {name: state_bytes_per_parameter(rule, theta, params)
+                   for name, (rule, theta) in learned.items()}
+    _report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes)
+    return suite.finish(
+        "Pretrained learned optimizers on an out-of-distribution meta-test set",
+        f"The shipped general-purpose optimizers ({', '.join(learned)}; made by `lopt train "
+        "--recipe NAME` on mixture:tiny_images, see benchmarks/pretrained/runs/) on tasks they "
+        f"never saw, {sz.steps} steps (the long-horizon row: its multiple of that), against Adam "
+        f"at lr {DEFAULT_LR:g}, Adam at the one lr best across the suite's tuning instances "
+        f"({global_lr:.3g}), and Adam and AdamW (weight decay {ADAMW_DECAY:g}) tuned per task "
+        f"on a {len(sz.grid)}-point log grid from {sz.grid[0]:g} to {sz.grid[-1]:g}. "
+        f"{sz.eval_tasks} evaluation instances (seed {EVAL_SEED}), tuning on {sz.tune_tasks} "
+        f"separate ones (seed {TUNE_SEED}); diverged runs counted, never dropped.")
+
+
+def _report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes) -> None:
+    columns = [s["name"] for s in results[labels[0]]]
+    suite.section("Final normalized loss per task",
+                  "Mean ± standard error over the runs that did not diverge (0: tuned Adam's "
+                  "best on the normalization's instances, 1: the initial loss); diverged runs "
+                  "in brackets; the per-task learning rates are those tuned on the tuning "
+                  "instances.\n\n"
+                  + plots.matrix_table({l: results[l] for l in labels}, columns, transpose=True))
+    refs = [c for c in columns if c not in learned]
+    speed = {name: {ref: [task_speedup(_named(results[l], name), _named(results[l], ref))
+                          for l in labels] for ref in refs} for name in learned}
+    lines = ["| learned | reference | " + " | ".join(labels) + " |",
+             "|---|---" + "|---" * len(labels) + "|"]
+    for name in learned:
+        for ref in refs:
+            cells = [("≥ " if s["bound"] else "") + f"{s['value']:.2f}"
+                     + (f" ({s['note']})" if s["note"] else "") for s in speed[name][ref]]
+            lines.append(f"| {name} | {ref} | " + " | ".join(cells) + " |")
+    suite.section("Speedup over Adam per task",
+                  "Steps the reference's mean curve needs to reach the learned rule's final "
+                  f"mean loss, over the rule's steps; references run {REFERENCE_REACH}× as "
+                  f"long, so `≥ {REFERENCE_REACH}` means Adam never got there. Above 1: the "
+                  "learned optimizer is faster.\n\n" + "\n".join(lines) + "\n")
+    finals = {c: stats.scores_matrix([_finals(_named(results[l], c)) for l in labels])
+              for c in columns}
+    loss_iqm = stats.iqm_with_ci(finals)
+    speed_iqm = stats.iqm_with_ci({f"{n} vs {r}": np.array([[s["value"]] for s in speed[n][r]])
+                                   for n in learned for r in refs})
+    lines = ["| optimizer | IQM final normalized loss | 95% CI | diverged runs |",
+             "|---|---|---|---|"]
+    for c in sorted(columns, key=lambda c: loss_iqm[c]["iqm"]):
+        e = loss_iqm[c]
+        lines.append(f"| {c} | {e['iqm']:.3g} | [{e['low']:.3g}, {e['high']:.3g}] | "
+                     f"{int(np.isinf(finals[c]).sum())}/{finals[c].size} |")
+    lines += ["", "| learned vs reference | IQM speedup over tasks | 95% CI |", "|---|---|---|"]
+    for k, e in speed_iqm.items():
+        lines.append(f"| {k} | {e['iqm']:.3g} | [{e['low']:.3g}, {e['high']:.3g}] |")
+    suite.section("Aggregate over the meta-test set",
+                  "IQM over all runs of all tasks with a 95% stratified-bootstrap interval "
+                  "(rliable; runs resampled within tasks; a diverged run scores +inf). The "
+                  "speedup IQM is over the per-task speedups, its interval from resampling "
+                  "tasks.\n\n" + "\n".join(lines) + "\n")
+    lines = ["| learned | " + " | ".join(f"step time / adam on {t}" for t in overhead)
+             + " | state bytes / parameter |", "|---" * (len(overhead) + 2) + "|"]
+    for name in learned:
+        lines.append(f"| {name} | " + " | ".join(f"{overhead[t][name]:.2f}" for t in overhead)
+                     + f" | {state_bytes[name]:.1f} |")
+    suite.section("Wall-clock overhead and memory",
+                  "Seconds per inner step (8 instances, 20 steps, best of 3 after compiling) "
+                  "relative to optax.adam's on the same task, measured back to back; optimizer-"
+                  f"state bytes per parameter on {labels[0]}.\n\n" + "\n".join(lines) + "\n")
+    plots.interval_bars(loss_iqm, suite.figure("iqm.png"), "pretrained on the meta-test set",
+                        "IQM of final normalized loss (lower is better)")
+    for label in labels:
+        plots.curves_with_spread(results[label], suite.figure(
+            f"curves_{label.split(' ')[0]}{'_long' if '×' in label else ''}.png"),
+            f"{label} (meta-test)", "normalized loss")
+    suite.payload.update({"tasks": labels, "global_lr": global_lr, "results": results,
+                          "speedup": speed, "iqm_loss": loss_iqm, "iqm_speedup": speed_iqm,
+                          "step_time_vs_adam": overhead, "state_bytes": state_bytes})
+
+
+def _finals(summary) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in summary["final"]], np.float64)
+
+
+def _named(summaries, name):
+    return next(s for s in summaries if s["name"] == name)
