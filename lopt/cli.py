@@ -236,6 +236,7 @@ def cmd_list() -> int:
     from lopt.bench import SUITES
     from lopt.outer import ESTIMATORS
     from lopt.pretrained import PRETRAINED
+    from lopt.recipes import RECIPES
     from lopt.rules import BASELINES, LEARNED
     from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS
     from lopt.tasks.datasets import DATASETS
@@ -248,6 +249,8 @@ def cmd_list() -> int:
                          ("samplers (--task SAMPLER@SEED)", samplers),
                          ("mixtures (--task mixture:NAME or mixture:A+B+...)", mixtures),
                          ("estimators", ESTIMATORS),
+                         ("recipes (lopt train --recipe NAME)",
+                          {k: (None, d) for k, (d, _) in RECIPES.items()}),
                          ("benchmark suites (lopt bench SUITE)", SUITES),
                          ("pretrained (lopt.as_optax(NAME))", PRETRAINED)):
         print(f"{title}:")

@@ -63,3 +63,18 @@ def test_shipped_file_loads_matches_its_config_and_lowers_a_held_out_loss(name):
     updates, _ = tx.update({"w": jax.numpy.ones((3, 2))}, tx.init(params), params,
                            value=jax.numpy.float32(1.0))
     assert np.all(np.isfinite(updates["w"]))
+
+
+@pytest.mark.parametrize("name", [n for n in ("celo_tiny", "adafac_tiny") if n in PRETRAINED])
+def test_general_purpose_file_is_the_one_its_committed_recipe_made(name):
+    """The shipped bytes are the recipe run's output, and its committed config is the recipe."""
+    from lopt.recipes import RECIPES
+
+    run = ROOT / "benchmarks" / "pretrained" / "runs" / name
+    rule, _ = lopt.load(path(name))
+    assert pathlib.Path(path(name)).read_bytes() == (run / f"{rule.name}.lopt").read_bytes()
+    config = json.loads((run / "config.json").read_text())
+    for field, value in RECIPES[name][1].items():
+        assert config[field] == (list(value) if isinstance(value, tuple) else value), field
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(config["steps"]))

@@ -34,27 +34,30 @@ REFERENCE_REACH = 2  # baselines run REFERENCE_REACH × T steps, so speedups up 
 
 @dataclasses.dataclass(frozen=True)
 class Size:
-    tasks: tuple  # (task, horizon multiplier)
-    steps: int
+    tasks: tuple  # (task, inner steps)
+    steps: int  # the common horizon; a task with more steps is a long-horizon row
     eval_tasks: int
     tune_tasks: int
+    reference_tasks: int
     grid: tuple
     timing_tasks: tuple
 
 
-TASKS = (("digits_mlp_wide", 1), ("digits_mlp_3x32", 1), ("mnist_conv_fc", 1),
-         ("mnist1d_conv", 1), ("digits_autoencoder", 1), ("char_rnn", 1), ("transformer_lm", 1),
-         ("breast_cancer_mlp", 1), ("mnist1d_mlp", 10))
+# 300 steps is the median of the recipes' horizons (log-uniform in [100, 1000]); the last row
+# runs 10x their longest.
+TASKS = (("digits_mlp_wide", 300), ("digits_mlp_3x32", 300), ("mnist_conv_fc", 300),
+         ("mnist1d_conv", 300), ("digits_autoencoder", 300), ("char_rnn", 300),
+         ("transformer_lm", 300), ("breast_cancer_mlp", 300), ("breast_cancer_mlp", 10000))
 SIZES = {
-    "full": Size(TASKS, 1000, 16, 8, GRID, ("digits_mlp_wide", "mnist_conv_fc",
-                                            "transformer_lm")),
-    "quick": Size((("digits_mlp_wide", 1), ("mnist1d_conv", 1), ("breast_cancer_mlp", 2)), 60,
-                  4, 2, GRID[::4], ("digits_mlp_wide",)),
+    "full": Size(TASKS, 300, 8, 4, 4, GRID, ("digits_mlp_wide", "mnist_conv_fc",
+                                             "transformer_lm")),
+    "quick": Size((("digits_mlp_wide", 60), ("mnist1d_conv", 60), ("breast_cancer_mlp", 120)),
+                  60, 4, 2, 2, GRID[::4], ("digits_mlp_wide",)),
 }
 
 
-def _label(task, mult):
-    return task if mult == 1 else f"{task} ×{mult} horizon"
+def _label(task, steps, common):
+    return task if steps == common else f"{task}, {steps} steps"
 
 
 def shipped_general() -> dict:
@@ -95,15 +98,22 @@ def _evaluate(rule, theta, family, steps, name, num_tasks, lr=None) -> dict:
     return summarize(Result(name=name, curves=np.asarray(run(theta)), learning_rate=lr))
 
 
-def _baseline(factory, lr, family, steps, name, num_tasks) -> dict:
+_RUNNERS: dict = {}  # one compile per (optimizer, task): the lr is an argument
+
+
+def _baseline(factory, opt, lr, family, label, steps, name, num_tasks) -> dict:
     """A baseline run REFERENCE_REACH × T steps: its summary at T, and its mean curve and
     divergence count over the whole run for speedups."""
+    import jax.numpy as jnp
+
     from lopt.evaluation import Result, loss_curves
 
-    rule = factory(learning_rate=lr)
-    run = jax.jit(lambda: loss_curves(rule, {}, family, jax.random.PRNGKey(EVAL_SEED),
-                                      num_tasks=num_tasks, num_steps=REFERENCE_REACH * steps))
-    curves = np.asarray(run())
+    key = (opt, label, steps, num_tasks)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = jax.jit(lambda lr: loss_curves(
+            factory(learning_rate=lr), {}, family, jax.random.PRNGKey(EVAL_SEED),
+            num_tasks=num_tasks, num_steps=REFERENCE_REACH * steps))
+    curves = np.asarray(_RUNNERS[key](jnp.asarray(lr, jnp.float32)))
     summary = summarize(Result(name=name, curves=curves[:steps + 1], learning_rate=lr))
     whole = Result(name=name, curves=curves).summary()
     summary["long_curve"], summary["long_diverged"] = whole["mean_curve"], whole["diverged"]
@@ -153,56 +163,79 @@ def _step_time_ratios(learned: dict, task: str) -> dict:
     return {name: seconds(rule, theta) / base for name, (rule, theta) in learned.items()}
 
 
-def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
-        progress: bool = True, size: Optional[str] = None, learned: Optional[dict] = None) -> str:
-    """Run the suite into ``out`` (stages cached there) for ``learned`` (name -> (rule,
-    theta); default: the shipped general-purpose optimizers) and return its markdown."""
-    from lopt.metrics import state_bytes_per_parameter
+def _stage(label: str) -> str:
+    return label.replace(", ", "_").replace(" ", "_")
+
+
+def _adam_side(suite: Suite, sz: Size):
+    """Everything that does not depend on the learned optimizers, each stage cached: the
+    normalized families, the grid sweeps on the tuning instances, the globally tuned lr and
+    the four Adam rows on the evaluation instances."""
     from lopt.rules import adam, adamw
     from lopt.tasks import adam_reference, make_family, normalized
 
-    sz = SIZES[size or ("quick" if quick else "full")]
-    learned = learned or shipped_general()
-    if not learned:
-        raise ValueError(f"no general-purpose pretrained optimizer ({', '.join(GENERAL)}) is "
-                         "shipped in lopt/pretrained: run its recipe first (lopt train --recipe)")
-    labels = [_label(t, m) for t, m in sz.tasks]
-    stages = 3 * len(sz.tasks) + len(sz.tasks) + 1
-    suite = Suite("pretrained", out, sz, command, stages, progress)
+    labels = [_label(t, n, sz.steps) for t, n in sz.tasks]
     families, steps = {}, {}
-    for (task, mult), label in zip(sz.tasks, labels):
-        steps[label] = sz.steps * mult
+    for (task, n), label in zip(sz.tasks, labels):
+        steps[label] = n
         raw = make_family(task)
-        families[label] = normalized(raw, adam_reference(raw, num_steps=steps[label]))
+        families[label] = normalized(raw, adam_reference(raw, num_steps=n,
+                                                         num_tasks=sz.reference_tasks))
     factories = {"adam": adam, "adamw": lambda learning_rate: adamw(learning_rate, ADAMW_DECAY)}
     sweeps = {(label, opt): suite.cached(
-        f"sweep_{opt}_{label.replace(' ', '_')}",
+        f"sweep_{opt}_{_stage(label)}",
         lambda label=label, f=f: _sweep_scores(f, families[label], steps[label], sz.tune_tasks,
                                                sz.grid),
         {"steps": steps[label], "tune": sz.tune_tasks, "grid": list(sz.grid),
          "family": families[label].name}) for label in labels for opt, f in factories.items()}
-    g = global_lr_index([sweeps[(label, "adam")] for label in labels])
-    global_lr = sz.grid[g]
-    results = {}
+    global_lr = sz.grid[global_lr_index([sweeps[(label, "adam")] for label in labels])]
+    rows = {}
     for label in labels:
         per_task = {opt: sz.grid[_best(sweeps[(label, opt)])] for opt in factories}
-        fam, T = families[label], steps[label]
+        plan = (("adam (lr 1e-3)", "adam", DEFAULT_LR), ("adam (global lr)", "adam", global_lr),
+                ("adam (per-task lr)", "adam", per_task["adam"]),
+                ("adamw (per-task lr)", "adamw", per_task["adamw"]))
+        rows[label] = [suite.cached(
+            f"eval_{_stage(label)}_{name.split(' ')[0]}_{name.split(' ')[1].strip('(')}",
+            lambda opt=opt, lr=lr, label=label, name=name: _baseline(
+                factories[opt], opt, lr, families[label], label, steps[label], name,
+                sz.eval_tasks),
+            {"lr": lr, "steps": steps[label], "eval": sz.eval_tasks,
+             "family": families[label].name}) for name, opt, lr in plan]
+    return labels, families, steps, global_lr, rows
 
-        def compute(label=label, per_task=per_task, fam=fam, T=T):
-            rows = [_evaluate(rule, theta, fam, T, name, sz.eval_tasks)
-                    for name, (rule, theta) in learned.items()]
-            rows.append(_baseline(adam, DEFAULT_LR, fam, T, "adam (lr 1e-3)", sz.eval_tasks))
-            rows.append(_baseline(adam, global_lr, fam, T, "adam (global lr)", sz.eval_tasks))
-            rows.append(_baseline(adam, per_task["adam"], fam, T, "adam (per-task lr)",
-                                  sz.eval_tasks))
-            rows.append(_baseline(factories["adamw"], per_task["adamw"], fam, T,
-                                  "adamw (per-task lr)", sz.eval_tasks))
-            return rows
 
-        results[label] = suite.cached(
-            f"eval_{label.replace(' ', '_')}", compute,
-            {"learned": sorted(learned), "steps": T, "eval": sz.eval_tasks,
-             "global_lr": global_lr, "per_task": per_task, "family": fam.name})
+def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
+        progress: bool = True, size: Optional[str] = None, learned: Optional[dict] = None,
+        baselines_only: bool = False) -> str:
+    """Run the suite into ``out`` (stages cached there) for ``learned`` (name -> (rule,
+    theta); default: the shipped general-purpose optimizers) and return its markdown. With
+    ``baselines_only`` it computes and caches the Adam side only (no learned rule needed)."""
+    from lopt.metrics import state_bytes_per_parameter
+
+    sz = SIZES[size or ("quick" if quick else "full")]
+    learned = learned or shipped_general()
+    if not learned and not baselines_only:
+        raise ValueError(f"no general-purpose pretrained optimizer ({', '.join(GENERAL)}) is "
+                         "shipped in lopt/pretrained: run its recipe first (lopt train --recipe)")
+    stages = len(sz.tasks) * (6 + len(learned)) + 1
+    suite = Suite("pretrained", out, sz, command, stages, progress)
+    labels, families, steps, global_lr, adam_rows = _adam_side(suite, sz)
+    if baselines_only:
+        suite.bar.close()
+        return "baselines cached in " + out
+    results = {}
+    for label in labels:
+        rows = [suite.cached(
+            f"eval_{_stage(label)}_{name}",
+            lambda rule=rule, theta=theta, label=label, name=name: _evaluate(
+                rule, theta, families[label], steps[label], name, sz.eval_tasks),
+            {"rule": rule.name, "config": rule.config, "steps": steps[label],
+             "eval": sz.eval_tasks, "family": families[label].name,
+             "theta_sum": float(sum(np.sum(np.abs(np.asarray(x)))
+                                    for x in jax.tree.leaves(theta)))})
+                for name, (rule, theta) in learned.items()]
+        results[label] = rows + adam_rows[label]
         for s in results[label]:
             s["lr_at_grid_edge"] = s["learning_rate"] in (sz.grid[0], sz.grid[-1])
     overhead = suite.cached("step_time", lambda: {t: _step_time_ratios(learned, t)
@@ -217,7 +250,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
         "Pretrained learned optimizers on an out-of-distribution meta-test set",
         f"The shipped general-purpose optimizers ({', '.join(learned)}; made by `lopt train "
         "--recipe NAME` on mixture:tiny_images, see benchmarks/pretrained/runs/) on tasks they "
-        f"never saw, {sz.steps} steps (the long-horizon row: its multiple of that), against Adam "
+        f"never saw, {sz.steps} steps (the long-horizon row: its own count), against Adam "
         f"at lr {DEFAULT_LR:g}, Adam at the one lr best across the suite's tuning instances "
         f"({global_lr:.3g}), and Adam and AdamW (weight decay {ADAMW_DECAY:g}) tuned per task "
         f"on a {len(sz.grid)}-point log grid from {sz.grid[0]:g} to {sz.grid[-1]:g}. "
@@ -280,7 +313,7 @@ def _report(suite, sz, learned, labels, results, global_lr, overhead, state_byte
                         "IQM of final normalized loss (lower is better)")
     for label in labels:
         plots.curves_with_spread(results[label], suite.figure(
-            f"curves_{label.split(' ')[0]}{'_long' if '×' in label else ''}.png"),
+            f"curves_{_stage(label)}.png"),
             f"{label} (meta-test)", "normalized loss")
     suite.payload.update({"tasks": labels, "global_lr": global_lr, "results": results,
                           "speedup": speed, "iqm_loss": loss_iqm, "iqm_speedup": speed_iqm,
