@@ -22,9 +22,10 @@ def test_code_blocks_run(path, tmp_path, monkeypatch):
         exec(compile(block, str(path), "exec"), namespace)
     if path.name == "README.md":
         assert len(blocks) == 1
-        # The README's pretrained optimizer really optimizes: 100 steps from loss ‖y‖².
-        initial = float(np.sum(np.asarray(namespace["y"]) ** 2))
-        assert float(namespace["loss"]) < 0.1 * initial
+        # The README's pretrained optimizer really trains the user's model, untuned: 500
+        # steps of a 196-128-10 MLP on MNIST digits it never saw (0.905 test accuracy here).
+        assert float(namespace["accuracy"]) > 0.85
+        assert np.isfinite(float(namespace["loss"]))
 
 
 def test_documented_cli_error_is_what_the_cli_prints(capsys):
