@@ -89,13 +89,13 @@ def global_lr_index(sweeps: list) -> int:
     return min(range(len(sweeps[0])), key=key)
 
 
-def _evaluate(rule, theta, family, steps, name, num_tasks, lr=None) -> dict:
+def _evaluate(rule, theta, family, steps, name, num_tasks) -> dict:
     """Summary over the evaluation instances at ``steps`` steps."""
     from lopt.evaluation import Result, loss_curves
 
     run = jax.jit(lambda th: loss_curves(rule, th, family, jax.random.PRNGKey(EVAL_SEED),
                                          num_tasks=num_tasks, num_steps=steps))
-    return summarize(Result(name=name, curves=np.asarray(run(theta)), learning_rate=lr))
+    return summarize(Result(name=name, curves=np.asarray(run(theta))))
 
 
 _RUNNERS: dict = {}  # one compile per (optimizer, task): the lr is an argument

@@ -71,15 +71,8 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
     α = ``exp_scale``, β = ``step_scale`` (10⁻³ each, as in the paper) keep early steps small.
     State: 3 momenta + 1 second moment per parameter, and per matrix a row and column moment
     at 3 decays: 16 bytes per parameter (float32) plus O(rows + columns)."""
-    moms, rmss, facs = (tuple(float(x) for x in d)
-                        for d in (momentum_decays, rms_decays, factored_decays))
-    af.check_decays(momentum_decays=moms, rms_decays=rmss, factored_decays=facs)
-    if len(moms) != len(facs):
-        raise ValueError(f"momentum_decays and factored_decays must have the same length (the "
-                         f"m/√v̂ features pair them); got {len(moms)} and {len(facs)}")
-    for field, value in (("hidden", hidden), ("layers", layers)):
-        if int(value) < 1:
-            raise ValueError(f"{field} must be a positive integer, got {value}")
+    moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
+                                         hidden=hidden, layers=layers)
     sizes = af.group_sizes(len(moms), len(rmss), len(facs))
     n_feat = sum(sizes)
 

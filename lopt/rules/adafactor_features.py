@@ -127,9 +127,21 @@ def group_sizes(n_mom: int, n_rms: int, n_fac: int, celo: bool = False) -> list:
     return sizes + ([1, 1] if celo else [])
 
 
-def check_decays(**named) -> None:
-    """One line naming the field when a decay tuple is empty or outside [0, 1)."""
+def checked_decays(momentum_decays, rms_decays, factored_decays, **sizes) -> tuple:
+    """The three decay tuples as floats, after one-line errors naming the field: a decay tuple
+    empty or outside [0, 1), momenta and factored decays of different lengths (the m/√v̂
+    features pair them), or a size in ``sizes`` below 1."""
+    named = {"momentum_decays": momentum_decays, "rms_decays": rms_decays,
+             "factored_decays": factored_decays}
     for field, decays in named.items():
         if not decays or any(not 0.0 <= float(d) < 1.0 for d in decays):
             raise ValueError(f"{field} must be a non-empty list of numbers in [0, 1), got "
                              f"{tuple(decays)}")
+    if len(momentum_decays) != len(factored_decays):
+        raise ValueError(f"momentum_decays and factored_decays must have the same length (the "
+                         f"m/√v̂ features pair them); got {len(momentum_decays)} and "
+                         f"{len(factored_decays)}")
+    for field, value in sizes.items():
+        if int(value) < 1:
+            raise ValueError(f"{field} must be a positive integer, got {value}")
+    return tuple(tuple(float(x) for x in d) for d in named.values())

@@ -80,16 +80,9 @@ def celo(hidden: int = 8, layers: int = 2, scheduler_hidden: int = 16,
     tensor RMS. Gradients are clipped to ±1000 first. The run length is an input:
     ``lopt.as_optax(..., num_steps=N)``. State: as ``adafac_mlp`` (16 bytes per parameter),
     plus 2 × ``scheduler_hidden`` floats per tensor and the loss averages."""
-    moms, rmss, facs = (tuple(float(x) for x in d)
-                        for d in (momentum_decays, rms_decays, factored_decays))
-    af.check_decays(momentum_decays=moms, rms_decays=rmss, factored_decays=facs)
-    if len(moms) != len(facs):
-        raise ValueError(f"momentum_decays and factored_decays must have the same length (the "
-                         f"m/√v̂ features pair them); got {len(moms)} and {len(facs)}")
-    for field, value in (("hidden", hidden), ("layers", layers),
-                         ("scheduler_hidden", scheduler_hidden)):
-        if int(value) < 1:
-            raise ValueError(f"{field} must be a positive integer, got {value}")
+    moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
+                                         hidden=hidden, layers=layers,
+                                         scheduler_hidden=scheduler_hidden)
     n_feat = sum(af.group_sizes(len(moms), len(rmss), len(facs), celo=True))
     n_sched = len(FRACTION_CENTRES) + LOSS_AVERAGES - 1 + 2
 
