@@ -38,8 +38,7 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
             raise ValueError(f"rule {rule.name!r} is learned: pass its theta (or a saved file)")
 
     if rule.wants_num_steps and num_steps is None:
-        raise ValueError(f"rule {rule.name!r} schedules its steps over the run: pass "
-                         f"num_steps=the number of training steps")
+        rule.start(theta, None)  # raises the one-line error now, not at the first init
 
     def init_fn(params):
         return rule.start(theta, params, num_steps)

@@ -104,6 +104,17 @@ def curves_with_spread(summaries: Sequence[dict], path: str, title: str,
     plt.close(fig)
 
 
+def iqm_table(estimates: Dict[str, dict], scores: Dict[str, np.ndarray], label: str) -> list:
+    """Markdown lines: each optimizer's IQM (``stats.iqm_with_ci``), its interval and how many
+    of its runs diverged (+inf in ``scores``), best first; ``label`` heads the IQM column."""
+    lines = [f"| optimizer | {label} | 95% CI | diverged runs |", "|---|---|---|---|"]
+    for c in sorted(estimates, key=lambda c: estimates[c]["iqm"]):
+        e = estimates[c]
+        lines.append(f"| {c} | {e['iqm']:.3g} | [{e['low']:.3g}, {e['high']:.3g}] | "
+                     f"{int(np.isinf(scores[c]).sum())}/{scores[c].size} |")
+    return lines
+
+
 def interval_bars(estimates: Dict[str, dict], path: str, title: str, xlabel: str) -> None:
     """Horizontal bars of each optimizer's IQM with its confidence interval as an error bar."""
     plt = _plt()

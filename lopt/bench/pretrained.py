@@ -286,12 +286,7 @@ def _report(suite, sz, learned, labels, results, global_lr, overhead, state_byte
     loss_iqm = stats.iqm_with_ci(finals)
     speed_iqm = stats.iqm_with_ci({f"{n} vs {r}": np.array([[s["value"]] for s in speed[n][r]])
                                    for n in learned for r in refs})
-    lines = ["| optimizer | IQM final normalized loss | 95% CI | diverged runs |",
-             "|---|---|---|---|"]
-    for c in sorted(columns, key=lambda c: loss_iqm[c]["iqm"]):
-        e = loss_iqm[c]
-        lines.append(f"| {c} | {e['iqm']:.3g} | [{e['low']:.3g}, {e['high']:.3g}] | "
-                     f"{int(np.isinf(finals[c]).sum())}/{finals[c].size} |")
+    lines = plots.iqm_table(loss_iqm, finals, "IQM final normalized loss")
     lines += ["", "| learned vs reference | IQM speedup over tasks | 95% CI |", "|---|---|---|"]
     for k, e in speed_iqm.items():
         lines.append(f"| {k} | {e['iqm']:.3g} | [{e['low']:.3g}, {e['high']:.3g}] |")

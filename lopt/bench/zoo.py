@@ -139,12 +139,7 @@ def _aggregate(suite: Suite, results: dict, test: tuple, columns: list) -> None:
     estimates = stats.iqm_with_ci(scores)
     taus = np.linspace(-0.5, 1.5, 41)
     profile = stats.performance_profile(scores, taus)
-    lines = ["| optimizer | IQM of final normalized loss | 95% CI | diverged runs |",
-             "|---|---|---|---|"]
-    for c in sorted(columns, key=lambda c: estimates[c]["iqm"]):
-        e = estimates[c]
-        lines.append(f"| {c} | {e['iqm']:.3g} | [{e['low']:.3g}, {e['high']:.3g}] | "
-                     f"{int(np.isinf(scores[c]).sum())}/{scores[c].size} |")
+    lines = plots.iqm_table(estimates, scores, "IQM of final normalized loss")
     suite.section("Aggregate over the meta-test families",
                   "Interquartile mean over all runs of all meta-test families, 95% stratified-"
                   "bootstrap interval (runs resampled within each family; rliable). A diverged "
