@@ -1,15 +1,46 @@
 """Atomic, exact pytree files: ``.npz`` archives of leaves keyed by tree path, plus JSON metadata."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from typing import Any
 
 import jax
 import numpy as np
 
 META_KEY = "__lopt_meta__"
+
+
+class FileFormatError(ValueError):
+    """A file that cannot be read as what it should be; the message names it and the problem."""
+
+
+def check_readable(path: str) -> None:
+    """One line unless ``path`` is an existing, non-empty regular file."""
+    if not os.path.exists(path):
+        raise FileFormatError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise FileFormatError(f"{path}: is a folder, not a file")
+    if os.path.getsize(path) == 0:
+        raise FileFormatError(f"{path}: is empty")
+
+
+@contextlib.contextmanager
+def reading(path: str, what: str = "lopt file"):
+    """Turns whatever a damaged or foreign file makes the readers raise into one
+    ``FileFormatError`` naming ``path``."""
+    check_readable(path)
+    try:
+        yield
+    except FileFormatError:
+        raise
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError, TypeError,
+            UnicodeDecodeError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FileFormatError(f"{path}: not a readable {what} ({detail})") from None
 
 
 def _path_key(path) -> str:
@@ -43,30 +74,43 @@ def save_pytree(path: str, tree: Any, metadata: dict | None = None) -> None:
 
 
 def read_metadata(path: str) -> dict:
-    """The JSON metadata stored beside the arrays."""
-    with np.load(path, allow_pickle=False) as data:
-        if META_KEY not in data:
-            raise ValueError(f"{path} is not a lopt file (no {META_KEY} entry)")
-        return json.loads(bytes(data[META_KEY]).decode())
+    """The JSON metadata stored beside the arrays (a JSON object)."""
+    with reading(path):
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files") or META_KEY not in data.files:
+                raise FileFormatError(f"{path}: not a lopt file (no {META_KEY} entry)")
+            meta = json.loads(bytes(data[META_KEY]).decode())
+    if not isinstance(meta, dict):
+        raise FileFormatError(f"{path}: metadata must be a JSON object, got "
+                              f"{type(meta).__name__}")
+    return meta
 
 
 def load_pytree(path: str, template: Any) -> Any:
     """Read ``path`` into the structure of ``template``; every path, shape and dtype must match."""
-    with np.load(path, allow_pickle=False) as data:
-        stored = {k: data[k] for k in data.files if k != META_KEY}
+    with reading(path):
+        with np.load(path, allow_pickle=False) as data:
+            # Reading every member checks its CRC-32: a flipped bit fails here, not later.
+            stored = {k: data[k] for k in data.files if k != META_KEY}
+    return arrays_to_tree(path, stored, template)
+
+
+def arrays_to_tree(path: str, stored: dict, template: Any) -> Any:
+    """``stored`` (tree-path key → array) in the structure of ``template``; one line naming
+    ``path`` and the first difference in keys, shapes or dtypes."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     expected = {_path_key(p) for p, _ in leaves}
     if set(stored) != expected:
         missing = sorted(expected - set(stored))
         extra = sorted(set(stored) - expected)
-        raise ValueError(f"{path} does not match the expected structure: missing {missing[:5]}, "
-                         f"unexpected {extra[:5]}")
+        raise FileFormatError(f"{path}: does not match the expected structure: missing "
+                              f"{missing[:5]}, unexpected {extra[:5]}")
     out = []
     for p, leaf in leaves:
         value = stored[_path_key(p)]
         shape, dtype = tuple(np.shape(leaf)), np.dtype(leaf.dtype)
         if value.shape != shape or value.dtype != dtype:
-            raise ValueError(f"{path}: {_path_key(p)} has shape {value.shape} {value.dtype}, "
-                             f"expected {shape} {dtype}")
+            raise FileFormatError(f"{path}: {_path_key(p)} has shape {value.shape} {value.dtype}, "
+                                  f"expected {shape} {dtype}")
         out.append(jax.numpy.asarray(value))
     return jax.tree_util.tree_unflatten(treedef, out)

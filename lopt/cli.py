@@ -2,15 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
 
+from lopt import preflight
 from lopt.config import ConfigError, EvalConfig, TrainConfig
+from lopt.outer.run_files import FolderLock
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+class RunFailed(RuntimeError):
+    """The run went through but produced nothing usable; the message says why."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -154,31 +163,49 @@ def cmd_train(cfg: TrainConfig) -> int:
         jax.distributed.initialize(coordinator_address=cfg.coordinator,
                                    num_processes=cfg.num_processes, process_id=cfg.process_id)
         devices = jax.local_device_count()
-    rule = make_rule(cfg.rule, **cfg.rule_kwargs())
+    try:
+        rule = make_rule(cfg.rule, **cfg.rule_kwargs())
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"rule_config: {err}") from None
     family = _maybe_normalized(make_family(cfg.task), cfg.horizon, cfg.normalize)
     estimator = make_estimator(cfg)
-    os.makedirs(out_dir, exist_ok=True)
-    report.write_json(os.path.join(out_dir, "config.json"), dataclasses.asdict(cfg))
-    log_path = os.path.join(out_dir, "train_log.jsonl")
-    start = time.time()
-    result = train(rule, family, estimator, num_steps=cfg.steps, seed=cfg.seed,
-                   meta_optimizer=default_meta_optimizer(cfg.meta_lr, cfg.clip_grad_norm),
-                   log_path=log_path, checkpoint_path=os.path.join(out_dir, "checkpoint.npz"),
-                   checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
-                   progress=cfg.progress, devices=devices)
-    seconds = time.time() - start
+    # Everything that can refuse the run does so before the first byte is written.
+    preflight.check_out_folder(out_dir)
+    preflight.check_memory(rule, family, estimator)
+    checkpoint = os.path.join(out_dir, "checkpoint.npz")
+    preflight.check_checkpoint(cfg, rule, checkpoint)
+    lead = True
     if cfg.distributed:
         import jax
 
-        if jax.process_index() != 0:
-            return 0  # process 0 saves and reports
+        lead = jax.process_index() == 0
+    preflight.make_out_folder(out_dir)
+    with contextlib.ExitStack() as stack:
+        if lead:
+            stack.enter_context(FolderLock(out_dir))
+            report.write_json(os.path.join(out_dir, "config.json"), dataclasses.asdict(cfg))
+        log_path = os.path.join(out_dir, "train_log.jsonl")
+        start = time.time()
+        result = train(rule, family, estimator, num_steps=cfg.steps, seed=cfg.seed,
+                       meta_optimizer=default_meta_optimizer(cfg.meta_lr, cfg.clip_grad_norm),
+                       log_path=log_path, checkpoint_path=checkpoint,
+                       checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
+                       progress=cfg.progress, devices=devices,
+                       run_config=preflight.run_config(cfg))
+    seconds = time.time() - start
+    if not lead:
+        return 0  # process 0 saves and reports
+    if result.history and all(h.get("skipped") for h in result.history):
+        raise RunFailed(f"all {len(result.history)} outer steps of this run were skipped (non-"
+                        "finite meta-gradient or theta), so theta did not change; lower "
+                        f"--meta-lr or --sigma, or set --loss-clip (checkpoint {checkpoint})")
     rule_path = os.path.join(out_dir, f"{cfg.rule}.lopt")
     eval_cfg = EvalConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig)})
     save(rule_path, rule, result.theta,
          extra={"task": cfg.task, "train": dataclasses.asdict(cfg),
                 "eval": dataclasses.asdict(eval_cfg)})
     with open(log_path) as f:
-        history = [json.loads(line) for line in f if line.strip()]
+        history = [_nan_for_null(json.loads(line)) for line in f if line.strip()]
     if history:
         report.plot_history(history, os.path.join(out_dir, "train_curve.png"),
                             f"meta-training {cfg.rule} on {family.name}")
@@ -190,6 +217,10 @@ def cmd_train(cfg: TrainConfig) -> int:
     print(f"results in {out_dir}/: comparison*.md, comparison*.json, comparison*.png, "
           f"train_curve.png")
     return 0
+
+
+def _nan_for_null(record: dict) -> dict:
+    return {k: (float("nan") if v is None else v) for k, v in record.items()}
 
 
 def cmd_eval(path: str, args) -> int:
@@ -266,9 +297,11 @@ _COMMAND = {"line": "lopt", "start": time.time(), "code": None}
 def main(argv=None) -> int:
     from lopt.bench.provenance import git_commit
 
+    from lopt.outer.train import Interrupted
+
     parser = build_parser()
-    args = parser.parse_args(argv)
     words = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(join_negative_values(words))
     _COMMAND.update(line=" ".join(["lopt"] + words), start=time.time(), code=git_commit())
     try:
         if args.command == "train":
@@ -281,6 +314,36 @@ def main(argv=None) -> int:
     except (ConfigError, ValueError) as err:
         sys.stderr.write(f"lopt {args.command}: error: {err}\n")
         return EXIT_USAGE
+    except OSError as err:  # a full disk or a vanished folder mid-run
+        sys.stderr.write(f"lopt {args.command}: failed: {err}\n")
+        return EXIT_FAILED
+    except RunFailed as err:
+        sys.stderr.write(f"lopt {args.command}: failed: {err}\n")
+        return EXIT_FAILED
+    except Interrupted as err:
+        sys.stderr.write(f"lopt {args.command}: {err}; run the same command to resume\n")
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        sys.stderr.write(f"lopt {args.command}: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+def join_negative_values(words: list) -> list:
+    """``--sigma -inf`` as ``--sigma=-inf``: argparse reads a token that starts with "-" and is
+    not a plain decimal as an option, so negative floats in exponent form or -inf would not parse
+    (the value is then checked, and refused, with the field named)."""
+    out = []
+    for word in words:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and word.startswith("-"):
+            try:
+                float(word)
+            except ValueError:
+                pass
+            else:
+                out[-1] = f"{out[-1]}={word}"
+                continue
+        out.append(word)
+    return out
 
 
 if __name__ == "__main__":

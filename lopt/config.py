@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from typing import Optional, Sequence
 
 from lopt.outer import ESTIMATORS
@@ -39,6 +41,9 @@ class EvalConfig:
         if self.tune_seed == self.eval_seed:
             raise ConfigError(f"tune_seed must differ from eval_seed ({self.eval_seed}): "
                               "baselines are tuned on instances separate from the reported ones")
+        if not self.baselines:
+            raise ConfigError(f"baselines must name at least one of {', '.join(sorted(BASELINES))}"
+                              "; got none")
         for name in self.baselines:
             _one_of("baselines", name, BASELINES)
         return self
@@ -104,8 +109,9 @@ class TrainConfig(EvalConfig):
                 raise ConfigError(f"objective 'eval' needs held-out data; task {self.task!r} "
                                   f"has no validation split in {', '.join(missing)}")
         if self.loss_clip is not None:
-            _positive("loss_clip", self.loss_clip)
-        _positive("sigma", self.sigma)
+            _positive("loss_clip", self.loss_clip, 1e-6, 1e30)
+        # Below ~1e-6 a perturbation of an O(1) theta rounds away in float32.
+        _positive("sigma", self.sigma, 1e-6, 100.0)
         _one_of("remat", self.remat, REMAT)
         if self.full_horizon and self.estimator != "es":
             raise ConfigError(f"full_horizon applies to estimator es only; got estimator "
@@ -131,8 +137,8 @@ class TrainConfig(EvalConfig):
             if self.num_processes is not None and self.process_id >= self.num_processes:
                 raise ConfigError(f"process_id must be < num_processes ({self.num_processes}); "
                                   f"got {self.process_id}")
-        _positive("meta_lr", self.meta_lr)
-        _positive("clip_grad_norm", self.clip_grad_norm)
+        _positive("meta_lr", self.meta_lr, 1e-12, 10.0)
+        _positive("clip_grad_norm", self.clip_grad_norm, 1e-12, 1e30)
         _integer("seed", self.seed)
         _at_least("checkpoint_every", self.checkpoint_every, 1)
         return self
@@ -155,6 +161,9 @@ class TrainConfig(EvalConfig):
         if unknown:
             raise ConfigError(f"rule_config keys for {self.rule} must be among "
                               f"{', '.join(sorted(allowed))}; got {', '.join(unknown)}")
+        hints = typing.get_type_hints(LEARNED[self.rule][0])
+        for key, value in kwargs.items():
+            check_value(f"rule_config.{key}", value, hints.get(key))
         return kwargs
 
     @property
@@ -188,9 +197,17 @@ def _one_of(field, value, allowed):
         raise ConfigError(f"{field} must be one of {', '.join(sorted(allowed))}; got {value!r}")
 
 
+# Counts and seeds beyond this are typos: no run here takes 2**31 steps, tasks or a seed
+# that PRNGKey cannot hold.
+MAX_COUNT = 2**31 - 1
+
+
 def _integer(field, value):
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(f"{field} must be an integer; got {value!r}")
+    if not -MAX_COUNT <= value <= MAX_COUNT:
+        raise ConfigError(f"{field} must be an integer in [{-MAX_COUNT}, {MAX_COUNT}]; "
+                          f"got {value!r}")
 
 
 def _at_least(field, value, low):
@@ -199,10 +216,48 @@ def _at_least(field, value, low):
         raise ConfigError(f"{field} must be an integer >= {low}; got {value!r}")
 
 
-def _positive(field, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or value == float("inf"):
-        raise ConfigError(f"{field} must be a finite number > 0; got {value!r}")
+def _positive(field, value, low=1e-30, high=1e30):
+    """A number in [low, high]: both well inside float32's normal range, so the value neither
+    overflows nor flushes to zero once it meets float32 arithmetic."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise ConfigError(f"{field} must be a number in [{low:g}, {high:g}]; got {value!r}")
+
+
+# Largest sizes a rule config may ask for: beyond them theta alone outgrows any one machine.
+MAX_SIZE = 1 << 16
+
+
+def check_value(field, value, kind) -> None:
+    """One line naming ``field`` unless ``value`` (parsed JSON) fits annotation ``kind``: int
+    (not bool, 0..MAX_SIZE for sizes), float (finite, float32 range), str, bool or a sequence
+    of floats."""
+    origin = typing.get_origin(kind)
+    if kind is bool:
+        ok = isinstance(value, bool)
+        need = "true or false"
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        need = "an integer"
+        if ok and not 0 <= value <= MAX_SIZE:
+            raise ConfigError(f"{field} must be an integer in [0, {MAX_SIZE}]; got {value!r}")
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value) and abs(value) <= 3e38
+        need = "a finite number"
+    elif kind is str:
+        ok = isinstance(value, str)
+        need = "a string"
+    elif origin is not None and origin in (Sequence, list, tuple, typing.Sequence) or \
+            str(kind).startswith(("typing.Sequence", "collections.abc.Sequence")):
+        ok = isinstance(value, list) and bool(value) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value)
+        need = "a non-empty list of finite numbers"
+    else:
+        return
+    if not ok:
+        raise ConfigError(f"{field} must be {need}; got {value!r}")
 
 
 def make_estimator(cfg: TrainConfig):

@@ -1,12 +1,14 @@
 """A learned (or any) UpdateRule as an optax GradientTransformationExtraArgs."""
 from __future__ import annotations
 
+import os
 from typing import Union
 
 import jax
+import jax.numpy as jnp
 import optax
 
-from lopt.rules.base import UpdateRule
+from lopt.rules.base import UpdateRule, theta_mismatch
 
 
 def as_optax(rule: Union[UpdateRule, str], theta=None,
@@ -21,30 +23,69 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
     The loss reaches rules that use it as the keyword ``value=``, as for optax's
     ``reduce_on_plateau``: ``tx.update(grads, state, params, value=loss)``.
     """
+    if isinstance(rule, os.PathLike):
+        rule = os.fspath(rule)
     if isinstance(rule, str):
         if theta is not None:
             raise ValueError("theta must not be given together with a saved rule's path")
-        import os
-
         from lopt import pretrained
         from lopt.serialization import load
 
         rule, theta = load(rule if os.path.exists(rule) else pretrained.path(rule))
+    if not isinstance(rule, UpdateRule):
+        raise TypeError(f"rule must be an UpdateRule, a pretrained name or a rule file's path; "
+                        f"got {type(rule).__name__} {rule!r:.60}")
     if theta is None:
         template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
         if not jax.tree.leaves(template):
             theta = template
         else:
             raise ValueError(f"rule {rule.name!r} is learned: pass its theta (or a saved file)")
+    problem = theta_mismatch(rule, theta)
+    if problem:
+        raise ValueError(f"theta does not match rule {rule.name!r}: {problem}")
+    if num_steps is not None and (isinstance(num_steps, bool) or not isinstance(num_steps, int)
+                                  or num_steps < 1):
+        raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
 
     if rule.wants_num_steps and num_steps is None:
         rule.start(theta, None)  # raises the one-line error now, not at the first init
 
     def init_fn(params):
-        return rule.start(theta, params, num_steps)
+        return rule.start(theta, float_leaves(params), num_steps)
 
     def update_fn(updates, state, params=None, *, value=None, **extra_args):
         del extra_args
-        return rule.update(theta, state, updates, params, value)
+        if _all_float(updates):
+            return rule.update(theta, state, updates, params, value)
+        # As optax leaves integer and boolean parameters alone: zero updates, no state.
+        new, state = rule.update(theta, state, float_leaves(updates),
+                                 None if params is None else float_leaves(params), value)
+        return _merge(updates, new), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _is_float(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def _all_float(tree) -> bool:
+    return all(_is_float(x) for x in jax.tree.leaves(tree))
+
+
+def float_leaves(tree):
+    """``tree`` with every non-float leaf (integer, boolean, float0) replaced by an empty
+    ``optax.MaskedNode``, which the rule's tree maps skip."""
+    if _all_float(tree):
+        return tree
+    return jax.tree.map(lambda x: x if _is_float(x) else optax.MaskedNode(), tree)
+
+
+def _merge(updates, new):
+    """The rule's updates for float leaves, zeros of the leaf's own dtype for the others."""
+    flat, treedef = jax.tree_util.tree_flatten(updates)
+    masked = jax.tree.leaves(new)
+    it = iter(masked)
+    out = [next(it) if _is_float(x) else jnp.zeros_like(x) for x in flat]
+    return jax.tree_util.tree_unflatten(treedef, out)

@@ -117,8 +117,22 @@ def _finish(fig, ax, path, title, xlabel, ylabel) -> None:
     plt.close(fig)
 
 
+def strict(value):
+    """``value`` with every non-finite float (NaN, ±inf) replaced by None, so it is strict JSON."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
 def write_json(path: str, payload: dict) -> None:
+    """``payload`` as strict JSON (non-finite numbers as null)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
-        json.dump(payload, f, indent=1)
+        json.dump(strict(payload), f, indent=1, allow_nan=False)
         f.write("\n")

@@ -1,34 +1,162 @@
-"""One portable file per learned optimizer: the rule's name, its hyperparameters and theta."""
+"""One portable file per learned optimizer (``.lopt``): safetensors tensors — theta, keyed by
+tree path — with a JSON header naming the rule, its config, the format version, a checksum
+and provenance. No pickle: numpy, PyTorch or any safetensors reader opens it. Files of format
+version 1 (``.npz`` archives, lopt ≤ 0.1) still load."""
 from __future__ import annotations
 
-import jax
+import hashlib
+import json
+import os
+import struct
+import tempfile
 
-from lopt.checkpoint import load_pytree, read_metadata, save_pytree
+import jax
+import numpy as np
+
+from lopt.checkpoint import FileFormatError, arrays_to_tree, check_readable, reading
 from lopt.rules import make_rule
-from lopt.rules.base import UpdateRule
+from lopt.rules.base import UpdateRule, theta_mismatch
 
 FORMAT = "lopt-rule"
-VERSION = 1
+VERSION = 2
+HEADER_KEY = "lopt"  # the __metadata__ entry holding the JSON header
+MAX_HEADER = 100 << 20  # a header past 100 MiB is a damaged length field, not metadata
 
 
 def save(path: str, rule: UpdateRule, theta, extra: dict | None = None) -> None:
-    """Write ``rule`` (registry name and config) and ``theta`` to ``path`` (an .npz archive)."""
-    metadata = {"format": FORMAT, "version": VERSION, "rule": rule.name,
-                "config": rule.config, "extra": extra or {}}
-    save_pytree(path, theta, metadata)
+    """Write ``rule`` (registry name and config) and ``theta`` to ``path`` atomically.
+
+    ``theta`` must have the structure, shapes and dtypes of ``rule.init_meta``'s output."""
+    from safetensors.numpy import save as st_save
+
+    problem = theta_mismatch(rule, theta)
+    if problem:
+        raise ValueError(f"theta does not match rule {rule.name!r}: {problem}")
+    tensors = {jax.tree_util.keystr(p): np.ascontiguousarray(jax.device_get(x))
+               for p, x in jax.tree_util.tree_flatten_with_path(theta)[0]}
+    header = {"format": FORMAT, "version": VERSION, "rule": rule.name, "config": rule.config,
+              "extra": extra or {}, "sha256": _digest(tensors)}
+    data = st_save(tensors, metadata={HEADER_KEY: json.dumps(header)})
+    _write_atomically(path, data)
 
 
-def load(path: str):
-    """Read a file written by :func:`save`; returns ``(rule, theta)``."""
-    meta = read_metadata(path)
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a saved lopt rule (format {meta.get('format')!r})")
-    rule = make_rule(meta["rule"], **meta["config"])
-    template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
-    theta = load_pytree(path, template)
-    return rule, theta
+def _digest(tensors: dict) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes: safetensors itself checks
+    offsets, not contents, and a flipped bit in theta must not load silently."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        x = tensors[name]
+        h.update(f"{name}|{x.dtype.str}|{x.shape}|".encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".lopt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _is_npz(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"PK"
+
+
+def _read_safetensors(path: str) -> tuple:
+    """(header dict, tensors dict) of a version-2 file, every damage as one line."""
+    from safetensors.numpy import load as st_load
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        raise FileFormatError(f"{path}: truncated ({len(raw)} bytes) or not a lopt rule file")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > min(len(raw) - 8, MAX_HEADER):
+        raise FileFormatError(f"{path}: not a lopt rule file, or truncated (header length {n} "
+                              f"of a {len(raw)}-byte file)")
+    with reading(path, "safetensors file"):
+        st_header = json.loads(raw[8:8 + n].decode())
+    if not isinstance(st_header, dict) or not isinstance(st_header.get("__metadata__"), dict) \
+            or HEADER_KEY not in st_header["__metadata__"]:
+        raise FileFormatError(f"{path}: a safetensors file without a lopt header; not a saved "
+                              "lopt rule")
+    with reading(path, "lopt rule header"):
+        header = json.loads(st_header["__metadata__"][HEADER_KEY])
+    _check_header(path, header)
+    try:
+        tensors = st_load(raw)
+    except Exception as err:  # safetensors raises its own SafetensorError (truncation, offsets)
+        raise FileFormatError(f"{path}: damaged tensor data ({str(err).splitlines()[0]})") \
+            from None
+    if _digest(tensors) != header.get("sha256"):
+        raise FileFormatError(f"{path}: checksum mismatch: the tensor data is corrupt")
+    return header, tensors
+
+
+def _check_header(path: str, header) -> None:
+    if not isinstance(header, dict):
+        raise FileFormatError(f"{path}: the lopt header must be a JSON object, got "
+                              f"{type(header).__name__}")
+    if header.get("format") != FORMAT:
+        raise FileFormatError(f"{path}: not a saved lopt rule (format {header.get('format')!r})")
+    version = header.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise FileFormatError(f"{path}: format version must be a positive integer, got "
+                              f"{version!r}")
+    if version > VERSION:
+        raise FileFormatError(f"{path}: written by a newer lopt (format version {version}; "
+                              f"this lopt reads up to {VERSION}); upgrade lopt")
+    for key, kind in (("rule", str), ("config", dict), ("extra", dict)):
+        if key not in header:
+            raise FileFormatError(f"{path}: the header has no {key!r}")
+        if not isinstance(header[key], kind):
+            raise FileFormatError(f"{path}: header {key!r} must be a {kind.__name__}, got "
+                                  f"{type(header[key]).__name__}")
 
 
 def load_metadata(path: str) -> dict:
-    """The metadata of a saved rule (name, config and whatever ``extra`` it was saved with)."""
-    return read_metadata(path)
+    """The header of a saved rule: format, version, rule, config and its ``extra`` record."""
+    check_readable(path)
+    if _is_npz(path):
+        from lopt.checkpoint import read_metadata
+
+        meta = read_metadata(path)
+        _check_header(path, meta)
+        return meta
+    return _read_safetensors(path)[0]
+
+
+def load(path: str):
+    """Read a file written by :func:`save` (either format version); returns ``(rule, theta)``.
+    Anything wrong with the file is a ``FileFormatError`` (a ValueError) naming it."""
+    check_readable(path)
+    if _is_npz(path):
+        from lopt.checkpoint import load_pytree
+
+        header, tensors = load_metadata(path), None
+    else:
+        header, tensors = _read_safetensors(path)
+    try:
+        rule = make_rule(header["rule"], **header["config"])
+    except (ValueError, TypeError) as err:
+        raise FileFormatError(f"{path}: names rule {header['rule']!r} with a config this lopt "
+                              f"cannot build ({str(err).splitlines()[0]})") from None
+    template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
+    if tensors is None:
+        theta = load_pytree(path, template)
+    else:
+        theta = arrays_to_tree(path, tensors, template)
+    return rule, theta

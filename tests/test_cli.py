@@ -42,6 +42,32 @@ from lopt.tasks import FAMILIES
     (["train", "--recipe", "velo"], "recipe"),
     (["eval", "/no/such/file.lopt"], "checkpoint"),
     (["frobnicate"], "frobnicate"),
+    # Floats outside float32's range or sane bounds, and negative numbers in any notation.
+    (["train", "--meta-lr", "1e300"], "meta_lr"),
+    (["train", "--meta-lr", "nan"], "meta_lr"),
+    (["train", "--sigma", "-inf"], "sigma"),
+    (["train", "--sigma", "-1e-3"], "sigma"),
+    (["train", "--sigma", "1e-40"], "sigma"),
+    (["train", "--loss-clip", "1e39"], "loss_clip"),
+    (["train", "--clip-grad-norm", "inf"], "clip_grad_norm"),
+    (["train", "--seed", str(2**40)], "seed"),
+    (["train", "--baselines", ","], "baselines"),
+    # rule_config values checked against the constructor's annotations.
+    (["train", "--rule-config", '{"hidden": "8"}'], "rule_config.hidden"),
+    (["train", "--rule-config", '{"hidden": 2.5}'], "rule_config.hidden"),
+    (["train", "--rule-config", '{"hidden": true}'], "rule_config.hidden"),
+    (["train", "--rule-config", '{"output_scale": null}'], "rule_config.output_scale"),
+    (["train", "--rule-config", "2.5"], "rule_config"),
+    (["train", "--rule-config", "null"], "rule_config"),
+    (["train", "--rule-config", "true"], "rule_config"),
+    (["train", "--rule-config", '{"hidden": 100000000}'], "rule_config.hidden"),
+    (["train", "--rule", "adafac_mlp", "--rule-config", '{"momentum_decays": ["a"]}'],
+     "rule_config.momentum_decays"),
+    # A run whose state cannot fit in memory is refused with the estimate, before any work.
+    (["train", "--num-tasks", "100000000", "--out", "/tmp/lopt-never-written"], "num_tasks"),
+    (["train", "--rule-config", '{"hidden": 60000, "layers": 60000}',
+      "--out", "/tmp/lopt-never-written"], "rule_config"),
+    (["train", "--out", "/proc/lopt-cannot-exist"], "out"),
 ])
 def test_bad_values_give_one_line_naming_the_field_and_exit_2(argv, field, capsys):
     try:
@@ -123,6 +149,34 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
     for a, b in zip(first["results"], again["results"]):
         np.testing.assert_allclose(a["mean_curve"], b["mean_curve"], rtol=1e-6)
         assert a["learning_rate"] == b["learning_rate"]
+
+    # Resuming with anything changed but a larger step count is refused before a byte is
+    # written: the checkpoint's theta was trained with the old settings.
+    capsys.readouterr()
+    before = {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)}
+    for flags, named in ((["--meta-lr", "0.01"], "meta_lr 0.003 (now 0.01)"),
+                         (["--seed", "1"], "seed 0 (now 1)"),
+                         (["--truncation", "2"], "truncation 3 (now 2)"),
+                         (["--rule-config", '{"output_scale": 0.2}'],
+                          "rule_config.output_scale 0.1 (now 0.2)"),
+                         (["--steps", "2"], "at outer step 3: steps may only grow")):
+        changed = argv + flags if flags[0] != "--steps" else argv[:1] + flags + argv[3:]
+        assert main(changed) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and named in err and "--no-resume" in err, err
+    after = {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)}
+    assert after == before
+    # The same settings written another way (flag order, JSON spacing) still resume.
+    from lopt import preflight
+    from lopt.cli import _config_from_args, build_parser
+    from lopt.config import TrainConfig
+    from lopt.rules import make_rule
+
+    args = build_parser().parse_args(argv[:-2] + ["--rule-config", '{ "hidden" : 20 }',
+                                                  "--steps", "5", "--out", out])
+    cfg = _config_from_args(TrainConfig, args)
+    preflight.check_checkpoint(cfg, make_rule(cfg.rule, **cfg.rule_kwargs()),
+                               os.path.join(out, "checkpoint.npz"))
 
 
 def test_recipe_sets_every_value_and_flags_beside_it_override():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, NamedTuple, Optional
 
@@ -12,6 +11,7 @@ import optax
 
 from lopt.checkpoint import load_pytree, read_metadata, save_pytree
 from lopt.outer.mixture import build_estimator, runs_per_family
+from lopt.outer.run_files import check_resume, log_line, remove_stale_temporaries, trim_log
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 from lopt.tasks.mixture import Mixture
@@ -27,6 +27,15 @@ class TrainState(NamedTuple):
     step: jax.Array
 
 
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) stopped meta-training after a whole outer step; its checkpoint is saved."""
+
+    def __init__(self, step: int, checkpoint: Optional[str]):
+        where = f"checkpoint saved to {checkpoint}" if checkpoint else "no checkpoint path given"
+        super().__init__(f"interrupted after outer step {step}; {where}")
+        self.step, self.checkpoint = step, checkpoint
+
+
 @dataclasses.dataclass
 class TrainResult:
     theta: Any
@@ -37,6 +46,39 @@ class TrainResult:
 def default_meta_optimizer(learning_rate: float = 1e-3, clip_grad_norm: float = 1.0):
     """Adam on the meta-parameters after clipping the meta-gradient's global norm."""
     return optax.chain(optax.clip_by_global_norm(clip_grad_norm), optax.adam(learning_rate))
+
+
+class _StopOnSigint:
+    """While active, the first SIGINT only asks the loop to stop after the step in flight
+    (whose input buffers are donated, so it cannot be abandoned midway); a second one
+    interrupts at once. Outside the main thread signals cannot be caught: it does nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        import signal
+
+        if self.requested:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def make_outer_step(estimator, meta_optimizer):
@@ -52,23 +94,26 @@ def make_outer_step(estimator, meta_optimizer):
             finite = finite & (metrics["ok_runs"] > 0)
         updates, opt_state = meta_optimizer.update(meta_grad, state.opt_state, state.theta)
         theta = optax.apply_updates(state.theta, updates)
+        # A finite gradient can still overflow theta (a huge meta-lr): check what is written.
+        finite = finite & _all_finite((theta, opt_state))
         # A non-finite meta-gradient must not reach theta or the optimizer's moments.
         theta, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
                                         (theta, opt_state), (state.theta, state.opt_state))
+        if "ok_runs" in metrics:
+            # No run finished its truncation: there is no loss to report, not a loss of 0.
+            none = metrics["ok_runs"] == 0
+            metrics = {k: (jnp.where(none, jnp.nan, v) if k.startswith(("meta_loss", "inner_loss"))
+                           else v) for k, v in metrics.items()}
         metrics = dict(metrics, grad_norm=grad_norm, skipped=(~finite).astype(jnp.int32))
         return TrainState(theta, opt_state, est_state, key, state.step + 1), metrics
 
     return outer_step
 
 
-def _trim_log(log_path: str, step: int) -> None:
-    """Keep only log lines of steps before ``step``, so a resumed run's log has no duplicates."""
-    if not os.path.exists(log_path):
-        return
-    with open(log_path) as f:
-        lines = [line for line in f if line.strip() and json.loads(line)["step"] < step]
-    with open(log_path, "w") as f:
-        f.writelines(lines)
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def _runs_per_split(estimator, family) -> int:
@@ -165,7 +210,8 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
           seed: int = 0, meta_optimizer: Optional[optax.GradientTransformation] = None,
           theta=None, devices=None, log_path: Optional[str] = None,
           checkpoint_path: Optional[str] = None, checkpoint_every: int = 100,
-          resume: bool = True, progress: bool = True) -> TrainResult:
+          resume: bool = True, progress: bool = True,
+          run_config: Optional[dict] = None) -> TrainResult:
     """Meta-train ``rule`` on ``family`` with ``estimator`` (e.g. ``TBPTT(...)``) for ``num_steps``.
 
     ``family`` may be a ``lopt.tasks.Mixture``: each of its families then gets an equal share of
@@ -178,7 +224,13 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
     ``checkpoint_every`` steps and at the end (one file per process in a multi-process job);
     with ``resume`` an existing checkpoint is continued, and the result equals that of an
     uninterrupted run bit for bit. ``log_path`` receives one JSON line of metrics per step
-    (written by process 0).
+    (written by process 0; non-finite values as null).
+
+    ``run_config`` (e.g. the CLI's settings that shape the run) is stored in the checkpoint; a
+    resume whose rule, rule config, ``run_config`` or smaller ``num_steps`` differ from the
+    checkpoint's raises ``ResumeMismatch`` before anything is written. A step whose
+    meta-gradient or updated theta is not finite is skipped (``skipped`` in its metrics). On
+    Ctrl-C the step in flight finishes, the checkpoint is written and ``Interrupted`` is raised.
     """
     if num_steps < 0:
         raise ValueError(f"num_steps must be a non-negative integer, got {num_steps}")
@@ -203,17 +255,17 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
 
     ckpt_file = placement.checkpoint_file(checkpoint_path) if checkpoint_path else None
     if ckpt_file and resume and os.path.exists(ckpt_file):
-        meta = read_metadata(ckpt_file)
-        if meta.get("rule") != rule.name:
-            raise ValueError(f"checkpoint {ckpt_file} holds rule {meta.get('rule')!r}, "
-                             f"not {rule.name!r}")
+        check_resume(ckpt_file, read_metadata(ckpt_file), rule_name=rule.name,
+                     rule_config=rule.config, run_config=run_config, num_steps=num_steps)
         state = load_pytree(ckpt_file, state)
+    if ckpt_file:
+        remove_stale_temporaries(os.path.dirname(os.path.abspath(ckpt_file)))
     start = int(state.step)
     lead = jax.process_index() == 0
     log_path = log_path if lead else None
     if log_path:
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-        _trim_log(log_path, start)
+        trim_log(log_path, start)
 
     step_fn = placement.compile(make_outer_step(est, meta_optimizer))
     # The step donates its input: leaves that share one buffer (equal constants an init
@@ -223,7 +275,7 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
     def write_checkpoint(s):
         host = placement.to_host(s)
         save_pytree(ckpt_file, host, {"rule": rule.name, "config": rule.config,
-                                      "step": int(host.step)})
+                                      "step": int(host.step), "run": run_config})
 
     history = []
     bar = None
@@ -231,20 +283,26 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
         from tqdm.auto import tqdm
         bar = tqdm(total=num_steps, initial=start, desc="meta-train", unit="step")
     log_file = open(log_path, "a") if log_path else None
+    stop = _StopOnSigint()
     try:
-        for step in range(start, num_steps):
-            state, metrics = step_fn(state)
-            metrics = jax.device_get(placement.first(metrics))
-            record = {"step": step, **{k: float(v) for k, v in metrics.items()}}
-            history.append(record)
-            if log_file:
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-            if bar:
-                bar.update(1)
-                bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}", refresh=False)
-            if ckpt_file and (step + 1) % checkpoint_every == 0:
-                write_checkpoint(state)
+        with stop:
+            for step in range(start, num_steps):
+                state, metrics = step_fn(state)
+                metrics = jax.device_get(placement.first(metrics))
+                record = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+                history.append(record)
+                if log_file:
+                    log_file.write(log_line(record))
+                    log_file.flush()
+                if bar:
+                    bar.update(1)
+                    bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}", refresh=False)
+                if stop.requested:
+                    if ckpt_file:
+                        write_checkpoint(state)
+                    raise Interrupted(step + 1, ckpt_file)
+                if ckpt_file and (step + 1) % checkpoint_every == 0:
+                    write_checkpoint(state)
     finally:
         if bar:
             bar.close()

@@ -47,6 +47,30 @@ def apply_mlp(layers: list, groups: list, bias_extra=0.0):
     return h
 
 
+INITS = ("random", "momentum")
+
+
+def plant_identity(layers: list, feature: int) -> list:
+    """The MLP with hidden units 0 and 1 carrying relu(x) and relu(−x) of input ``feature``
+    through every layer and the first output reading their difference, x itself; the other
+    units keep their random weights but are cut off from output 0."""
+    out = []
+    for i, layer in enumerate(layers):
+        w, b = layer["w"], layer["b"]
+        last = i == len(layers) - 1
+        if i == 0:
+            w = w.at[:, :2].set(0.0).at[feature, 0].set(1.0).at[feature, 1].set(-1.0)
+            b = b.at[:2].set(0.0)
+        elif not last:
+            w = w.at[:, :2].set(0.0).at[:2, :].set(0.0).at[0, 0].set(1.0).at[1, 1].set(1.0)
+            b = b.at[:2].set(0.0)
+        else:
+            w = w.at[:, 0].set(0.0).at[0, 0].set(1.0).at[1, 0].set(-1.0)
+            b = b.at[0].set(0.0)
+        out.append({"w": w, "b": b})
+    return out
+
+
 def decay_offsets(n_mom: int, n_rms: int, n_fac: int) -> dict:
     return {"momentum": jnp.zeros((n_mom,)), "rms": jnp.zeros((n_rms,)),
             "factored": jnp.zeros((n_fac,))}
@@ -63,24 +87,38 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
                momentum_decays: Sequence[float] = af.MOMENTUM_DECAYS,
                rms_decays: Sequence[float] = af.RMS_DECAYS,
                factored_decays: Sequence[float] = af.FACTORED_DECAYS,
-               exp_scale: float = 1e-3, step_scale: float = 1e-3) -> UpdateRule:
+               exp_scale: float = 1e-3, step_scale: float = 1e-3,
+               init: str = "random") -> UpdateRule:
     """Δθ = −d · exp(α·m) · β, (d, m) the outputs of a per-parameter MLP (``layers`` ReLU layers
     of ``hidden``; 2 × 4 in the paper) on ``adafactor_features.feature_groups`` — each feature
     divided by its RMS over the tensor — and tanh embeddings of the step. The momentum, RMS and
     factored decays are meta-learned as offsets in log(1 − β)/10 (zeros: the initial decays).
     α = ``exp_scale``, β = ``step_scale`` (10⁻³ each, as in the paper) keep early steps small.
     State: 3 momenta + 1 second moment per parameter, and per matrix a row and column moment
-    at 3 decays: 16 bytes per parameter (float32) plus O(rows + columns)."""
+    at 3 decays: 16 bytes per parameter (float32) plus O(rows + columns).
+
+    ``init``: "random" (the paper's) or "momentum" — the MLP starts as exactly d = the
+    normalized m/√v feature of the first momentum decay (``plant_identity``), so the untrained
+    rule is Adam-like with step β per tensor RMS instead of a random walk that meta-training
+    first has to learn to stop."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers)
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
+    if init == "momentum" and hidden < 2:
+        raise ValueError(f"init 'momentum' needs hidden >= 2; got {hidden}")
     sizes = af.group_sizes(len(moms), len(rmss), len(facs))
     n_feat = sum(sizes)
+    # m/√v at the first momentum decay: after g, p, the momenta and the second moments.
+    momentum_feature = 2 + len(moms) + len(rmss)
 
     def init_meta(key):
-        return {"mlp": init_mlp(key, n_feat + len(STEP_TIMESCALES), hidden, layers),
-                "decays": decay_offsets(len(moms), len(rmss), len(facs))}
+        mlp = init_mlp(key, n_feat + len(STEP_TIMESCALES), hidden, layers)
+        if init == "momentum":
+            mlp = plant_identity(mlp, momentum_feature)
+        return {"mlp": mlp, "decays": decay_offsets(len(moms), len(rmss), len(facs))}
 
-    def init(theta, params):
+    def init_state(theta, params):
         return {"acc": af.init_accumulators(params, len(moms), len(rmss), len(facs)),
                 "count": jnp.zeros((), jnp.int32)}
 
@@ -106,8 +144,8 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
         acc = treedef.unflatten([a for _, a in flat])
         return updates, {"acc": acc, "count": state["count"] + 1}
 
-    return UpdateRule(init_meta=init_meta, init=init, update=update, name="adafac_mlp",
+    return UpdateRule(init_meta=init_meta, init=init_state, update=update, name="adafac_mlp",
                       config={"hidden": hidden, "layers": layers,
                               "momentum_decays": list(moms), "rms_decays": list(rmss),
                               "factored_decays": list(facs), "exp_scale": exp_scale,
-                              "step_scale": step_scale})
+                              "step_scale": step_scale, "init": init})

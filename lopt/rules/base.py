@@ -48,6 +48,33 @@ class UpdateRule:
         return self.init(theta, params, num_steps)
 
 
+def theta_mismatch(rule: UpdateRule, theta) -> Optional[str]:
+    """The first way ``theta`` differs from ``rule.init_meta``'s output (tree structure, then a
+    leaf's shape or dtype, named by its tree path), or None when it matches."""
+    import numpy as np
+
+    template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
+    try:
+        want = jax.tree_util.tree_flatten_with_path(template)[0]
+        got = jax.tree_util.tree_flatten_with_path(theta)[0]
+    except Exception as err:  # a theta that is not a pytree of arrays
+        return f"not a pytree of arrays ({err})"
+    want_paths = [jax.tree_util.keystr(p) for p, _ in want]
+    got_paths = [jax.tree_util.keystr(p) for p, _ in got]
+    if want_paths != got_paths:
+        missing = [p for p in want_paths if p not in set(got_paths)]
+        extra = [p for p in got_paths if p not in set(want_paths)]
+        return (f"structure differs: missing {missing[:3]}, unexpected {extra[:3]}"
+                if missing or extra else "structure differs (same leaves, other nesting)")
+    for (path, w), (_, g) in zip(want, got):
+        shape = tuple(np.shape(g))
+        dtype = getattr(g, "dtype", None) or np.asarray(g).dtype
+        if shape != tuple(w.shape) or np.dtype(dtype) != np.dtype(w.dtype):
+            return (f"{jax.tree_util.keystr(path)} has shape {shape} {np.dtype(dtype)}, "
+                    f"expected {tuple(w.shape)} {np.dtype(w.dtype)}")
+    return None
+
+
 def unzip(params: Params, tree: Any, count: int) -> tuple:
     """Split a tree holding a ``count``-tuple at every parameter leaf into ``count`` trees."""
     return tuple(jax.tree.map(lambda _, t, i=i: t[i], params, tree) for i in range(count))

@@ -1,0 +1,145 @@
+"""The files of a meta-training run: its log, its lock, stale temporaries, and the check that a
+resumed run is the run its checkpoint came from."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+LOCK_NAME = ".lopt-train.lock"
+
+
+class ResumeMismatch(ValueError):
+    """A checkpoint exists but was written by a run with other settings."""
+
+
+def _fmt(value) -> str:
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+
+def differing_fields(stored: dict, current: dict) -> list:
+    """``"name stored (now current)"`` for every key whose values differ (a missing key counts)."""
+    out = []
+    for name in sorted(set(stored) | set(current)):
+        a, b = stored.get(name, "<unset>"), current.get(name, "<unset>")
+        if _normal(a) != _normal(b):
+            out.append(f"{name} {_fmt(a)} (now {_fmt(b)})")
+    return out
+
+
+def _normal(value):
+    """Tuples and lists compare equal, as they come back from JSON."""
+    if isinstance(value, (list, tuple)):
+        return [_normal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    return value
+
+
+def check_resume(path: str, meta: dict, *, rule_name: str, rule_config: dict,
+                 run_config: dict | None, num_steps: int) -> None:
+    """Refuse (``ResumeMismatch``, one line) to continue checkpoint ``path`` (metadata ``meta``)
+    with another rule, rule config, run config or fewer steps than it already holds."""
+    fresh = "resume with the same settings, or start fresh with --no-resume or another --out"
+    if meta.get("rule") != rule_name:
+        raise ResumeMismatch(f"checkpoint {path} holds rule {meta.get('rule')!r}, not "
+                             f"{rule_name!r}; {fresh}")
+    diffs = [f"rule_config.{d}" for d in differing_fields(meta.get("config") or {},
+                                                          rule_config)]
+    if run_config is not None and meta.get("run") is not None:
+        diffs += differing_fields(meta["run"], run_config)
+    if diffs:
+        raise ResumeMismatch(f"checkpoint {path} was written by a run with other settings: "
+                             f"{'; '.join(diffs)}; {fresh}")
+    step = int(meta.get("step", 0))
+    if num_steps < step:
+        raise ResumeMismatch(f"checkpoint {path} is at outer step {step}: steps may only grow, "
+                             f"got {num_steps}; {fresh}")
+
+
+def trim_log(log_path: str, step: int) -> int:
+    """Keep only the log lines of steps before ``step`` (a resumed run recomputes the others)
+    and drop lines that do not parse — the torn end of a write cut by a kill or a full disk.
+    Returns how many unreadable lines were dropped."""
+    if not os.path.exists(log_path):
+        return 0
+    kept, torn = [], 0
+    with open(log_path, "rb") as f:
+        for raw in f:
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                torn += 1
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and \
+                    record["step"] < step:
+                kept.append(log_line(record))
+    tmp = log_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(kept)
+    os.replace(tmp, log_path)
+    return torn
+
+
+def log_line(record: dict) -> str:
+    """One strict-JSON line: non-finite numbers become null."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in record.items()}
+    return json.dumps(clean, allow_nan=False) + "\n"
+
+
+def remove_stale_temporaries(folder: str, prefix: str = ".tmp-") -> list:
+    """Delete the temporary files an interrupted atomic write left in ``folder``."""
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in os.listdir(folder):
+        if name.startswith(prefix):
+            path = os.path.join(folder, name)
+            try:
+                if os.path.isdir(path):
+                    import shutil
+
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+class FolderLock:
+    """An exclusive lock on a run folder (``fcntl.flock`` on a lock file inside it), so two
+    runs never write one ``--out``; the kernel drops it when the process dies."""
+
+    def __init__(self, folder: str):
+        self.path = os.path.join(folder, LOCK_NAME)
+        self._fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ValueError(f"out folder {os.path.dirname(self.path)} is in use by another "
+                             f"lopt train (pid {holder}, lock {self.path}); wait for it or "
+                             "choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        # Unlink while holding the lock: a run starting now locks a fresh file.
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+        return False

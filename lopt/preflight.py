@@ -1,0 +1,105 @@
+"""Checks ``lopt train`` makes before it writes anything: the output folder, the memory the run
+will hold, and that an existing checkpoint belongs to this run."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from lopt.config import ConfigError, EvalConfig, TrainConfig
+
+# Settings that do not change the meta-training trajectory: how long (steps may only grow),
+# where and how it reports, the comparison after it, and the device layout (resumes across
+# device counts are exact up to the reduction order).
+NOT_THE_RUN = frozenset({"steps", "out", "progress", "resume", "checkpoint_every", "recipe",
+                         "rule_config", "devices", "distributed", "coordinator",
+                         "num_processes", "process_id"}
+                        | {f.name for f in dataclasses.fields(EvalConfig)} - {"task"})
+
+
+def run_config(cfg: TrainConfig) -> dict:
+    """The settings a resumed run must share with its checkpoint (the rule's own config is
+    compared separately, so the same rule_config written differently still resumes)."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_THE_RUN}
+
+
+def check_out_folder(path: str) -> None:
+    """One line unless ``path`` is an existing writable folder or can be created as one."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ConfigError(f"out must be a folder; {path!r} is a file")
+        import tempfile
+
+        try:  # os.access says yes to root even where a write fails
+            with tempfile.TemporaryFile(dir=path, prefix=".tmp-probe-"):
+                pass
+        except OSError as err:
+            raise ConfigError(f"out folder {path!r} is not writable: {err.strerror}") from None
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"out {path!r} cannot be created: {parent!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"out {path!r} cannot be created: {parent!r} is not writable")
+
+
+def make_out_folder(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"out {path!r} cannot be created: {err.strerror}") from None
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _nbytes(tree) -> int:
+    import jax
+    import numpy as np
+
+    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def estimated_state_bytes(rule, family, estimator) -> int:
+    """Bytes of theta and the estimator's state (every inner run's parameters and optimizer
+    state), from shapes alone: a lower bound on what meta-training holds in memory."""
+    import jax
+
+    from lopt.outer.mixture import build_estimator
+
+    theta = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
+    est = build_estimator(estimator, rule, family, axis_name=None)
+    state = jax.eval_shape(est.init, jax.random.PRNGKey(0), theta)
+    return _nbytes(theta) + _nbytes(state)
+
+
+def check_memory(rule, family, estimator, limit: int | None = None) -> None:
+    """Refuse, in one line, a run whose state alone would not fit in this machine's memory."""
+    import jax
+
+    limit = physical_memory_bytes() if limit is None else limit
+    try:
+        theta = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"rule_config: {err}") from None
+    if _nbytes(theta) > limit:
+        raise ConfigError(f"rule_config: theta alone needs {_nbytes(theta) / 2**30:.1f} GiB, more "
+                          f"than this machine's {limit / 2**30:.1f} GiB; use smaller sizes")
+    needed = estimated_state_bytes(rule, family, estimator)
+    if needed > limit:
+        raise ConfigError(f"num_tasks: the inner runs' state needs at least {needed / 2**30:.1f} "
+                          f"GiB, more than this machine's {limit / 2**30:.1f} GiB; use fewer "
+                          "tasks or smaller rule sizes")
+
+
+def check_checkpoint(cfg: TrainConfig, rule, checkpoint: str) -> None:
+    """Refuse (one line) to resume ``checkpoint`` when it came from another run."""
+    from lopt.checkpoint import read_metadata
+    from lopt.outer.run_files import check_resume
+
+    if not (cfg.resume and os.path.exists(checkpoint)):
+        return
+    check_resume(checkpoint, read_metadata(checkpoint), rule_name=rule.name,
+                 rule_config=rule.config, run_config=run_config(cfg), num_steps=cfg.steps)
