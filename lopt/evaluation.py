@@ -53,7 +53,8 @@ def score(curves) -> tuple:
 def rank_key(summary: dict) -> tuple:
     """``score`` read back from a ``Result.summary()``."""
     mean = summary["final_mean"]
-    return summary["diverged"], float("inf") if mean is None else mean
+    # NaN compares false both ways and would sort anywhere: it ranks with "no loss at all".
+    return summary["diverged"], float("inf") if mean is None or mean != mean else mean
 
 
 @dataclasses.dataclass

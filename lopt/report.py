@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Sequence
 
@@ -12,7 +13,7 @@ def _num(x, fmt):
 
 def format_loss(s) -> str:
     """Mean final loss ± standard error of a summary, "—" for what it does not have."""
-    if s["final_mean"] is None:
+    if s["final_mean"] is None or not math.isfinite(s["final_mean"]):
         return "—"
     sem = "" if s["final_sem"] is None else f" ± {s['final_sem']:.2g}"
     return f"{s['final_mean']:.4g}{sem}"
@@ -25,7 +26,8 @@ def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int,
     ``tuning_note`` replaces the sentence on how baselines were tuned."""
     from lopt.evaluation import rank_key
 
-    clean = [s["final_mean"] for s in summaries if s["diverged"] == 0]
+    clean = [s["final_mean"] for s in summaries
+             if s["diverged"] == 0 and s["final_mean"] is not None and math.isfinite(s["final_mean"])]
     best = min(clean) if clean else None
     lines = [
         f"Final loss after {num_steps} steps on {num_tasks} held-out instances, mean (± standard "
@@ -46,7 +48,8 @@ def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int,
         # A ratio means nothing when the best loss is not positive (normalized losses) or the
         # row's runs are not all there.
         ratio = (f"{s['final_mean'] / best:.2f}"
-                 if best is not None and best > 0 and s["diverged"] == 0 else "—")
+                 if best is not None and best > 0 and s["diverged"] == 0
+                 and s["final_mean"] is not None and math.isfinite(s["final_mean"]) else "—")
         lines.append(f"| {s['name']} | {lr} | {s['diverged']}/{s.get('num_tasks', num_tasks)} | "
                      f"{format_loss(s)} | "
                      f"{_num(s['final_median'], '.4g')} | {ratio} |")
@@ -119,8 +122,6 @@ def _finish(fig, ax, path, title, xlabel, ylabel) -> None:
 
 def strict(value):
     """``value`` with every non-finite float (NaN, ±inf) replaced by None, so it is strict JSON."""
-    import math
-
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

@@ -175,3 +175,27 @@ def test_tuning_and_evaluation_instances_never_overlap():
     tune, evaluation = instances(TUNE_KEY, 64), instances(KEY, 256)
     shared = {tuple(np.round(r, 6)) for r in tune} & {tuple(np.round(r, 6)) for r in evaluation}
     assert not shared
+
+
+def test_a_nan_mean_ranks_last_and_is_written_as_null(tmp_path):
+    """A summary whose mean is NaN (a record read back from a report, or a rule that returns
+    NaN without a non-finite loss) ranks below every number, takes no "/ best" ratio, does not
+    become the best, and comparison JSON stays strict."""
+    import json
+
+    def row(name, mean):
+        return {"name": name, "learning_rate": None, "diverged": 0, "num_tasks": 4,
+                "final_mean": mean, "final_sem": None, "final_median": mean,
+                "mean_curve": [1.0, mean]}
+
+    rows = [row("nan_rule", float("nan")), row("a", 0.5), row("b", 0.25)]
+    assert [r["name"] for r in sorted(rows, key=rank_key)] == ["b", "a", "nan_rule"]
+    table = report.comparison_table(rows, 4, 1)
+    lines = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [line.split("|")[1].strip() for line in lines[1:]] == ["b", "a", "nan_rule"]
+    assert lines[1].rstrip().endswith("| 1.00 |") and lines[2].rstrip().endswith("| 2.00 |")
+    assert lines[3].rstrip().endswith("| — |")
+    report.write_json(str(tmp_path / "c.json"), {"results": rows, "inf": float("inf")})
+    text = (tmp_path / "c.json").read_text()
+    loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    assert loaded["results"][0]["final_mean"] is None and loaded["inf"] is None

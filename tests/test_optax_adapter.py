@@ -106,3 +106,44 @@ def test_flax_nnx_training_loop_with_lopt_optimizer():
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref_params)):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_bad_rule_or_theta_is_refused_at_construction():
+    with pytest.raises(TypeError, match="rule must be an UpdateRule.*got NoneType"):
+        lopt.as_optax(None)
+    with pytest.raises(TypeError, match="got int 3"):
+        lopt.as_optax(3)
+    rule = lopt.rules.l2l_lstm(hidden=4, layers=1)
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    wrong = jax.tree.map(lambda x: x, theta)
+    wrong["cells"][0]["w"] = jnp.zeros((3, 3))
+    with pytest.raises(ValueError, match=r"\['cells'\]\[0\]\['w'\] has shape \(3, 3\)"):
+        lopt.as_optax(rule, wrong)
+    with pytest.raises(ValueError, match="structure differs"):
+        lopt.as_optax(rule, {"x": jnp.zeros(2)})
+    with pytest.raises(ValueError, match="num_steps must be a positive integer"):
+        lopt.as_optax("celo_tiny", num_steps=0)
+
+
+@pytest.mark.parametrize("name,kw", [("l2l_lstm_mnist", {}), ("celo_tiny", {"num_steps": 20})])
+def test_integer_and_boolean_leaves_are_left_alone(name, kw):
+    """Zero updates of the leaf's own dtype (so apply_updates keeps it), no state for them,
+    and the float leaves updated exactly as if the others were not there."""
+    tx = lopt.as_optax(name, **kw)
+    floats = {"w": jnp.linspace(-1, 1, 6).reshape(3, 2), "b": jnp.ones(2)}
+    params = {**floats, "count": jnp.array(7, jnp.int32), "mask": jnp.array([True, False])}
+    grads = {"w": jnp.linspace(0.5, -0.2, 6).reshape(3, 2), "b": jnp.array([0.1, -0.3]),
+             "count": jnp.array(0, jnp.int32), "mask": jnp.array([False, False])}
+    state, alone = tx.init(params), tx.init(floats)
+    step = jax.jit(lambda g, s, p: tx.update(g, s, p, value=jnp.float32(1.5)))
+    for _ in range(3):
+        updates, state = step(grads, state, params)
+        ref, alone = step({k: grads[k] for k in floats}, alone, floats)
+        for k in floats:
+            np.testing.assert_array_equal(updates[k], ref[k])
+        assert updates["count"].dtype == jnp.int32 and int(updates["count"]) == 0
+        assert updates["mask"].dtype == jnp.bool_ and not updates["mask"].any()
+        new = optax.apply_updates(params, updates)
+        assert new["count"].dtype == jnp.int32 and int(new["count"]) == 7
+    assert {np.dtype(x.dtype) for x in jax.tree.leaves(state)} <= \
+        {np.dtype(x.dtype) for x in jax.tree.leaves(alone)}

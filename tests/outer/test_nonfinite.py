@@ -85,6 +85,9 @@ def test_all_runs_non_finite_skips_the_step_and_logs_it(tmp_path):
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["skipped"] for r in records] == [1, 1]
     assert [r["nonfinite_runs"] for r in records] == [4, 4]
+    # No run finished: the loss is unknown (null), not 0.0.
+    assert [r["meta_loss"] for r in records] == [None, None]
+    assert [r["inner_loss"] for r in records] == [None, None]
 
 
 def late_blowup_family():

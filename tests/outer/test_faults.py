@@ -1,0 +1,169 @@
+"""Meta-training survives being killed, a full disk and Ctrl-C, and resumes bit for bit."""
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from lopt.checkpoint import read_metadata
+from lopt.outer import train
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fault_setup import EST, FAMILY, RULE, run  # noqa: E402
+
+WORKER = os.path.join(os.path.dirname(__file__), "fault_worker.py")
+
+
+def _log(folder):
+    with open(os.path.join(folder, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _assert_same_run(a, b):
+    for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _wait_for(condition, proc, seconds=120):
+    end = time.time() + seconds
+    while not condition():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < end, "the worker never got there"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("mode", ["run", "stall_checkpoint"])
+def test_kill_9_then_resume_is_bit_identical(tmp_path, mode):
+    """kill -9 between steps, or while a checkpoint's temporary file is written but not yet
+    renamed: the checkpoint on disk is whole, the stale temporary is removed, and the resumed
+    run equals one that was never interrupted, log included."""
+    folder = str(tmp_path / "killed")
+    os.makedirs(folder)
+    proc = subprocess.Popen([sys.executable, WORKER, folder, mode], stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        if mode == "run":
+            _wait_for(lambda: os.path.exists(os.path.join(folder, "log.jsonl"))
+                      and len(open(os.path.join(folder, "log.jsonl")).readlines()) >= 5, proc)
+        else:
+            _wait_for(lambda: os.path.exists(os.path.join(folder, "stalled")), proc)
+            assert any(n.startswith(".tmp-") for n in os.listdir(folder))
+    finally:
+        proc.kill()
+        proc.wait()
+    at = read_metadata(os.path.join(folder, "checkpoint.npz"))["step"]
+    assert at >= 1 and (mode == "run" or at == 2)
+    resumed = run(folder, at + 3)
+    assert not any(n.startswith(".tmp-") for n in os.listdir(folder))
+    reference = run(str(tmp_path / "reference"), at + 3)
+    _assert_same_run(reference, resumed)
+    assert _log(folder) == _log(str(tmp_path / "reference"))
+
+
+def test_full_disk_during_a_log_append_then_resume(tmp_path, monkeypatch):
+    """The disk fills mid-line: the run stops with the OSError, leaving a torn last line; the
+    resume drops it and continues exactly."""
+    import builtins
+
+    folder = str(tmp_path / "full")
+    real_open = builtins.open
+
+    class HalfWrites:
+        def __init__(self, f):
+            self.f, self.lines = f, 0
+
+        def write(self, text):
+            self.lines += 1
+            if self.lines == 4:
+                self.f.write(text[: len(text) // 2])
+                self.f.flush()
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def full_disk_open(path, mode="r", *a, **k):
+        f = real_open(path, mode, *a, **k)
+        return HalfWrites(f) if str(path).endswith("log.jsonl") and "a" in mode else f
+
+    # lopt.outer.train is also the name of the function: patch the module itself.
+    monkeypatch.setattr(sys.modules["lopt.outer.train"], "open", full_disk_open, raising=False)
+    with pytest.raises(OSError, match="No space"):
+        run(folder, 8)
+    monkeypatch.undo()
+    lines = open(os.path.join(folder, "log.jsonl")).read().splitlines()
+    assert len(lines) == 4 and not lines[-1].endswith("}")  # the torn line is there
+    resumed = run(folder, 8)
+    reference = run(str(tmp_path / "reference"), 8)
+    _assert_same_run(reference, resumed)
+    assert _log(folder) == _log(str(tmp_path / "reference"))
+
+
+def test_ctrl_c_writes_a_checkpoint_and_exits_130_with_one_line(tmp_path):
+    out = str(tmp_path / "run")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "1000000",
+         "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
+         '{"hidden": 4, "layers": 1}', "--checkpoint-every", "1000000", "--no-progress",
+         "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = os.path.join(out, "train_log.jsonl")
+    _wait_for(lambda: os.path.exists(log) and len(open(log).readlines()) >= 3, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert len(err.strip().splitlines()) == 1, err
+    step = read_metadata(os.path.join(out, "checkpoint.npz"))["step"]
+    assert f"interrupted after outer step {step}; checkpoint saved to" in err
+    assert [json.loads(line)["step"] for line in open(log)] == list(range(step))
+    assert not os.path.exists(os.path.join(out, ".lopt-train.lock"))
+
+
+def test_an_overflowing_theta_skips_the_step(tmp_path):
+    """A finite meta-gradient times a meta-learning rate past float32's range (1e39, as
+    `--meta-lr 1e300` once passed validation) gives a non-finite theta: the new theta is
+    checked, the step skipped, and theta and the optimizer state are kept."""
+    result = train(RULE, FAMILY, EST, num_steps=2, seed=7, progress=False,
+                   meta_optimizer=optax.sgd(1e39), log_path=str(tmp_path / "log.jsonl"))
+    theta0 = RULE.init_meta(jax.random.split(jax.random.PRNGKey(7), 3)[0])
+    for a, b in zip(jax.tree.leaves(theta0), jax.tree.leaves(result.theta)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    records = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert [r["skipped"] for r in records] == [1, 1]
+    assert all(np.isfinite(r["grad_norm"]) and r["grad_norm"] > 0.1 for r in records)
+
+
+def test_a_run_whose_every_step_is_skipped_exits_1_with_one_line(tmp_path, capsys,
+                                                                   monkeypatch):
+    from lopt.cli import main
+
+    monkeypatch.setattr("lopt.outer.default_meta_optimizer",
+                        lambda lr, clip: optax.sgd(1e39))
+    code = main(["train", "--task", "quadratic", "--steps", "2", "--num-tasks", "4",
+                 "--truncation", "3", "--horizon", "8", "--rule-config",
+                 '{"hidden": 4, "layers": 1}', "--no-progress", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "all 2 outer steps of this run were skipped" in err
+    assert not os.path.exists(tmp_path / "r" / "l2l_lstm.lopt")
+
+
+def test_a_second_run_on_one_out_folder_is_refused(tmp_path, capsys):
+    from lopt.cli import main
+    from lopt.outer.run_files import FolderLock
+
+    out = str(tmp_path / "busy")
+    os.makedirs(out)
+    with FolderLock(out):
+        code = main(["train", "--task", "quadratic", "--steps", "2", "--out", out])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"out folder {out} is in use by another lopt train (pid {os.getpid()}" in err
+    assert os.listdir(out) == []
