@@ -153,11 +153,11 @@ def cmd_train(cfg: TrainConfig) -> int:
     from lopt.rules import make_rule
     from lopt.tasks import make_family
 
+    import jax
+
     out_dir = cfg.out_dir
     devices = cfg.devices
     if cfg.distributed:
-        import jax
-
         # CPU processes need a collectives backend; accelerators bring their own.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=cfg.coordinator,
@@ -172,13 +172,12 @@ def cmd_train(cfg: TrainConfig) -> int:
     # Everything that can refuse the run does so before the first byte is written.
     preflight.check_out_folder(out_dir)
     preflight.check_memory(rule, family, estimator)
-    checkpoint = os.path.join(out_dir, "checkpoint.npz")
-    preflight.check_checkpoint(cfg, rule, checkpoint)
+    checkpoint = preflight.checkpoint_path(out_dir)
     lead = True
     if cfg.distributed:
-        import jax
-
         lead = jax.process_index() == 0
+    else:  # orbax reads checkpoints collectively: a distributed job checks inside train
+        preflight.check_checkpoint(cfg, rule, checkpoint)
     preflight.make_out_folder(out_dir)
     with contextlib.ExitStack() as stack:
         if lead:
@@ -186,12 +185,18 @@ def cmd_train(cfg: TrainConfig) -> int:
             report.write_json(os.path.join(out_dir, "config.json"), dataclasses.asdict(cfg))
         log_path = os.path.join(out_dir, "train_log.jsonl")
         start = time.time()
-        result = train(rule, family, estimator, num_steps=cfg.steps, seed=cfg.seed,
-                       meta_optimizer=default_meta_optimizer(cfg.meta_lr, cfg.clip_grad_norm),
-                       log_path=log_path, checkpoint_path=checkpoint,
-                       checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
-                       progress=cfg.progress, devices=devices,
-                       run_config=preflight.run_config(cfg))
+        try:
+            result = train(rule, family, estimator, num_steps=cfg.steps, seed=cfg.seed,
+                           meta_optimizer=default_meta_optimizer(cfg.meta_lr,
+                                                                 cfg.clip_grad_norm),
+                           log_path=log_path, checkpoint_path=checkpoint,
+                           checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
+                           progress=cfg.progress, devices=devices,
+                           run_config=preflight.run_config(cfg))
+        except jax.errors.JaxRuntimeError as err:
+            if not cfg.distributed:
+                raise
+            _peer_lost(err, checkpoint)
     seconds = time.time() - start
     if not lead:
         return 0  # process 0 saves and reports
@@ -217,6 +222,19 @@ def cmd_train(cfg: TrainConfig) -> int:
     print(f"results in {out_dir}/: comparison*.md, comparison*.json, comparison*.png, "
           f"train_curve.png")
     return 0
+
+
+def _peer_lost(err, checkpoint) -> None:
+    """A collective failed because another process of the job died: say so in one line and
+    leave at once — jax.distributed's shutdown would wait for the dead peer, then abort with
+    pages of coordination-service logs."""
+    detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    sys.stderr.write(f"lopt train: failed: another process of the distributed job stopped "
+                     f"({detail}); restart every process with the same command to resume from "
+                     f"the last checkpoint in {checkpoint}\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(EXIT_FAILED)
 
 
 def _nan_for_null(record: dict) -> dict:

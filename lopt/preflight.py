@@ -94,12 +94,22 @@ def check_memory(rule, family, estimator, limit: int | None = None) -> None:
                           "tasks or smaller rule sizes")
 
 
+def checkpoint_path(out_dir: str) -> str:
+    """Where a run in ``out_dir`` checkpoints: the orbax folder ``checkpoints``, or the
+    ``checkpoint.npz`` of a run begun by lopt ≤ 0.1, which goes on in that format."""
+    legacy = os.path.join(out_dir, "checkpoint.npz")
+    return legacy if os.path.isfile(legacy) else os.path.join(out_dir, "checkpoints")
+
+
 def check_checkpoint(cfg: TrainConfig, rule, checkpoint: str) -> None:
     """Refuse (one line) to resume ``checkpoint`` when it came from another run."""
-    from lopt.checkpoint import read_metadata
+    from lopt.outer.checkpoints import open_checkpoints
     from lopt.outer.run_files import check_resume
 
     if not (cfg.resume and os.path.exists(checkpoint)):
         return
-    check_resume(checkpoint, read_metadata(checkpoint), rule_name=rule.name,
+    store = open_checkpoints(checkpoint)
+    if store.latest_step() is None:
+        return
+    check_resume(store.folder, store.metadata(), rule_name=rule.name,
                  rule_config=rule.config, run_config=run_config(cfg), num_steps=cfg.steps)

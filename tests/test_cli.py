@@ -134,9 +134,10 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| l2l_lstm (learned) | learned |" in printed
-    for name in ("l2l_lstm.lopt", "checkpoint.npz", "train_log.jsonl", "comparison.json",
+    for name in ("l2l_lstm.lopt", "train_log.jsonl", "comparison.json",
                  "comparison.md", "comparison.png", "train_curve.png", "config.json"):
         assert os.path.getsize(os.path.join(out, name)) > 0
+    assert os.listdir(os.path.join(out, "checkpoints")) == ["3"]  # orbax, one folder a step
     first = json.load(open(os.path.join(out, "comparison.json")))
     assert [r["name"] for r in first["results"]] == ["l2l_lstm (learned)", "sgd", "adam"]
     assert len(first["results"][0]["mean_curve"]) == 6
@@ -153,7 +154,11 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
     # Resuming with anything changed but a larger step count is refused before a byte is
     # written: the checkpoint's theta was trained with the old settings.
     capsys.readouterr()
-    before = {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)}
+    def files():
+        return {os.path.join(d, n): open(os.path.join(d, n), "rb").read()
+                for d, _, names in os.walk(out) for n in names}
+
+    before = files()
     for flags, named in ((["--meta-lr", "0.01"], "meta_lr 0.003 (now 0.01)"),
                          (["--seed", "1"], "seed 0 (now 1)"),
                          (["--truncation", "2"], "truncation 3 (now 2)"),
@@ -164,8 +169,7 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
         assert main(changed) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and named in err and "--no-resume" in err, err
-    after = {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)}
-    assert after == before
+    assert files() == before
     # The same settings written another way (flag order, JSON spacing) still resume.
     from lopt import preflight
     from lopt.cli import _config_from_args, build_parser
@@ -176,7 +180,7 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
                                                   "--steps", "5", "--out", out])
     cfg = _config_from_args(TrainConfig, args)
     preflight.check_checkpoint(cfg, make_rule(cfg.rule, **cfg.rule_kwargs()),
-                               os.path.join(out, "checkpoint.npz"))
+                               os.path.join(out, "checkpoints"))
 
 
 def test_recipe_sets_every_value_and_flags_beside_it_override():

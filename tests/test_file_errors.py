@@ -143,3 +143,42 @@ def test_save_refuses_a_theta_that_does_not_match_the_rule(tmp_path):
     with pytest.raises(ValueError, match="structure differs"):
         lopt.save(str(tmp_path / "x.lopt"), RULE, {"w": np.zeros(3)})
     assert not os.path.exists(tmp_path / "x.lopt")
+
+
+@pytest.fixture(scope="module")
+def orbax_run(tmp_path_factory):
+    from lopt.outer import TBPTT, train
+    from lopt.tasks import quadratic_family
+
+    folder = tmp_path_factory.mktemp("orbax")
+    result = train(RULE, quadratic_family(dim=3), TBPTT(num_tasks=2, truncation=2, horizon=4),
+                   num_steps=1, progress=False, checkpoint_path=str(folder / "checkpoints"))
+    return folder / "checkpoints", result.state
+
+
+@pytest.mark.parametrize("damage", ["truncate every array file", "garbage metadata",
+                                    "delete the array index"])
+def test_a_damaged_orbax_checkpoint_is_one_line(tmp_path, orbax_run, damage):
+    import shutil
+
+    from lopt.outer.checkpoints import Checkpoints
+
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(orbax_run[0], folder)
+    state_dir = folder / "1" / "state"
+    files = [p for p in state_dir.rglob("*") if p.is_file()]
+    if damage == "truncate every array file":
+        for p in files:
+            if p.parent.name == "d":
+                p.write_bytes(p.read_bytes()[:10])
+    elif damage == "garbage metadata":
+        (folder / "1" / "meta" / "metadata").write_text("{not json")
+    else:
+        for p in files:
+            if p.name == "manifest.ocdbt":
+                p.unlink()
+    store = Checkpoints(str(folder))
+    with pytest.raises(FileFormatError) as err:
+        store.metadata()
+        store.restore(orbax_run[1])
+    assert str(err.value).startswith(str(folder)) and "\n" not in str(err.value)

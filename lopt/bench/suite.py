@@ -117,7 +117,7 @@ class Suite:
                    seed: int = 0):
         """Meta-train ``rule`` (checkpointed under ``out/runs/key``, resumed when stopped) and
         return theta; the rule is saved as ``out/runs/key/RULE.lopt``."""
-        from lopt import load, save
+        from lopt import load, preflight, save
         from lopt.outer import default_meta_optimizer, train
 
         folder = os.path.join(self.out, "runs", key)
@@ -133,7 +133,7 @@ class Suite:
         result = train(rule, family, estimator, num_steps=steps, seed=seed,
                        meta_optimizer=default_meta_optimizer(meta_lr, 1.0),
                        log_path=os.path.join(folder, "train_log.jsonl"),
-                       checkpoint_path=os.path.join(folder, "checkpoint.npz"),
+                       checkpoint_path=preflight.checkpoint_path(folder),
                        checkpoint_every=max(1, min(100, steps // 4)), resume=True,
                        progress=False)
         save(rule_path, rule, result.theta, extra={"suite": self.name, "stage": key,

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt.checkpoint import load_pytree, read_metadata, save_pytree
+from lopt.outer.checkpoints import open_checkpoints
 from lopt.outer.mixture import build_estimator, runs_per_family
 from lopt.outer.run_files import check_resume, log_line, remove_stale_temporaries, trim_log
 from lopt.rules.base import UpdateRule
@@ -193,11 +193,6 @@ class _Placement:
     def first(self, tree):
         return jax.tree.map(lambda x: x[0], tree) if self.sharded else tree
 
-    def checkpoint_file(self, path):
-        if self.processes == 1:
-            return path
-        return f"{path}.process{jax.process_index()}-of-{self.processes}"
-
     def compile(self, outer_step):
         if not self.sharded:
             return jax.jit(outer_step, donate_argnums=0)
@@ -211,7 +206,7 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
           theta=None, devices=None, log_path: Optional[str] = None,
           checkpoint_path: Optional[str] = None, checkpoint_every: int = 100,
           resume: bool = True, progress: bool = True,
-          run_config: Optional[dict] = None) -> TrainResult:
+          run_config: Optional[dict] = None, keep_checkpoints: int = 2) -> TrainResult:
     """Meta-train ``rule`` on ``family`` with ``estimator`` (e.g. ``TBPTT(...)``) for ``num_steps``.
 
     ``family`` may be a ``lopt.tasks.Mixture``: each of its families then gets an equal share of
@@ -220,10 +215,11 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
     the batch of inner runs is split over those devices, and over every process of a
     ``jax.distributed`` job, with ``pmap``; meta-gradients are averaged across all of them, so
     the same seed gives the same theta on any number of devices (up to the order of the
-    reduction). With ``checkpoint_path`` the whole TrainState is written atomically every
-    ``checkpoint_every`` steps and at the end (one file per process in a multi-process job);
-    with ``resume`` an existing checkpoint is continued, and the result equals that of an
-    uninterrupted run bit for bit. ``log_path`` receives one JSON line of metrics per step
+    reduction). With ``checkpoint_path`` (a folder) the whole TrainState is written with
+    orbax-checkpoint every ``checkpoint_every`` steps and at the end, the last
+    ``keep_checkpoints`` kept (``lopt.outer.checkpoints``: one checkpoint for all processes of a
+    multi-process job); with ``resume`` the latest is continued, and the result equals that of
+    an uninterrupted run bit for bit. ``log_path`` receives one JSON line of metrics per step
     (written by process 0; non-finite values as null).
 
     ``run_config`` (e.g. the CLI's settings that shape the run) is stored in the checkpoint; a
@@ -253,13 +249,13 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
                        placement.local_runs(est.init(k_est, theta)), k_train,
                        jnp.zeros((), jnp.int32))
 
-    ckpt_file = placement.checkpoint_file(checkpoint_path) if checkpoint_path else None
-    if ckpt_file and resume and os.path.exists(ckpt_file):
-        check_resume(ckpt_file, read_metadata(ckpt_file), rule_name=rule.name,
+    store = open_checkpoints(checkpoint_path, keep_checkpoints) if checkpoint_path else None
+    if store is not None and resume and store.latest_step() is not None:
+        check_resume(store.folder, store.metadata(), rule_name=rule.name,
                      rule_config=rule.config, run_config=run_config, num_steps=num_steps)
-        state = load_pytree(ckpt_file, state)
-    if ckpt_file:
-        remove_stale_temporaries(os.path.dirname(os.path.abspath(ckpt_file)))
+        state = store.restore(state)
+    if store is not None:
+        remove_stale_temporaries(store.folder)
     start = int(state.step)
     lead = jax.process_index() == 0
     log_path = log_path if lead else None
@@ -274,8 +270,8 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
 
     def write_checkpoint(s):
         host = placement.to_host(s)
-        save_pytree(ckpt_file, host, {"rule": rule.name, "config": rule.config,
-                                      "step": int(host.step), "run": run_config})
+        store.save(host, {"rule": rule.name, "config": rule.config, "step": int(host.step),
+                          "run": run_config})
 
     history = []
     bar = None
@@ -298,17 +294,17 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
                     bar.update(1)
                     bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}", refresh=False)
                 if stop.requested:
-                    if ckpt_file:
+                    if store is not None:
                         write_checkpoint(state)
-                    raise Interrupted(step + 1, ckpt_file)
-                if ckpt_file and (step + 1) % checkpoint_every == 0:
+                    raise Interrupted(step + 1, store.folder if store else None)
+                if store is not None and (step + 1) % checkpoint_every == 0:
                     write_checkpoint(state)
     finally:
         if bar:
             bar.close()
         if log_file:
             log_file.close()
-    if ckpt_file and num_steps > start:
+    if store is not None and num_steps > start:
         write_checkpoint(state)
     host = placement.to_host(state)
     return TrainResult(theta=host.theta, history=history, state=host)

@@ -2,7 +2,7 @@
 
 Run by tests/outer/test_devices.py as a separate process: with one device, with two forced
 CPU devices, or as one of two `jax.distributed` processes (gloo collectives on CPU).
-usage: distributed_worker.py OUT.npz DEVICES [COORDINATOR NUM_PROCESSES PROCESS_ID]
+usage: distributed_worker.py OUT.npz DEVICES [COORDINATOR NUM_PROCESSES PROCESS_ID [CKPT]]
 """
 import sys
 
@@ -30,6 +30,16 @@ for name, est in (("pes", PES(num_tasks=4, truncation=3, horizon=7, sigma=0.05))
                    meta_optimizer=optax.sgd(0.05))
     thetas.update({f"{name}/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(result.theta))})
     thetas[f"{name}/meta_loss"] = np.array([h["meta_loss"] for h in result.history])
+if len(sys.argv) > 6:
+    # Half of the PES run, checkpointed as one orbax checkpoint by every process; the test
+    # resumes it in a single process and compares with the uninterrupted run above.
+    # Then every process resumes it to the end: the theta must equal the uninterrupted run's.
+    est = PES(num_tasks=4, truncation=3, horizon=7, sigma=0.05)
+    for steps in (2, 4):
+        result = train(rule, family, est, num_steps=steps, seed=3, devices=devices,
+                       progress=False, meta_optimizer=optax.sgd(0.05), checkpoint_path=sys.argv[6])
+    thetas.update({f"pes_resumed/{i}": np.asarray(x)
+                   for i, x in enumerate(jax.tree.leaves(result.theta))})
 if jax.process_index() == 0:
     np.savez(out_path, **thetas)
 if len(sys.argv) > 3:

@@ -11,5 +11,5 @@ EST = TBPTT(num_tasks=4, truncation=3, horizon=8)
 def run(folder, num_steps, **kw):
     return train(RULE, FAMILY, EST, num_steps=num_steps, seed=7, progress=False,
                  meta_optimizer=default_meta_optimizer(1e-2), checkpoint_every=1,
-                 checkpoint_path=f"{folder}/checkpoint.npz", log_path=f"{folder}/log.jsonl",
+                 checkpoint_path=f"{folder}/checkpoints", log_path=f"{folder}/log.jsonl",
                  **kw)

@@ -1,8 +1,8 @@
 """A meta-training process for the fault tests to kill: ``python fault_worker.py DIR MODE``.
 
 MODE ``run`` trains until killed, a checkpoint every step; ``stall_checkpoint`` does the same
-but its third checkpoint write stops after the temporary file is complete and before the
-rename, and says so in DIR/stalled, so the test can kill it mid-write."""
+but its third checkpoint write stops after every array is in the temporary folder and before
+the rename that commits it, and says so in DIR/stalled, so the test can kill it mid-write."""
 import os
 import sys
 import time
@@ -14,19 +14,21 @@ from fault_setup import run  # noqa: E402
 
 def main(folder, mode):
     if mode == "stall_checkpoint":
-        import lopt.checkpoint as ckpt
+        from orbax.checkpoint._src.path import atomicity
 
-        real, calls = ckpt.np.savez, []
+        cls = atomicity.AtomicRenameTemporaryPath
+        real, calls = cls.finalize, []
 
-        def savez(f, **arrays):
-            real(f, **arrays)
-            calls.append(1)
-            if len(calls) == 3:
-                f.flush()
-                open(os.path.join(folder, "stalled"), "w").close()
-                time.sleep(600)
+        async def finalize(self, *args, **kwargs):
+            # Only the whole step's folder (its items finalize first) stalls.
+            if str(self.get()).rsplit("/", 1)[-1].split(".")[0].isdigit():
+                calls.append(1)
+                if len(calls) == 3:
+                    open(os.path.join(folder, "stalled"), "w").close()
+                    time.sleep(600)
+            return await real(self, *args, **kwargs)
 
-        ckpt.np.savez = savez
+        cls.finalize = finalize
     run(folder, 10**6)
 
 

@@ -33,8 +33,8 @@ def thetas(tmp_path_factory):
         "two_devices": [[WORKER, str(tmp / "two_devices.npz"), "2"]],
     }
     coordinator = f"127.0.0.1:{_free_port()}"
-    runs["two_processes"] = [[WORKER, str(tmp / "two_processes.npz"), "1", coordinator, "2", str(i)]
-                             for i in range(2)]
+    runs["two_processes"] = [[WORKER, str(tmp / "two_processes.npz"), "1", coordinator, "2", str(i),
+                              str(tmp / "two_process_checkpoints")] for i in range(2)]
     procs = []
     for name, commands in runs.items():
         for argv in commands:
@@ -45,13 +45,15 @@ def thetas(tmp_path_factory):
     for name, proc in procs:
         output, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, f"{name} failed:\n{output[-3000:]}"
-    return {name: dict(np.load(tmp / f"{name}.npz")) for name in runs}
+    out = {name: dict(np.load(tmp / f"{name}.npz")) for name in runs}
+    out["checkpoints"] = str(tmp / "two_process_checkpoints")
+    return out
 
 
 @pytest.mark.parametrize("other", ["two_devices", "two_processes"])
 def test_same_theta_as_one_device(thetas, other):
     one, two = thetas["one"], thetas[other]
-    assert set(one) == set(two)
+    assert set(one) == {k for k in two if not k.startswith("pes_resumed/")}
     for estimator in ("pes", "mixed"):
         keys = [k for k in one if k.startswith(estimator + "/") and not k.endswith("meta_loss")]
         a = np.concatenate([one[k].ravel() for k in keys])
@@ -61,3 +63,36 @@ def test_same_theta_as_one_device(thetas, other):
                                    rtol=1e-5)
     # theta moved: the comparison is between trained values, not the shared initialization.
     assert not np.allclose(one["pes/meta_loss"][0], one["pes/meta_loss"][-1])
+
+
+def test_a_two_process_checkpoint_resumes_on_two_processes_and_on_one(thetas, tmp_path):
+    """Both processes wrote their runs into one orbax checkpoint at step 2. Resumed by the same
+    two processes it gives their uninterrupted theta bit for bit; resumed by one process on
+    one device it reaches the theta of the uninterrupted single-device run."""
+    import shutil
+
+    import jax
+    import optax
+
+    from lopt.outer import PES, train
+    from lopt.outer.checkpoints import Checkpoints
+    from lopt.rules import l2l_lstm
+    from lopt.tasks import quadratic_family
+
+    two = thetas["two_processes"]
+    for i in range(len([k for k in two if k.startswith("pes_resumed/")])):
+        np.testing.assert_array_equal(two[f"pes_resumed/{i}"], two[f"pes/{i}"])
+    folder = str(tmp_path / "checkpoints")
+    shutil.copytree(thetas["checkpoints"], folder)
+    assert Checkpoints(folder).all_steps() == [2, 4]
+    shutil.rmtree(os.path.join(folder, "4"))
+    result = train(l2l_lstm(hidden=4, layers=1), quadratic_family(dim=4),
+                   PES(num_tasks=4, truncation=3, horizon=7, sigma=0.05), num_steps=4, seed=3,
+                   progress=False, meta_optimizer=optax.sgd(0.05), checkpoint_path=folder)
+    assert len(result.history) == 2
+    one = thetas["one"]
+    a = np.concatenate([one[f"pes/{i}"].ravel() for i in range(len(jax.tree.leaves(result.theta)))])
+    b = np.concatenate([np.asarray(x).ravel() for x in jax.tree.leaves(result.theta)])
+    assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(a)
+    np.testing.assert_allclose([h["meta_loss"] for h in result.history], one["pes/meta_loss"][2:],
+                               rtol=1e-5)

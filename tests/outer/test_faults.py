@@ -12,8 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from lopt.checkpoint import read_metadata
 from lopt.outer import train
+from lopt.outer.checkpoints import Checkpoints
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fault_setup import EST, FAMILY, RULE, run  # noqa: E402
@@ -41,10 +41,11 @@ def _wait_for(condition, proc, seconds=120):
 
 @pytest.mark.parametrize("mode", ["run", "stall_checkpoint"])
 def test_kill_9_then_resume_is_bit_identical(tmp_path, mode):
-    """kill -9 between steps, or while a checkpoint's temporary file is written but not yet
-    renamed: the checkpoint on disk is whole, the stale temporary is removed, and the resumed
-    run equals one that was never interrupted, log included."""
+    """kill -9 between steps, or while a checkpoint's temporary folder is written but not yet
+    renamed: the checkpoints on disk are whole, the stale temporary is removed, and the
+    resumed run equals one that was never interrupted, log included."""
     folder = str(tmp_path / "killed")
+    ckpt = os.path.join(folder, "checkpoints")
     os.makedirs(folder)
     proc = subprocess.Popen([sys.executable, WORKER, folder, mode], stderr=subprocess.PIPE,
                             text=True)
@@ -54,14 +55,14 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, mode):
                       and len(open(os.path.join(folder, "log.jsonl")).readlines()) >= 5, proc)
         else:
             _wait_for(lambda: os.path.exists(os.path.join(folder, "stalled")), proc)
-            assert any(n.startswith(".tmp-") for n in os.listdir(folder))
+            assert any("tmp" in n for n in os.listdir(ckpt))
     finally:
         proc.kill()
         proc.wait()
-    at = read_metadata(os.path.join(folder, "checkpoint.npz"))["step"]
+    at = Checkpoints(ckpt).latest_step()
     assert at >= 1 and (mode == "run" or at == 2)
     resumed = run(folder, at + 3)
-    assert not any(n.startswith(".tmp-") for n in os.listdir(folder))
+    assert not any("tmp" in n for n in os.listdir(ckpt))
     reference = run(str(tmp_path / "reference"), at + 3)
     _assert_same_run(reference, resumed)
     assert _log(folder) == _log(str(tmp_path / "reference"))
@@ -120,7 +121,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130_with_one_line(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert len(err.strip().splitlines()) == 1, err
-    step = read_metadata(os.path.join(out, "checkpoint.npz"))["step"]
+    step = Checkpoints(os.path.join(out, "checkpoints")).latest_step()
     assert f"interrupted after outer step {step}; checkpoint saved to" in err
     assert [json.loads(line)["step"] for line in open(log)] == list(range(step))
     assert not os.path.exists(os.path.join(out, ".lopt-train.lock"))
@@ -167,3 +168,38 @@ def test_a_second_run_on_one_out_folder_is_refused(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"out folder {out} is in use by another lopt train (pid {os.getpid()}" in err
     assert os.listdir(out) == []
+
+
+def test_a_dead_process_gives_the_survivor_one_line_not_a_hang(tmp_path):
+    """Two `lopt train --distributed` processes; process 1 is killed mid-run. Process 0's next
+    collective fails, and it exits 1 within seconds with one line saying what happened,
+    instead of waiting for the dead peer and aborting with coordination-service logs."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        coordinator = f"127.0.0.1:{s.getsockname()[1]}"
+    out = str(tmp_path / "run")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "1000000",
+         "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
+         '{"hidden": 4, "layers": 1}', "--checkpoint-every", "5", "--no-progress",
+         "--out", out, "--distributed", "--coordinator", coordinator, "--num-processes", "2",
+         "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    log = os.path.join(out, "train_log.jsonl")
+    try:
+        _wait_for(lambda: os.path.exists(log) and len(open(log).readlines()) >= 8, procs[0],
+                  seconds=180)
+        procs[1].kill()
+        start = time.time()
+        _, err = procs[0].communicate(timeout=60)
+        assert time.time() - start < 30
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    lines = [line for line in err.strip().splitlines() if not line.startswith("[Gloo]")]
+    assert procs[0].returncode == 1
+    assert len(lines) == 1 and "another process of the distributed job stopped" in lines[0], err
+    assert "Traceback" not in err and "Check failure" not in err

@@ -1,12 +1,14 @@
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.checkpoint import load_pytree
+from lopt.checkpoint import FileFormatError, read_metadata, save_pytree
 from lopt.outer import TBPTT, Estimator, default_meta_optimizer, train
+from lopt.outer.checkpoints import Checkpoints
 from lopt.rules import l2l_lstm
 from lopt.tasks import quadratic_family
 
@@ -18,7 +20,7 @@ EST = TBPTT(num_tasks=4, truncation=3, horizon=8)
 def _run(tmp_path, name, num_steps, **kw):
     return train(RULE, FAMILY, EST, num_steps=num_steps, seed=7, progress=False,
                  meta_optimizer=default_meta_optimizer(1e-2),
-                 checkpoint_path=str(tmp_path / f"{name}.npz"), log_path=str(tmp_path / f"{name}.jsonl"),
+                 checkpoint_path=str(tmp_path / name), log_path=str(tmp_path / f"{name}.jsonl"),
                  **kw)
 
 
@@ -39,10 +41,9 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
 def test_resume_after_a_log_written_past_the_checkpoint(tmp_path):
     """A crash between checkpoints leaves log lines the resumed run recomputes; none are doubled."""
     _run(tmp_path, "crash", 6, checkpoint_every=4)
-    ckpt = tmp_path / "crash.npz"
-    # Simulate the crash: roll the checkpoint back to the one written at step 4.
-    _run(tmp_path, "at4", 4, checkpoint_every=4)
-    ckpt.write_bytes((tmp_path / "at4.npz").read_bytes())
+    assert Checkpoints(str(tmp_path / "crash")).latest_step() == 6
+    # Simulate the crash: the step-6 checkpoint was never written, only the one at step 4.
+    shutil.rmtree(tmp_path / "crash" / "6")
     resumed = _run(tmp_path, "crash", 6, checkpoint_every=4)
     steps = [json.loads(l)["step"] for l in open(tmp_path / "crash.jsonl")]
     assert steps == list(range(6)) and len(resumed.history) == 2
@@ -70,12 +71,28 @@ def test_checkpoint_for_another_rule_is_refused(tmp_path):
     object.__setattr__(other, "name", "something_else")
     with pytest.raises(ValueError, match="holds rule"):
         train(other, FAMILY, EST, num_steps=2, progress=False,
-              checkpoint_path=str(tmp_path / "a.npz"))
+              checkpoint_path=str(tmp_path / "a"))
 
 
 def test_checkpoint_structure_mismatch_is_a_clear_error(tmp_path):
     result = _run(tmp_path, "b", 1)
-    wrong = {"theta": jnp.zeros(3)}
-    with pytest.raises(ValueError, match="does not match"):
-        load_pytree(str(tmp_path / "b.npz"), wrong)
+    wrong = result.state._replace(theta={"theta": jnp.zeros(3)})
+    with pytest.raises(FileFormatError, match="does not hold this run's state"):
+        Checkpoints(str(tmp_path / "b")).restore(wrong)
     assert result.state.step == 1
+
+
+def test_only_the_last_checkpoints_are_kept_and_a_legacy_npz_run_goes_on(tmp_path):
+    """orbax keeps the last two; a run begun by lopt 0.1 (one .npz file) resumes from that
+    file, bit for bit, and keeps writing it."""
+    _run(tmp_path, "keep", 6, checkpoint_every=1)
+    assert Checkpoints(str(tmp_path / "keep")).all_steps() == [5, 6]
+    full = _run(tmp_path, "full", 6)
+    old = str(tmp_path / "old.npz")
+    first = _run(tmp_path, "first", 3)
+    save_pytree(old, first.state, {"rule": RULE.name, "config": RULE.config, "step": 3})
+    resumed = train(RULE, FAMILY, EST, num_steps=6, seed=7, progress=False,
+                    meta_optimizer=default_meta_optimizer(1e-2), checkpoint_path=old)
+    for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert read_metadata(old)["step"] == 6

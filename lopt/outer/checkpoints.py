@@ -1,0 +1,190 @@
+"""Training checkpoints with orbax-checkpoint: one folder per saved step (written to a temporary
+folder and renamed when complete), the last ``keep`` kept, and in a ``jax.distributed`` job one
+checkpoint for the whole job — every process writes its own inner runs as its shard of the
+global batch, so a resume may use another number of devices.
+
+A checkpoint is a TrainState (its inner runs in global order) plus JSON metadata: the rule, its
+config, the step and the run's settings (``lopt.outer.run_files.check_resume``)."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+from lopt.checkpoint import FileFormatError
+
+# Arrays whose leading axis is the batch of inner runs: the TrainState's est_state.
+RUNS_FIELD = "est_state"
+
+
+def _ocp():
+    import orbax.checkpoint as ocp
+
+    # orbax logs every save at INFO through absl; a meta-training log is not the place.
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    return ocp
+
+
+def open_checkpoints(path: str, keep: int = 2):
+    """The checkpoints at ``path``: an orbax folder, or — when ``path`` (or this process's
+    ``path.processI-of-N``) is an existing file — a run begun by lopt ≤ 0.1, which goes on in
+    its own one-.npz-file-per-process format."""
+    legacy = NpzCheckpoint(path)
+    return legacy if os.path.isfile(legacy.file) else Checkpoints(path, keep)
+
+
+class NpzCheckpoint:
+    """lopt ≤ 0.1's checkpoint: one atomic .npz per process holding its runs."""
+
+    def __init__(self, path: str):
+        k = jax.process_count()
+        self.file = path if k == 1 else f"{path}.process{jax.process_index()}-of-{k}"
+        self.folder = os.path.dirname(os.path.abspath(self.file))
+
+    def latest_step(self) -> Optional[int]:
+        return int(self.metadata().get("step", 0)) if os.path.exists(self.file) else None
+
+    def metadata(self, step=None) -> dict:
+        from lopt.checkpoint import read_metadata
+
+        return read_metadata(self.file)
+
+    def save(self, state, metadata: dict) -> None:
+        from lopt.checkpoint import save_pytree
+
+        save_pytree(self.file, state, metadata)
+
+    def restore(self, template, step=None):
+        from lopt.checkpoint import load_pytree
+
+        return load_pytree(self.file, template)
+
+
+class Checkpoints:
+    """The checkpoints of one run in ``folder`` (created on the first save)."""
+
+    def __init__(self, folder: str, keep: int = 2):
+        if keep < 1:
+            raise ValueError(f"keep must be a positive integer, got {keep}")
+        self.folder = os.path.abspath(folder)
+        self.keep = keep
+        self._manager = None
+        self._multi = jax.process_count() > 1
+
+    def _mgr(self):
+        if self._manager is None:
+            ocp = _ocp()
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=self.keep, enable_async_checkpointing=False,
+                cleanup_tmp_directories=True, create=True)
+            self._manager = ocp.CheckpointManager(self.folder, options=options)
+        return self._manager
+
+    def all_steps(self) -> list:
+        return sorted(self._mgr().all_steps()) if os.path.isdir(self.folder) else []
+
+    def latest_step(self) -> Optional[int]:
+        if not os.path.isdir(self.folder):
+            return None
+        try:
+            return self._mgr().latest_step()
+        except Exception as err:
+            raise FileFormatError(f"{self.folder}: not a readable checkpoint folder "
+                                  f"({_first_line(err)})") from None
+
+    def metadata(self, step: Optional[int] = None) -> dict:
+        """The JSON metadata of ``step`` (the latest when None)."""
+        ocp = _ocp()
+        step = self.latest_step() if step is None else step
+        try:
+            meta = self._mgr().restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        except Exception as err:
+            raise FileFormatError(f"{self.folder}/{step}: not a readable checkpoint "
+                                  f"({_first_line(err)})") from None
+        meta = meta["meta"]
+        if not isinstance(meta, dict):
+            raise FileFormatError(f"{self.folder}/{step}: metadata must be a JSON object")
+        return meta
+
+    def save(self, state, metadata: dict) -> None:
+        """Write ``state`` (host layout; in a multi-process job this process's runs) at
+        ``metadata["step"]``."""
+        ocp = _ocp()
+        if int(metadata["step"]) in self._mgr().all_steps():
+            return  # this step is saved already (the same state: a run is deterministic)
+        tree = self._global(state) if self._multi else jax.device_get(state)
+        self._mgr().save(int(metadata["step"]), args=ocp.args.Composite(
+            state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(metadata)), force=True)
+        self._mgr().wait_until_finished()
+
+    def restore(self, template, step: Optional[int] = None):
+        """The TrainState of ``step`` (the latest when None) in the structure of ``template``
+        (host layout; in a multi-process job this process's runs)."""
+        ocp = _ocp()
+        step = self.latest_step() if step is None else step
+        if self._multi:
+            abstract = self._global(template, abstract=True)
+        else:
+            # A sharding for every leaf: a checkpoint written by several processes restores
+            # onto this one device (orbax refuses a target without one across topologies).
+            one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            abstract = jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=one), template)
+        try:
+            out = self._mgr().restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract)))["state"]
+        except Exception as err:
+            raise FileFormatError(f"{self.folder}/{step}: does not hold this run's state "
+                                  f"({_first_line(err)})") from None
+        out = self._local(out) if self._multi else out
+        return jax.tree.map(lambda x: jax.numpy.asarray(np.asarray(x)), out)
+
+    # In a multi-process job the runs axis is split over processes and the rest replicated.
+    def _shardings(self, state):
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        # One device per process: each process's shard of the runs is all of its runs.
+        firsts = [min((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)
+                  for p in range(jax.process_count())]
+        mesh = Mesh(np.array(firsts), ("p",))
+        runs, whole = NamedSharding(mesh, PartitionSpec("p")), NamedSharding(mesh, PartitionSpec())
+        return {name: (runs if name == RUNS_FIELD else whole) for name in state._fields}
+
+    def _global(self, state, abstract: bool = False):
+        shardings = self._shardings(state)
+        k = jax.process_count()
+        fields = {}
+        for name in state._fields:
+            sharding = shardings[name]
+            split = name == RUNS_FIELD
+
+            def one(x, sharding=sharding, split=split):
+                x = np.asarray(jax.device_get(x)) if not abstract else x
+                shape = (x.shape[0] * k,) + tuple(x.shape[1:]) if split else tuple(np.shape(x))
+                if abstract:
+                    return jax.ShapeDtypeStruct(shape, x.dtype, sharding=sharding)
+                return jax.make_array_from_process_local_data(sharding, x, shape)
+
+            fields[name] = jax.tree.map(one, getattr(state, name))
+        return type(state)(**fields)
+
+    def _local(self, state):
+        fields = {}
+        for name in state._fields:
+            def one(x):
+                shard = x.addressable_shards[0]
+                return np.asarray(shard.data)
+
+            fields[name] = jax.tree.map(one, getattr(state, name))
+        return type(state)(**fields)
+
+
+def _first_line(err) -> str:
+    """The gist of an orbax/tensorstore error: its first line without the store's spec."""
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    return text.splitlines()[0].split(" [tensorstore_spec")[0][:240]
