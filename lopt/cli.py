@@ -160,8 +160,11 @@ def cmd_train(cfg: TrainConfig) -> int:
     if cfg.distributed:
         # CPU processes need a collectives backend; accelerators bring their own.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # A peer that dies outside a collective is noticed when its heartbeats stop: after
+        # 30 s rather than jax's default 100.
         jax.distributed.initialize(coordinator_address=cfg.coordinator,
-                                   num_processes=cfg.num_processes, process_id=cfg.process_id)
+                                   num_processes=cfg.num_processes, process_id=cfg.process_id,
+                                   heartbeat_timeout_seconds=30)
         devices = jax.local_device_count()
     try:
         rule = make_rule(cfg.rule, **cfg.rule_kwargs())
@@ -193,8 +196,8 @@ def cmd_train(cfg: TrainConfig) -> int:
                            checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
                            progress=cfg.progress, devices=devices,
                            run_config=preflight.run_config(cfg))
-        except jax.errors.JaxRuntimeError as err:
-            if not cfg.distributed:
+        except Exception as err:
+            if not (cfg.distributed and _peer_failure(err)):
                 raise
             _peer_lost(err, checkpoint)
     seconds = time.time() - start
@@ -224,6 +227,16 @@ def cmd_train(cfg: TrainConfig) -> int:
     return 0
 
 
+def _peer_failure(err) -> bool:
+    """Whether ``err`` is a collective that failed because a peer process went away (gloo
+    raises it as a JaxRuntimeError from a step and as a ValueError from a host all-gather)."""
+    import jax
+
+    text = str(err)
+    return isinstance(err, jax.errors.JaxRuntimeError) or any(
+        s in text for s in ("Gloo", "Connection reset", "Connection closed", "heartbeat"))
+
+
 def _peer_lost(err, checkpoint) -> None:
     """A collective failed because another process of the job died: say so in one line and
     leave at once — jax.distributed's shutdown would wait for the dead peer, then abort with
@@ -244,7 +257,9 @@ def _nan_for_null(record: dict) -> dict:
 def cmd_eval(path: str, args) -> int:
     from lopt.serialization import load, load_metadata
 
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        raise ConfigError(f"checkpoint must be a rule file (.lopt); {path!r} is a folder")
+    if not os.path.exists(path):
         raise ConfigError(f"checkpoint must be an existing rule file; {path!r} does not exist")
     rule, theta = load(path)
     stored = load_metadata(path).get("extra", {}).get("eval", {})

@@ -172,8 +172,9 @@ def test_a_second_run_on_one_out_folder_is_refused(tmp_path, capsys):
 
 def test_a_dead_process_gives_the_survivor_one_line_not_a_hang(tmp_path):
     """Two `lopt train --distributed` processes; process 1 is killed mid-run. Process 0's next
-    collective fails, and it exits 1 within seconds with one line saying what happened,
-    instead of waiting for the dead peer and aborting with coordination-service logs."""
+    collective (a step's all-reduce) fails, and it exits 1 within seconds with one line saying
+    what happened, instead of waiting for the dead peer and aborting with coordination-service
+    logs."""
     import socket
 
     with socket.socket() as s:
@@ -183,7 +184,7 @@ def test_a_dead_process_gives_the_survivor_one_line_not_a_hang(tmp_path):
     procs = [subprocess.Popen(
         [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "1000000",
          "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
-         '{"hidden": 4, "layers": 1}', "--checkpoint-every", "5", "--no-progress",
+         '{"hidden": 4, "layers": 1}', "--checkpoint-every", "1000000", "--no-progress",
          "--out", out, "--distributed", "--coordinator", coordinator, "--num-processes", "2",
          "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)]
