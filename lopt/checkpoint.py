@@ -55,12 +55,18 @@ def save_pytree(path: str, tree: Any, metadata: dict | None = None) -> None:
     if META_KEY in arrays:
         raise ValueError(f"tree path {META_KEY!r} is reserved")
     arrays[META_KEY] = np.frombuffer(json.dumps(metadata or {}).encode(), dtype=np.uint8)
+    write_atomically(path, lambda f: np.savez(f, **arrays), suffix=".npz")
+
+
+def write_atomically(path: str, write, suffix: str = "") -> None:
+    """``write(f)`` into a temp file in ``path``'s folder, fsynced, then renamed to ``path``, so
+    a crash mid-write leaves the previous file intact (and at worst a stale ``.tmp-`` file)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)

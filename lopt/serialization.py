@@ -8,12 +8,12 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 
 import jax
 import numpy as np
 
-from lopt.checkpoint import FileFormatError, arrays_to_tree, check_readable, reading
+from lopt.checkpoint import (FileFormatError, arrays_to_tree, check_readable, reading,
+                             write_atomically)
 from lopt.rules import make_rule
 from lopt.rules.base import UpdateRule, theta_mismatch
 
@@ -37,7 +37,7 @@ def save(path: str, rule: UpdateRule, theta, extra: dict | None = None) -> None:
     header = {"format": FORMAT, "version": VERSION, "rule": rule.name, "config": rule.config,
               "extra": extra or {}, "sha256": _digest(tensors)}
     data = st_save(tensors, metadata={HEADER_KEY: json.dumps(header)})
-    _write_atomically(path, data)
+    write_atomically(path, lambda f: f.write(data), suffix=".lopt")
 
 
 def _digest(tensors: dict) -> str:
@@ -49,25 +49,6 @@ def _digest(tensors: dict) -> str:
         h.update(f"{name}|{x.dtype.str}|{x.shape}|".encode())
         h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".lopt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _is_npz(path: str) -> bool:
