@@ -108,6 +108,30 @@ def test_adafac_mlp_matches_numpy_equations_over_three_steps():
         params = jax.tree.map(lambda p, u: p + u, params, updates)
 
 
+def test_momentum_init_steps_along_the_normalized_first_momentum_over_root_v():
+    """init="momentum": the untrained MLP's direction is exactly the m₁/√v feature, normalized
+    over the tensor (column 6 of the numpy features), for every leaf shape and over steps."""
+    rule = adafac_mlp(init="momentum")
+    theta = rule.init_meta(jax.random.PRNGKey(3))
+    params = _tree(0)
+    state = rule.init(theta, params)
+    np_acc = {k: _np_acc(np.asarray(p, np.float64), 3) for k, p in params.items()}
+    mom, rms, fac = np.array([0.9, 0.99, 0.999]), np.array([0.999]), np.array([0.9, 0.99, 0.999])
+    for t in range(3):
+        grads = _tree(20 + t, scale=0.1 * (t + 1))
+        updates, state = rule.update(theta, state, grads, params)
+        for k in SHAPES:
+            p, g = np.asarray(params[k], np.float64), np.asarray(grads[k], np.float64)
+            x, np_acc[k] = _np_features(p, g, np_acc[k], mom, rms, fac)
+            emb = np.tanh(t / np.array([1, 3, 10, 30, 100, 300, 1000, 3000, 1e4, 3e4, 1e5]) - 1)
+            full = np.concatenate([x, np.broadcast_to(emb, p.shape + emb.shape)], axis=-1)
+            direction, magnitude = _np_mlp(theta["mlp"], full)
+            np.testing.assert_allclose(direction, x[..., 6], rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(updates[k], -1e-3 * x[..., 6] * np.exp(1e-3 * magnitude),
+                                       rtol=2e-4, atol=1e-9, err_msg=f"leaf {k}, step {t}")
+        params = jax.tree.map(lambda p, u: p + u, params, updates)
+
+
 def test_factored_moment_is_adafactors_rank_one_estimate():
     g = np.random.default_rng(3).standard_normal((6, 4)).astype(np.float32)
     acc = af.init_accumulators({"w": jnp.zeros((6, 4))}, 1, 1, 1)["w"]
