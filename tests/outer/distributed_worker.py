@@ -23,23 +23,20 @@ from lopt.tasks import quadratic_family  # noqa: E402
 out_path, devices = sys.argv[1], sys.argv[2]
 devices = None if devices == "none" else int(devices)
 rule, family = l2l_lstm(hidden=4, layers=1), quadratic_family(dim=4)
+checkpoints = sys.argv[6] if len(sys.argv) > 6 else None
 thetas = {}
 for name, est in (("pes", PES(num_tasks=4, truncation=3, horizon=7, sigma=0.05)),
                   ("mixed", Mixed(num_tasks=4, truncation=3, horizon=7, sigma=0.05))):
-    result = train(rule, family, est, num_steps=4, seed=3, devices=devices, progress=False,
-                   meta_optimizer=optax.sgd(0.05))
-    thetas.update({f"{name}/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(result.theta))})
-    thetas[f"{name}/meta_loss"] = np.array([h["meta_loss"] for h in result.history])
-if len(sys.argv) > 6:
-    # Half of the PES run, checkpointed as one orbax checkpoint by every process; the test
-    # resumes it in a single process and compares with the uninterrupted run above.
-    # Then every process resumes it to the end: the theta must equal the uninterrupted run's.
-    est = PES(num_tasks=4, truncation=3, horizon=7, sigma=0.05)
-    for steps in (2, 4):
+    history = []
+    # With CKPT the PES run stops at step 2 (one orbax checkpoint written by every process)
+    # and resumes from it: its theta must still match the other layouts' uninterrupted runs.
+    for steps in ((2, 4) if checkpoints and name == "pes" else (4,)):
         result = train(rule, family, est, num_steps=steps, seed=3, devices=devices,
-                       progress=False, meta_optimizer=optax.sgd(0.05), checkpoint_path=sys.argv[6])
-    thetas.update({f"pes_resumed/{i}": np.asarray(x)
-                   for i, x in enumerate(jax.tree.leaves(result.theta))})
+                       progress=False, meta_optimizer=optax.sgd(0.05),
+                       checkpoint_path=checkpoints if name == "pes" else None)
+        history += result.history
+    thetas.update({f"{name}/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(result.theta))})
+    thetas[f"{name}/meta_loss"] = np.array([h["meta_loss"] for h in history])
 if jax.process_index() == 0:
     np.savez(out_path, **thetas)
 if len(sys.argv) > 3:

@@ -85,9 +85,8 @@ def test_checkpoint_structure_mismatch_is_a_clear_error(tmp_path):
 def test_only_the_last_checkpoints_are_kept_and_a_legacy_npz_run_goes_on(tmp_path):
     """orbax keeps the last two; a run begun by lopt 0.1 (one .npz file) resumes from that
     file, bit for bit, and keeps writing it."""
-    _run(tmp_path, "keep", 6, checkpoint_every=1)
+    full = _run(tmp_path, "keep", 6, checkpoint_every=1)
     assert Checkpoints(str(tmp_path / "keep")).all_steps() == [5, 6]
-    full = _run(tmp_path, "full", 6)
     old = str(tmp_path / "old.npz")
     first = _run(tmp_path, "first", 3)
     save_pytree(old, first.state, {"rule": RULE.name, "config": RULE.config, "step": 3})
