@@ -53,6 +53,7 @@ def thetas(tmp_path_factory):
 # One test for the whole module: its fixture is 4 processes, and pytest-xdist would build a
 # module fixture once per worker that runs one of its tests.
 def test_same_theta_on_two_devices_on_two_processes_and_after_resumes(thetas, tmp_path):
+    assert {"one", "two_devices", "two_processes"} <= set(thetas)
     for other in ("two_devices", "two_processes"):
         _same_theta_as_one_device(thetas, other)
     _two_process_checkpoint_resumes_on_one(thetas, tmp_path)
