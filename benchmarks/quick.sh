@@ -8,7 +8,7 @@ export LOPT_CACHE_DIR="$scratch/cache"
 table() {
 python - "$scratch" > benchmarks/quick.md <<'PY'
 import json, sys
-from lopt.bench.provenance import markdown_line
+from lopt.files.provenance import markdown_line
 rows = []
 import os
 for suite in ("l2l", "hyperadam", "multiscale", "history", "metz", "zoo"):

@@ -4,10 +4,10 @@ The four nouns (DESIGN.md): :class:`lopt.tasks.Task`, :class:`lopt.tasks.TaskFam
 :class:`lopt.rules.UpdateRule` and :class:`lopt.outer.Estimator`.
 """
 from lopt import outer, rules, tasks
+from lopt.files.rule_file import load, save
 from lopt.optax_adapter import as_optax
 from lopt.outer.base import Estimator
 from lopt.rules.base import UpdateRule
-from lopt.serialization import load, save
 from lopt.tasks.base import Task, TaskFamily
 
 __version__ = "0.1.0"

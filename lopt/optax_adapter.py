@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lopt import pretrained
+from lopt.files.rule_file import load
 from lopt.rules.base import UpdateRule, theta_mismatch
 
 
@@ -28,8 +30,6 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
     if isinstance(rule, str):
         if theta is not None:
             raise ValueError("theta must not be given together with a saved rule's path")
-        from lopt import pretrained
-        from lopt.serialization import load
 
         rule, theta = load(rule if os.path.exists(rule) else pretrained.path(rule))
     if not isinstance(rule, UpdateRule):

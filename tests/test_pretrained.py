@@ -44,7 +44,7 @@ HELD_OUT = {"l2l_lstm_quadratic": "quadratic", "celo_tiny": "digits_mlp_3x32",
 @pytest.mark.parametrize("name", sorted(PRETRAINED))
 def test_shipped_file_loads_matches_its_config_and_lowers_a_held_out_loss(name):
     from lopt.evaluation import diverged, loss_curves
-    from lopt.serialization import load_metadata
+    from lopt.files.rule_file import load_metadata
     from lopt.tasks import make_family
 
     rule, theta = lopt.load(path(name))
@@ -71,7 +71,7 @@ def test_shipped_file_loads_matches_its_config_and_lowers_a_held_out_loss(name):
 @pytest.mark.parametrize("name", [n for n in ("celo_tiny", "adafac_tiny") if n in PRETRAINED])
 def test_general_purpose_file_is_the_one_its_committed_recipe_made(name):
     """The shipped bytes are the recipe run's output, and its committed config is the recipe."""
-    from lopt.recipes import RECIPES
+    from lopt.cli.recipes import RECIPES
 
     run = ROOT / "benchmarks" / "pretrained" / "runs" / name
     rule, _ = lopt.load(path(name))

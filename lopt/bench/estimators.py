@@ -11,7 +11,7 @@ The fixed problem is seed 001's: the L2L LSTM (at the shipped, meta-trained thet
   weighs by variances estimated within its batch, so it is run at every n separately, with
   cross-fitted weights (``mixed``) and with same-sample weights (``mixed_same``).
 * bias and mean squared error against the exact smoothed gradient, on the problem of
-  ``lopt.bench.smoothed_exact`` (Gauss–Hermite quadrature), at two σ.
+  ``lopt.outer.smoothed_exact`` (Gauss–Hermite quadrature), at two σ.
 * throughput: inner steps per second of one whole outer step (estimate + meta-update),
   counting runs × truncation (×2 for antithetic pairs), and its ratio to merely unrolling the
   same runs for the same steps with no meta-gradient, timed in the same process.
@@ -26,10 +26,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from matplotlib.figure import Figure
 
+from lopt import pretrained
+from lopt.files.provenance import git_commit, markdown_line, provenance
+from lopt.files.rule_file import load
 from lopt.outer import ES, PES, TBPTT, Mixed, Reparam
+from lopt.outer import smoothed_exact as exact
 from lopt.outer.train import TrainState, make_outer_step
 from lopt.outer.unroll import broadcast_runs, truncated_unroll
+from lopt.tasks import quadratic_family
 
 TRUNCATION, HORIZON, SIGMA = 20, 100, 0.01
 SAMPLE_COUNTS = (1, 2, 4, 8, 16, 32)
@@ -99,9 +105,8 @@ BIAS_SIGMAS, BIAS_PAIRS, BIAS_CALLS = (0.05, 0.1), 8, 1000
 
 def measure_bias():
     """Bias and MSE of ES, reparameterization and both mixes against the exact smoothed
-    gradient of ``lopt.bench.smoothed_exact``, from ``BIAS_CALLS`` estimates of
+    gradient of ``lopt.outer.smoothed_exact``, from ``BIAS_CALLS`` estimates of
     ``BIAS_PAIRS`` pairs each (float64)."""
-    from lopt.bench import smoothed_exact as exact
 
     rows = {}
     with jax.enable_x64(True):
@@ -156,10 +161,6 @@ def measure_throughput(rule, family, theta, num_tasks, calls):
 
 
 def write_report(out_dir, variance, throughput, settings, bias=None):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
@@ -167,7 +168,8 @@ def write_report(out_dir, variance, throughput, settings, bias=None):
                    "bias": bias}, f, indent=1)
         f.write("\n")
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
+    ax = fig.subplots()
     for name, row in variance.items():
         ns = sorted(k for k in row if isinstance(k, int))
         ax.plot(ns, [row[n] for n in ns], marker="o", label=name)
@@ -180,10 +182,8 @@ def write_report(out_dir, variance, throughput, settings, bias=None):
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "variance.png"))
-    plt.close(fig)
 
     counts = sorted({n for row in variance.values() for n in row if isinstance(n, int)})
-    from lopt.bench.provenance import markdown_line
 
     lines = ["# Estimator benchmark\n", f"Command: `{settings['command']}`\n",
              (markdown_line(settings["provenance"]) + "\n") if "provenance" in settings else "",
@@ -199,7 +199,7 @@ def write_report(out_dir, variance, throughput, settings, bias=None):
               "![variance](variance.png)", ""]
     if bias:
         lines += ["## Bias and mean squared error against the exact smoothed gradient\n",
-                  f"`lopt.bench.smoothed_exact`: momentum SGD's (lr, momentum) on a 2-D quadratic, "
+                  f"`lopt.outer.smoothed_exact`: momentum SGD's (lr, momentum) on a 2-D quadratic, "
                   f"8 steps; {BIAS_CALLS} estimates of {BIAS_PAIRS} antithetic pairs each, "
                   "against E_ε[∇L(θ + σε)] from Gauss–Hermite quadrature. Bias in standard "
                   "errors of the mean of the estimates; MSE summed over both coordinates.\n",
@@ -225,11 +225,6 @@ def write_report(out_dir, variance, throughput, settings, bias=None):
 
 
 def run(out_dir, repeats=32, warmup=3, throughput_tasks=32, calls=10, command=""):
-    from lopt import load, pretrained
-    from lopt.tasks import quadratic_family
-
-    from lopt.bench.provenance import git_commit, provenance
-
     rule, theta = load(pretrained.path("l2l_lstm_quadratic"))
     family = quadratic_family()
     start, code = time.time(), git_commit()

@@ -11,8 +11,13 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from lopt.bench import plots
 from lopt.bench.suite import Suite, protocol_line
+from lopt.evaluation import plots, tables
+from lopt.evaluation.tables import comparison_table
+from lopt.outer import TBPTT
+from lopt.rules import BASELINES, normalized_history
+from lopt.rules.history import learned_delta
+from lopt.tasks.mlp import mlp_family
 
 DATA = "mnist_5k_14"
 # Seed 000's table "Learned Δx, for k = 5": gradients ∇L^{t−4} … ∇L^t and the learned Δx.
@@ -45,16 +50,10 @@ SIZES = {
 
 def run(out: str, quick: bool = False, command: str = "lopt bench history",
         size: str | None = None, progress: bool = True) -> str:
-    from lopt.config import TrainConfig, make_estimator
-    from lopt.rules import BASELINES, normalized_history
-    from lopt.rules.history import learned_delta
-    from lopt.tasks.mlp import mlp_family
-
     sz = SIZES[size or ("quick" if quick else "full")]
     suite = Suite("history", out, sz, command, len(sz.variants) + 2, progress)
     family = mlp_family(DATA, (20,), "sigmoid")
-    estimator = make_estimator(TrainConfig(num_tasks=sz.meta_tasks, truncation=sz.truncation,
-                                           horizon=100))
+    estimator = TBPTT(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=100)
     learned = {}
     for label, variant, k in sz.variants:
         rule = normalized_history(k=k, variant=variant)
@@ -63,7 +62,6 @@ def run(out: str, quick: bool = False, command: str = "lopt bench history",
     baselines = {b: BASELINES[b][0] for b in sz.baselines}
     results = suite.compare("eval_mnist", learned, baselines, family, num_tasks=sz.eval_tasks,
                             tune_tasks=sz.tune_tasks, num_steps=sz.eval_steps, test_metrics=True)
-    from lopt.report import comparison_table
 
     names = [s["name"] for s in results]
 
@@ -73,9 +71,9 @@ def run(out: str, quick: bool = False, command: str = "lopt bench history",
                   f"steps). {protocol_line(sz.eval_tasks, sz.tune_tasks, sz.eval_steps)}\n\n"
                   + comparison_table(results, sz.eval_tasks, sz.eval_steps, sz.tune_tasks)
                   + "\nLoss on the whole test split after the last step:\n\n"
-                  + plots.field_table({DATA: results}, names, "test_loss")
+                  + tables.field_table({DATA: results}, names, "test_loss")
                   + "\nTest accuracy:\n\n"
-                  + plots.field_table({DATA: results}, names, "test_accuracy", ".3f"))
+                  + tables.field_table({DATA: results}, names, "test_accuracy", ".3f"))
     plots.curves_with_spread(results, suite.figure("curves.png"),
                              f"normalized-history rules on the {DATA} MLP (held-out)")
     payload = {"results": results}

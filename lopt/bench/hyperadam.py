@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from lopt.bench import plots
 from lopt.bench.suite import Suite, protocol_line
+from lopt.evaluation import plots, tables
+from lopt.outer import TBPTT
+from lopt.rules import adam, make_rule
+from lopt.tasks import make_family
+from lopt.tasks.mlp import mlp_family
 
 DATA = "mnist_5k_14"
 LEARNED = (("DMoptimizer", "l2l_lstm", 3e-3), ("RNNprop", "rnnprop", 3e-3),
@@ -58,17 +62,11 @@ SIZES = {
 
 def run(out: str, quick: bool = False, command: str = "lopt bench hyperadam",
         size: str | None = None, progress: bool = True) -> str:
-    from lopt.config import TrainConfig, make_estimator
-    from lopt.rules import adam, make_rule
-    from lopt.tasks import make_family
-    from lopt.tasks.mlp import mlp_family
-
     sz = SIZES[size or ("quick" if quick else "full")]
     stages = (len(sz.learned) + len(sz.activations) + len(sz.sequence) + len(sz.cnns)
               + len(sz.depths) + 1)
     suite = Suite("hyperadam", out, sz, command, stages, progress)
-    estimator = make_estimator(TrainConfig(num_tasks=sz.meta_tasks, truncation=sz.truncation,
-                                           horizon=100))
+    estimator = TBPTT(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=100)
     train_family = mlp_family(DATA, (20,), "sigmoid")
     learned = {}
     for label, name, meta_lr in LEARNED:
@@ -93,7 +91,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench hyperadam",
                   "training loss, mean ± standard error; the paper's row (Adam, DMoptimizer, "
                   "RNNprop, HyperAdam) follows each of ours.\n\n" + _with_paper(t1, columns)
                   + "\nTest accuracy after the last step:\n\n"
-                  + plots.field_table(t1, columns, "test_accuracy", ".3f"))
+                  + tables.field_table(t1, columns, "test_accuracy", ".3f"))
     plots.curves_with_spread(t1[sz.activations[0]], suite.figure("table1_curves.png"),
                              f"{DATA} MLP, {sz.activations[0]} (meta-training architecture)")
     payload = {"table1": t1}
@@ -103,10 +101,10 @@ def run(out: str, quick: bool = False, command: str = "lopt bench hyperadam",
         suite.section(f"Table 3: CNNs on MNIST over {sz.long_steps} steps (paper: 10,000)",
                       protocol_line(sz.long_tasks, min(sz.tune_tasks, sz.long_tasks),
                                     sz.long_steps)
-                      + " Final training loss:\n\n" + plots.matrix_table(t3, columns)
-                      + "\nTest loss:\n\n" + plots.field_table(t3, columns, "test_loss")
+                      + " Final training loss:\n\n" + tables.matrix_table(t3, columns)
+                      + "\nTest loss:\n\n" + tables.field_table(t3, columns, "test_loss")
                       + "\nTop-1 test accuracy:\n\n"
-                      + plots.field_table(t3, columns, "test_accuracy", ".4f"))
+                      + tables.field_table(t3, columns, "test_accuracy", ".4f"))
         for n in sz.cnns:
             plots.curves_with_spread(t3[n], suite.figure(f"table3_{n}.png"),
                                      f"{n}, {sz.long_steps} steps")
@@ -115,13 +113,13 @@ def run(out: str, quick: bool = False, command: str = "lopt bench hyperadam",
                    for d in sz.depths], sz.eval_steps, sz.eval_tasks)
     suite.section(f"Generalization to depth (ReLU MLPs of 20 units a layer), {sz.eval_steps} steps",
                   protocol_line(sz.eval_tasks, sz.tune_tasks, sz.eval_steps) + "\n\n"
-                  + plots.matrix_table(depth, columns, first="depth"))
+                  + tables.matrix_table(depth, columns, first="depth"))
     long = table([("MLP, 20 sigmoid", train_family)], sz.horizon_steps, sz.long_tasks, test=True)
     suite.section(f"Longer horizon: the meta-training MLP for T = {sz.horizon_steps} steps",
                   protocol_line(sz.long_tasks, min(sz.tune_tasks, sz.long_tasks),
                                 sz.horizon_steps) + " (meta-trained with T = 100).\n\n"
-                  + plots.matrix_table(long, columns)
-                  + "\nTest accuracy:\n\n" + plots.field_table(long, columns, "test_accuracy",
+                  + tables.matrix_table(long, columns)
+                  + "\nTest accuracy:\n\n" + tables.field_table(long, columns, "test_accuracy",
                                                               ".3f"))
     plots.curves_with_spread(long["MLP, 20 sigmoid"], suite.figure("long_horizon.png"),
                              f"{DATA} MLP over {sz.horizon_steps} steps (trained on T = 100)")
@@ -143,7 +141,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench hyperadam",
 
 
 def _with_paper(rows: dict, columns) -> str:
-    table = plots.matrix_table(rows, columns).rstrip("\n").split("\n")
+    table = tables.matrix_table(rows, columns).rstrip("\n").split("\n")
     out = table[:2]
     for line, label in zip(table[2:], rows):
         out.append(line)

@@ -12,8 +12,14 @@ import dataclasses
 
 import numpy as np
 
-from lopt.bench import plots
 from lopt.bench.suite import Suite, protocol_line
+from lopt.evaluation import plots, tables
+from lopt.evaluation.tables import comparison_table
+from lopt.outer import TBPTT
+from lopt.rules import BASELINES as ALL
+from lopt.rules import l2l_lstm
+from lopt.tasks import make_family
+from lopt.tasks.mlp import mlp_family
 
 BASELINES = ("sgd", "nesterov", "rmsprop", "adam")
 DATA = "mnist_5k_14"
@@ -55,11 +61,6 @@ SIZES = {
 
 def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: str | None = None,
         progress: bool = True) -> str:
-    from lopt.config import TrainConfig, make_estimator
-    from lopt.rules import BASELINES as ALL, l2l_lstm
-    from lopt.tasks import make_family
-    from lopt.tasks.mlp import mlp_family
-
     sz = SIZES[size or ("quick" if quick else "full")]
     sweep = [(w, d) for d in sz.depths for w in sz.widths]
     suite = Suite("l2l", out, sz, command, 4 + len(sz.rows) + len(sweep), progress)
@@ -67,8 +68,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: st
     rule = l2l_lstm()
 
     def estimator(tasks):
-        return make_estimator(TrainConfig(num_tasks=tasks, truncation=sz.truncation,
-                                          horizon=sz.horizon))
+        return TBPTT(num_tasks=tasks, truncation=sz.truncation, horizon=sz.horizon)
 
     quad = make_family("quadratic")
     theta_q = suite.meta_train("lstm_quadratic", rule, quad, estimator(sz.quad_tasks),
@@ -79,7 +79,6 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: st
     mnist = mlp_family(DATA, (20,), "sigmoid")
     theta_m = suite.meta_train("lstm_mnist", rule, mnist, estimator(sz.mnist_tasks),
                                steps=sz.mnist_steps)
-    from lopt.report import comparison_table
 
     suite.section("Quadratic functions, 10x10 (seed 001, first experiment)",
                   f"LSTM meta-trained for {sz.quad_steps} outer steps on 10x10 quadratics "
@@ -104,10 +103,10 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: st
         f"{sz.mnist_steps} outer steps on the {DATA} MLP with 20 sigmoid units (TBPTT truncation "
         f"{sz.truncation}, horizon {sz.horizon}, {sz.mnist_tasks} runs, minibatch 128); every "
         "other row tests that same LSTM on an architecture it never saw. Final minibatch "
-        "training loss, mean ± standard error:\n\n" + plots.matrix_table(rows, columns)
+        "training loss, mean ± standard error:\n\n" + tables.matrix_table(rows, columns)
         + "\nLoss on the whole test split after the last step:\n\n"
-        + plots.field_table(rows, columns, "test_loss")
-        + "\nTest accuracy:\n\n" + plots.field_table(rows, columns, "test_accuracy", ".3f"))
+        + tables.field_table(rows, columns, "test_loss")
+        + "\nTest accuracy:\n\n" + tables.field_table(rows, columns, "test_accuracy", ".3f"))
     grid = np.full((len(sz.depths), len(sz.widths)), np.nan)
     cells = {}
     for w, d in sweep:
@@ -129,7 +128,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: st
                   f"{sz.eval_steps} "
                   "steps); "
                   "each cell is a depth x width.\n\n"
-                  + plots.matrix_table(cells, ["LSTM", "adam"], first="layers x width"))
+                  + tables.matrix_table(cells, ["LSTM", "adam"], first="layers x width"))
     suite.payload.update({"quadratic": quad_results, "mnist_rows": rows, "sweep": cells,
                           "sweep_ratio": grid.tolist()})
     return suite.finish("Learning to learn by gradient descent by gradient descent (seed 001)",

@@ -3,7 +3,7 @@ meta-gradients as curvature and unroll length grow, the bias of truncated backpr
 as a function of truncation length, meta-training on the training vs the validation objective,
 and meta-test loss against the number of meta-training tasks.
 
-The first two use the momentum-SGD problem of ``lopt.bench.smoothed_exact`` (θ = learning rate,
+The first two use the momentum-SGD problem of ``lopt.outer.smoothed_exact`` (θ = learning rate,
 momentum on a 2-D quadratic), where the exact gradient and its Gaussian smoothing are known, so
 variance and bias are measured, not estimated against another estimator.
 """
@@ -14,9 +14,16 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 
-from lopt.bench import plots
-from lopt.bench.suite import Suite, protocol_line
+from lopt.bench.suite import EVAL_SEED, Suite, protocol_line
+from lopt.evaluation import evaluate_rule, tables
+from lopt.evaluation.tables import format_loss
+from lopt.outer import ES, PES, TBPTT, Reparam
+from lopt.outer import smoothed_exact as exact
+from lopt.rules import adam, l2l_lstm, per_parameter_mlp
+from lopt.tasks import Task, fixed_family, make_family, pooled_family
+from lopt.tasks.mlp import mlp_family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +72,6 @@ def run(out: str, quick: bool = False, command: str = "lopt bench metz", size: s
 
 
 def _quadratic(curvature: float):
-    from lopt.bench import smoothed_exact as exact
-    from lopt.tasks import Task, fixed_family
-
     w = jnp.asarray(np.sqrt(curvature) * exact.W)
     y = jnp.asarray(np.sqrt(curvature) * exact.Y)
     task = Task(init=lambda key: {"x": jnp.zeros(2)},
@@ -78,8 +82,6 @@ def _quadratic(curvature: float):
 def _variance(sz) -> dict:
     """Total variance of one-pair ES and reparameterization estimates over ``repeats`` draws, on
     the quadratic scaled to each curvature, unrolled for each length (float64)."""
-    from lopt.bench import smoothed_exact as exact
-    from lopt.outer import ES, Reparam
 
     rows = {}
     with jax.enable_x64(True):
@@ -109,14 +111,11 @@ def _variance(sz) -> dict:
 
 
 def _variance_report(suite, rows, sz) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     lines = ["| curvature × | unroll T | ES variance | reparam variance | reparam / ES |",
              "|---|---|---|---|---|"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    fig = Figure(figsize=(6.4, 4.2), dpi=110)
+    ax = fig.subplots()
     for kappa in sz.curvatures:
         for name, style in (("es", "--"), ("reparam", "-")):
             ys = [rows[f"{name} κ={kappa:g} T={t}"]["total_variance"] for t in sz.lengths]
@@ -133,10 +132,9 @@ def _variance_report(suite, rows, sz) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(suite.figure("variance.png"))
-    plt.close(fig)
     suite.section("ES vs reparameterization variance against curvature and unroll length",
                   f"Momentum SGD (θ = lr 0.2, momentum 0.2) on the 2-D quadratic of "
-                  f"`lopt.bench.smoothed_exact` with its Hessian scaled by the curvature factor, "
+                  f"`lopt.outer.smoothed_exact` with its Hessian scaled by the curvature factor, "
                   f"unrolled T steps; total variance (trace of the covariance) of one antithetic "
                   f"pair's estimate over {sz.repeats} draws, σ = {SIGMA}, float64.\n\n"
                   + "\n".join(lines) + "\n")
@@ -149,8 +147,6 @@ def _g(x):
 def _bias(sz) -> dict:
     """Relative bias of TBPTT (against the exact gradient) and PES (against the exact smoothed
     gradient) on the H-step momentum problem, for each truncation length."""
-    from lopt.bench import smoothed_exact as exact
-    from lopt.outer import PES, TBPTT
 
     rows = {}
     with jax.enable_x64(True):
@@ -173,8 +169,6 @@ def _bias(sz) -> dict:
 
 
 def _bias_report(suite, rows, sz) -> None:
-    from lopt.bench import smoothed_exact as exact
-
     lines = ["| truncation K | TBPTT relative bias | PES relative bias (± s.e.) |",
              "|---|---|---|"]
     for k in sz.truncations:
@@ -193,17 +187,13 @@ def _bias_report(suite, rows, sz) -> None:
 def _objectives(suite, sz) -> None:
     """Per-parameter MLP meta-trained on the training loss vs on the validation loss of a small
     MLP that overfits a 64-example subset; both tested on the whole test split."""
-    from lopt.config import TrainConfig, make_estimator
-    from lopt.rules import adam, per_parameter_mlp
-    from lopt.tasks.mlp import mlp_family
 
     family = mlp_family("digits", (64,), "relu", batch_size=32, subset_size=64,
                         name="digits_mlp_64x1_subset64")
     learned = {}
     for objective in ("train", "eval"):
         rule = per_parameter_mlp()
-        est = make_estimator(TrainConfig(num_tasks=sz.meta_tasks, truncation=20,
-                                         horizon=sz.overfit_steps, objective=objective))
+        est = TBPTT(num_tasks=sz.meta_tasks, truncation=20, horizon=sz.overfit_steps, objective=objective)
         learned[f"meta-trained on {objective} loss"] = (
             rule, suite.meta_train(f"objective_{objective}", rule, family, est,
                                    steps=sz.meta_steps))
@@ -216,13 +206,13 @@ def _objectives(suite, sz) -> None:
                   f"horizon {sz.overfit_steps} on a 64-unit ReLU MLP that sees only 64 training "
                   "digits (batch 32), once on the training loss and once on the validation "
                   f"loss. {protocol_line(sz.eval_tasks, sz.tune_tasks, sz.overfit_steps)} "
-                  "Final training loss:\n\n" + plots.matrix_table({"digits, 64 examples":
+                  "Final training loss:\n\n" + tables.matrix_table({"digits, 64 examples":
                                                                     results}, names)
                   + "\nLoss on the whole test split after the last step (the quantity a "
                   "validation objective targets):\n\n"
-                  + plots.field_table({"digits, 64 examples": results}, names, "test_loss")
+                  + tables.field_table({"digits, 64 examples": results}, names, "test_loss")
                   + "\nTest accuracy:\n\n"
-                  + plots.field_table({"digits, 64 examples": results}, names,
+                  + tables.field_table({"digits, 64 examples": results}, names,
                                       "test_accuracy", ".3f"))
     suite.payload["objectives"] = results
 
@@ -230,15 +220,10 @@ def _objectives(suite, sz) -> None:
 def _more_tasks(suite, sz) -> None:
     """L2L LSTM meta-trained on pools of N quadratics (N = 0: a fresh one every run), tested on
     quadratics outside every pool and on its own pool."""
-    from lopt.config import TrainConfig, make_estimator
-    from lopt.evaluation import evaluate_rule
-    from lopt.rules import l2l_lstm
-    from lopt.tasks import make_family, pooled_family
 
-    from lopt.bench.suite import EVAL_SEED
 
     base = make_family("quadratic")
-    est = make_estimator(TrainConfig(num_tasks=sz.meta_tasks, truncation=20, horizon=100))
+    est = TBPTT(num_tasks=sz.meta_tasks, truncation=20, horizon=100)
     rows = {}
     for n in sz.pools:
         family = base if n == 0 else pooled_family(base, n, jax.random.PRNGKey(2024))
@@ -270,7 +255,5 @@ def _more_tasks(suite, sz) -> None:
 
 
 def _cell(r) -> str:
-    from lopt.report import format_loss
-
     text = format_loss(r)
     return text + (f" ({r['diverged']} diverged)" if r["diverged"] else "")

@@ -14,9 +14,12 @@ import time
 
 import jax
 
+from lopt.files.provenance import git_commit, markdown_line, provenance
 from lopt.outer import PES, default_meta_optimizer
 from lopt.outer.mixture import build_estimator
 from lopt.outer.train import TrainState, make_outer_step
+from lopt.rules import make_rule
+from lopt.tasks import make_family
 
 RUNS_PER_FAMILY, TRUNCATION, HORIZON, CALLS = 4, 10, 100, 5
 
@@ -44,10 +47,7 @@ DEFAULT_TASK = "mixture:digits_mlp+digits_conv+digits_autoencoder"
 
 def run(out_dir, repeats=None, command="", task=DEFAULT_TASK, rule_name="per_parameter_mlp"):
     del repeats
-    from lopt.rules import make_rule
-    from lopt.tasks import make_family
 
-    from lopt.bench.provenance import git_commit, markdown_line, provenance
 
     wall, code = time.time(), git_commit()
     mixture = make_family(task)

@@ -14,8 +14,13 @@ import dataclasses
 import jax
 import numpy as np
 
-from lopt.bench import plots
-from lopt.bench.suite import LR_GRID, TUNE_SEED, Suite, protocol_line
+from lopt.bench.suite import EVAL_SEED, LR_GRID, TUNE_SEED, Suite, protocol_line
+from lopt.evaluation import evaluate_rule, plots, tune_learning_rate
+from lopt.evaluation.tables import comparison_table
+from lopt.outer import TBPTT
+from lopt.rules import adam, multiscale_adam
+from lopt.rules.multiscale_adam import lwa_weights
+from lopt.tasks.mlp import mlp_family
 
 DATA = "mnist_5k_14"
 K6 = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5)
@@ -54,12 +59,6 @@ SIZES = {
 
 def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
         size: str | None = None, progress: bool = True) -> str:
-    from lopt.config import TrainConfig, make_estimator
-    from lopt.evaluation import tune_learning_rate
-    from lopt.rules import adam, multiscale_adam
-    from lopt.rules.multiscale_adam import lwa_weights
-    from lopt.tasks.mlp import mlp_family
-
     sz = SIZES[size or ("quick" if quick else "full")]
     extra = [("lwa_b", K5), ("lwa_b", K11)] if sz.other_k else []
     suite = Suite("multiscale", out, sz, command, len(sz.kinds) + len(extra) + 4, progress)
@@ -67,8 +66,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
     eta = suite.cached("eta", lambda: tune_learning_rate(
         adam, family, jax.random.PRNGKey(TUNE_SEED), num_tasks=sz.tune_tasks,
         num_steps=sz.eval_steps, grid=LR_GRID).learning_rate)
-    estimator = make_estimator(TrainConfig(num_tasks=sz.meta_tasks, truncation=sz.truncation,
-                                           horizon=100))
+    estimator = TBPTT(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=100)
     learned, weights = {}, {}
     for kind, betas in [(kind, K6) for kind in sz.kinds] + extra:
         key = kind if betas == K6 else f"{kind}_k{len(betas)}"
@@ -102,7 +100,6 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
     for s in vs_inputs:
         if s["name"] in inputs:
             s["learning_rate"] = eta  # fixed at η, not learned: the table says so
-    from lopt.report import comparison_table
 
     suite.section(f"LWA against each of its input Adams (η = {eta:.3g} for all)",
                   comparison_table(vs_inputs, sz.eval_tasks, sz.eval_steps, tuning_note=(
@@ -126,9 +123,6 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
 
 def _heatmap(suite, learned, eta, family, sz):
     """Final loss of each rule (meta-trained at η) and of Adam, run at η x each factor."""
-    from lopt.evaluation import evaluate_rule
-    from lopt.rules import adam, multiscale_adam
-    from lopt.bench.suite import EVAL_SEED
 
     def compute():
         rows = {}

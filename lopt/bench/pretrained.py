@@ -20,10 +20,17 @@ import time
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from lopt.bench import plots, stats
 from lopt.bench.suite import EVAL_SEED, TUNE_SEED, Suite, summarize
+from lopt.evaluation import Result, loss_curves, lr_sweep, plots, score, stats, tables
+from lopt.evaluation.metrics import format_speedup, speedup, state_bytes_per_parameter
+from lopt.evaluation.normalization import adam_reference
+from lopt.files.rule_file import load
+from lopt.pretrained import PRETRAINED, path
+from lopt.rules import adam, adamw
+from lopt.tasks import make_family, normalized
 
 GENERAL = ("celo_tiny", "adafac_tiny")  # the recipes' optimizers, when shipped
 GRID = tuple(float(x) for x in np.logspace(-4, 0, 14))  # the 14-point grid of the issue
@@ -62,15 +69,12 @@ def _label(task, steps, common):
 
 def shipped_general() -> dict:
     """The general-purpose pretrained optimizers in the package: name -> (rule, theta)."""
-    from lopt import load
-    from lopt.pretrained import PRETRAINED, path
 
     return {name: load(path(name)) for name in GENERAL if name in PRETRAINED}
 
 
 def _sweep_scores(factory, family, steps, tune_tasks, grid) -> list:
     """Per lr of the grid on the tuning instances: (diverged runs, mean final normalized loss)."""
-    from lopt.evaluation import lr_sweep, score
 
     curves = lr_sweep(factory, family, jax.random.PRNGKey(TUNE_SEED), num_tasks=tune_tasks,
                       num_steps=steps, grid=grid)
@@ -91,7 +95,6 @@ def global_lr_index(sweeps: list) -> int:
 
 def _evaluate(rule, theta, family, steps, name, num_tasks) -> dict:
     """Summary over the evaluation instances at ``steps`` steps."""
-    from lopt.evaluation import Result, loss_curves
 
     run = jax.jit(lambda th: loss_curves(rule, th, family, jax.random.PRNGKey(EVAL_SEED),
                                          num_tasks=num_tasks, num_steps=steps))
@@ -104,9 +107,7 @@ _RUNNERS: dict = {}  # one compile per (optimizer, task): the lr is an argument
 def _baseline(factory, opt, lr, family, label, steps, name, num_tasks) -> dict:
     """A baseline run REFERENCE_REACH × T steps: its summary at T, and its mean curve and
     divergence count over the whole run for speedups."""
-    import jax.numpy as jnp
 
-    from lopt.evaluation import Result, loss_curves
 
     key = (opt, label, steps, num_tasks)
     if key not in _RUNNERS:
@@ -121,30 +122,19 @@ def _baseline(factory, opt, lr, family, label, steps, name, num_tasks) -> dict:
 
 
 def task_speedup(learned: dict, reference: dict) -> dict:
-    """Steps the reference's mean curve needs to reach the learned rule's final mean loss, over
-    the rule's T (VeLO/Celo's speedup over Adam). ``value`` is what the aggregate uses: the
-    speedup; the bound REFERENCE_REACH when the reference never gets there in its longer run
-    (``bound`` True); 0 when the learned rule diverged (it earned nothing); the measured
-    speedup when the reference diverged but had reached the target before."""
-    if learned["diverged"] or learned["mean_curve"] is None:
-        return {"value": 0.0, "bound": False, "note": "learned diverged"}
-    steps = len(learned["mean_curve"]) - 1
-    target = learned["mean_curve"][-1]
-    curve = np.asarray(reference["long_curve"] if reference["long_curve"] is not None
-                       else [np.inf], np.float64)
-    hits = np.flatnonzero(curve <= target)
-    if hits.size:
-        return {"value": float(hits[0] / steps), "bound": False, "note": ""}
-    note = "reference diverged" if reference["long_diverged"] else ""
-    return {"value": float(REFERENCE_REACH), "bound": True, "note": note}
+    """``metrics.speedup`` of a learned rule's summary over a reference's REFERENCE_REACH × T
+    run (its ``long_curve``), so speedups up to REFERENCE_REACH are measured."""
+    steps = len(learned["mean_curve"] or [0]) - 1
+    long_curve = reference["long_curve"]
+    if long_curve is None:  # every reference run diverged: it reaches nothing
+        long_curve = [np.nan] * (REFERENCE_REACH * steps + 1)
+    return speedup(learned["mean_curve"], long_curve, diverged=learned["diverged"],
+                   reference_diverged=reference["long_diverged"])
 
 
 def _step_time_ratios(learned: dict, task: str) -> dict:
     """Seconds per inner step of each learned rule over optax.adam's, one run of 8 instances
     for 20 steps each (compiled first), measured back to back in this process."""
-    from lopt.evaluation import loss_curves
-    from lopt.rules import adam
-    from lopt.tasks import make_family
 
     family = make_family(task)
     key = jax.random.PRNGKey(0)
@@ -171,8 +161,6 @@ def _adam_side(suite: Suite, sz: Size):
     """Everything that does not depend on the learned optimizers, each stage cached: the
     normalized families, the grid sweeps on the tuning instances, the globally tuned lr and
     the four Adam rows on the evaluation instances."""
-    from lopt.rules import adam, adamw
-    from lopt.tasks import adam_reference, make_family, normalized
 
     labels = [_label(t, n, sz.steps) for t, n in sz.tasks]
     families, steps = {}, {}
@@ -211,7 +199,6 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
     """Run the suite into ``out`` (stages cached there) for ``learned`` (name -> (rule,
     theta); default: the shipped general-purpose optimizers) and return its markdown. With
     ``baselines_only`` it computes and caches the Adam side only (no learned rule needed)."""
-    from lopt.metrics import state_bytes_per_parameter
 
     sz = SIZES[size or ("quick" if quick else "full")]
     learned = learned or shipped_general()
@@ -265,7 +252,7 @@ def _report(suite, sz, learned, labels, results, global_lr, overhead, state_byte
                   "best on the normalization's instances, 1: the initial loss); diverged runs "
                   "in brackets; the per-task learning rates are those tuned on the tuning "
                   "instances.\n\n"
-                  + plots.matrix_table({l: results[l] for l in labels}, columns, transpose=True))
+                  + tables.matrix_table({l: results[l] for l in labels}, columns, transpose=True))
     refs = [c for c in columns if c not in learned]
     speed = {name: {ref: [task_speedup(_named(results[l], name), _named(results[l], ref))
                           for l in labels] for ref in refs} for name in learned}
@@ -273,8 +260,7 @@ def _report(suite, sz, learned, labels, results, global_lr, overhead, state_byte
              "|---|---" + "|---" * len(labels) + "|"]
     for name in learned:
         for ref in refs:
-            cells = [("≥ " if s["bound"] else "") + f"{s['value']:.2f}"
-                     + (f" ({s['note']})" if s["note"] else "") for s in speed[name][ref]]
+            cells = [format_speedup(s, ".2f") for s in speed[name][ref]]
             lines.append(f"| {name} | {ref} | " + " | ".join(cells) + " |")
     suite.section("Speedup over Adam per task",
                   "Steps the reference's mean curve needs to reach the learned rule's final "
@@ -286,7 +272,7 @@ def _report(suite, sz, learned, labels, results, global_lr, overhead, state_byte
     loss_iqm = stats.iqm_with_ci(finals)
     speed_iqm = stats.iqm_with_ci({f"{n} vs {r}": np.array([[s["value"]] for s in speed[n][r]])
                                    for n in learned for r in refs})
-    lines = plots.iqm_table(loss_iqm, finals, "IQM final normalized loss")
+    lines = tables.iqm_table(loss_iqm, finals, "IQM final normalized loss")
     lines += ["", "| learned vs reference | IQM speedup over tasks | 95% CI |", "|---|---|---|"]
     for k, e in speed_iqm.items():
         lines.append(f"| {k} | {e['iqm']:.3g} | [{e['low']:.3g}, {e['high']:.3g}] |")

@@ -16,6 +16,15 @@ from typing import Callable, Dict, Optional
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
+
+from lopt.evaluation import compare, final_test_metrics, random_search
+from lopt.files.atomic import write_json
+from lopt.files.provenance import git_commit, markdown_line, provenance
+from lopt.files.rule_file import load, save
+from lopt.files.run_folder import checkpoint_path
+from lopt.outer import default_meta_optimizer, train
+from lopt.rules import ADAM_SEARCH_SPACE, adam_search_rule
 
 EVAL_SEED, TUNE_SEED = 12345, 54321
 LR_GRID = tuple(float(x) for x in np.logspace(-4, 1, 11))  # 2 points a decade
@@ -48,7 +57,7 @@ def summarize(result) -> dict:
 
 
 def mean_auc(summary: dict) -> Optional[float]:
-    """Mean area under the loss curve (``lopt.metrics.area_under_curve``: mean loss over steps
+    """Mean area under the loss curve (``lopt.evaluation.metrics.area_under_curve``: mean loss over steps
     1 … T) over the runs that did not diverge; that equals the mean curve's own mean, so it is
     read off the summary. None when every run diverged."""
     curve = summary.get("mean_curve")
@@ -65,10 +74,6 @@ class Suite:
 
     def __init__(self, name: str, out: str, size, command: str, total_stages: int,
                  progress: bool = True):
-        from tqdm.auto import tqdm
-
-        from lopt.bench.provenance import git_commit
-
         self.code = git_commit()
         self.name, self.out, self.size, self.command = name, out, size, command
         self.start = time.time()
@@ -117,8 +122,6 @@ class Suite:
                    seed: int = 0):
         """Meta-train ``rule`` (checkpointed under ``out/runs/key``, resumed when stopped) and
         return theta; the rule is saved as ``out/runs/key/RULE.lopt``."""
-        from lopt import load, preflight, save
-        from lopt.outer import default_meta_optimizer, train
 
         folder = os.path.join(self.out, "runs", key)
         rule_path = os.path.join(folder, f"{rule.name}.lopt")
@@ -133,7 +136,7 @@ class Suite:
         result = train(rule, family, estimator, num_steps=steps, seed=seed,
                        meta_optimizer=default_meta_optimizer(meta_lr, 1.0),
                        log_path=os.path.join(folder, "train_log.jsonl"),
-                       checkpoint_path=preflight.checkpoint_path(folder),
+                       checkpoint_path=checkpoint_path(folder),
                        # Short runs (the quick sizes) lose little when stopped: one
                        # checkpoint at the end; long ones every 100 steps.
                        checkpoint_every=100 if steps >= 400 else max(1, steps), resume=True,
@@ -165,9 +168,6 @@ class Suite:
         summaries also hold the mean loss and accuracy on the whole test split after the last
         step (over the runs that did not diverge). Cached under ``key``."""
         def compute():
-            from lopt.evaluation import compare, random_search
-            from lopt.rules import ADAM_SEARCH_SPACE, adam_search_rule
-
             self.bar.set_postfix_str(f"evaluating {key}")
             results = compare(learned, baselines, family, jax.random.PRNGKey(EVAL_SEED),
                               num_tasks=num_tasks, num_steps=num_steps, grid=grid,
@@ -192,9 +192,6 @@ class Suite:
 
     @staticmethod
     def _test_metrics(result, learned, baselines, family, num_tasks, num_steps) -> dict:
-        from lopt.evaluation import final_test_metrics
-        from lopt.rules import adam_search_rule
-
         if result.name in learned:
             rule, theta = learned[result.name]
         elif result.name in baselines:
@@ -227,14 +224,12 @@ class Suite:
 
     def finish(self, title: str, intro: str) -> str:
         """Write results.json (with provenance) and results.md; returns the markdown."""
-        from lopt import report
-        from lopt.bench.provenance import markdown_line, provenance
 
         self.bar.close()
         record = provenance(self.command, time.time() - self.start, self.code)
         record["stages"] = self.stages
         record["earlier_invocations"] = self._earlier_invocations()
-        report.write_json(os.path.join(self.out, "results.json"),
+        write_json(os.path.join(self.out, "results.json"),
                           {"provenance": record, **self.payload})
         figures = sorted(f for f in os.listdir(self.out) if f.endswith(".png"))
         md = (f"# {title}\n\n{markdown_line(record)}\n\n{intro.rstrip()}\n\n"

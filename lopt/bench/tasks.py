@@ -15,6 +15,13 @@ import time
 
 import jax
 import numpy as np
+from matplotlib.figure import Figure
+
+from lopt.evaluation import diverged, final_test_metrics, loss_curves
+from lopt.evaluation.normalization import adam_reference
+from lopt.files.provenance import git_commit, markdown_line, provenance
+from lopt.rules import adam
+from lopt.tasks import FAMILIES, make_family, normalized
 
 STEPS, TUNING_TASKS, EVAL_TASKS, EVAL_SEED = 100, 8, 8, 4242
 SKIP = ("cifar10_conv", "fashion_mnist_mlp")  # need prepared tfds data
@@ -26,10 +33,6 @@ RECURRENT = ("sine_lstm", "sine_lstm_small_noise", "sine_lstm_2layer", "char_rnn
 
 
 def measure(name, cache_dir):
-    from lopt.evaluation import diverged, final_test_metrics, loss_curves
-    from lopt.rules import adam
-    from lopt.tasks import adam_reference, make_family, normalized
-
     family = make_family(name)
     task = family.build(family.sample(jax.random.PRNGKey(0)))
     n_params = int(sum(np.size(x) for x in jax.tree.leaves(
@@ -64,12 +67,7 @@ def measure(name, cache_dir):
 
 
 def write_report(out_dir, rows, settings):
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lopt.bench.provenance import markdown_line
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
@@ -100,7 +98,8 @@ def write_report(out_dir, rows, settings):
     lines += beside_table_2(rows)
     with open(os.path.join(out_dir, "README.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(7.5, 0.22 * len(rows) + 1.2), dpi=120)
+    fig = Figure(figsize=(7.5, 0.22 * len(rows) + 1.2), dpi=120)
+    ax = fig.subplots()
     names = [r["task"] for r in rows]
     ax.barh(names, [r["eval_normalized_final"] for r in rows],
             xerr=[r["eval_normalized_final_sem"] for r in rows], color="tab:blue")
@@ -110,7 +109,6 @@ def write_report(out_dir, rows, settings):
     ax.set_title("Registered tasks under tuned Adam, 100 steps")
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "normalized.png"))
-    plt.close(fig)
     return "\n".join(lines)
 
 
@@ -140,9 +138,7 @@ def beside_table_2(rows) -> list:
 
 def run(out_dir, repeats=None, command="", tasks=None):
     del repeats  # not a variance benchmark
-    from lopt.tasks import FAMILIES
 
-    from lopt.bench.provenance import git_commit, provenance
 
     start, code = time.time(), git_commit()
     names = tasks or [n for n in FAMILIES if n not in SKIP + RECURRENT]

@@ -6,7 +6,7 @@ instances of the training families, and the families of ``TEST``, never seen in 
 Losses are normalized per family (seed 003: initial loss 1, tuned Adam's best mean loss 0, from
 Adam tuned on the normalization's own tuning instances); across test families the suite reports
 the IQM of the final normalized loss with a stratified-bootstrap 95% interval and performance
-profiles (``lopt.bench.stats``), the speedup over tuned Adam (``lopt.metrics.speedup``), the
+profiles (``lopt.evaluation.stats``), the speedup over tuned Adam (``lopt.evaluation.metrics.speedup``), the
 per-step wall time relative to ``optax.adam`` and the optimizer state per parameter.
 """
 from __future__ import annotations
@@ -17,8 +17,13 @@ import time
 import jax
 import numpy as np
 
-from lopt.bench import plots, stats
 from lopt.bench.suite import Suite, finals, mean_auc, protocol_line
+from lopt.evaluation import loss_curves, plots, stats, tables
+from lopt.evaluation.metrics import format_speedup, speedup, state_bytes_per_parameter
+from lopt.evaluation.normalization import adam_reference
+from lopt.outer import TBPTT
+from lopt.rules import BASELINES, adam, make_rule
+from lopt.tasks import Mixture, make_family, normalized
 
 TRAIN = ("quadratic", "digits_mlp")
 TEST = ("quadratic_tanh", "mnist_mlp", "mnist1d_mlp", "digits_conv", "breast_cancer_logistic",
@@ -65,10 +70,6 @@ SIZES = {
 
 def run(out: str, quick: bool = False, command: str = "lopt bench zoo", size: str | None = None,
         progress: bool = True) -> str:
-    from lopt.config import make_estimator, TrainConfig
-    from lopt.rules import BASELINES, make_rule
-    from lopt.tasks import Mixture, adam_reference, make_family, normalized
-
     sz = SIZES[size or ("quick" if quick else "full")]
     train_names, test = tuple(sz.train), tuple(sz.test)
     stages = len(sz.rules) + (2 + bool(sz.more_baselines)) * (len(train_names) + len(test)) + 1
@@ -80,11 +81,11 @@ def run(out: str, quick: bool = False, command: str = "lopt bench zoo", size: st
     # Multiscale Adam's fixed step size is a hyperparameter: the geometric mean of Adam's
     # tuned lr on the training families (their tuning instances), never on test families.
     eta = float(np.exp(np.mean([np.log(refs[n].learning_rate) for n in train_names])))
-    cfg = TrainConfig(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=sz.horizon)
+    estimator = TBPTT(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=sz.horizon)
     learned = {}
     for name in sz.rules:
         rule = make_rule(name, **({"learning_rate": eta} if name == "multiscale_adam" else {}))
-        theta = suite.meta_train(name, rule, train_family, make_estimator(cfg),
+        theta = suite.meta_train(name, rule, train_family, estimator,
                                  steps=sz.meta_steps, meta_lr=META_LR.get(name, 3e-3))
         learned[name] = (rule, theta)
     baselines = {b: BASELINES[b][0] for b in sz.baselines}
@@ -103,19 +104,19 @@ def run(out: str, quick: bool = False, command: str = "lopt bench zoo", size: st
     suite.section("Held-out instances of the meta-training families",
                   f"{protocol} Final normalized loss (0: tuned Adam's best on the normalization's "
                   "tuning instances, 1: the initial loss), mean ± standard error.\n\n"
-                  + plots.matrix_table({n: results[n] for n in train_names}, columns,
+                  + tables.matrix_table({n: results[n] for n in train_names}, columns,
                                        transpose=True))
     suite.section("Meta-test families (never seen in meta-training)",
                   f"{protocol} Final normalized loss, mean ± standard error.\n\n"
-                  + plots.matrix_table({n: results[n] for n in test}, columns, transpose=True))
+                  + tables.matrix_table({n: results[n] for n in test}, columns, transpose=True))
     for summaries in results.values():
         for s in summaries:
             s["auc_mean"] = mean_auc(s)
     suite.section("Area under the curve",
                   "Mean normalized loss over steps 1 … T (area under the curve, "
-                  "`lopt.metrics.area_under_curve`), mean over the runs that did not diverge: "
+                  "`lopt.evaluation.metrics.area_under_curve`), mean over the runs that did not diverge: "
                   "low when a rule is fast early as well as good at the end.\n\n"
-                  + plots.field_table(results, columns, "auc_mean", ".3g", transpose=True))
+                  + tables.field_table(results, columns, "auc_mean", ".3g", transpose=True))
     _aggregate(suite, results, test, columns)
     _speed(suite, learned, results, test)
     for name in test:
@@ -139,7 +140,7 @@ def _aggregate(suite: Suite, results: dict, test: tuple, columns: list) -> None:
     estimates = stats.iqm_with_ci(scores)
     taus = np.linspace(-0.5, 1.5, 41)
     profile = stats.performance_profile(scores, taus)
-    lines = plots.iqm_table(estimates, scores, "IQM of final normalized loss")
+    lines = tables.iqm_table(estimates, scores, "IQM of final normalized loss")
     suite.section("Aggregate over the meta-test families",
                   "Interquartile mean over all runs of all meta-test families, 95% stratified-"
                   "bootstrap interval (runs resampled within each family; rliable). A diverged "
@@ -153,16 +154,6 @@ def _aggregate(suite: Suite, results: dict, test: tuple, columns: list) -> None:
 
 
 def _speed(suite: Suite, learned: dict, results: dict, test: tuple) -> None:
-    from lopt.evaluation import loss_curves
-    from lopt.metrics import speedup, state_bytes_per_parameter
-    from lopt.rules import adam
-    from lopt.tasks import make_family
-
-    def curves_of(summary):
-        # speedup only needs the mean curves and the divergence flag.
-        c = np.asarray(summary["mean_curve"] or [np.nan], np.float64)[:, None]
-        return c if summary["diverged"] == 0 else np.full_like(c, np.nan)
-
     probe = make_family(test[-1] if "mnist_mlp" not in test else "mnist_mlp")
     key = jax.random.PRNGKey(0)
     params = probe.build(probe.sample(key)).init(key)
@@ -184,24 +175,27 @@ def _speed(suite: Suite, learned: dict, results: dict, test: tuple) -> None:
     # can never disagree with the tables above.
     rows = suite.cached("speed", compute, {"rules": sorted(learned), "probe": probe.name})
     for name, row in rows.items():
-        sp = [speedup(curves_of(_named(results[t], name)), curves_of(_named(results[t], "adam")))
-              for t in test]
-        row.update(speedup=[s["speedup"] for s in sp], at_least=[s["at_least"] for s in sp])
+        row["speedup"] = [_speedup(_named(results[t], name), _named(results[t], "adam"))
+                          for t in test]
     lines = ["| rule | " + " | ".join(f"speedup on {t}" for t in test)
              + " | step time / optax.adam | state bytes / parameter |",
              "|---" * (len(test) + 3) + "|"]
     for name, r in rows.items():
-        cells = [("—" if a is None else f"≥ {a:.2g}") if s is None else f"{s:.2g}"
-                 for s, a in zip(r["speedup"], r["at_least"])]
+        cells = [format_speedup(s) for s in r["speedup"]]
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {r['step_time_vs_adam']:.2f} | {r['state_bytes_per_param']:.0f} |")
     suite.section("Speedup over tuned Adam, step time and memory",
                   "Speedup: steps tuned Adam's mean curve needs to reach the rule's final mean "
-                  "loss, over the rule's steps (VeLO/Celo); `≥ x` when Adam never reaches it, "
-                  "`—` with a diverged run. Step time: one vmapped inner step on 8 "
+                  "loss, over the rule's steps (VeLO/Celo; `lopt.evaluation.metrics.speedup`); `≥ x` "
+                  "when Adam never reaches it, 0 when the rule diverged on any run. Step time: one vmapped inner step on 8 "
                   f"{probe.name} instances relative to optax.adam's, measured in this run.\n\n"
                   + "\n".join(lines) + "\n")
     suite.payload["speed"] = rows
+
+
+def _speedup(summary: dict, reference: dict) -> dict:
+    return speedup(summary["mean_curve"], reference["mean_curve"] or [np.nan],
+                   diverged=summary["diverged"], reference_diverged=reference["diverged"])
 
 
 def _named(summaries, name):

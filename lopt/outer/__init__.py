@@ -5,8 +5,17 @@ from lopt.outer.es import ES, PES
 from lopt.outer.reparam import Mixed, Reparam
 from lopt.outer.tbptt import TBPTT
 from lopt.outer.train import TrainResult, TrainState, default_meta_optimizer, train
-from lopt.outer.unroll import (Horizon, InnerState, StepOutput, broadcast_runs, init_inner,
-                               init_inner_batch, inner_step, reset_finished, truncated_unroll)
+from lopt.outer.unroll import (
+                               Horizon,
+                               InnerState,
+                               StepOutput,
+                               broadcast_runs,
+                               init_inner,
+                               init_inner_batch,
+                               inner_step,
+                               reset_finished,
+                               truncated_unroll,
+)
 
 ESTIMATORS = {
     "tbptt": (TBPTT, "truncated backprop through time; optional dropped second derivatives"),

@@ -8,8 +8,13 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import Estimator
-from lopt.outer.common import (PerturbedOptions, UnrollOptions, masked_mean, perturbations,
-                               run_metrics)
+from lopt.outer.common import (
+    PerturbedOptions,
+    UnrollOptions,
+    masked_mean,
+    perturbations,
+    run_metrics,
+)
 from lopt.outer.unroll import InnerState, init_inner, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily

@@ -7,8 +7,13 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import Estimator
-from lopt.outer.common import (PerturbedOptions, masked_mean, masked_mean_and_total_variance,
-                               perturbations, run_metrics)
+from lopt.outer.common import (
+    PerturbedOptions,
+    masked_mean,
+    masked_mean_and_total_variance,
+    perturbations,
+    run_metrics,
+)
 from lopt.outer.es import _pair, _scale, antithetic_thetas
 from lopt.outer.tbptt import per_run_gradients
 from lopt.rules.base import UpdateRule

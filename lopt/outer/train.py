@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import threading
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
+from tqdm.auto import tqdm
 
-from lopt.outer.checkpoints import open_checkpoints
+from lopt.files.checkpoints import open_checkpoints
+from lopt.files.run_folder import check_resume, log_line, remove_stale_temporaries, trim_log
 from lopt.outer.mixture import build_estimator, runs_per_family
-from lopt.outer.run_files import check_resume, log_line, remove_stale_temporaries, trim_log
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 from lopt.tasks.mixture import Mixture
@@ -58,24 +61,17 @@ class _StopOnSigint:
         self._previous = None
 
     def _handle(self, signum, frame):
-        import signal
-
         if self.requested:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         self.requested = True
 
     def __enter__(self):
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def __exit__(self, *exc):
-        import signal
-
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
         return False
@@ -217,7 +213,7 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
     the same seed gives the same theta on any number of devices (up to the order of the
     reduction). With ``checkpoint_path`` (a folder) the whole TrainState is written with
     orbax-checkpoint every ``checkpoint_every`` steps and at the end, the last
-    ``keep_checkpoints`` kept (``lopt.outer.checkpoints``: one checkpoint for all processes of a
+    ``keep_checkpoints`` kept (``lopt.files.checkpoints``: one checkpoint for all processes of a
     multi-process job); with ``resume`` the latest is continued, and the result equals that of
     an uninterrupted run bit for bit. ``log_path`` receives one JSON line of metrics per step
     (written by process 0; non-finite values as null).
@@ -276,7 +272,6 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_step
     history = []
     bar = None
     if progress and lead:
-        from tqdm.auto import tqdm
         bar = tqdm(total=num_steps, initial=start, desc="meta-train", unit="step")
     log_file = open(log_path, "a") if log_path else None
     stop = _StopOnSigint()

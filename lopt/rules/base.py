@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lopt.rules.lifting import per_coordinate  # noqa: F401  (re-exported)
 
@@ -51,7 +52,6 @@ class UpdateRule:
 def theta_mismatch(rule: UpdateRule, theta) -> Optional[str]:
     """The first way ``theta`` differs from ``rule.init_meta``'s output (tree structure, then a
     leaf's shape or dtype, named by its tree path), or None when it matches."""
-    import numpy as np
 
     template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
     try:

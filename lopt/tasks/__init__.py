@@ -1,21 +1,31 @@
 """Tasks, task families, datasets, samplers, mixtures and normalization (DESIGN.md: Task,
 TaskFamily, Data and splits)."""
 from lopt.tasks import datasets
-from lopt.tasks.augment import (gradient_noise, label_noise, random_scaling, reduced_batch,
-                                reparameterize, with_convex)
+from lopt.tasks.augment import (
+                                gradient_noise,
+                                label_noise,
+                                random_scaling,
+                                reduced_batch,
+                                reparameterize,
+                                with_convex,
+)
 from lopt.tasks.autoencoder import autoencoder_family, vae_family
 from lopt.tasks.base import Task, TaskFamily, fixed_family, map_params, pooled_family
 from lopt.tasks.conv import conv_family
 from lopt.tasks.mixture import Mixture
 from lopt.tasks.mlp import linear_family, mlp_classifier, mlp_family
-from lopt.tasks.normalize import AdamReference, adam_reference, normalize_all, normalized
+from lopt.tasks.normalize import AdamReference, normalized
 from lopt.tasks.quadratic import quadratic_family
 from lopt.tasks.registry import FAMILIES, MIXTURES, make_family, resolve
 from lopt.tasks.samplers import SAMPLERS, Spec, sample_spec
 from lopt.tasks.sequence import char_rnn_family, sine_lstm_family, transformer_lm_family
 from lopt.tasks.supervised import Model, supervised_family
-from lopt.tasks.synthetic import (function_family, log_sum_exp_family, rosenbrock_family,
-                                  sparse_softmax_family)
+from lopt.tasks.synthetic import (
+                                function_family,
+                                log_sum_exp_family,
+                                rosenbrock_family,
+                                sparse_softmax_family,
+)
 
 __all__ = ["Task", "TaskFamily", "fixed_family", "map_params", "pooled_family", "Mixture", "datasets",
            "random_scaling", "reparameterize", "with_convex", "reduced_batch", "label_noise",
@@ -23,5 +33,5 @@ __all__ = ["Task", "TaskFamily", "fixed_family", "map_params", "pooled_family", 
            "sine_lstm_family", "char_rnn_family", "transformer_lm_family", "autoencoder_family",
            "vae_family", "quadratic_family", "rosenbrock_family", "function_family",
            "log_sum_exp_family", "sparse_softmax_family", "Model", "supervised_family",
-           "SAMPLERS", "Spec", "sample_spec", "AdamReference", "adam_reference", "normalized",
-           "normalize_all", "FAMILIES", "MIXTURES", "make_family", "resolve"]
+           "SAMPLERS", "Spec", "sample_spec", "AdamReference", "normalized",
+           "FAMILIES", "MIXTURES", "make_family", "resolve"]

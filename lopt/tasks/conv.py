@@ -8,8 +8,7 @@ import flax.linen as nn
 
 from lopt.tasks import datasets
 from lopt.tasks.base import TaskFamily
-from lopt.tasks.models import (ACTIVATIONS, check_choice, check_widths, linen_model,
-                               softmax_xent)
+from lopt.tasks.models import ACTIVATIONS, check_choice, check_widths, linen_model, softmax_xent
 from lopt.tasks.supervised import supervised_family
 
 POOLS = ("max", "avg")

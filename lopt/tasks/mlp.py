@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import jax
+
 from lopt.tasks import datasets
 from lopt.tasks.base import Task, TaskFamily
-from lopt.tasks.models import (ACTIVATIONS, INITIALIZERS, MLP, Linear, check_choice, check_widths,
-                               linen_model, softmax_xent, squared_error)
+from lopt.tasks.models import (
+    ACTIVATIONS,
+    INITIALIZERS,
+    MLP,
+    Linear,
+    check_choice,
+    check_widths,
+    linen_model,
+    softmax_xent,
+    squared_error,
+)
 from lopt.tasks.supervised import supervised_family
 
 MAX_DEPTH = 10
@@ -42,7 +53,6 @@ def mlp_family(dataset: str = "digits", hidden: Sequence[int] = (20,),
 def mlp_classifier(dataset: str = "digits", hidden: Sequence[int] = (20,),
                    activation: str = "sigmoid", batch_size: int = 128) -> Task:
     """One MLP task (the family's instance with unit scales and the whole train split)."""
-    import jax
 
     family = mlp_family(dataset, hidden, activation, batch_size=batch_size)
     return family.build(family.sample(jax.random.PRNGKey(0)))

@@ -9,6 +9,7 @@ from typing import Callable, Dict, Tuple
 
 import numpy as np
 
+from lopt.tasks import datasets
 from lopt.tasks.autoencoder import autoencoder_family, vae_family
 from lopt.tasks.base import TaskFamily
 from lopt.tasks.conv import conv_family
@@ -69,7 +70,6 @@ def _layers(rng, depths, widths):
 
 
 def _subset(dataset: str) -> int:
-    from lopt.tasks import datasets
     return int(SUBSET_FRACTION * datasets.load(dataset).train_x.shape[0])
 
 

@@ -10,7 +10,7 @@ drawn class, fixed per instance and example) and ``batch_keep`` (how many of the
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp

@@ -83,8 +83,8 @@ def _two_process_checkpoint_resumes_on_one(thetas, tmp_path):
     import jax
     import optax
 
+    from lopt.files.checkpoints import Checkpoints
     from lopt.outer import PES, train
-    from lopt.outer.checkpoints import Checkpoints
     from lopt.rules import l2l_lstm
     from lopt.tasks import quadratic_family
 

@@ -1,6 +1,6 @@
 """Every estimator against the exact gradient of its target, with tolerances from its variance.
 
-The inner problem is small enough to be exact (``lopt.bench.smoothed_exact``): a fixed 2-D
+The inner problem is small enough to be exact (``lopt.outer.smoothed_exact``): a fixed 2-D
 quadratic trained for H = 8 steps by momentum SGD whose learning rate and momentum are the
 meta-parameters, so the gradient of the Gaussian-smoothed meta-loss E_ε[L(θ + σε)] is computed
 exactly by Gauss–Hermite quadrature. Each estimator's mean over many estimates must match its
@@ -11,9 +11,16 @@ import jax
 import numpy as np
 import pytest
 
-from lopt.bench.smoothed_exact import (H, THETA, bias_and_mse, estimates, plain_gradient,
-                                       reference_meta_loss, smoothed_gradient)
 from lopt.outer import ES, PES, TBPTT, Mixed, Reparam
+from lopt.outer.smoothed_exact import (
+    THETA,
+    H,
+    bias_and_mse,
+    estimates,
+    plain_gradient,
+    reference_meta_loss,
+    smoothed_gradient,
+)
 
 Z = 5.0  # standard errors allowed
 

@@ -12,8 +12,8 @@ import numpy as np
 import optax
 import pytest
 
+from lopt.files.checkpoints import Checkpoints
 from lopt.outer import train
-from lopt.outer.checkpoints import Checkpoints
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fault_setup import EST, FAMILY, RULE, run  # noqa: E402
@@ -158,7 +158,7 @@ def test_a_run_whose_every_step_is_skipped_exits_1_with_one_line(tmp_path, capsy
 
 def test_a_second_run_on_one_out_folder_is_refused(tmp_path, capsys):
     from lopt.cli import main
-    from lopt.outer.run_files import FolderLock
+    from lopt.files.run_folder import FolderLock
 
     out = str(tmp_path / "busy")
     os.makedirs(out)

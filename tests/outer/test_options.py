@@ -4,7 +4,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.outer import TBPTT, Horizon, StepOutput, broadcast_runs, init_inner_batch, truncated_unroll
+from lopt.outer import (
+    TBPTT,
+    Horizon,
+    StepOutput,
+    broadcast_runs,
+    init_inner_batch,
+    truncated_unroll,
+)
 from lopt.rules import sgd
 from lopt.tasks import Task, TaskFamily, quadratic_family
 

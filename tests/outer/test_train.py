@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.checkpoint import FileFormatError, read_metadata, save_pytree
+from lopt.files.checkpoints import Checkpoints
+from lopt.files.errors import FileFormatError
+from lopt.files.pytree_file import read_metadata, save_pytree
 from lopt.outer import TBPTT, Estimator, default_meta_optimizer, train
-from lopt.outer.checkpoints import Checkpoints
 from lopt.rules import l2l_lstm
 from lopt.tasks import quadratic_family
 

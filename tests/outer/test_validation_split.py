@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.outer.unroll import Horizon, inner_step, init_inner
+from lopt.outer.unroll import Horizon, init_inner, inner_step
 from lopt.rules import UpdateRule
 from lopt.tasks.datasets.base import with_splits
 from lopt.tasks.models import Linear, linen_model, softmax_xent

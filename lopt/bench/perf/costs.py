@@ -7,6 +7,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+
+from lopt.bench.perf.probe import big_pytree
+from lopt.optax_adapter import as_optax
+from lopt.outer import TBPTT
+from lopt.rules import adam, make_rule
+from lopt.tasks import make_family
 
 # Parts of a theta applied once per tensor, not per coordinate (hierarchical's tensor LSTM).
 PER_TENSOR_PARTS = ("tensor_lstm", "context")
@@ -23,26 +30,10 @@ def flops_per_coordinate(theta) -> int:
     return total
 
 
-def flop_floor_seconds(theta, num_params: int, gflops: float) -> float:
-    """The update's matmul FLOPs on ``num_params`` coordinates at the measured matmul rate."""
-    return flops_per_coordinate(theta) * num_params / (gflops * 1e9)
-
-
-def state_bytes_per_param(rule, params) -> float:
-    """Bytes of optimizer state per parameter (shapes only: nothing is allocated)."""
-    theta = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
-    state = jax.eval_shape(rule.init, theta, params)
-    size = sum(np.prod(x.shape, dtype=np.int64) * x.dtype.itemsize for x in jax.tree.leaves(state))
-    return float(size) / sum(np.size(p) for p in jax.tree.leaves(params))
-
-
 def tbptt_memory(rule_name: str, task: str, num_tasks: int, truncation: int, remat: str,
                  repeats: int = 2) -> dict:
     """XLA's buffer plan (temporaries, arguments, outputs) and the seconds per meta-gradient
     of truncated BPTT through ``truncation`` steps with ``remat``."""
-    from lopt.outer import TBPTT
-    from lopt.rules import make_rule
-    from lopt.tasks import make_family
 
     rule, family = make_rule(rule_name), make_family(task)
     theta = rule.init_meta(jax.random.PRNGKey(0))
@@ -71,11 +62,7 @@ def adam_training_step(width: int, repeats: int) -> dict:
     two-layer MLP under optax.adam and under ``lopt.as_optax(lopt.rules.adam())``, the two
     timed alternately (``4 · repeats`` rounds) so that a change of load hits both; the ratio
     is the median of the per-round ratios."""
-    import optax
 
-    from lopt.bench.perf.probe import big_pytree
-    from lopt.optax_adapter import as_optax
-    from lopt.rules import adam
 
     params = big_pytree(width)
     x = jax.random.normal(jax.random.PRNGKey(3), (64, width))

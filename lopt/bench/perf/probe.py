@@ -14,12 +14,18 @@ import time
 
 import jax
 import jax.numpy as jnp
+import optax
+
+from lopt.outer import ES, PES, TBPTT, Reparam
+from lopt.outer.unroll import broadcast_runs, init_inner_batch, truncated_unroll
+from lopt.rules import make_rule
+from lopt.tasks import make_family
+from lopt.tasks.base import Task, TaskFamily
 
 
 def teacher_mlp_family(inputs: int = 16, hidden: int = 32, classes: int = 4, batch: int = 32):
     """A 16→32→4 ReLU MLP on synthetic data: Gaussian inputs labelled by a random linear
     teacher drawn per instance, a fresh minibatch of ``batch`` every step."""
-    from lopt.tasks.base import Task, TaskFamily
 
     def sample(key):
         return {"teacher": jax.random.normal(key, (inputs, classes))}
@@ -45,7 +51,6 @@ def teacher_mlp_family(inputs: int = 16, hidden: int = 32, classes: int = 4, bat
 
 def sum_of_squares_family(dim: int = 10):
     """learned_optimization's QuadraticTask: f(p) = Σ p², p₀ ~ N(0, 1) in ``dim`` dimensions."""
-    from lopt.tasks.base import Task, TaskFamily
 
     def build(cfg):
         del cfg
@@ -57,7 +62,6 @@ def sum_of_squares_family(dim: int = 10):
 
 def l2l_quadratic_family():
     """Seed 001's random 10×10 quadratics, the family of ``lopt bench estimators``."""
-    from lopt.tasks import make_family
 
     return make_family("quadratic")
 
@@ -67,16 +71,14 @@ FAMILIES = {"teacher_mlp": teacher_mlp_family, "sum_of_squares": sum_of_squares_
 
 
 def _estimator(name: str, num_tasks: int, truncation: int, horizon: int, remat=None):
-    from lopt import outer
-
     kwargs = dict(num_tasks=num_tasks, truncation=truncation, horizon=horizon)
     if remat is not None:
         kwargs["remat"] = remat
     if name == "tbptt":
-        return outer.TBPTT(**kwargs)
+        return TBPTT(**kwargs)
     if name == "tbptt_second_derivatives":
-        return outer.TBPTT(second_derivatives=True, **kwargs)
-    return {"es": outer.ES, "pes": outer.PES, "reparam": outer.Reparam}[name](sigma=0.01,
+        return TBPTT(second_derivatives=True, **kwargs)
+    return {"es": ES, "pes": PES, "reparam": Reparam}[name](sigma=0.01,
                                                                                **kwargs)
 
 
@@ -117,12 +119,10 @@ def big_pytree(width: int):
 
 def _update_step(rule_name: str, params, grads):
     """(jitted update with donated state, its first state) of a rule, or of optax.adam."""
-    import optax
 
     if rule_name == "optax.adam":
         tx = optax.adam(1e-3)
         return jax.jit(lambda s, g, p: tx.update(g, s, p), donate_argnums=0), tx.init(params)
-    from lopt.rules import make_rule
 
     rule = make_rule(rule_name)
     theta = rule.init_meta(jax.random.PRNGKey(0))
@@ -155,8 +155,6 @@ def update_times(job: dict) -> list:
 def throughput(config: dict) -> dict:
     """Inner steps/s of ``config["estimator"]`` (or ``"unroll"``: a plain forward unroll of the
     same number of runs) for ``config["rule"]`` on ``config["family"]``."""
-    from lopt.outer.unroll import broadcast_runs, init_inner_batch, truncated_unroll
-    from lopt.rules import make_rule
 
     rule = make_rule(config["rule"])
     family = FAMILIES[config["family"]]()

@@ -18,7 +18,10 @@ import time
 import jax
 import jax.numpy as jnp
 
-from lopt.bench.perf.probe import _median_time, big_pytree
+from lopt.bench.perf.probe import _median_time, big_pytree, teacher_mlp_family
+from lopt.files.provenance import markdown_line, provenance
+from lopt.outer import PES, TBPTT
+from lopt.rules import make_rule
 
 # [rows, fan_in] @ [fan_in, fan_out] shapes of the rules' layers, per chunk of coordinates.
 MATMUL_SHAPES = ((16384, 40, 80), (16384, 20, 80), (16384, 11, 32), (16384, 32, 2),
@@ -82,8 +85,6 @@ def _trace_ops(fn, args, calls: int = 2) -> list:
 
 
 def update_profile(rule_name: str, width: int = 1024) -> list:
-    from lopt.rules import make_rule
-
     params = big_pytree(width)
     grads = jax.tree.map(lambda p: jax.random.normal(jax.random.PRNGKey(1), p.shape), params)
     rule = make_rule(rule_name)
@@ -94,10 +95,6 @@ def update_profile(rule_name: str, width: int = 1024) -> list:
 
 
 def meta_gradient_profile(estimator: str) -> list:
-    from lopt.bench.perf.probe import teacher_mlp_family
-    from lopt.outer import PES, TBPTT
-    from lopt.rules import make_rule
-
     rule, family = make_rule("per_parameter_mlp"), teacher_mlp_family()
     theta = rule.init_meta(jax.random.PRNGKey(0))
     common = dict(num_tasks=16, truncation=50, horizon=1000)
@@ -116,8 +113,6 @@ def _table(rows: list) -> str:
 
 
 def main(out: str = "benchmarks/perf") -> None:
-    from lopt.bench.provenance import markdown_line, provenance
-
     start = time.time()
     result = {"matmul": matmul_rates(), "elementwise_ns": elementwise_costs(),
               "update_l2l_lstm": update_profile("l2l_lstm"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.figure import Figure
 
 MiB = 2**20
 # Issue 10's targets.
@@ -180,13 +181,10 @@ def sections(suite, updates, throughput, memory, adam_step, state, flops, num_pa
 
 
 def _figures(suite, upd, memory):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     rows = [r for r in upd.values()]
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
     y = np.arange(len(rows))
     ax.barh(y - 0.2, [r["x_adam"] for r in rows], 0.4, label="today")
     base = [r["baseline_ms"] / r["ms"] * r["x_adam"] if r["baseline_ms"] else 0 for r in rows]
@@ -197,9 +195,9 @@ def _figures(suite, upd, memory):
     ax.legend()
     fig.tight_layout()
     fig.savefig(suite.figure("update_time.png"), dpi=110)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     for remat in ("none", "step", "nested", "auto"):
         pts = [(r["truncation"], r["temp_bytes"] / MiB) for r in memory if r["remat"] == remat]
         ax.plot(*zip(*pts), marker="o", label=f"remat {remat}")
@@ -208,4 +206,3 @@ def _figures(suite, upd, memory):
     ax.legend()
     fig.tight_layout()
     fig.savefig(suite.figure("tbptt_memory.png"), dpi=110)
-    plt.close(fig)

@@ -15,6 +15,19 @@ import subprocess
 import sys
 import tempfile
 
+import jax
+
+from lopt.bench.perf import report
+from lopt.bench.perf.costs import (
+    adam_training_step,
+    flops_per_coordinate,
+    tbptt_memory,
+)
+from lopt.bench.perf.probe import big_pytree
+from lopt.bench.suite import Suite
+from lopt.evaluation.metrics import state_bytes_per_parameter
+from lopt.rules import RULES, make_rule
+
 BASELINE_COMMIT = "1d71538"  # main before issue 10's work
 LEARNED = ("per_parameter_mlp", "hierarchical", "l2l_lstm", "rnnprop", "hyperadam",
            "multiscale_adam", "normalized_history")
@@ -105,8 +118,6 @@ def _both(jobs: list, size: Size) -> dict:
 
 
 def _memory(size: Size) -> list:
-    from lopt.bench.perf.costs import tbptt_memory
-
     rows = []
     for k in size.truncations:
         for remat in ("none", "step", "nested", "auto"):
@@ -115,31 +126,21 @@ def _memory(size: Size) -> list:
 
 
 def _state_bytes(size: Size) -> dict:
-    from lopt.bench.perf.costs import state_bytes_per_param
-    from lopt.bench.perf.probe import big_pytree
-    from lopt.rules import RULES, make_rule
 
-    import jax
 
     params = jax.eval_shape(lambda: big_pytree(size.width))
-    return {name: state_bytes_per_param(make_rule(name), params) for name in sorted(RULES)}
+    return {name: state_bytes_per_parameter(make_rule(name), None, params)
+            for name in sorted(RULES)}
 
 
 def _flops(size: Size) -> dict:
-    import jax
 
-    from lopt.bench.perf.costs import flops_per_coordinate
-    from lopt.rules import make_rule
 
     return {name: flops_per_coordinate(make_rule(name).init_meta(jax.random.PRNGKey(0)))
             for name in LEARNED + HAND}
 
 
 def run(out: str, quick: bool = False, command: str = "", progress: bool = True) -> str:
-    from lopt.bench.perf import report
-    from lopt.bench.perf.costs import adam_training_step
-    from lopt.bench.suite import Suite
-
     size = QUICK if quick else FULL
     suite = Suite("perf", out, size, command, 6, progress)
     updates = suite.cached("updates", lambda: _both(update_jobs(size), size))

@@ -22,5 +22,5 @@ def test_task_benchmark_writes_a_consistent_table(tmp_path):
 
 
 def bench_grid():
-    from lopt.tasks.normalize import NORMALIZATION_GRID
+    from lopt.evaluation.protocol import NORMALIZATION_GRID
     return NORMALIZATION_GRID

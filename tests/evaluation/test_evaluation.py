@@ -10,9 +10,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt import report, rules
-from lopt.evaluation import (Result, compare, diverged, evaluate_rule, loss_curves, rank_key,
-                             score, tune_learning_rate)
+from lopt import rules
+from lopt.evaluation import (
+    Result,
+    compare,
+    diverged,
+    evaluate_rule,
+    loss_curves,
+    rank_key,
+    score,
+    tables,
+    tune_learning_rate,
+)
+from lopt.files.atomic import write_json
 from lopt.outer.unroll import Horizon, init_inner_batch
 from lopt.tasks import Task, TaskFamily
 
@@ -123,7 +133,7 @@ def test_compare_ranks_a_diverging_rule_last_and_counts_it():
     order = [s["name"] for s in sorted(summaries.values(), key=rank_key)]
     assert order == ["sgd", "slow", "fast_but_diverges"]
 
-    table = report.comparison_table(list(summaries.values()), TASKS, STEPS)
+    table = tables.comparison_table(list(summaries.values()), TASKS, STEPS)
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split("|")[1].strip() for r in rows[1:]] == order
     assert f"| {bad}/{TASKS} |" in rows[3] and "| 0/8 |" in rows[1]
@@ -159,7 +169,7 @@ def test_compare_tunes_baselines_on_separate_instances_and_reports_on_the_evalua
     lr = best_lr(grid, TUNE_KEY, TUNE_TASKS)
     assert sgd.learning_rate == lr
     np.testing.assert_allclose(sgd.curves, numpy_curves(lr), rtol=1e-5, atol=1e-9)
-    table = report.comparison_table([sgd.summary()], TASKS, STEPS, TUNE_TASKS)
+    table = tables.comparison_table([sgd.summary()], TASKS, STEPS, TUNE_TASKS)
     assert f"on {TUNE_TASKS} separate tuning instances" in table
 
 
@@ -190,12 +200,12 @@ def test_a_nan_mean_ranks_last_and_is_written_as_null(tmp_path):
 
     rows = [row("nan_rule", float("nan")), row("a", 0.5), row("b", 0.25)]
     assert [r["name"] for r in sorted(rows, key=rank_key)] == ["b", "a", "nan_rule"]
-    table = report.comparison_table(rows, 4, 1)
+    table = tables.comparison_table(rows, 4, 1)
     lines = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert [line.split("|")[1].strip() for line in lines[1:]] == ["b", "a", "nan_rule"]
     assert lines[1].rstrip().endswith("| 1.00 |") and lines[2].rstrip().endswith("| 2.00 |")
     assert lines[3].rstrip().endswith("| — |")
-    report.write_json(str(tmp_path / "c.json"), {"results": rows, "inf": float("inf")})
+    write_json(str(tmp_path / "c.json"), {"results": rows, "inf": float("inf")})
     text = (tmp_path / "c.json").read_text()
     loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
     assert loaded["results"][0]["final_mean"] is None and loaded["inf"] is None

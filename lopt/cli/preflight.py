@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 
-from lopt.config import ConfigError, EvalConfig, TrainConfig
+import jax
+import numpy as np
+
+from lopt.cli.config import ConfigError, EvalConfig, TrainConfig
+from lopt.files.checkpoints import open_checkpoints
+from lopt.files.run_folder import check_resume
+from lopt.outer.mixture import build_estimator
 
 # Settings that do not change the meta-training trajectory: how long (steps may only grow),
 # where and how it reports, the comparison after it, and the device layout (resumes across
@@ -27,7 +34,6 @@ def check_out_folder(path: str) -> None:
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise ConfigError(f"out must be a folder; {path!r} is a file")
-        import tempfile
 
         try:  # os.access says yes to root even where a write fails
             with tempfile.TemporaryFile(dir=path, prefix=".tmp-probe-"):
@@ -56,18 +62,13 @@ def physical_memory_bytes() -> int:
 
 
 def _nbytes(tree) -> int:
-    import jax
-    import numpy as np
-
     return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
 
 
 def estimated_state_bytes(rule, family, estimator) -> int:
     """Bytes of theta and the estimator's state (every inner run's parameters and optimizer
     state), from shapes alone: a lower bound on what meta-training holds in memory."""
-    import jax
 
-    from lopt.outer.mixture import build_estimator
 
     theta = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
     est = build_estimator(estimator, rule, family, axis_name=None)
@@ -77,7 +78,6 @@ def estimated_state_bytes(rule, family, estimator) -> int:
 
 def check_memory(rule, family, estimator, limit: int | None = None) -> None:
     """Refuse, in one line, a run whose state alone would not fit in this machine's memory."""
-    import jax
 
     limit = physical_memory_bytes() if limit is None else limit
     try:
@@ -94,17 +94,8 @@ def check_memory(rule, family, estimator, limit: int | None = None) -> None:
                           "tasks or smaller rule sizes")
 
 
-def checkpoint_path(out_dir: str) -> str:
-    """Where a run in ``out_dir`` checkpoints: the orbax folder ``checkpoints``, or the
-    ``checkpoint.npz`` of a run begun by lopt ≤ 0.1, which goes on in that format."""
-    legacy = os.path.join(out_dir, "checkpoint.npz")
-    return legacy if os.path.isfile(legacy) else os.path.join(out_dir, "checkpoints")
-
-
 def check_checkpoint(cfg: TrainConfig, rule, checkpoint: str) -> None:
     """Refuse (one line) to resume ``checkpoint`` when it came from another run."""
-    from lopt.outer.checkpoints import open_checkpoints
-    from lopt.outer.run_files import check_resume
 
     if not (cfg.resume and os.path.exists(checkpoint)):
         return

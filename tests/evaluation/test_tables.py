@@ -1,6 +1,6 @@
 """The suites' markdown tables: the best mean without divergence is bold, diverged runs are
 shown, and the transposed table holds the same cells."""
-from lopt.bench import plots
+from lopt.evaluation import tables
 
 
 def summary(name, mean, diverged=0):
@@ -17,16 +17,16 @@ def cells(table):
 
 
 def test_best_without_divergence_is_bold_and_divergence_is_counted():
-    rows = cells(plots.matrix_table(ROWS, ["x", "y", "z"]))
+    rows = cells(tables.matrix_table(ROWS, ["x", "y", "z"]))
     assert rows[0][0] == "a" and rows[0][3].startswith("**0.3")  # y's 0.1 diverged
     assert "(1/4 diverged)" in rows[0][2] and "**" not in rows[0][2]
     assert rows[1][1].startswith("**0.2") and rows[1][2] == "—"
 
 
 def test_transpose_holds_the_same_cells():
-    plain = cells(plots.matrix_table(ROWS, ["x", "y", "z"]))
-    flipped = cells(plots.matrix_table(ROWS, ["x", "y", "z"], transpose=True))
+    plain = cells(tables.matrix_table(ROWS, ["x", "y", "z"]))
+    flipped = cells(tables.matrix_table(ROWS, ["x", "y", "z"], transpose=True))
     assert [r[0] for r in flipped] == ["x", "y", "z"]
     assert [[r[i + 1] for r in flipped] for i in range(2)] == [r[1:] for r in plain]
-    field = cells(plots.field_table(ROWS, ["x", "z"], "auc_mean", ".2f", transpose=True))
+    field = cells(tables.field_table(ROWS, ["x", "z"], "auc_mean", ".2f", transpose=True))
     assert field == [["x", "1.00", "0.40"], ["z", "0.60", "0.80"]]

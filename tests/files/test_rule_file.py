@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import lopt
-from lopt.checkpoint import save_pytree
+from lopt.files.pytree_file import save_pytree
 from lopt.rules import adam, l2l_lstm
 
 
@@ -49,7 +49,7 @@ def test_atomic_write_leaves_the_old_file_when_saving_fails(tmp_path, monkeypatc
         f.write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("lopt.checkpoint.np.savez", crash_midway)
+    monkeypatch.setattr("lopt.files.pytree_file.np.savez", crash_midway)
     with pytest.raises(OSError, match="disk full"):
         save_pytree(str(path), {"a": np.zeros(3)}, {"v": 2})
     assert path.read_bytes() == before

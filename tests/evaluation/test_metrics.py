@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt import metrics, rules
+from lopt import rules
+from lopt.evaluation import metrics
 
 
 def linear_curves(start, stop, steps, runs=3, spread=0.5):
@@ -43,15 +44,35 @@ def test_speedup_over_a_reference():
     steps in 5: speedup 1.2. A rule at −1 Adam never reaches: at least 10/5 = 2."""
     adam = linear_curves(10, 0, 10)
     assert metrics.steps_to_reach(adam.mean(axis=1), 4.0) == 6
-    fast = metrics.speedup(linear_curves(10, 4, 5), adam)
-    assert fast["speedup"] == pytest.approx(1.2) and fast["reference_steps"] == 6
-    slow = metrics.speedup(linear_curves(10, 8, 5), adam)
-    assert slow["speedup"] == pytest.approx(2 / 5)
-    beyond = metrics.speedup(linear_curves(10, -1, 5), adam)
-    assert beyond["speedup"] is None and beyond["at_least"] == pytest.approx(2.0)
+    fast = metrics.speedup_of_curves(linear_curves(10, 4, 5), adam)
+    assert fast == {"value": pytest.approx(1.2), "bound": False, "reference_steps": 6, "note": ""}
+    slow = metrics.speedup_of_curves(linear_curves(10, 8, 5), adam)
+    assert slow["value"] == pytest.approx(2 / 5) and not slow["bound"]
+    beyond = metrics.speedup_of_curves(linear_curves(10, -1, 5), adam)
+    assert beyond["bound"] and beyond["value"] == pytest.approx(2.0)
+    assert metrics.format_speedup(beyond) == "≥ 2" and metrics.format_speedup(fast) == "1.2"
+    # A diverged run of the rule earns it nothing.
     broken = linear_curves(10, 4, 5)
     broken[3:, 0] = np.nan
-    assert metrics.speedup(broken, adam)["speedup"] is None
+    lost = metrics.speedup_of_curves(broken, adam)
+    assert lost["value"] == 0.0 and lost["note"] == "diverged"
+    assert metrics.format_speedup(lost) == "0 (diverged)"
+
+
+def test_speedup_from_mean_curves_and_a_diverged_reference():
+    """The same definition on mean curves: the reference's surviving runs count where they
+    reach the target; where none is left it is a bound, flagged."""
+    learned = [1.0, 0.5, 0.3, 0.2, 0.1]  # T = 4, final 0.1
+    adam = [1.0, 0.9, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.0]
+    assert metrics.speedup(learned, adam)["value"] == 6 / 4
+    assert metrics.speedup(learned, [1.0] * 9) == {"value": 2.0, "bound": True,
+                                                    "reference_steps": None, "note": ""}
+    assert metrics.speedup(learned, [1.0, 0.1] + [0.0] * 7)["value"] == 1 / 4
+    assert metrics.speedup(learned, adam, reference_diverged=3)["value"] == 6 / 4
+    assert metrics.speedup(None, adam, diverged=2)["value"] == 0.0
+    gone = metrics.speedup(learned, [np.nan] * 9, reference_diverged=16)
+    assert gone == {"value": 2.0, "bound": True, "reference_steps": None,
+                    "note": "reference diverged"}
 
 
 def test_state_bytes_per_parameter():
@@ -66,7 +87,7 @@ def test_state_bytes_per_parameter():
 
 
 def test_iqm_is_the_mean_of_the_middle_half_of_all_runs():
-    from lopt.bench import stats
+    from lopt.evaluation import stats
 
     # 2 tasks x 8 runs = 16 scores 0..15: the middle half is 4..11, mean 7.5.
     scores = np.arange(16.0).reshape(8, 2)
@@ -80,7 +101,7 @@ def test_iqm_is_the_mean_of_the_middle_half_of_all_runs():
 
 
 def test_stratified_bootstrap_interval_brackets_the_iqm_and_shrinks_with_runs():
-    from lopt.bench import stats
+    from lopt.evaluation import stats
 
     rng = np.random.default_rng(0)
     few = rng.normal(size=(8, 3)) + np.array([0.0, 1.0, 2.0])
@@ -98,7 +119,7 @@ def test_stratified_bootstrap_interval_brackets_the_iqm_and_shrinks_with_runs():
 
 
 def test_performance_profile_counts_runs_at_or_below_tau():
-    from lopt.bench import stats
+    from lopt.evaluation import stats
 
     scores = np.array([[0.1, 0.5], [0.2, np.inf], [0.9, 0.3], [0.4, 0.6]])
     taus = [0.0, 0.25, 0.5, 1.0, 10.0]
@@ -112,7 +133,7 @@ def test_performance_profile_counts_runs_at_or_below_tau():
 
 
 def test_scores_matrix_marks_diverged_runs_and_needs_equal_runs():
-    from lopt.bench import stats
+    from lopt.evaluation import stats
 
     m = stats.scores_matrix([[0.1, np.nan], [0.2, 0.3]])
     assert m.shape == (2, 2) and m[1, 0] == np.inf and m[0, 1] == 0.2

@@ -1,8 +1,8 @@
-"""Inner training runs for evaluation, learning-rate tuning of baselines, and comparisons."""
+"""Inner training runs on evaluation instances: loss curves, their divergence and ranking, and
+test-split metrics after training."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +11,6 @@ import numpy as np
 from lopt.outer.unroll import Horizon, broadcast_runs, init_inner_batch, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
-
-DEFAULT_LR_GRID = tuple(float(x) for x in np.logspace(-4, 1, 21))  # 4 per decade
 
 
 def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: int,
@@ -98,39 +96,6 @@ class Result:
         }
 
 
-def lr_sweep(factory: Callable[..., UpdateRule], family: TaskFamily, key, *, num_tasks: int,
-             num_steps: int, grid: Sequence[float] = DEFAULT_LR_GRID) -> np.ndarray:
-    """Curves of ``factory(learning_rate=lr)`` for every lr of ``grid``, one compile with the lr
-    as an argument: shape [len(grid), steps + 1, tasks].
-
-    The learning rates run one after another, each call batched over the tasks: nesting the
-    unroll in a second loop (``vmap`` or ``lax.map`` over learning rates) made XLA's CPU code
-    for recurrent tasks (an LSTM's scan inside the unroll's scan) over 1000x slower from 32
-    runs on (jax 0.10.2), while one level of batching runs them at full speed.
-    """
-    def curves(lr):
-        rule = factory(learning_rate=lr)
-        return loss_curves(rule, rule.init_meta(None), family, key, num_tasks=num_tasks,
-                           num_steps=num_steps)
-
-    run = jax.jit(curves)
-    return np.stack([np.asarray(run(jnp.asarray(lr, jnp.float32))) for lr in grid])
-
-
-def tune_learning_rate(factory: Callable[..., UpdateRule], family: TaskFamily, key, *,
-                       num_tasks: int, num_steps: int,
-                       grid: Sequence[float] = DEFAULT_LR_GRID, name: str | None = None) -> Result:
-    """Run ``factory(learning_rate=lr)`` for every lr of ``grid`` (one compile) and keep the lr
-    that ranks first by ``score``: fewest diverged runs, then lowest mean final loss."""
-    all_curves = lr_sweep(factory, family, key, num_tasks=num_tasks, num_steps=num_steps,
-                          grid=grid)
-    scores = [score(c) for c in all_curves]
-    best = min(range(len(grid)), key=lambda i: scores[i])
-    label = name or factory(learning_rate=float(grid[best])).name
-    return Result(name=label, curves=all_curves[best], learning_rate=float(grid[best]),
-                  lr_at_grid_edge=best in (0, len(grid) - 1))
-
-
 def final_test_metrics(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: int,
                        num_steps: int) -> dict:
     """Train ``num_tasks`` instances for ``num_steps`` steps, then report each one's
@@ -163,64 +128,3 @@ def evaluate_rule(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks
     run = jax.jit(lambda th: loss_curves(rule, th, family, key, num_tasks=num_tasks,
                                          num_steps=num_steps))
     return Result(name=name or rule.name, curves=np.asarray(run(theta)))
-
-
-def compare(learned: Dict[str, tuple], baselines: Dict[str, Callable[..., UpdateRule]],
-            family: TaskFamily, key, *, num_tasks: int, num_steps: int,
-            grid: Sequence[float] = DEFAULT_LR_GRID, tuning_key=None,
-            tuning_tasks: int | None = None) -> list:
-    """Learned rules (name -> (rule, theta)) against baselines (name -> factory), all on the
-    evaluation instances of ``key``.
-
-    With ``tuning_key`` (the honest protocol) each baseline's learning rate is chosen on
-    ``tuning_tasks`` separate instances drawn from ``tuning_key`` and then run on the
-    evaluation instances; without it the lr is chosen on the evaluation instances themselves
-    (each baseline's best possible showing there, an optimistic comparison)."""
-    results = [evaluate_rule(rule, theta, family, key, num_tasks=num_tasks, num_steps=num_steps,
-                             name=name) for name, (rule, theta) in learned.items()]
-    for name, factory in baselines.items():
-        if tuning_key is None:
-            results.append(tune_learning_rate(factory, family, key, num_tasks=num_tasks,
-                                              num_steps=num_steps, grid=grid, name=name))
-            continue
-        tuned = tune_learning_rate(factory, family, tuning_key,
-                                   num_tasks=tuning_tasks or num_tasks, num_steps=num_steps,
-                                   grid=grid, name=name)
-        lr = tuned.learning_rate
-        evaluated = evaluate_rule(factory(learning_rate=lr), {}, family, key,
-                                  num_tasks=num_tasks, num_steps=num_steps, name=name)
-        results.append(dataclasses.replace(evaluated, learning_rate=lr,
-                                           lr_at_grid_edge=tuned.lr_at_grid_edge))
-    return results
-
-
-def sample_log_uniform(key, space: Dict[str, tuple], num_trials: int) -> list:
-    """``num_trials`` points, each hyperparameter log-uniform in its (low, high) of ``space``."""
-    keys = jax.random.split(key, len(space))
-    columns = {name: np.exp(np.asarray(jax.random.uniform(
-        k, (num_trials,), minval=np.log(low), maxval=np.log(high)), np.float64))
-        for k, (name, (low, high)) in zip(keys, sorted(space.items()))}
-    return [{name: float(col[i]) for name, col in columns.items()} for i in range(num_trials)]
-
-
-def random_search(make: Callable[[dict], UpdateRule], space: Dict[str, tuple],
-                  family: TaskFamily, key, tuning_key, *, num_trials: int, num_tasks: int,
-                  tuning_tasks: int, num_steps: int, name: str, search_seed: int = 0) -> Result:
-    """Seed 003's stronger baseline: ``num_trials`` log-uniform draws of every hyperparameter
-    in ``space``, each run on ``tuning_tasks`` instances of ``tuning_key``; the draw that ranks
-    first by ``score`` is then run on the evaluation instances of ``key``. One compile: the
-    hyperparameters are arguments of the jitted unroll."""
-    trials = sample_log_uniform(jax.random.PRNGKey(search_seed), space, num_trials)
-
-    def curves(hparams, k, n):
-        rule = make(hparams)
-        return loss_curves(rule, rule.init_meta(None), family, k, num_tasks=n,
-                           num_steps=num_steps)
-
-    tune = jax.jit(lambda h: curves(h, tuning_key, tuning_tasks))
-    as_args = [{k: jnp.asarray(v, jnp.float32) for k, v in t.items()} for t in trials]
-    scores = [score(np.asarray(tune(h))) for h in as_args]
-    best = min(range(num_trials), key=lambda i: scores[i])
-    final = np.asarray(jax.jit(lambda h: curves(h, key, num_tasks))(as_args[best]))
-    return Result(name=name, curves=final, learning_rate=trials[best].get("learning_rate"),
-                  hparams=trials[best])

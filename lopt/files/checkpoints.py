@@ -4,7 +4,7 @@ checkpoint for the whole job — every process writes its own inner runs as its 
 global batch, so a resume may use another number of devices.
 
 A checkpoint is a TrainState (its inner runs in global order) plus JSON metadata: the rule, its
-config, the step and the run's settings (``lopt.outer.run_files.check_resume``)."""
+config, the step and the run's settings (``lopt.files.run_folder.check_resume``)."""
 from __future__ import annotations
 
 import logging
@@ -13,16 +13,17 @@ from typing import Optional
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lopt.checkpoint import FileFormatError
+from lopt.files.errors import FileFormatError
+from lopt.files.pytree_file import load_pytree, read_metadata, save_pytree
 
 # Arrays whose leading axis is the batch of inner runs: the TrainState's est_state.
 RUNS_FIELD = "est_state"
 
 
 def _ocp():
-    import orbax.checkpoint as ocp
-
     # orbax logs every save at INFO through absl; a meta-training log is not the place.
     logging.getLogger("absl").setLevel(logging.WARNING)
     return ocp
@@ -48,18 +49,12 @@ class NpzCheckpoint:
         return int(self.metadata().get("step", 0)) if os.path.exists(self.file) else None
 
     def metadata(self, step=None) -> dict:
-        from lopt.checkpoint import read_metadata
-
         return read_metadata(self.file)
 
     def save(self, state, metadata: dict) -> None:
-        from lopt.checkpoint import save_pytree
-
         save_pytree(self.file, state, metadata)
 
     def restore(self, template, step=None):
-        from lopt.checkpoint import load_pytree
-
         return load_pytree(self.file, template)
 
 
@@ -144,8 +139,6 @@ class Checkpoints:
 
     # In a multi-process job the runs axis is split over processes and the rest replicated.
     def _shardings(self, state):
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
         # One device per process: each process's shard of the runs is all of its runs.
         firsts = [min((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)
                   for p in range(jax.process_count())]

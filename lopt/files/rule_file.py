@@ -10,9 +10,12 @@ import struct
 
 import jax
 import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
 
-from lopt.checkpoint import (FileFormatError, arrays_to_tree, check_readable, reading,
-                             write_atomically)
+from lopt.files.atomic import write_atomically
+from lopt.files.errors import FileFormatError, check_readable, reading
+from lopt.files.pytree_file import arrays_to_tree, load_pytree, read_metadata
 from lopt.rules import make_rule
 from lopt.rules.base import UpdateRule, theta_mismatch
 
@@ -26,8 +29,6 @@ def save(path: str, rule: UpdateRule, theta, extra: dict | None = None) -> None:
     """Write ``rule`` (registry name and config) and ``theta`` to ``path`` atomically.
 
     ``theta`` must have the structure, shapes and dtypes of ``rule.init_meta``'s output."""
-    from safetensors.numpy import save as st_save
-
     problem = theta_mismatch(rule, theta)
     if problem:
         raise ValueError(f"theta does not match rule {rule.name!r}: {problem}")
@@ -57,8 +58,6 @@ def _is_npz(path: str) -> bool:
 
 def _read_safetensors(path: str) -> tuple:
     """(header dict, tensors dict) of a version-2 file, every damage as one line."""
-    from safetensors.numpy import load as st_load
-
     with open(path, "rb") as f:
         raw = f.read()
     if len(raw) < 8:
@@ -111,8 +110,6 @@ def load_metadata(path: str) -> dict:
     """The header of a saved rule: format, version, rule, config and its ``extra`` record."""
     check_readable(path)
     if _is_npz(path):
-        from lopt.checkpoint import read_metadata
-
         meta = read_metadata(path)
         _check_header(path, meta)
         return meta
@@ -124,8 +121,6 @@ def load(path: str):
     Anything wrong with the file is a ``FileFormatError`` (a ValueError) naming it."""
     check_readable(path)
     if _is_npz(path):
-        from lopt.checkpoint import load_pytree
-
         header, tensors = load_metadata(path), None
     else:
         header, tensors = _read_safetensors(path)

@@ -4,14 +4,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import sys
 import time
 
-from lopt import preflight
-from lopt.config import ConfigError, EvalConfig, TrainConfig
-from lopt.outer.run_files import FolderLock
+import jax
+
+from lopt.bench import QUICK_SUITES, SUITES
+from lopt.cli import preflight
+from lopt.cli.config import ConfigError, EvalConfig, TrainConfig, make_estimator
+from lopt.cli.recipes import RECIPES, recipe_config
+from lopt.evaluation import compare, normalize_all, plots, tables
+from lopt.files.atomic import write_json
+from lopt.files.provenance import git_commit, markdown_line, provenance
+from lopt.files.rule_file import load, load_metadata, save
+from lopt.files.run_folder import FolderLock, checkpoint_path
+from lopt.outer import ESTIMATORS, default_meta_optimizer, train
+from lopt.outer.train import Interrupted
+from lopt.pretrained import PRETRAINED
+from lopt.rules import BASELINES, LEARNED, make_rule
+from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS, Mixture, make_family
+from lopt.tasks.datasets import DATASETS
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -55,8 +70,6 @@ def _add_config_options(parser: argparse.ArgumentParser, cls, skip=()) -> None:
 
 def _config_from_args(cls, args, base=None):
     if base is None and getattr(args, "recipe", None):
-        from lopt.recipes import recipe_config
-
         try:
             base = cls(**recipe_config(args.recipe))
         except ValueError as err:
@@ -97,7 +110,6 @@ def run_comparison(rule, theta, cfg: EvalConfig, out_dir: str, label: str,
                    normalize: bool = False) -> list:
     """Compare ``rule`` with the tuned baselines on held-out instances of every family of
     ``cfg.task``; write comparison{_FAMILY}.{json,md,png} into ``out_dir``."""
-    from lopt.tasks import Mixture, make_family
 
     family = _maybe_normalized(make_family(cfg.task), cfg.eval_steps, normalize)
     if not isinstance(family, Mixture):
@@ -112,16 +124,11 @@ def run_comparison(rule, theta, cfg: EvalConfig, out_dir: str, label: str,
 def _maybe_normalized(family, num_steps, normalize):
     if not normalize:
         return family
-    from lopt.tasks import normalize_all
     return normalize_all(family, num_steps=num_steps)
 
 
 def _compare_one(rule, theta, cfg, family, out_dir, label, stem) -> list:
-    import jax
 
-    from lopt import report
-    from lopt.evaluation import compare
-    from lopt.rules import BASELINES
 
     baselines = {name: BASELINES[name][0] for name in cfg.baselines}
     # Tuning never costs more runs than the evaluation it serves.
@@ -130,30 +137,23 @@ def _compare_one(rule, theta, cfg, family, out_dir, label, stem) -> list:
                       num_tasks=cfg.eval_tasks, num_steps=cfg.eval_steps,
                       tuning_key=jax.random.PRNGKey(cfg.tune_seed), tuning_tasks=tune_tasks)
     summaries = [r.summary() for r in results]
-    table = report.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps, tune_tasks)
+    table = tables.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps, tune_tasks)
     os.makedirs(out_dir, exist_ok=True)
-    from lopt.bench.provenance import markdown_line, provenance
 
     record = provenance(_COMMAND["line"], time.time() - _COMMAND["start"], _COMMAND["code"])
-    report.write_json(os.path.join(out_dir, f"{stem}.json"),
+    write_json(os.path.join(out_dir, f"{stem}.json"),
                       {"provenance": record, "eval": dataclasses.asdict(cfg),
                        "family": family.name, "results": summaries})
     with open(os.path.join(out_dir, f"{stem}.md"), "w") as f:
         f.write(f"# {label} on held-out {family.name}\n\n{markdown_line(record)}\n\n{table}")
-    report.plot_curves(summaries, os.path.join(out_dir, f"{stem}.png"),
+    plots.plot_curves(summaries, os.path.join(out_dir, f"{stem}.png"),
                        f"{label} vs tuned baselines on held-out {family.name}")
     print(f"{family.name}:\n{table}")
     return summaries
 
 
 def cmd_train(cfg: TrainConfig) -> int:
-    from lopt import report, save
-    from lopt.config import make_estimator
-    from lopt.outer import default_meta_optimizer, train
-    from lopt.rules import make_rule
-    from lopt.tasks import make_family
 
-    import jax
 
     out_dir = cfg.out_dir
     devices = cfg.devices
@@ -175,7 +175,7 @@ def cmd_train(cfg: TrainConfig) -> int:
     # Everything that can refuse the run does so before the first byte is written.
     preflight.check_out_folder(out_dir)
     preflight.check_memory(rule, family, estimator)
-    checkpoint = preflight.checkpoint_path(out_dir)
+    checkpoint = checkpoint_path(out_dir)
     lead = True
     if cfg.distributed:
         lead = jax.process_index() == 0
@@ -185,7 +185,7 @@ def cmd_train(cfg: TrainConfig) -> int:
     with contextlib.ExitStack() as stack:
         if lead:
             stack.enter_context(FolderLock(out_dir))
-            report.write_json(os.path.join(out_dir, "config.json"), dataclasses.asdict(cfg))
+            write_json(os.path.join(out_dir, "config.json"), dataclasses.asdict(cfg))
         log_path = os.path.join(out_dir, "train_log.jsonl")
         start = time.time()
         try:
@@ -215,7 +215,7 @@ def cmd_train(cfg: TrainConfig) -> int:
     with open(log_path) as f:
         history = [_nan_for_null(json.loads(line)) for line in f if line.strip()]
     if history:
-        report.plot_history(history, os.path.join(out_dir, "train_curve.png"),
+        plots.plot_history(history, os.path.join(out_dir, "train_curve.png"),
                             f"meta-training {cfg.rule} on {family.name}")
     skipped = sum(int(h.get("skipped", 0)) for h in history)
     print(f"meta-trained {cfg.rule} on {family.name}: {cfg.steps} outer steps "
@@ -230,7 +230,6 @@ def cmd_train(cfg: TrainConfig) -> int:
 def _peer_failure(err) -> bool:
     """Whether ``err`` is a collective that failed because a peer process went away (gloo
     raises it as a JaxRuntimeError from a step and as a ValueError from a host all-gather)."""
-    import jax
 
     text = str(err)
     return isinstance(err, jax.errors.JaxRuntimeError) or any(
@@ -255,8 +254,6 @@ def _nan_for_null(record: dict) -> dict:
 
 
 def cmd_eval(path: str, args) -> int:
-    from lopt.serialization import load, load_metadata
-
     if os.path.isdir(path):
         raise ConfigError(f"checkpoint must be a rule file (.lopt); {path!r} is a folder")
     if not os.path.exists(path):
@@ -274,9 +271,7 @@ def cmd_eval(path: str, args) -> int:
 
 
 def cmd_bench(args, argv) -> int:
-    import importlib
 
-    from lopt.bench import QUICK_SUITES, SUITES
 
     if args.suite not in SUITES:
         raise ConfigError(f"suite must be one of {', '.join(sorted(SUITES))}; got {args.suite!r}")
@@ -297,14 +292,6 @@ def cmd_bench(args, argv) -> int:
 
 
 def cmd_list() -> int:
-    from lopt.bench import SUITES
-    from lopt.outer import ESTIMATORS
-    from lopt.pretrained import PRETRAINED
-    from lopt.recipes import RECIPES
-    from lopt.rules import BASELINES, LEARNED
-    from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS
-    from lopt.tasks.datasets import DATASETS
-
     samplers = {name: (None, s.description) for name, s in SAMPLERS.items()}
     mixtures = {f"mixture:{name}": (None, f"{d}: {' + '.join(t)}")
                 for name, (t, d) in MIXTURES.items()}
@@ -328,9 +315,7 @@ _COMMAND = {"line": "lopt", "start": time.time(), "code": None}
 
 
 def main(argv=None) -> int:
-    from lopt.bench.provenance import git_commit
 
-    from lopt.outer.train import Interrupted
 
     parser = build_parser()
     words = sys.argv[1:] if argv is None else list(argv)

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import os
 import platform
 import subprocess
+
+import jax
 
 
 def git_commit(path: str | None = None) -> dict:
@@ -27,8 +30,6 @@ def git_commit(path: str | None = None) -> dict:
 
 def machine() -> str:
     """One line: CPU count, platform and the jax backend's devices."""
-    import jax
-
     devices = jax.devices()
     return (f"{os.cpu_count()} CPU cores, {platform.system()} {platform.machine()}, "
             f"jax {jax.__version__} on {len(devices)} {devices[0].platform} device(s)")
@@ -37,9 +38,8 @@ def machine() -> str:
 def provenance(command: str, wall_s: float, code: dict | None = None) -> dict:
     """The record every committed result carries; ``code``: ``git_commit()`` taken when the
     run started (the code that ran), taken now when not given."""
-    from lopt import __version__
-
-    return {"lopt_version": __version__, **(code or git_commit()), "command": command,
+    return {"lopt_version": importlib.metadata.version("lopt"), **(code or git_commit()),
+            "command": command,
             "wall_s": round(float(wall_s), 1), "machine": machine(),
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "python": platform.python_version(),

@@ -1,46 +1,17 @@
-"""Atomic, exact pytree files: ``.npz`` archives of leaves keyed by tree path, plus JSON metadata."""
+"""Exact pytree files (format of lopt ≤ 0.1 and legacy checkpoints): ``.npz`` archives of leaves
+keyed by tree path, plus JSON metadata, written atomically."""
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-import zipfile
 from typing import Any
 
 import jax
 import numpy as np
 
+from lopt.files.atomic import write_atomically
+from lopt.files.errors import FileFormatError, reading
+
 META_KEY = "__lopt_meta__"
-
-
-class FileFormatError(ValueError):
-    """A file that cannot be read as what it should be; the message names it and the problem."""
-
-
-def check_readable(path: str) -> None:
-    """One line unless ``path`` is an existing, non-empty regular file."""
-    if not os.path.exists(path):
-        raise FileFormatError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise FileFormatError(f"{path}: is a folder, not a file")
-    if os.path.getsize(path) == 0:
-        raise FileFormatError(f"{path}: is empty")
-
-
-@contextlib.contextmanager
-def reading(path: str, what: str = "lopt file"):
-    """Turns whatever a damaged or foreign file makes the readers raise into one
-    ``FileFormatError`` naming ``path``."""
-    check_readable(path)
-    try:
-        yield
-    except FileFormatError:
-        raise
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError, TypeError,
-            UnicodeDecodeError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise FileFormatError(f"{path}: not a readable {what} ({detail})") from None
 
 
 def _path_key(path) -> str:
@@ -56,27 +27,6 @@ def save_pytree(path: str, tree: Any, metadata: dict | None = None) -> None:
         raise ValueError(f"tree path {META_KEY!r} is reserved")
     arrays[META_KEY] = np.frombuffer(json.dumps(metadata or {}).encode(), dtype=np.uint8)
     write_atomically(path, lambda f: np.savez(f, **arrays), suffix=".npz")
-
-
-def write_atomically(path: str, write, suffix: str = "") -> None:
-    """``write(f)`` into a temp file in ``path``'s folder, fsynced, then renamed to ``path``, so
-    a crash mid-write leaves the previous file intact (and at worst a stale ``.tmp-`` file)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; keep the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def read_metadata(path: str) -> dict:

@@ -171,9 +171,9 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
         assert len(err.splitlines()) == 1 and named in err and "--no-resume" in err, err
     assert files() == before
     # The same settings written another way (flag order, JSON spacing) still resume.
-    from lopt import preflight
-    from lopt.cli import _config_from_args, build_parser
-    from lopt.config import TrainConfig
+    from lopt.cli import preflight
+    from lopt.cli.commands import _config_from_args, build_parser
+    from lopt.cli.config import TrainConfig
     from lopt.rules import make_rule
 
     args = build_parser().parse_args(argv[:-2] + ["--rule-config", '{ "hidden" : 20 }',
@@ -184,11 +184,11 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
 
 
 def test_recipe_sets_every_value_and_flags_beside_it_override():
-    from lopt.cli import _config_from_args, build_parser
-    from lopt.recipes import RECIPES
+    from lopt.cli.commands import _config_from_args, build_parser
+    from lopt.cli.recipes import RECIPES
 
     for name, (_, values) in RECIPES.items():
-        cfg = _config_from_args(lopt.config.TrainConfig,
+        cfg = _config_from_args(lopt.cli.config.TrainConfig,
                                 build_parser().parse_args(["train", "--recipe", name,
                                                            "--steps", "7"]))
         assert cfg.recipe == name and cfg.steps == 7 and cfg.out_dir == f"runs/{name}"

@@ -7,9 +7,11 @@ import pytest
 
 from lopt import rules
 from lopt.evaluation import lr_sweep
+from lopt.evaluation import normalization as normalize_module
+from lopt.evaluation.normalization import adam_reference
+from lopt.evaluation.protocol import NORMALIZATION_SEED
 from lopt.outer.unroll import Horizon, init_inner, inner_step
-from lopt.tasks import adam_reference, normalized, quadratic_family
-from lopt.tasks import normalize as normalize_module
+from lopt.tasks import normalized, quadratic_family
 
 GRID = (1e-2, 1e-1, 3e-1)
 
@@ -25,7 +27,7 @@ def reference(tmp_path_factory):
 def test_reference_is_tuned_adams_best_and_the_initial_loss(reference):
     family, _, ref = reference
     # Independently: the same sweep, read off by hand.
-    curves = lr_sweep(rules.adam, family, jax.random.PRNGKey(normalize_module.TUNING_SEED),
+    curves = lr_sweep(rules.adam, family, jax.random.PRNGKey(NORMALIZATION_SEED),
                       num_tasks=3, num_steps=15, grid=GRID)
     means = curves.mean(axis=2)
     assert ref.init_loss == pytest.approx(float(means[0, 0]), rel=1e-6)
@@ -46,13 +48,13 @@ def test_normalization_maps_the_endpoints_to_one_and_zero_and_clips(reference):
 
 def test_cache_is_reused_and_rebuilt_when_the_spec_changes(reference, monkeypatch):
     family, cache, ref = reference
-    path = normalize_module.cache_path(family, 15, 3, normalize_module.TUNING_SEED, GRID, cache)
+    path = normalize_module.cache_path(family, 15, 3, NORMALIZATION_SEED, GRID, cache)
     assert json.load(open(path))["best_loss"] == ref.best_loss
 
     def no_sweep(*args, **kwargs):
         raise AssertionError("the cached reference should have been used")
 
-    monkeypatch.setattr("lopt.evaluation.lr_sweep", no_sweep)
+    monkeypatch.setattr("lopt.evaluation.normalization.lr_sweep", no_sweep)
     assert adam_reference(family, num_steps=15, num_tasks=3, grid=GRID, cache_dir=cache) == ref
     with pytest.raises(AssertionError, match="cached"):  # another spec is another entry
         adam_reference(quadratic_family(dim=5), num_steps=15, num_tasks=3, grid=GRID,

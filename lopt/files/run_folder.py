@@ -2,9 +2,12 @@
 resumed run is the run its checkpoint came from."""
 from __future__ import annotations
 
+import fcntl
 import json
-import math
 import os
+import shutil
+
+from lopt.files.atomic import TEMPORARY_PREFIX, json_text, write_text
 
 LOCK_NAME = ".lopt-train.lock"
 
@@ -74,21 +77,16 @@ def trim_log(log_path: str, step: int) -> int:
             if isinstance(record, dict) and isinstance(record.get("step"), int) and \
                     record["step"] < step:
                 kept.append(log_line(record))
-    tmp = log_path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(kept)
-    os.replace(tmp, log_path)
+    write_text(log_path, "".join(kept))
     return torn
 
 
 def log_line(record: dict) -> str:
     """One strict-JSON line: non-finite numbers become null."""
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-             for k, v in record.items()}
-    return json.dumps(clean, allow_nan=False) + "\n"
+    return json_text(record, indent=None) + "\n"
 
 
-def remove_stale_temporaries(folder: str, prefix: str = ".tmp-") -> list:
+def remove_stale_temporaries(folder: str, prefix: str = TEMPORARY_PREFIX) -> list:
     """Delete the temporary files an interrupted atomic write left in ``folder``."""
     removed = []
     if not os.path.isdir(folder):
@@ -98,8 +96,6 @@ def remove_stale_temporaries(folder: str, prefix: str = ".tmp-") -> list:
             path = os.path.join(folder, name)
             try:
                 if os.path.isdir(path):
-                    import shutil
-
                     shutil.rmtree(path)
                 else:
                     os.remove(path)
@@ -118,8 +114,6 @@ class FolderLock:
         self._fd = None
 
     def __enter__(self):
-        import fcntl
-
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -143,3 +137,10 @@ class FolderLock:
         os.close(self._fd)
         self._fd = None
         return False
+
+
+def checkpoint_path(out_dir: str) -> str:
+    """Where a run in ``out_dir`` checkpoints: the orbax folder ``checkpoints``, or the
+    ``checkpoint.npz`` of a run begun by lopt ≤ 0.1, which goes on in that format."""
+    legacy = os.path.join(out_dir, "checkpoint.npz")
+    return legacy if os.path.isfile(legacy) else os.path.join(out_dir, "checkpoints")

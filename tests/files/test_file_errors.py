@@ -11,10 +11,11 @@ from safetensors.numpy import load_file
 from safetensors.numpy import save as st_save
 
 import lopt
-from lopt.checkpoint import FileFormatError, load_pytree, read_metadata, save_pytree
 from lopt.cli import main
+from lopt.files.errors import FileFormatError
+from lopt.files.pytree_file import load_pytree, read_metadata, save_pytree
+from lopt.files.rule_file import VERSION
 from lopt.rules import l2l_lstm
-from lopt.serialization import VERSION
 
 RULE = l2l_lstm(hidden=4, layers=1)
 THETA = RULE.init_meta(jax.random.PRNGKey(0))
@@ -99,7 +100,7 @@ def test_the_file_is_plain_safetensors_with_a_versioned_header(tmp_path):
     assert set(tensors) == set(leaves)
     for k in leaves:
         np.testing.assert_array_equal(tensors[k], leaves[k])
-    header = lopt.serialization.load_metadata(str(tmp_path / "good.lopt"))
+    header = lopt.files.rule_file.load_metadata(str(tmp_path / "good.lopt"))
     assert header["version"] == VERSION and header["rule"] == "l2l_lstm"
     assert header["extra"] == {"note": "x"} and b"pickle" not in raw
 
@@ -161,7 +162,7 @@ def orbax_run(tmp_path_factory):
 def test_a_damaged_orbax_checkpoint_is_one_line(tmp_path, orbax_run, damage):
     import shutil
 
-    from lopt.outer.checkpoints import Checkpoints
+    from lopt.files.checkpoints import Checkpoints
 
     folder = tmp_path / "checkpoints"
     shutil.copytree(orbax_run[0], folder)

@@ -5,7 +5,8 @@ import numpy as np
 import optax
 
 from lopt.bench.perf import report
-from lopt.bench.perf.costs import flops_per_coordinate, state_bytes_per_param
+from lopt.bench.perf.costs import flops_per_coordinate
+from lopt.evaluation.metrics import state_bytes_per_parameter
 from lopt.rules import adam, hierarchical, l2l_lstm
 
 
@@ -22,7 +23,7 @@ def test_state_bytes_match_optax_adams_own_state():
     params = {"w": jnp.zeros((10, 10)), "b": jnp.zeros(5)}
     state = optax.adam(1e-3).init(params)
     want = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)) / 105
-    assert state_bytes_per_param(adam(1e-3), params) == want
+    assert state_bytes_per_parameter(adam(1e-3), None, params) == want
 
 
 def test_update_ratios_are_formed_within_each_process():

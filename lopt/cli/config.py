@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import json
 import math
 import typing
 from typing import Optional, Sequence
 
+import jax
+
+from lopt.cli.recipes import RECIPES
 from lopt.outer import ESTIMATORS
+from lopt.outer import ESTIMATORS as TABLE
 from lopt.outer.common import WEIGHTINGS
 from lopt.outer.unroll import OBJECTIVES, REMAT
 from lopt.rules import BASELINES, LEARNED
+from lopt.tasks import Mixture, make_family, resolve
 
 
 class ConfigError(ValueError):
@@ -89,8 +96,6 @@ class TrainConfig(EvalConfig):
     def validate(self) -> "TrainConfig":
         super().validate()
         if self.recipe:
-            from lopt.recipes import RECIPES
-
             _one_of("recipe", self.recipe, RECIPES)
         _one_of("rule", self.rule, LEARNED)
         self.rule_kwargs()
@@ -145,8 +150,6 @@ class TrainConfig(EvalConfig):
 
     def rule_kwargs(self) -> dict:
         """``rule_config`` parsed and checked against the rule's constructor."""
-        import inspect
-        import json
 
         if not self.rule_config:
             return {}
@@ -173,7 +176,6 @@ class TrainConfig(EvalConfig):
 
 def check_task(name) -> None:
     """One line naming the field when ``name`` is not a task, sampled spec or mixture."""
-    from lopt.tasks import resolve
 
     try:
         resolve(name)
@@ -183,9 +185,7 @@ def check_task(name) -> None:
 
 def tasks_without_validation(name) -> list:
     """The families of task ``name`` whose tasks have no validation split."""
-    import jax
 
-    from lopt.tasks import Mixture, make_family
 
     family = make_family(name)
     families = family.families if isinstance(family, Mixture) else (family,)
@@ -262,7 +262,6 @@ def check_value(field, value, kind) -> None:
 
 def make_estimator(cfg: TrainConfig):
     """The estimator config named by ``cfg.estimator``, with the options that apply to it."""
-    from lopt.outer import ESTIMATORS as TABLE
 
     common = dict(num_tasks=cfg.num_tasks, truncation=cfg.truncation, horizon=cfg.horizon,
                   max_horizon=cfg.max_horizon, objective=cfg.objective, weighting=cfg.weighting,
