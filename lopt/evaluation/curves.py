@@ -8,9 +8,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.outer.unroll import Horizon, broadcast_runs, init_inner_batch, truncated_unroll
+from lopt.outer.unroll import UnrollOptions, broadcast_runs, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
+
+
+def evaluation_unroll(num_tasks: int, num_steps: int) -> UnrollOptions:
+    """The unroll of an evaluation: ``num_tasks`` runs trained ``num_steps`` steps from step 0
+    (no stagger), each on one instance for the whole run (horizon beyond the last step)."""
+    return UnrollOptions(num_tasks=num_tasks, truncation=num_steps, horizon=num_steps + 1,
+                         stagger=False, remat="none")
 
 
 def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: int,
@@ -22,10 +29,10 @@ def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: 
     A run that diverges stays on its instance and its curve is NaN from the first step whose
     loss (the rule's minibatch loss or the curve's own) was non-finite: see ``diverged``.
     """
-    horizon = Horizon(num_steps + 1)
-    batch = init_inner_batch(rule, family, theta, key, num_tasks, horizon, stagger=False)
-    _, out = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch,
-                              num_steps=num_steps, horizon=horizon, reset_nonfinite=False)
+    opts = evaluation_unroll(num_tasks, num_steps)
+    batch = opts.init_runs(rule, family, theta, key)
+    _, out = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch, opts,
+                              reset_nonfinite=False)
     # out.loss is the raw loss the rule saw; every row of the curve is the loss as the
     # meta-objective sees it (normalized when the family is).
     first = jax.vmap(lambda cfg, loss: family.build(cfg).meta_view(loss))(batch.cfg, out.loss[0])
@@ -101,13 +108,13 @@ def final_test_metrics(rule: UpdateRule, theta, family: TaskFamily, key, *, num_
     """Train ``num_tasks`` instances for ``num_steps`` steps, then report each one's
     ``test_metrics`` (loss, and accuracy for classifiers, on the whole test split): a dict of
     arrays of shape [tasks]. The same ``key`` gives the same instances as ``loss_curves``."""
-    horizon = Horizon(num_steps + 1)
+    opts = evaluation_unroll(num_tasks, num_steps)
 
     @jax.jit
     def run(theta):
-        batch = init_inner_batch(rule, family, theta, key, num_tasks, horizon, stagger=False)
-        batch, _ = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch,
-                                    num_steps=num_steps, horizon=horizon, reset_nonfinite=False)
+        batch = opts.init_runs(rule, family, theta, key)
+        batch, _ = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch, opts,
+                                    reset_nonfinite=False)
 
         def one(cfg, params, state, rule_state):
             task = family.build(cfg)

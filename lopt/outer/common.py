@@ -2,76 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
-from lopt.outer.unroll import OBJECTIVES, REMAT, Horizon, init_inner_batch
+from lopt.outer.unroll import WEIGHTINGS, UnrollOptions  # noqa: F401 (lopt 0.1 imported them here)
 
-WEIGHTINGS = ("mean", "last")
 NOISE_TAG = 0x5EED
-
-
-@dataclasses.dataclass(frozen=True)
-class UnrollOptions:
-    """Options of the truncated inner runs behind every estimator.
-
-    ``num_tasks`` inner runs (antithetic pairs for the perturbation-based estimators) of
-    ``horizon`` steps (log-uniform in [horizon, max_horizon] per run when ``max_horizon`` is
-    set), advanced ``truncation`` steps per meta-gradient, staggered at the start. The meta-loss
-    of a run is Σ_t w_t ℓ_t over the truncation, where ℓ_t is the training (``objective="train"``)
-    or held-out (``"eval"``) loss at θ_{t+1}, clipped at ``loss_clip`` when given, and w_t = 1/K
-    (``weighting="mean"``) or all weight on the last step (``"last"``). ``remat`` is what
-    backpropagation through the unroll stores (``lopt.outer.unroll.scan_steps``): the default
-    ``"auto"`` stores everything while that is small and keeps memory near-flat in the
-    truncation when it is not (benchmarks/perf); it changes no value.
-    """
-
-    num_tasks: int = 32
-    truncation: int = 20
-    horizon: int = 100
-    max_horizon: Optional[int] = None
-    stagger: bool = True
-    objective: str = "train"
-    weighting: str = "mean"
-    loss_clip: Optional[float] = None
-    remat: str = "auto"
-
-    def __post_init__(self):
-        for field in ("num_tasks", "truncation", "horizon"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
-        Horizon(self.horizon, self.max_horizon)
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}, got {self.weighting!r}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
-        if self.remat not in REMAT:
-            raise ValueError(f"remat must be one of {list(REMAT)}, got {self.remat!r}")
-        if self.loss_clip is not None and not self.loss_clip > 0:
-            raise ValueError(f"loss_clip must be a positive number, got {self.loss_clip!r}")
-
-    @property
-    def horizon_spec(self) -> Horizon:
-        return Horizon(self.horizon, self.max_horizon)
-
-    def init_runs(self, rule, family, theta, key, stagger=None):
-        return init_inner_batch(rule, family, theta, key, self.num_tasks, self.horizon_spec,
-                                self.stagger if stagger is None else stagger)
-
-    def step_terms(self, out) -> jax.Array:
-        """w_t ℓ_t for every step and run, [K, runs]; non-finite steps contribute 0."""
-        k = out.meta_loss.shape[0]
-        if self.weighting == "mean":
-            w = jnp.full((k,), 1.0 / k)
-        else:
-            w = jnp.zeros((k,)).at[-1].set(1.0)
-        ell = out.meta_loss
-        if self.loss_clip is not None:
-            ell = jnp.minimum(ell, self.loss_clip)
-        return jnp.where(out.finite, ell, 0.0) * w[:, None].astype(ell.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,3 +79,18 @@ def run_metrics(values, out, ok, axis_name=None) -> dict:
             "resets": psum(out.reset.sum().astype(jnp.int32), axis_name),
             "nonfinite_runs": psum((~ok).sum().astype(jnp.int32), axis_name),
             "ok_runs": count.astype(jnp.int32)}
+
+
+def pair_halves(x):
+    """[x; x]: one value for each half of the antithetic pairs."""
+    return jnp.concatenate([x, x])
+
+
+def antithetic_thetas(theta, eps, sigma):
+    """[θ + σε_i ; θ − σε_i] with a leading run axis of 2N."""
+    return jax.tree.map(lambda t, e: jnp.concatenate([t + sigma * e, t - sigma * e]), theta, eps)
+
+
+def scale_per_run(eps, weights):
+    """ε_i · w_i for every run i (the leading axis of each leaf of ``eps``)."""
+    return jax.tree.map(lambda e: e * weights.reshape((-1,) + (1,) * (e.ndim - 1)), eps)

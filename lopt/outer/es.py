@@ -8,46 +8,29 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import Estimator
-from lopt.outer.common import (
-    PerturbedOptions,
-    UnrollOptions,
-    masked_mean,
-    perturbations,
-    run_metrics,
-)
+from lopt.outer.common import (PerturbedOptions, antithetic_thetas, masked_mean, pair_halves,
+                               perturbations, run_metrics, scale_per_run)
 from lopt.outer.unroll import InnerState, init_inner, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
 
-def _pair(x):
-    return jnp.concatenate([x, x])
-
-
-def antithetic_thetas(theta, eps, sigma):
-    """[θ + σε_i ; θ − σε_i] with a leading run axis of 2N."""
-    return jax.tree.map(lambda t, e: jnp.concatenate([t + sigma * e, t - sigma * e]), theta, eps)
-
-
-def antithetic_unroll(opts: UnrollOptions, rule, family, theta, eps, sigma, pos, neg,
+def antithetic_unroll(opts: PerturbedOptions, rule, family, theta, eps, pos, neg,
                       reset_nonfinite=True):
     """Unroll positive runs with θ + σε and negative runs with θ − σε, pairs reset together.
     Returns both new halves, the per-step terms of each half and the pairs' ok flags."""
     n = pos.step.shape[0]
     batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), pos, neg)
-    new, out = truncated_unroll(rule, family, antithetic_thetas(theta, eps, sigma), batch,
-                                num_steps=opts.truncation, horizon=opts.horizon_spec,
-                                second_derivatives=True, objective=opts.objective, paired=True,
+    # Nothing differentiates these unrolls: no remat to choose.
+    forward = dataclasses.replace(opts, remat="none")
+    new, out = truncated_unroll(rule, family, antithetic_thetas(theta, eps, opts.sigma), batch,
+                                forward, second_derivatives=True, paired=True,
                                 reset_nonfinite=reset_nonfinite)
     terms = opts.step_terms(out)
     ok = out.finite[:, :n].all(axis=0) & out.finite[:, n:].all(axis=0)
     first = jax.tree.map(lambda x: x[:n], new)
     second = jax.tree.map(lambda x: x[n:], new)
     return first, second, terms[:, :n], terms[:, n:], out, ok
-
-
-def _scale(eps, weights):
-    return jax.tree.map(lambda e: e * weights.reshape((-1,) + (1,) * (e.ndim - 1)), eps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,12 +67,12 @@ class ES(PerturbedOptions):
                     runs.key)
             eps = perturbations(theta, runs.key)
             pos, _, t_pos, t_neg, out, ok = antithetic_unroll(
-                self, rule, family, theta, eps, self.sigma, runs, runs,
+                self, rule, family, theta, eps, runs, runs,
                 reset_nonfinite=not self.full_horizon)
             v_pos, v_neg = t_pos.sum(0), t_neg.sum(0)
-            per_pair = _scale(eps, (v_pos - v_neg) / (2 * self.sigma))
+            per_pair = scale_per_run(eps, (v_pos - v_neg) / (2 * self.sigma))
             meta_grad, _ = masked_mean(per_pair, ok, axis_name)
-            metrics = run_metrics(_pair((v_pos + v_neg) / 2), out, _pair(ok), axis_name)
+            metrics = run_metrics(pair_halves((v_pos + v_neg) / 2), out, pair_halves(ok), axis_name)
             return meta_grad, pos, metrics
 
         return Estimator(init=init, grad=grad, name="es")
@@ -127,7 +110,7 @@ class PES(PerturbedOptions):
             del key
             eps = perturbations(theta, state.pos.key)
             pos, neg, t_pos, t_neg, out, ok = antithetic_unroll(
-                self, rule, family, theta, eps, self.sigma, state.pos, state.neg)
+                self, rule, family, theta, eps, state.pos, state.neg)
             n = t_pos.shape[1]
             k = t_pos.shape[0]
             delta = (t_pos - t_neg) / (2 * self.sigma)                   # [K, N]
@@ -152,7 +135,7 @@ class PES(PerturbedOptions):
                                  jnp.where(keep_eps.reshape(shape), e, jnp.zeros_like(e)))
 
             xi = jax.tree.map(new_xi, eps, state.xi)
-            metrics = run_metrics(_pair((t_pos.sum(0) + t_neg.sum(0)) / 2), out, _pair(ok),
+            metrics = run_metrics(pair_halves((t_pos.sum(0) + t_neg.sum(0)) / 2), out, pair_halves(ok),
                                   axis_name)
             return meta_grad, PESState(pos, neg, xi), metrics
 

@@ -7,14 +7,9 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import Estimator
-from lopt.outer.common import (
-    PerturbedOptions,
-    masked_mean,
-    masked_mean_and_total_variance,
-    perturbations,
-    run_metrics,
-)
-from lopt.outer.es import _pair, _scale, antithetic_thetas
+from lopt.outer.common import (PerturbedOptions, antithetic_thetas, masked_mean,
+                               masked_mean_and_total_variance, pair_halves, perturbations,
+                               run_metrics, scale_per_run)
 from lopt.outer.tbptt import per_run_gradients
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
@@ -25,16 +20,16 @@ def _perturbed_gradients(opts, rule, family, theta, runs, sigma, second_derivati
     (∇L(θ+σε) + ∇L(θ−σε))/2, per-pair ES estimates ε(L⁺ − L⁻)/(2σ), and what they came from."""
     n = runs.step.shape[0]
     eps = perturbations(theta, runs.key)
-    batch = jax.tree.map(_pair, runs)
+    batch = jax.tree.map(pair_halves, runs)
     grads, (new, out, values, ok2) = per_run_gradients(
         opts, rule, family, antithetic_thetas(theta, eps, sigma), batch,
         second_derivatives=second_derivatives, paired=True)
     ok = ok2[:n] & ok2[n:]
     reparam = jax.tree.map(lambda g: (g[:n] + g[n:]) / 2, grads)
     w = (values[:n] - values[n:]) / (2 * sigma)
-    es = _scale(eps, w)
+    es = scale_per_run(eps, w)
     pos = jax.tree.map(lambda x: x[:n], new)
-    metrics_values = _pair((values[:n] + values[n:]) / 2)
+    metrics_values = pair_halves((values[:n] + values[n:]) / 2)
     return reparam, es, ok, pos, out, metrics_values
 
 
@@ -65,7 +60,7 @@ class Reparam(PerturbedOptions):
             reparam, es, ok, pos, out, values = _perturbed_gradients(
                 self, rule, family, theta, runs, self.sigma, self.second_derivatives)
             meta_grad, extra = self.combine(reparam, es, ok, axis_name)
-            metrics = run_metrics(values, out, _pair(ok), axis_name)
+            metrics = run_metrics(values, out, pair_halves(ok), axis_name)
             metrics.update(extra)
             return meta_grad, pos, metrics
 

@@ -20,11 +20,8 @@ def per_run_gradients(opts: UnrollOptions, rule, family, thetas, batch, *, secon
     NaN and must be masked by the caller."""
 
     def total(thetas):
-        new, out = truncated_unroll(rule, family, thetas, batch, num_steps=opts.truncation,
-                                    horizon=opts.horizon_spec,
-                                    second_derivatives=second_derivatives,
-                                    objective=opts.objective, paired=paired,
-                                    remat=opts.remat)
+        new, out = truncated_unroll(rule, family, thetas, batch, opts,
+                                    second_derivatives=second_derivatives, paired=paired)
         values = opts.step_terms(out).sum(axis=0)
         ok = out.finite.all(axis=0)
         return jnp.sum(jnp.where(ok, values, 0.0)), (new, out, values, ok)

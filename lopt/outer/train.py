@@ -1,6 +1,7 @@
 """The meta-training loop: one jitted outer step, an optax meta-optimizer, logs and exact resumes."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -14,7 +15,9 @@ from tqdm.auto import tqdm
 
 from lopt.files.checkpoints import open_checkpoints
 from lopt.files.run_folder import check_resume, log_line, remove_stale_temporaries, trim_log
-from lopt.outer.mixture import build_estimator, runs_per_family
+from lopt.outer.base import Estimator
+from lopt.outer.mixture import build_estimator
+from lopt.outer.placement import Placement, resolve_devices, runs_per_split
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 from lopt.tasks.mixture import Mixture
@@ -112,194 +115,174 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def _runs_per_split(estimator, family) -> int:
-    """The run count that must split evenly over devices: each family's share in a mixture."""
-    num = getattr(estimator, "num_tasks", 1)
-    return runs_per_family(num, family) if isinstance(family, Mixture) else num
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How one meta-training goes: ``num_steps`` outer steps from ``seed`` with
+    ``meta_optimizer`` (``default_meta_optimizer()`` when None), from ``theta`` (the rule's
+    ``init_meta`` when None), with a progress bar when ``progress``."""
+
+    num_steps: int
+    seed: int = 0
+    meta_optimizer: Optional[optax.GradientTransformation] = None
+    theta: Any = None
+    progress: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.num_steps, int) or self.num_steps < 0:
+            raise ValueError(f"num_steps must be a non-negative integer, got {self.num_steps}")
 
 
-def resolve_devices(devices):
-    """The local devices to run on: None (one device, no pmap), an int (the first n local
-    devices) or a sequence of devices."""
-    if devices is None:
-        return None
-    local = jax.local_devices()
-    if isinstance(devices, int) and not isinstance(devices, bool):
-        if not 1 <= devices <= len(local):
-            raise ValueError(f"devices must be between 1 and the {len(local)} local devices, "
-                             f"got {devices}")
-        return local[:devices]
-    devices = list(devices)
-    if not devices:
-        raise ValueError("devices must name at least one device")
-    return devices
-
-
-class _Placement:
-    """How the batch of inner runs is laid out: whole on one device, or split over the local
-    devices of every process (``pmap``; meta-gradients are reduced inside the estimator)."""
-
-    AXIS = "runs"
-
-    def __init__(self, devices, num_runs):
-        self.devices = devices
-        self.sharded = devices is not None and (len(devices) > 1 or jax.process_count() > 1)
-        self.local = len(devices) if devices is not None else 1
-        self.processes = jax.process_count() if self.sharded else 1
-        total = self.local * self.processes
-        if self.sharded and num_runs % total:
-            raise ValueError(f"num_tasks ({num_runs}) must be a multiple of the number of devices "
-                             f"({total}) to split the inner runs evenly")
-        self.per_device = num_runs // total
-        if self.processes > 1 and self.local != jax.local_device_count():
-            raise ValueError(f"in a multi-process job devices must be all {jax.local_device_count()} "
-                             f"local devices, got {self.local}")
-
-    def local_runs(self, est_state):
-        """This process's slice of the global batch of runs (the whole batch on one process)."""
-        if not self.sharded:
-            return est_state
-        p, k = jax.process_index(), self.processes
-
-        def mine(x):
-            n = x.shape[0] // k
-            return x[p * n:(p + 1) * n]
-
-        return jax.tree.map(mine, est_state)
-
-    def to_devices(self, state: "TrainState"):
-        if not self.sharded:
-            return state
-        split = jax.tree.map(lambda x: x.reshape((self.local, -1) + x.shape[1:]),
-                             state.est_state)
-        replicated = [jax.tree.map(lambda x: jnp.broadcast_to(x, (self.local,) + jnp.shape(x)), t)
-                      for t in (state.theta, state.opt_state, state.key, state.step)]
-        # pmap places the leading axis over its devices itself.
-        return TrainState(replicated[0], replicated[1], split, replicated[2], replicated[3])
-
-    def to_host(self, state: "TrainState"):
-        """The TrainState with this process's runs in global layout (what a checkpoint holds)."""
-        if not self.sharded:
-            return state
-        first = [jax.tree.map(lambda x: x[0], t)
-                 for t in (state.theta, state.opt_state, state.key, state.step)]
-        runs = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), state.est_state)
-        return TrainState(first[0], first[1], runs, first[2], first[3])
-
-    def first(self, tree):
-        return jax.tree.map(lambda x: x[0], tree) if self.sharded else tree
-
-    def compile(self, outer_step):
-        if not self.sharded:
-            return jax.jit(outer_step, donate_argnums=0)
-        # Across processes pmap must span every global device, each process feeding its own.
-        devices = None if self.processes > 1 else self.devices
-        return jax.pmap(outer_step, axis_name=self.AXIS, devices=devices, donate_argnums=0)
-
-
-def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator, *, num_steps: int,
-          seed: int = 0, meta_optimizer: Optional[optax.GradientTransformation] = None,
-          theta=None, devices=None, log_path: Optional[str] = None,
-          checkpoint_path: Optional[str] = None, checkpoint_every: int = 100,
-          resume: bool = True, progress: bool = True,
-          run_config: Optional[dict] = None, keep_checkpoints: int = 2) -> TrainResult:
-    """Meta-train ``rule`` on ``family`` with ``estimator`` (e.g. ``TBPTT(...)``) for ``num_steps``.
-
-    ``family`` may be a ``lopt.tasks.Mixture``: each of its families then gets an equal share of
-    the runs and every outer step unrolls all of them (``lopt.outer.mixture``).
-    Every outer step is one jitted call. With ``devices`` (an int or a list of local devices)
-    the batch of inner runs is split over those devices, and over every process of a
-    ``jax.distributed`` job, with ``pmap``; meta-gradients are averaged across all of them, so
-    the same seed gives the same theta on any number of devices (up to the order of the
-    reduction). With ``checkpoint_path`` (a folder) the whole TrainState is written with
+@dataclasses.dataclass(frozen=True)
+class RunFiles:
+    """What a meta-training writes. ``log_path`` receives one strict-JSON line of metrics per
+    step (from process 0). With ``checkpoint_path`` (a folder) the TrainState is saved with
     orbax-checkpoint every ``checkpoint_every`` steps and at the end, the last
-    ``keep_checkpoints`` kept (``lopt.files.checkpoints``: one checkpoint for all processes of a
-    multi-process job); with ``resume`` the latest is continued, and the result equals that of
-    an uninterrupted run bit for bit. ``log_path`` receives one JSON line of metrics per step
-    (written by process 0; non-finite values as null).
+    ``keep_checkpoints`` kept (``lopt.files.checkpoints``), and with ``resume`` the latest is
+    continued. ``run_config`` (the settings that shape the run) is stored with each checkpoint:
+    a resume whose rule, rule config, ``run_config`` or smaller ``num_steps`` differ is refused
+    (``ResumeMismatch``) before anything is written."""
 
-    ``run_config`` (e.g. the CLI's settings that shape the run) is stored in the checkpoint; a
-    resume whose rule, rule config, ``run_config`` or smaller ``num_steps`` differ from the
-    checkpoint's raises ``ResumeMismatch`` before anything is written. A step whose
-    meta-gradient or updated theta is not finite is skipped (``skipped`` in its metrics). On
-    Ctrl-C the step in flight finishes, the checkpoint is written and ``Interrupted`` is raised.
+    log_path: Optional[str] = None
+    checkpoint_path: Optional[str] = None
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    resume: bool = True
+    run_config: Optional[dict] = None
+
+    def __post_init__(self):
+        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be a positive integer, got "
+                             f"{self.checkpoint_every}")
+
+
+def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator,
+          run: Optional[RunOptions] = None, files: Optional[RunFiles] = None, *, devices=None,
+          **options) -> TrainResult:
+    """Meta-train ``rule`` on ``family`` with ``estimator`` (e.g. ``TBPTT(...)``).
+
+    ``run`` (RunOptions) says how long and from where, ``files`` (RunFiles) what is logged and
+    checkpointed; their fields may also be given as keywords (``num_steps=100, seed=0,
+    log_path=...``). ``family`` may be a ``lopt.tasks.Mixture``: each of its families then
+    gets an equal share of the runs and every outer step unrolls all of them
+    (``lopt.outer.mixture``). Every outer step is one jitted call. With ``devices`` (an int or
+    a list of local devices) the batch of inner runs is split over those devices, and over
+    every process of a ``jax.distributed`` job, with ``pmap``; meta-gradients are averaged
+    across all of them, so the same seed gives the same theta on any number of devices (up to
+    the order of the reduction). A resumed run equals an uninterrupted one bit for bit. A step
+    whose meta-gradient or updated theta is not finite is skipped (``skipped`` in its metrics).
+    On Ctrl-C the step in flight finishes, the checkpoint is written and ``Interrupted`` is
+    raised.
     """
-    if num_steps < 0:
-        raise ValueError(f"num_steps must be a non-negative integer, got {num_steps}")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every}")
-    meta_optimizer = meta_optimizer or default_meta_optimizer()
-    placement = _Placement(resolve_devices(devices), _runs_per_split(estimator, family))
-    if hasattr(estimator, "build"):
-        est = build_estimator(estimator, rule, family,
-                              axis_name=placement.AXIS if placement.sharded else None)
-    elif placement.sharded:
-        raise ValueError("devices needs an estimator config (with build), not a built Estimator")
-    else:
-        est = estimator
-
-    key = jax.random.PRNGKey(seed)
-    k_theta, k_est, k_train = jax.random.split(key, 3)
-    theta = rule.init_meta(k_theta) if theta is None else theta
-    state = TrainState(theta, meta_optimizer.init(theta),
-                       placement.local_runs(est.init(k_est, theta)), k_train,
-                       jnp.zeros((), jnp.int32))
-
-    store = open_checkpoints(checkpoint_path, keep_checkpoints) if checkpoint_path else None
-    if store is not None and resume and store.latest_step() is not None:
-        check_resume(store.folder, store.metadata(), rule_name=rule.name,
-                     rule_config=rule.config, run_config=run_config, num_steps=num_steps)
-        state = store.restore(state)
-    if store is not None:
-        remove_stale_temporaries(store.folder)
-    start = int(state.step)
-    lead = jax.process_index() == 0
-    log_path = log_path if lead else None
-    if log_path:
-        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-        trim_log(log_path, start)
-
+    run, files = _option_groups(run, files, options)
+    placement = Placement(resolve_devices(devices), runs_per_split(estimator, family))
+    est = _build(estimator, rule, family, placement)
+    meta_optimizer = run.meta_optimizer or default_meta_optimizer()
+    state = _initial_state(rule, est, run, meta_optimizer, placement)
+    store = open_checkpoints(files.checkpoint_path, files.keep_checkpoints) \
+        if files.checkpoint_path else None
+    state = _resume(store, files, rule, run.num_steps, state)
     step_fn = placement.compile(make_outer_step(est, meta_optimizer))
     # The step donates its input: leaves that share one buffer (equal constants an init
     # returned twice) must become distinct arrays first.
     state = placement.to_devices(jax.tree.map(jnp.copy, state))
-
-    def write_checkpoint(s):
-        host = placement.to_host(s)
-        store.save(host, {"rule": rule.name, "config": rule.config, "step": int(host.step),
-                          "run": run_config})
-
-    history = []
-    bar = None
-    if progress and lead:
-        bar = tqdm(total=num_steps, initial=start, desc="meta-train", unit="step")
-    log_file = open(log_path, "a") if log_path else None
-    stop = _StopOnSigint()
-    try:
-        with stop:
-            for step in range(start, num_steps):
-                state, metrics = step_fn(state)
-                metrics = jax.device_get(placement.first(metrics))
-                record = {"step": step, **{k: float(v) for k, v in metrics.items()}}
-                history.append(record)
-                if log_file:
-                    log_file.write(log_line(record))
-                    log_file.flush()
-                if bar:
-                    bar.update(1)
-                    bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}", refresh=False)
-                if stop.requested:
-                    if store is not None:
-                        write_checkpoint(state)
-                    raise Interrupted(step + 1, store.folder if store else None)
-                if store is not None and (step + 1) % checkpoint_every == 0:
-                    write_checkpoint(state)
-    finally:
-        if bar:
-            bar.close()
-        if log_file:
-            log_file.close()
-    if store is not None and num_steps > start:
-        write_checkpoint(state)
+    saver = _Saver(store, placement, rule, files.run_config)
+    start = int(placement.first(state.step))
+    state, history = _loop(step_fn, state, start, run, files, saver)
+    if store is not None and run.num_steps > start:
+        saver.save(state)
     host = placement.to_host(state)
     return TrainResult(theta=host.theta, history=history, state=host)
+
+
+def _option_groups(run, files, options) -> tuple:
+    """RunOptions and RunFiles from the groups given and the keywords of their fields."""
+    names = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (RunOptions, RunFiles)}
+    unknown = sorted(set(options) - names[RunOptions] - names[RunFiles])
+    if unknown:
+        raise TypeError(f"train() got unexpected keyword arguments {unknown}")
+    groups = []
+    for cls, given in ((RunOptions, run), (RunFiles, files)):
+        mine = {k: v for k, v in options.items() if k in names[cls]}
+        if given is not None and mine:
+            raise TypeError(f"give {sorted(mine)} in the {cls.__name__} or as keywords, not both")
+        groups.append(given if given is not None else cls(**mine))
+    return tuple(groups)
+
+
+def _build(estimator, rule, family, placement) -> Estimator:
+    if hasattr(estimator, "build"):
+        return build_estimator(estimator, rule, family,
+                               axis_name=placement.AXIS if placement.sharded else None)
+    if placement.sharded:
+        raise ValueError("devices needs an estimator config (with build), not a built Estimator")
+    return estimator
+
+
+def _initial_state(rule, est, run: RunOptions, meta_optimizer, placement) -> TrainState:
+    k_theta, k_est, k_train = jax.random.split(jax.random.PRNGKey(run.seed), 3)
+    theta = rule.init_meta(k_theta) if run.theta is None else run.theta
+    return TrainState(theta, meta_optimizer.init(theta),
+                      placement.local_runs(est.init(k_est, theta)), k_train,
+                      jnp.zeros((), jnp.int32))
+
+
+def _resume(store, files: RunFiles, rule, num_steps: int, state: TrainState) -> TrainState:
+    """The latest checkpoint's state when resuming (after checking it is this run's), else
+    ``state``; stale temporaries of interrupted writes are removed either way."""
+    if store is None:
+        return state
+    if files.resume and store.latest_step() is not None:
+        check_resume(store.folder, store.metadata(), rule_name=rule.name,
+                     rule_config=rule.config, run_config=files.run_config, num_steps=num_steps)
+        state = store.restore(state)
+    remove_stale_temporaries(store.folder)
+    return state
+
+
+class _Saver:
+    """Writes a device-placed TrainState as one checkpoint with the run's metadata."""
+
+    def __init__(self, store, placement, rule, run_config):
+        self.store, self.placement, self.rule, self.run_config = store, placement, rule, run_config
+
+    @property
+    def folder(self):
+        return self.store.folder if self.store is not None else None
+
+    def save(self, state) -> None:
+        host = self.placement.to_host(state)
+        self.store.save(host, {"rule": self.rule.name, "config": self.rule.config,
+                               "step": int(host.step), "run": self.run_config})
+
+
+def _loop(step_fn, state, start: int, run: RunOptions, files: RunFiles, saver: _Saver):
+    """Outer steps ``start`` … ``run.num_steps - 1``: metrics logged and shown, checkpoints on
+    schedule, a Ctrl-C honoured after the step in flight."""
+    lead = jax.process_index() == 0
+    log_path = files.log_path if lead else None
+    if log_path:
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        trim_log(log_path, start)
+    history = []
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=run.num_steps, initial=start, desc="meta-train",
+                                       unit="step", disable=not (run.progress and lead)))
+        log_file = stack.enter_context(open(log_path, "a")) if log_path else None
+        stop = stack.enter_context(_StopOnSigint())
+        for step in range(start, run.num_steps):
+            state, metrics = step_fn(state)
+            metrics = jax.device_get(saver.placement.first(metrics))
+            record = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+            history.append(record)
+            if log_file:
+                log_file.write(log_line(record))
+                log_file.flush()
+            bar.update(1)
+            bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}", refresh=False)
+            if stop.requested:
+                if saver.store is not None:
+                    saver.save(state)
+                raise Interrupted(step + 1, saver.folder)
+            if saver.store is not None and (step + 1) % files.checkpoint_every == 0:
+                saver.save(state)
+    return state, history

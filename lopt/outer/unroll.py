@@ -19,6 +19,7 @@ from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
 OBJECTIVES = ("train", "eval")
+WEIGHTINGS = ("mean", "last")
 REMAT = ("auto", "none", "step", "nested")
 # "auto" stores everything while the K carries are under STORE_ALL_BYTES, then nests from
 # NESTED_FROM steps on (rematerializes per step below): measured in benchmarks/perf.
@@ -112,6 +113,67 @@ def init_inner_batch(rule: UpdateRule, family: TaskFamily, theta, key, num_runs:
     return batch
 
 
+@dataclasses.dataclass(frozen=True)
+class UnrollOptions:
+    """Options of the truncated inner runs behind every estimator.
+
+    ``num_tasks`` inner runs (antithetic pairs for the perturbation-based estimators) of
+    ``horizon`` steps (log-uniform in [horizon, max_horizon] per run when ``max_horizon`` is
+    set), advanced ``truncation`` steps per meta-gradient, staggered at the start. The meta-loss
+    of a run is Σ_t w_t ℓ_t over the truncation, where ℓ_t is the training (``objective="train"``)
+    or held-out (``"eval"``) loss at θ_{t+1}, clipped at ``loss_clip`` when given, and w_t = 1/K
+    (``weighting="mean"``) or all weight on the last step (``"last"``). ``remat`` is what
+    backpropagation through the unroll stores (``lopt.outer.unroll.scan_steps``): the default
+    ``"auto"`` stores everything while that is small and keeps memory near-flat in the
+    truncation when it is not (benchmarks/perf); it changes no value.
+    """
+
+    num_tasks: int = 32
+    truncation: int = 20
+    horizon: int = 100
+    max_horizon: Optional[int] = None
+    stagger: bool = True
+    objective: str = "train"
+    weighting: str = "mean"
+    loss_clip: Optional[float] = None
+    remat: str = "auto"
+
+    def __post_init__(self):
+        for field in ("num_tasks", "truncation", "horizon"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{field} must be a positive integer, got {value!r}")
+        Horizon(self.horizon, self.max_horizon)
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}, got {self.weighting!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        if self.remat not in REMAT:
+            raise ValueError(f"remat must be one of {list(REMAT)}, got {self.remat!r}")
+        if self.loss_clip is not None and not self.loss_clip > 0:
+            raise ValueError(f"loss_clip must be a positive number, got {self.loss_clip!r}")
+
+    @property
+    def horizon_spec(self) -> Horizon:
+        return Horizon(self.horizon, self.max_horizon)
+
+    def init_runs(self, rule, family, theta, key, stagger=None):
+        return init_inner_batch(rule, family, theta, key, self.num_tasks, self.horizon_spec,
+                                self.stagger if stagger is None else stagger)
+
+    def step_terms(self, out) -> jax.Array:
+        """w_t ℓ_t for every step and run, [K, runs]; non-finite steps contribute 0."""
+        k = out.meta_loss.shape[0]
+        if self.weighting == "mean":
+            w = jnp.full((k,), 1.0 / k)
+        else:
+            w = jnp.zeros((k,)).at[-1].set(1.0)
+        ell = out.meta_loss
+        if self.loss_clip is not None:
+            ell = jnp.minimum(ell, self.loss_clip)
+        return jnp.where(out.finite, ell, 0.0) * w[:, None].astype(ell.dtype)
+
+
 def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,
                second_derivatives: bool = True, objective: str = "train",
                reset_nonfinite: bool = True):
@@ -169,22 +231,21 @@ def reset_finished(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerSta
     return jax.lax.cond(done.any(), reset, lambda b: b, batch)
 
 
-def truncated_unroll(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerState, *,
-                     num_steps: int, horizon: Horizon, second_derivatives: bool = True,
-                     objective: str = "train", paired: bool = False,
-                     reset_nonfinite: bool = True, remat: str = "none"):
-    """Advance every run of ``batch`` by ``num_steps`` inner steps in one ``lax.scan``.
+def truncated_unroll(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerState,
+                     opts: UnrollOptions, *, second_derivatives: bool = True,
+                     paired: bool = False, reset_nonfinite: bool = True):
+    """Advance every run of ``batch`` by ``opts.truncation`` inner steps in one ``lax.scan``.
 
-    ``thetas`` has a leading run axis (``broadcast_runs`` for shared meta-parameters). With
-    ``paired`` the batch is [positive runs; negative runs] of antithetic pairs that share keys:
-    a pair is reset together whenever either half ends, so its halves stay on the same instance.
-    ``reset_nonfinite=False`` lets a non-finite run go on (evaluation; see ``inner_step``).
-    ``remat`` says what reverse mode keeps of the unroll (see ``scan_steps``).
-    Returns the new batch and a StepOutput whose fields have shape [num_steps, num_runs].
+    ``thetas`` has a leading run axis (``broadcast_runs`` for shared meta-parameters). From
+    ``opts``: the horizon a finished run is restarted with, the ``objective`` whose loss the
+    StepOutput's ``meta_loss`` holds, and ``remat``, what reverse mode keeps of the unroll (see
+    ``scan_steps``). With ``paired`` the batch is [positive runs; negative runs] of antithetic
+    pairs that share keys: a pair is reset together whenever either half ends, so its halves
+    stay on the same instance. ``reset_nonfinite=False`` lets a non-finite run go on
+    (evaluation; see ``inner_step``). Returns the new batch and a StepOutput whose fields have
+    shape [truncation, num_runs].
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
-    horizon = as_horizon(horizon)
+    horizon, objective = opts.horizon_spec, opts.objective
 
     def one_step(theta, inst):
         return inner_step(rule, family, theta, inst, second_derivatives=second_derivatives,
@@ -201,7 +262,7 @@ def truncated_unroll(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerS
         carry = reset_finished(rule, family, thetas, carry, done, reset_keys, horizon)
         return carry, out
 
-    return scan_steps(body, batch, num_steps, remat)
+    return scan_steps(body, batch, opts.truncation, opts.remat)
 
 
 def segment_length(num_steps: int) -> int:

@@ -2,35 +2,16 @@
 from lopt.rules.adafac_mlp import adafac_mlp
 from lopt.rules.base import UpdateRule, per_coordinate, unzip, zeros_per_coordinate
 from lopt.rules.celo import celo
-from lopt.rules.hand_designed import (
-    HAND_DESIGNED,
-    adadelta,
-    adagrad,
-    adam,
-    adamax,
-    from_optax,
-    momentum,
-    nesterov,
-    rmsprop,
-    rprop,
-    sgd,
-)
+from lopt.rules.hand_designed import (HAND_DESIGNED, adadelta, adagrad, adam, adamax, from_optax,
+                                      momentum, nesterov, rmsprop, rprop, sgd)
 from lopt.rules.history import normalized_history
 from lopt.rules.hyperadam import hyperadam
 from lopt.rules.l2l_lstm import l2l_lstm, log_sign_preprocess
 from lopt.rules.mlp_lopt import hierarchical, per_parameter_mlp
 from lopt.rules.multiscale_adam import multiscale_adam
-from lopt.rules.optax_baselines import (
-    ADAM_SEARCH_SPACE,
-    MODERN_BASELINES,
-    adam_all,
-    adam_search_rule,
-    adamw,
-    lion,
-    muon,
-    nadamw,
-    schedule_free_adamw,
-)
+from lopt.rules.optax_baselines import (ADAM_SEARCH_SPACE, MODERN_BASELINES, adam_all,
+                                        adam_search_rule, adamw, lion, muon, nadamw,
+                                        schedule_free_adamw)
 from lopt.rules.rnnprop import rnnprop
 
 LEARNED = {

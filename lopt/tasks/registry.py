@@ -12,13 +12,8 @@ from lopt.tasks.mlp import linear_family, mlp_family
 from lopt.tasks.quadratic import quadratic_family
 from lopt.tasks.samplers import SAMPLERS, sample_spec
 from lopt.tasks.sequence import char_rnn_family, sine_lstm_family, transformer_lm_family
-from lopt.tasks.synthetic import (
-    FUNCTIONS,
-    function_family,
-    log_sum_exp_family,
-    rosenbrock_family,
-    sparse_softmax_family,
-)
+from lopt.tasks.synthetic import (FUNCTIONS, function_family, log_sum_exp_family, rosenbrock_family,
+                                  sparse_softmax_family)
 
 P = functools.partial
 

@@ -11,17 +11,8 @@ import numpy as np
 import pytest
 
 from lopt import rules
-from lopt.evaluation import (
-    Result,
-    compare,
-    diverged,
-    evaluate_rule,
-    loss_curves,
-    rank_key,
-    score,
-    tables,
-    tune_learning_rate,
-)
+from lopt.evaluation import (Result, compare, diverged, evaluate_rule, loss_curves, rank_key, score,
+                             tables, tune_learning_rate)
 from lopt.files.atomic import write_json
 from lopt.outer.unroll import Horizon, init_inner_batch
 from lopt.tasks import Task, TaskFamily

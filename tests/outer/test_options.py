@@ -4,14 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.outer import (
-    TBPTT,
-    Horizon,
-    StepOutput,
-    broadcast_runs,
-    init_inner_batch,
-    truncated_unroll,
-)
+from lopt.outer import (TBPTT, Horizon, UnrollOptions, StepOutput, broadcast_runs, init_inner_batch,
+                        truncated_unroll)
 from lopt.rules import sgd
 from lopt.tasks import Task, TaskFamily, quadratic_family
 
@@ -33,8 +27,9 @@ def test_runs_reset_at_their_own_sampled_horizon():
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 12, horizon, stagger=False)
     h = np.asarray(batch.horizon)
     assert len(set(h.tolist())) > 2 and h.min() >= 3 and h.max() <= 9
-    _, out = truncated_unroll(rule, family, broadcast_runs({}, 12), batch, num_steps=12,
-                              horizon=horizon)
+    opts = UnrollOptions(num_tasks=12, truncation=12, horizon=horizon.length,
+                         max_horizon=horizon.max_length)
+    _, out = truncated_unroll(rule, family, broadcast_runs({}, 12), batch, opts)
     first_reset = np.argmax(np.asarray(out.reset), axis=0) + 1
     np.testing.assert_array_equal(first_reset, h)
 
@@ -53,8 +48,8 @@ def _doubled_eval_family():
 def test_eval_objective_uses_the_held_out_loss():
     rule, family = sgd(0.01), _doubled_eval_family()
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 4, 50)
-    outs = {obj: truncated_unroll(rule, family, broadcast_runs({}, 4), batch, num_steps=5,
-                                  horizon=50, objective=obj)[1] for obj in ("train", "eval")}
+    outs = {obj: truncated_unroll(rule, family, broadcast_runs({}, 4), batch, UnrollOptions(
+        num_tasks=4, truncation=5, horizon=50, objective=obj))[1] for obj in ("train", "eval")}
     np.testing.assert_allclose(outs["eval"].meta_loss, 2 * outs["train"].meta_loss + 1,
                                rtol=1e-6)
     np.testing.assert_allclose(outs["eval"].loss, outs["train"].loss)
@@ -64,8 +59,8 @@ def test_eval_objective_without_held_out_data_is_an_error():
     rule, family = sgd(0.01), quadratic_family(dim=3)
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, 50)
     with pytest.raises(ValueError, match="eval_loss"):
-        truncated_unroll(rule, family, broadcast_runs({}, 2), batch, num_steps=2, horizon=50,
-                         objective="eval")
+        truncated_unroll(rule, family, broadcast_runs({}, 2), batch,
+                         UnrollOptions(num_tasks=2, truncation=2, horizon=50, objective="eval"))
 
 
 def test_weighting_and_loss_clipping_of_the_meta_loss_terms():
@@ -103,8 +98,8 @@ def test_rules_that_want_it_get_the_held_out_loss_in_inner_runs():
                       name="probe", wants_eval_loss=True)
     family = _doubled_eval_family()
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, 50, stagger=False)
-    new, out = truncated_unroll(rule, family, broadcast_runs({}, 2), batch, num_steps=1,
-                                horizon=50)
+    new, out = truncated_unroll(rule, family, broadcast_runs({}, 2), batch,
+                                UnrollOptions(num_tasks=2, truncation=1, horizon=50))
     moved = np.asarray(new.params["theta"] - batch.params["theta"])
     expected = (np.asarray(out.loss[0]) + 1.0) * 1e-3  # eval − train = train + 1 here
     np.testing.assert_allclose(moved, np.broadcast_to(expected[:, None], moved.shape), rtol=1e-4)

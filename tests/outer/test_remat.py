@@ -4,13 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.outer.unroll import (
-    broadcast_runs,
-    init_inner_batch,
-    scan_steps,
-    segment_length,
-    truncated_unroll,
-)
+from lopt.outer.unroll import (UnrollOptions, broadcast_runs, init_inner_batch, scan_steps,
+                               segment_length, truncated_unroll)
 from lopt.rules import l2l_lstm
 from lopt.tasks.quadratic import quadratic_family
 
@@ -26,8 +21,8 @@ def test_remat_gives_the_same_meta_gradient_as_storing_everything(remat):
     batch = init_inner_batch(rule, family, theta, jax.random.PRNGKey(1), 2, 6)
 
     def total(theta, mode):
-        _, out = truncated_unroll(rule, family, broadcast_runs(theta, 2), batch, num_steps=12,
-                                  horizon=6, remat=mode)
+        opts = UnrollOptions(num_tasks=2, truncation=12, horizon=6, remat=mode)
+        _, out = truncated_unroll(rule, family, broadcast_runs(theta, 2), batch, opts)
         return jnp.mean(out.meta_loss)
 
     want = jax.grad(total)(theta, "none")

@@ -11,15 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.rules import (
-    hierarchical,
-    hyperadam,
-    l2l_lstm,
-    multiscale_adam,
-    normalized_history,
-    per_parameter_mlp,
-    rnnprop,
-)
+from lopt.rules import (hierarchical, hyperadam, l2l_lstm, multiscale_adam, normalized_history,
+                        per_parameter_mlp, rnnprop)
 
 STEPS = 3
 

@@ -7,15 +7,8 @@ import pytest
 
 from lopt.evaluation import loss_curves
 from lopt.outer import TBPTT, default_meta_optimizer, train
-from lopt.rules import (
-    hierarchical,
-    hyperadam,
-    l2l_lstm,
-    multiscale_adam,
-    normalized_history,
-    per_parameter_mlp,
-    rnnprop,
-)
+from lopt.rules import (hierarchical, hyperadam, l2l_lstm, multiscale_adam, normalized_history,
+                        per_parameter_mlp, rnnprop)
 from lopt.tasks import quadratic_family
 
 SMALL = {

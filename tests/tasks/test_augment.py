@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.outer import broadcast_runs, init_inner_batch, truncated_unroll
+from lopt.outer import UnrollOptions, broadcast_runs, init_inner_batch, truncated_unroll
 from lopt.rules import adam
 from lopt.tasks import quadratic_family, random_scaling, with_convex
 
@@ -46,8 +46,8 @@ def test_wrapped_families_vmap_through_the_unroll():
     family = with_convex(random_scaling(quadratic_family(dim=3)), dim=2)
     rule = adam(0.05)
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 4, 20)
-    _, out = truncated_unroll(rule, family, broadcast_runs({}, 4), batch, num_steps=10,
-                              horizon=20)
+    _, out = truncated_unroll(rule, family, broadcast_runs({}, 4), batch,
+                              UnrollOptions(num_tasks=4, truncation=10, horizon=20))
     assert out.loss.shape == (10, 4) and bool(jnp.all(jnp.isfinite(out.loss)))
 
 

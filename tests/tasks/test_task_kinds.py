@@ -120,15 +120,17 @@ def test_batch_norm_statistics_are_task_state_updated_as_a_running_average():
 
 def test_unroll_carries_task_state_and_final_test_metrics_read_it():
     from lopt.evaluation import final_test_metrics
-    from lopt.outer import Horizon, broadcast_runs, init_inner_batch, truncated_unroll
+    from lopt.outer import (Horizon, UnrollOptions, broadcast_runs, init_inner_batch,
+                            truncated_unroll)
     from lopt.rules import adam
 
     family = tasks.conv_family(channels=(4,), batch_norm=True, batch_size=16)
     rule = adam(0.01)
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, Horizon(50),
                              stagger=False)
+    opts = UnrollOptions(num_tasks=2, truncation=3, horizon=50)
     new, _ = jax.jit(lambda b: truncated_unroll(rule, family, broadcast_runs({}, 2), b,
-                                                num_steps=3, horizon=Horizon(50)))(batch)
+                                                opts))(batch)
     var = np.asarray(new.task_state["batch_stats"]["BatchNorm_0"]["var"])
     assert var.shape == (2, 4) and not np.allclose(var, 1.0)
     metrics = final_test_metrics(rule, {}, family, jax.random.PRNGKey(0), num_tasks=2,

@@ -18,11 +18,7 @@ import tempfile
 import jax
 
 from lopt.bench.perf import report
-from lopt.bench.perf.costs import (
-    adam_training_step,
-    flops_per_coordinate,
-    tbptt_memory,
-)
+from lopt.bench.perf.costs import adam_training_step, flops_per_coordinate, tbptt_memory
 from lopt.bench.perf.probe import big_pytree
 from lopt.bench.suite import Suite
 from lopt.evaluation.metrics import state_bytes_per_parameter

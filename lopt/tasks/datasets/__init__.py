@@ -8,15 +8,8 @@ import functools
 
 from lopt.tasks.datasets import offline, synthetic
 from lopt.tasks.datasets.base import KINDS, SPLITS, Dataset, from_arrays, split_indices, with_splits
-from lopt.tasks.datasets.offline import (
-    breast_cancer,
-    diabetes,
-    digits,
-    iris,
-    mnist1d,
-    mnist_5k,
-    wine,
-)
+from lopt.tasks.datasets.offline import (breast_cancer, diabetes, digits, iris, mnist1d, mnist_5k,
+                                         wine)
 from lopt.tasks.datasets.synthetic import gaussian_clusters, pysource, shapes, sines
 from lopt.tasks.datasets.tfds_source import TFDS_DATASETS, tfds_dataset
 
