@@ -12,9 +12,7 @@ import jax
 
 from lopt.cli.recipes import RECIPES
 from lopt.outer import ESTIMATORS
-from lopt.outer import ESTIMATORS as TABLE
-from lopt.outer.common import WEIGHTINGS
-from lopt.outer.unroll import OBJECTIVES, REMAT
+from lopt.outer.unroll import OBJECTIVES, REMAT, WEIGHTINGS
 from lopt.rules import BASELINES, LEARNED
 from lopt.tasks import Mixture, make_family, resolve
 
@@ -57,100 +55,19 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(EvalConfig):
-    """``lopt train``: meta-train a learned rule, save it, and compare it against baselines.
+class RuleConfig:
+    """The learned rule to meta-train: a registered name and its keyword arguments."""
 
-    The defaults meta-train the L2L LSTM on the quadratic family on 2 CPU cores in a few minutes.
-    """
-
-    recipe: str = ""  # a named recipe (lopt/recipes.py) whose values are the defaults
     rule: str = "l2l_lstm"
     rule_config: str = ""  # JSON object of the rule's keyword arguments, e.g. '{"kind": "rnn_b"}'
-    estimator: str = "tbptt"
-    steps: int = 1500
-    num_tasks: int = 128
-    truncation: int = 20
-    horizon: int = 100
-    max_horizon: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
-    second_derivatives: bool = False
-    weighting: str = "mean"
-    objective: str = "train"
-    loss_clip: Optional[float] = dataclasses.field(default=None, metadata={"type": float})
-    sigma: float = 0.01
-    remat: str = "auto"  # what backprop through an unroll stores: auto, none, step or nested
-    full_horizon: bool = False
-    normalize: bool = False  # meta-objective: normalized loss (initial 1, tuned Adam's best 0)
-    meta_lr: float = 3e-3
-    clip_grad_norm: float = 1.0
-    seed: int = 0
-    out: str = ""  # empty: runs/RULE_TASK
-    checkpoint_every: int = 100
-    devices: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
-    distributed: bool = False
-    coordinator: Optional[str] = dataclasses.field(default=None, metadata={"type": str})
-    num_processes: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
-    process_id: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
-    resume: bool = True
-    progress: bool = True
 
-    def validate(self) -> "TrainConfig":
-        super().validate()
-        if self.recipe:
-            _one_of("recipe", self.recipe, RECIPES)
+    def validate(self) -> "RuleConfig":
         _one_of("rule", self.rule, LEARNED)
         self.rule_kwargs()
-        _one_of("estimator", self.estimator, ESTIMATORS)
-        _at_least("steps", self.steps, 1)
-        _at_least("num_tasks", self.num_tasks, 1)
-        _at_least("truncation", self.truncation, 1)
-        _at_least("horizon", self.horizon, 1)
-        if self.max_horizon is not None:
-            _at_least("max_horizon", self.max_horizon, self.horizon)
-        _one_of("weighting", self.weighting, WEIGHTINGS)
-        _one_of("objective", self.objective, OBJECTIVES)
-        if self.objective == "eval":
-            missing = tasks_without_validation(self.task)
-            if missing:
-                raise ConfigError(f"objective 'eval' needs held-out data; task {self.task!r} "
-                                  f"has no validation split in {', '.join(missing)}")
-        if self.loss_clip is not None:
-            _positive("loss_clip", self.loss_clip, 1e-6, 1e30)
-        # Below ~1e-6 a perturbation of an O(1) theta rounds away in float32.
-        _positive("sigma", self.sigma, 1e-6, 100.0)
-        _one_of("remat", self.remat, REMAT)
-        if self.full_horizon and self.estimator != "es":
-            raise ConfigError(f"full_horizon applies to estimator es only; got estimator "
-                              f"{self.estimator!r}")
-        if self.full_horizon and self.max_horizon is not None:
-            raise ConfigError("full_horizon needs a fixed horizon: leave max_horizon unset")
-        if self.devices is not None:
-            _at_least("devices", self.devices, 1)
-            if self.num_tasks % self.devices:
-                raise ConfigError(f"num_tasks must be a multiple of devices ({self.devices}); "
-                                  f"got {self.num_tasks}")
-        manual = (self.coordinator, self.num_processes, self.process_id)
-        if any(v is not None for v in manual) and not self.distributed:
-            raise ConfigError("coordinator, num_processes and process_id need --distributed")
-        if self.distributed and any(v is None for v in manual) and \
-                any(v is not None for v in manual):
-            raise ConfigError("coordinator, num_processes and process_id go together: give all "
-                              "three, or none to let jax.distributed detect the cluster")
-        if self.num_processes is not None:
-            _at_least("num_processes", self.num_processes, 1)
-        if self.process_id is not None:
-            _at_least("process_id", self.process_id, 0)
-            if self.num_processes is not None and self.process_id >= self.num_processes:
-                raise ConfigError(f"process_id must be < num_processes ({self.num_processes}); "
-                                  f"got {self.process_id}")
-        _positive("meta_lr", self.meta_lr, 1e-12, 10.0)
-        _positive("clip_grad_norm", self.clip_grad_norm, 1e-12, 1e30)
-        _integer("seed", self.seed)
-        _at_least("checkpoint_every", self.checkpoint_every, 1)
         return self
 
     def rule_kwargs(self) -> dict:
         """``rule_config`` parsed and checked against the rule's constructor."""
-
         if not self.rule_config:
             return {}
         try:
@@ -169,9 +86,175 @@ class TrainConfig(EvalConfig):
             check_value(f"rule_config.{key}", value, hints.get(key))
         return kwargs
 
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorConfig:
+    """The outer-gradient estimator and the truncated inner runs behind it
+    (``lopt.outer.UnrollOptions``)."""
+
+    estimator: str = "tbptt"
+    num_tasks: int = 128
+    truncation: int = 20
+    horizon: int = 100
+    max_horizon: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
+    second_derivatives: bool = False
+    weighting: str = "mean"
+    objective: str = "train"
+    loss_clip: Optional[float] = dataclasses.field(default=None, metadata={"type": float})
+    sigma: float = 0.01
+    remat: str = "auto"  # what backprop through an unroll stores: auto, none, step or nested
+    full_horizon: bool = False
+
+    def validate(self) -> "EstimatorConfig":
+        _one_of("estimator", self.estimator, ESTIMATORS)
+        _at_least("num_tasks", self.num_tasks, 1)
+        _at_least("truncation", self.truncation, 1)
+        _at_least("horizon", self.horizon, 1)
+        if self.max_horizon is not None:
+            _at_least("max_horizon", self.max_horizon, self.horizon)
+        _one_of("weighting", self.weighting, WEIGHTINGS)
+        _one_of("objective", self.objective, OBJECTIVES)
+        if self.loss_clip is not None:
+            _positive("loss_clip", self.loss_clip, 1e-6, 1e30)
+        # Below ~1e-6 a perturbation of an O(1) theta rounds away in float32.
+        _positive("sigma", self.sigma, 1e-6, 100.0)
+        _one_of("remat", self.remat, REMAT)
+        if self.full_horizon and self.estimator != "es":
+            raise ConfigError(f"full_horizon applies to estimator es only; got estimator "
+                              f"{self.estimator!r}")
+        if self.full_horizon and self.max_horizon is not None:
+            raise ConfigError("full_horizon needs a fixed horizon: leave max_horizon unset")
+        return self
+
+    def build(self):
+        """The estimator config named by ``estimator``, with the options that apply to it."""
+        common = dict(num_tasks=self.num_tasks, truncation=self.truncation, horizon=self.horizon,
+                      max_horizon=self.max_horizon, objective=self.objective,
+                      weighting=self.weighting, loss_clip=self.loss_clip, remat=self.remat)
+        extra = {
+            "tbptt": dict(second_derivatives=self.second_derivatives),
+            "es": dict(sigma=self.sigma, full_horizon=self.full_horizon),
+            "pes": dict(sigma=self.sigma),
+            "reparam": dict(sigma=self.sigma, second_derivatives=True),
+            "mixed": dict(sigma=self.sigma, second_derivatives=True),
+        }[self.estimator]
+        return ESTIMATORS[self.estimator][0](**common, **extra)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """How long meta-training runs, its meta-optimizer, and where it writes."""
+
+    recipe: str = ""  # a named recipe (lopt/cli/recipes.py) whose values are the defaults
+    steps: int = 1500
+    normalize: bool = False  # meta-objective: normalized loss (initial 1, tuned Adam's best 0)
+    meta_lr: float = 3e-3
+    clip_grad_norm: float = 1.0
+    seed: int = 0
+    out: str = ""  # empty: runs/RULE_TASK
+    checkpoint_every: int = 100
+    resume: bool = True
+    progress: bool = True
+
+    def validate(self) -> "RunConfig":
+        if self.recipe:
+            _one_of("recipe", self.recipe, RECIPES)
+        _at_least("steps", self.steps, 1)
+        _positive("meta_lr", self.meta_lr, 1e-12, 10.0)
+        _positive("clip_grad_norm", self.clip_grad_norm, 1e-12, 1e30)
+        _integer("seed", self.seed)
+        _at_least("checkpoint_every", self.checkpoint_every, 1)
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributionConfig:
+    """Where the inner runs go: local devices, and the processes of a ``jax.distributed`` job
+    (all three of coordinator, num_processes and process_id, or none to let jax detect them)."""
+
+    devices: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
+    distributed: bool = False
+    coordinator: Optional[str] = dataclasses.field(default=None, metadata={"type": str})
+    num_processes: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
+    process_id: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
+
+    def validate(self) -> "DistributionConfig":
+        if self.devices is not None:
+            _at_least("devices", self.devices, 1)
+        manual = (self.coordinator, self.num_processes, self.process_id)
+        if any(v is not None for v in manual) and not self.distributed:
+            raise ConfigError("coordinator, num_processes and process_id need --distributed")
+        if self.distributed and any(v is None for v in manual) and \
+                any(v is not None for v in manual):
+            raise ConfigError("coordinator, num_processes and process_id go together: give all "
+                              "three, or none to let jax.distributed detect the cluster")
+        if self.num_processes is not None:
+            _at_least("num_processes", self.num_processes, 1)
+        if self.process_id is not None:
+            _at_least("process_id", self.process_id, 0)
+            if self.num_processes is not None and self.process_id >= self.num_processes:
+                raise ConfigError(f"process_id must be < num_processes ({self.num_processes}); "
+                                  f"got {self.process_id}")
+        return self
+
+
+# The groups of ``lopt train`` in flag order; every field of each is one flag.
+GROUPS = {"evaluation": EvalConfig, "learned": RuleConfig, "outer": EstimatorConfig,
+          "run": RunConfig, "distribution": DistributionConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """``lopt train``: meta-train a learned rule, save it, and compare it against baselines.
+
+    Composed of small groups — the ``learned`` rule, the ``outer`` estimator, the ``run``, its
+    ``distribution`` and the ``evaluation`` after it — whose fields are the CLI's flags one to
+    one (``flat`` and ``from_flat`` convert). The defaults meta-train the L2L LSTM on the
+    quadratic family on 2 CPU cores in a few minutes.
+    """
+
+    evaluation: EvalConfig = EvalConfig()
+    learned: RuleConfig = RuleConfig()
+    outer: EstimatorConfig = EstimatorConfig()
+    run: RunConfig = RunConfig()
+    distribution: DistributionConfig = DistributionConfig()
+
+    @classmethod
+    def from_flat(cls, **values) -> "TrainConfig":
+        """The config whose groups take their fields from ``values`` (flag name → value)."""
+        known = {f.name for group in GROUPS.values() for f in dataclasses.fields(group)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown settings {', '.join(unknown)}")
+        return cls(**{name: group(**{f.name: values[f.name] for f in dataclasses.fields(group)
+                                     if f.name in values})
+                      for name, group in GROUPS.items()})
+
+    def flat(self) -> dict:
+        """Every field of every group by its flag name: what config.json and rule files hold."""
+        return {k: v for name in GROUPS for k, v in dataclasses.asdict(getattr(self, name)).items()}
+
+    def replace(self, **values) -> "TrainConfig":
+        return TrainConfig.from_flat(**{**self.flat(), **values})
+
+    def validate(self) -> "TrainConfig":
+        for name in GROUPS:
+            getattr(self, name).validate()
+        if self.outer.objective == "eval":
+            missing = tasks_without_validation(self.evaluation.task)
+            if missing:
+                raise ConfigError(f"objective 'eval' needs held-out data; task "
+                                  f"{self.evaluation.task!r} has no validation split in "
+                                  f"{', '.join(missing)}")
+        devices = self.distribution.devices
+        if devices is not None and self.outer.num_tasks % devices:
+            raise ConfigError(f"num_tasks must be a multiple of devices ({devices}); "
+                              f"got {self.outer.num_tasks}")
+        return self
+
     @property
     def out_dir(self) -> str:
-        return self.out or f"runs/{self.rule}_{self.task}"
+        return self.run.out or f"runs/{self.learned.rule}_{self.evaluation.task}"
 
 
 def check_task(name) -> None:
@@ -258,19 +341,3 @@ def check_value(field, value, kind) -> None:
         return
     if not ok:
         raise ConfigError(f"{field} must be {need}; got {value!r}")
-
-
-def make_estimator(cfg: TrainConfig):
-    """The estimator config named by ``cfg.estimator``, with the options that apply to it."""
-
-    common = dict(num_tasks=cfg.num_tasks, truncation=cfg.truncation, horizon=cfg.horizon,
-                  max_horizon=cfg.max_horizon, objective=cfg.objective, weighting=cfg.weighting,
-                  loss_clip=cfg.loss_clip, remat=cfg.remat)
-    extra = {
-        "tbptt": dict(second_derivatives=cfg.second_derivatives),
-        "es": dict(sigma=cfg.sigma, full_horizon=cfg.full_horizon),
-        "pes": dict(sigma=cfg.sigma),
-        "reparam": dict(sigma=cfg.sigma, second_derivatives=True),
-        "mixed": dict(sigma=cfg.sigma, second_derivatives=True),
-    }[cfg.estimator]
-    return TABLE[cfg.estimator][0](**common, **extra)

@@ -9,7 +9,7 @@ import tempfile
 import jax
 import numpy as np
 
-from lopt.cli.config import ConfigError, EvalConfig, TrainConfig
+from lopt.cli.config import ConfigError, DistributionConfig, EvalConfig, TrainConfig
 from lopt.files.checkpoints import open_checkpoints
 from lopt.files.run_folder import check_resume
 from lopt.outer.mixture import build_estimator
@@ -18,15 +18,15 @@ from lopt.outer.mixture import build_estimator
 # where and how it reports, the comparison after it, and the device layout (resumes across
 # device counts are exact up to the reduction order).
 NOT_THE_RUN = frozenset({"steps", "out", "progress", "resume", "checkpoint_every", "recipe",
-                         "rule_config", "devices", "distributed", "coordinator",
-                         "num_processes", "process_id"}
+                         "rule_config"}
+                        | {f.name for f in dataclasses.fields(DistributionConfig)}
                         | {f.name for f in dataclasses.fields(EvalConfig)} - {"task"})
 
 
 def run_config(cfg: TrainConfig) -> dict:
     """The settings a resumed run must share with its checkpoint (the rule's own config is
     compared separately, so the same rule_config written differently still resumes)."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_THE_RUN}
+    return {k: v for k, v in cfg.flat().items() if k not in NOT_THE_RUN}
 
 
 def check_out_folder(path: str) -> None:
@@ -96,11 +96,10 @@ def check_memory(rule, family, estimator, limit: int | None = None) -> None:
 
 def check_checkpoint(cfg: TrainConfig, rule, checkpoint: str) -> None:
     """Refuse (one line) to resume ``checkpoint`` when it came from another run."""
-
-    if not (cfg.resume and os.path.exists(checkpoint)):
+    if not (cfg.run.resume and os.path.exists(checkpoint)):
         return
     store = open_checkpoints(checkpoint)
     if store.latest_step() is None:
         return
     check_resume(store.folder, store.metadata(), rule_name=rule.name,
-                 rule_config=rule.config, run_config=run_config(cfg), num_steps=cfg.steps)
+                 rule_config=rule.config, run_config=run_config(cfg), num_steps=cfg.run.steps)

@@ -172,26 +172,46 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
     assert files() == before
     # The same settings written another way (flag order, JSON spacing) still resume.
     from lopt.cli import preflight
-    from lopt.cli.commands import _config_from_args, build_parser
-    from lopt.cli.config import TrainConfig
+    from lopt.cli.parser import build_parser, train_config
     from lopt.rules import make_rule
 
     args = build_parser().parse_args(argv[:-2] + ["--rule-config", '{ "hidden" : 20 }',
                                                   "--steps", "5", "--out", out])
-    cfg = _config_from_args(TrainConfig, args)
-    preflight.check_checkpoint(cfg, make_rule(cfg.rule, **cfg.rule_kwargs()),
+    cfg = train_config(args)
+    preflight.check_checkpoint(cfg, make_rule(cfg.learned.rule, **cfg.learned.rule_kwargs()),
                                os.path.join(out, "checkpoints"))
 
 
 def test_recipe_sets_every_value_and_flags_beside_it_override():
-    from lopt.cli.commands import _config_from_args, build_parser
+    from lopt.cli.parser import build_parser, train_config
     from lopt.cli.recipes import RECIPES
 
     for name, (_, values) in RECIPES.items():
-        cfg = _config_from_args(lopt.cli.config.TrainConfig,
-                                build_parser().parse_args(["train", "--recipe", name,
-                                                           "--steps", "7"]))
-        assert cfg.recipe == name and cfg.steps == 7 and cfg.out_dir == f"runs/{name}"
+        cfg = train_config(build_parser().parse_args(["train", "--recipe", name, "--steps", "7"]))
+        flat = cfg.flat()
+        assert cfg.run.recipe == name and cfg.run.steps == 7 and cfg.out_dir == f"runs/{name}"
         for field, value in values.items():
             if field != "steps":
-                assert getattr(cfg, field) == value, field
+                assert flat[field] == value, field
+
+
+def test_train_flags_are_the_config_groups_fields_one_to_one():
+    import dataclasses
+
+    from lopt.cli.config import GROUPS, TrainConfig
+    from lopt.cli.parser import build_parser, train_config
+
+    fields = [f.name for group in GROUPS.values() for f in dataclasses.fields(group)]
+    assert len(fields) == len(set(fields))  # no flag belongs to two groups
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    dests = {a.dest for a in train._actions if a.dest != "help"}
+    assert dests == set(fields)
+    cfg = train_config(build_parser().parse_args(
+        ["train", "--sigma", "0.5", "--devices", "2", "--num-tasks", "4", "--eval-steps", "7",
+         "--rule-config", '{"hidden": 3}', "--no-progress"]))
+    assert (cfg.outer.sigma, cfg.distribution.devices, cfg.outer.num_tasks,
+            cfg.evaluation.eval_steps, cfg.learned.rule_config, cfg.run.progress) == \
+        (0.5, 2, 4, 7, '{"hidden": 3}', False)
+    assert TrainConfig.from_flat(**cfg.flat()) == cfg
+    with pytest.raises(ValueError, match="unknown settings colour"):
+        TrainConfig.from_flat(colour="red")

@@ -145,7 +145,7 @@ def test_a_run_whose_every_step_is_skipped_exits_1_with_one_line(tmp_path, capsy
                                                                    monkeypatch):
     from lopt.cli import main
 
-    monkeypatch.setattr("lopt.cli.commands.default_meta_optimizer",
+    monkeypatch.setattr("lopt.cli.training.default_meta_optimizer",
                         lambda lr, clip: optax.sgd(1e39))
     code = main(["train", "--task", "quadratic", "--steps", "2", "--num-tasks", "4",
                  "--truncation", "3", "--horizon", "8", "--rule-config",

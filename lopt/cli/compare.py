@@ -1,0 +1,78 @@
+"""The comparison ``lopt train`` ends with and ``lopt eval`` re-runs: a rule against tuned
+baselines on evaluation instances of every family of its task, written as JSON, markdown and
+a PNG with their provenance."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import jax
+
+from lopt.cli.config import ConfigError, EvalConfig
+from lopt.cli.invocation import Invocation
+from lopt.cli.parser import eval_config
+from lopt.evaluation import compare, normalize_all, plots, tables
+from lopt.files.atomic import write_json, write_text
+from lopt.files.provenance import markdown_line, provenance
+from lopt.files.rule_file import load, load_metadata
+from lopt.rules import BASELINES
+from lopt.tasks import Mixture, make_family
+
+
+def run_comparison(rule, theta, cfg: EvalConfig, out_dir: str, label: str,
+                   invocation: Invocation, normalize: bool = False) -> list:
+    """Compare ``rule`` with the tuned baselines on evaluation instances of every family of
+    ``cfg.task``; write comparison{_FAMILY}.{json,md,png} into ``out_dir``."""
+    family = make_family(cfg.task)
+    if normalize:
+        family = normalize_all(family, num_steps=cfg.eval_steps)
+    if not isinstance(family, Mixture):
+        return _compare_one(rule, theta, cfg, family, out_dir, label, "comparison", invocation)
+    summaries = []
+    for member in family.families:
+        slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in member.name)[:60]
+        summaries += _compare_one(rule, theta, cfg, member, out_dir, label,
+                                  f"comparison_{slug}", invocation)
+    return summaries
+
+
+def _compare_one(rule, theta, cfg, family, out_dir, label, stem, invocation) -> list:
+    baselines = {name: BASELINES[name][0] for name in cfg.baselines}
+    # Tuning never costs more runs than the evaluation it serves.
+    tune_tasks = min(cfg.tune_tasks, cfg.eval_tasks)
+    results = compare({label: (rule, theta)}, baselines, family, jax.random.PRNGKey(cfg.eval_seed),
+                      num_tasks=cfg.eval_tasks, num_steps=cfg.eval_steps,
+                      tuning_key=jax.random.PRNGKey(cfg.tune_seed), tuning_tasks=tune_tasks)
+    summaries = [r.summary() for r in results]
+    table = tables.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps, tune_tasks)
+    os.makedirs(out_dir, exist_ok=True)
+    record = provenance(invocation.line, time.time() - invocation.start, invocation.code)
+    write_json(os.path.join(out_dir, f"{stem}.json"),
+               {"provenance": record, "eval": dataclasses.asdict(cfg), "family": family.name,
+                "results": summaries})
+    write_text(os.path.join(out_dir, f"{stem}.md"),
+               f"# {label} on held-out {family.name}\n\n{markdown_line(record)}\n\n{table}")
+    plots.plot_curves(summaries, os.path.join(out_dir, f"{stem}.png"),
+                      f"{label} vs tuned baselines on held-out {family.name}")
+    print(f"{family.name}:\n{table}")
+    return summaries
+
+
+def cmd_eval(path: str, args, invocation: Invocation) -> int:
+    """``lopt eval FILE``: the comparison again for a saved rule, with its stored settings
+    under the flags given."""
+    if os.path.isdir(path):
+        raise ConfigError(f"checkpoint must be a rule file (.lopt); {path!r} is a folder")
+    if not os.path.exists(path):
+        raise ConfigError(f"checkpoint must be an existing rule file; {path!r} does not exist")
+    rule, theta = load(path)
+    extra = load_metadata(path).get("extra", {})
+    known = {f.name for f in dataclasses.fields(EvalConfig)}
+    base = EvalConfig(**{k: (tuple(v) if isinstance(v, list) else v)
+                         for k, v in extra.get("eval", {}).items() if k in known})
+    cfg = eval_config(args, base)
+    out = args.out or os.path.dirname(os.path.abspath(path))
+    normalize = bool(extra.get("train", {}).get("normalize"))
+    run_comparison(rule, theta, cfg, out, f"{rule.name} (learned)", invocation, normalize)
+    return 0

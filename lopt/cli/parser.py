@@ -1,0 +1,110 @@
+"""The ``lopt`` argument parser: one flag per field of the typed configs, one-line errors."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from lopt.cli.config import GROUPS, ConfigError, EvalConfig, TrainConfig
+from lopt.cli.recipes import recipe_config
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_options(parser: argparse.ArgumentParser, cls) -> None:
+    """A flag for every field of dataclass ``cls``; unset flags parse as None."""
+    for field in dataclasses.fields(cls):
+        default = field.default
+        help_text = f"default: {default!r}"
+        if isinstance(default, bool):
+            parser.add_argument(_flag(field.name), dest=field.name, default=None,
+                                action=argparse.BooleanOptionalAction, help=help_text)
+        elif isinstance(default, tuple):
+            parser.add_argument(_flag(field.name), dest=field.name, default=None,
+                                type=lambda s: tuple(x for x in s.split(",") if x),
+                                help=f"comma-separated; default: {','.join(default)}")
+        else:
+            kind = field.metadata.get("type", type(default))
+            parser.add_argument(_flag(field.name), dest=field.name, default=None,
+                                type=kind, metavar=kind.__name__.upper(), help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lopt", description="Meta-learned optimizers in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p_train = sub.add_parser("train", help="meta-train a learned rule, then compare it with tuned "
+                                           "baselines on held-out instances")
+    for group in GROUPS.values():
+        _add_config_options(p_train.add_argument_group(group.__name__), group)
+    p_eval = sub.add_parser("eval", help="re-run the comparison for a saved rule")
+    p_eval.add_argument("checkpoint", help="a rule file written by `lopt train` (or lopt.save)")
+    p_eval.add_argument("--out", default=None, help="folder for the results "
+                                                    "(default: the checkpoint's folder)")
+    _add_config_options(p_eval, EvalConfig)
+    p_bench = sub.add_parser("bench", help="run a benchmark suite and write its results")
+    p_bench.add_argument("suite", help="the suite to run (see `lopt list`)")
+    p_bench.add_argument("--out", default=None, help="folder for the results "
+                                                     "(default: benchmarks/SUITE)")
+    p_bench.add_argument("--repeats", type=int, default=32,
+                         help="estimators suite: independent repeats per variance point "
+                              "(default: 32)")
+    p_bench.add_argument("--quick", action="store_true",
+                         help="seed suites: a small size that finishes in a few minutes")
+    p_bench.add_argument("--no-progress", dest="progress", action="store_false",
+                         help="no progress bar")
+    sub.add_parser("list", help="list rules, tasks, estimators, benchmark suites and "
+                                "pretrained optimizers")
+    return parser
+
+
+def _given(cls, args) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if getattr(args, f.name, None) is not None}
+
+
+def train_config(args) -> TrainConfig:
+    """The TrainConfig of ``lopt train``'s flags over its recipe's values (if ``--recipe``)
+    over the defaults, validated."""
+    base = TrainConfig()
+    if args.recipe:
+        try:
+            base = TrainConfig.from_flat(**recipe_config(args.recipe))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    given = {k: v for group in GROUPS.values() for k, v in _given(group, args).items()}
+    return base.replace(**given).validate()
+
+
+def eval_config(args, base: EvalConfig) -> EvalConfig:
+    """The EvalConfig of ``lopt eval``'s flags over ``base`` (the rule file's), validated."""
+    return dataclasses.replace(base, **_given(EvalConfig, args)).validate()
+
+
+def join_negative_values(words: list) -> list:
+    """``--sigma -inf`` as ``--sigma=-inf``: argparse reads a token that starts with "-" and is
+    not a plain decimal as an option, so negative floats in exponent form or -inf would not parse
+    (the value is then checked, and refused, with the field named)."""
+    out = []
+    for word in words:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and word.startswith("-"):
+            try:
+                float(word)
+            except ValueError:
+                pass
+            else:
+                out[-1] = f"{out[-1]}={word}"
+                continue
+        out.append(word)
+    return out

@@ -1,0 +1,136 @@
+"""``lopt train``: meta-train a learned rule (resumably, on one device, many, or many
+processes), save it, then compare it with tuned baselines."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import jax
+
+from lopt.cli import preflight
+from lopt.cli.compare import run_comparison
+from lopt.cli.config import ConfigError, TrainConfig
+from lopt.cli.invocation import Invocation
+from lopt.evaluation import normalize_all, plots
+from lopt.files.atomic import write_json
+from lopt.files.rule_file import save
+from lopt.files.run_folder import FolderLock, checkpoint_path
+from lopt.outer import RunFiles, RunOptions, default_meta_optimizer, train
+from lopt.rules import make_rule
+from lopt.tasks import make_family
+
+EXIT_FAILED = 1
+
+
+class RunFailed(RuntimeError):
+    """The run went through but produced nothing usable; the message says why."""
+
+
+def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
+    out_dir = cfg.out_dir
+    devices = _start_distributed(cfg) if cfg.distribution.distributed else cfg.distribution.devices
+    try:
+        rule = make_rule(cfg.learned.rule, **cfg.learned.rule_kwargs())
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"rule_config: {err}") from None
+    family = make_family(cfg.evaluation.task)
+    if cfg.run.normalize:
+        family = normalize_all(family, num_steps=cfg.outer.horizon)
+    estimator = cfg.outer.build()
+    # Everything that can refuse the run does so before the first byte is written.
+    preflight.check_out_folder(out_dir)
+    preflight.check_memory(rule, family, estimator)
+    checkpoint = checkpoint_path(out_dir)
+    lead = not cfg.distribution.distributed or jax.process_index() == 0
+    if not cfg.distribution.distributed:  # orbax reads checkpoints collectively: a
+        preflight.check_checkpoint(cfg, rule, checkpoint)  # distributed job checks in train
+    preflight.make_out_folder(out_dir)
+    files = RunFiles(log_path=os.path.join(out_dir, "train_log.jsonl"),
+                     checkpoint_path=checkpoint, checkpoint_every=cfg.run.checkpoint_every,
+                     resume=cfg.run.resume, run_config=preflight.run_config(cfg))
+    run = RunOptions(num_steps=cfg.run.steps, seed=cfg.run.seed, progress=cfg.run.progress,
+                     meta_optimizer=default_meta_optimizer(cfg.run.meta_lr,
+                                                           cfg.run.clip_grad_norm))
+    start = time.time()
+    with contextlib.ExitStack() as stack:
+        if lead:
+            stack.enter_context(FolderLock(out_dir))
+            write_json(os.path.join(out_dir, "config.json"), cfg.flat())
+        try:
+            result = train(rule, family, estimator, run, files, devices=devices)
+        except Exception as err:
+            if not (cfg.distribution.distributed and _peer_failure(err)):
+                raise
+            _peer_lost(err, checkpoint)
+    if not lead:
+        return 0  # process 0 saves and reports
+    _save_and_report(cfg, rule, family, result, files, time.time() - start)
+    run_comparison(rule, result.theta, cfg.evaluation, out_dir, f"{cfg.learned.rule} (learned)",
+                   invocation, normalize=cfg.run.normalize)
+    print(f"results in {out_dir}/: comparison*.md, comparison*.json, comparison*.png, "
+          f"train_curve.png")
+    return 0
+
+
+def _start_distributed(cfg: TrainConfig) -> int:
+    """Join the ``jax.distributed`` job; returns the local device count."""
+    # CPU processes need a collectives backend; accelerators bring their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # A peer that dies outside a collective is noticed when its heartbeats stop: after
+    # 30 s rather than jax's default 100.
+    d = cfg.distribution
+    jax.distributed.initialize(coordinator_address=d.coordinator, num_processes=d.num_processes,
+                               process_id=d.process_id, heartbeat_timeout_seconds=30)
+    return jax.local_device_count()
+
+
+def _save_and_report(cfg: TrainConfig, rule, family, result, files: RunFiles, seconds) -> None:
+    """The rule file and the meta-training curve; a run whose every step was skipped fails."""
+    if result.history and all(h.get("skipped") for h in result.history):
+        raise RunFailed(f"all {len(result.history)} outer steps of this run were skipped (non-"
+                        "finite meta-gradient or theta), so theta did not change; lower "
+                        f"--meta-lr or --sigma, or set --loss-clip (checkpoint "
+                        f"{files.checkpoint_path})")
+    out_dir = cfg.out_dir
+    rule_path = os.path.join(out_dir, f"{cfg.learned.rule}.lopt")
+    save(rule_path, rule, result.theta,
+         extra={"task": cfg.evaluation.task, "train": cfg.flat(),
+                "eval": dataclasses.asdict(cfg.evaluation)})
+    with open(files.log_path) as f:
+        history = [_nan_for_null(json.loads(line)) for line in f if line.strip()]
+    if history:
+        plots.plot_history(history, os.path.join(out_dir, "train_curve.png"),
+                           f"meta-training {cfg.learned.rule} on {family.name}")
+    skipped = sum(int(h.get("skipped", 0)) for h in history)
+    print(f"meta-trained {cfg.learned.rule} on {family.name}: {cfg.run.steps} outer steps "
+          f"({len(result.history)} this run, {seconds:.0f} s), {skipped} skipped; saved "
+          f"{rule_path}")
+
+
+def _peer_failure(err) -> bool:
+    """Whether ``err`` is a collective that failed because a peer process went away (gloo
+    raises it as a JaxRuntimeError from a step and as a ValueError from a host all-gather)."""
+    text = str(err)
+    return isinstance(err, jax.errors.JaxRuntimeError) or any(
+        s in text for s in ("Gloo", "Connection reset", "Connection closed", "heartbeat"))
+
+
+def _peer_lost(err, checkpoint) -> None:
+    """A collective failed because another process of the job died: say so in one line and
+    leave at once — jax.distributed's shutdown would wait for the dead peer, then abort with
+    pages of coordination-service logs."""
+    detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    sys.stderr.write(f"lopt train: failed: another process of the distributed job stopped "
+                     f"({detail}); restart every process with the same command to resume from "
+                     f"the last checkpoint in {checkpoint}\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(EXIT_FAILED)
+
+
+def _nan_for_null(record: dict) -> dict:
+    return {k: (float("nan") if v is None else v) for k, v in record.items()}
