@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lopt
-from lopt.evaluation import compare
+from lopt.evaluation import Instances, compare
 from lopt.pretrained import PRETRAINED, path
 from lopt.rules import adam, nesterov, rmsprop, sgd
 from lopt.tasks import quadratic_family
@@ -19,7 +19,7 @@ def test_pretrained_l2l_beats_every_tuned_baseline_on_fresh_quadratics():
     rule, theta = lopt.load(path("l2l_lstm_quadratic"))
     results = compare({"l2l": (rule, theta)},
                       {"sgd": sgd, "nesterov": nesterov, "rmsprop": rmsprop, "adam": adam},
-                      quadratic_family(), jax.random.PRNGKey(2026), num_tasks=64, num_steps=100)
+                      quadratic_family(), Instances(jax.random.PRNGKey(2026), 64), num_steps=100)
     learned, *baselines = [r.summary() for r in results]
     for b in baselines:
         assert not b["lr_at_grid_edge"], b["name"]

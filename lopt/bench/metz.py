@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
-from lopt.bench.suite import EVAL_SEED, Suite, protocol_line
+from lopt.bench.suite import Suite, protocol_line
+from lopt.evaluation.protocol import EVAL_SEED
 from lopt.evaluation import evaluate_rule, tables
 from lopt.evaluation.tables import format_loss
 from lopt.outer import ES, PES, TBPTT, Reparam

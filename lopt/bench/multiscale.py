@@ -14,7 +14,8 @@ import dataclasses
 import jax
 import numpy as np
 
-from lopt.bench.suite import EVAL_SEED, LR_GRID, TUNE_SEED, Suite, protocol_line
+from lopt.bench.suite import Suite, protocol_line
+from lopt.evaluation.protocol import EVAL_SEED, SUITE_LR_GRID, TUNE_SEED
 from lopt.evaluation import evaluate_rule, plots, tune_learning_rate
 from lopt.evaluation.tables import comparison_table
 from lopt.outer import TBPTT
@@ -65,7 +66,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
     family = mlp_family(DATA, (20,), "sigmoid")
     eta = suite.cached("eta", lambda: tune_learning_rate(
         adam, family, jax.random.PRNGKey(TUNE_SEED), num_tasks=sz.tune_tasks,
-        num_steps=sz.eval_steps, grid=LR_GRID).learning_rate)
+        num_steps=sz.eval_steps, grid=SUITE_LR_GRID).learning_rate)
     estimator = TBPTT(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=100)
     learned, weights = {}, {}
     for kind, betas in [(kind, K6) for kind in sz.kinds] + extra:

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.bench.suite import EVAL_SEED, TUNE_SEED, Suite, summarize
+from lopt.bench.suite import Suite, summarize
+from lopt.evaluation.protocol import EVAL_SEED, META_TEST_GRID, TUNE_SEED
 from lopt.evaluation import Result, loss_curves, lr_sweep, plots, score, stats, tables
 from lopt.evaluation.metrics import format_speedup, speedup, state_bytes_per_parameter
 from lopt.evaluation.normalization import adam_reference
@@ -33,7 +34,7 @@ from lopt.rules import adam, adamw
 from lopt.tasks import make_family, normalized
 
 GENERAL = ("celo_tiny", "adafac_tiny")  # the recipes' optimizers, when shipped
-GRID = tuple(float(x) for x in np.logspace(-4, 0, 14))  # the 14-point grid of the issue
+GRID = META_TEST_GRID
 ADAMW_DECAY = 0.01
 DEFAULT_LR = 1e-3
 REFERENCE_REACH = 2  # baselines run REFERENCE_REACH × T steps, so speedups up to it are measured

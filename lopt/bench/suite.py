@@ -18,7 +18,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from lopt.evaluation import compare, final_test_metrics, random_search
+from lopt.evaluation import Instances, compare, final_test_metrics, random_search
+from lopt.evaluation.protocol import EVAL_SEED, SUITE_LR_GRID, TUNE_SEED
 from lopt.files.atomic import write_json
 from lopt.files.provenance import git_commit, markdown_line, provenance
 from lopt.files.rule_file import load, save
@@ -26,8 +27,6 @@ from lopt.files.run_folder import checkpoint_path
 from lopt.outer import default_meta_optimizer, train
 from lopt.rules import ADAM_SEARCH_SPACE, adam_search_rule
 
-EVAL_SEED, TUNE_SEED = 12345, 54321
-LR_GRID = tuple(float(x) for x in np.logspace(-4, 1, 11))  # 2 points a decade
 
 
 def protocol_line(eval_tasks: int, tune_tasks: int, steps: int) -> str:
@@ -161,7 +160,7 @@ class Suite:
 
     def compare(self, key: str, learned: Dict[str, tuple], baselines: Dict[str, Callable],
                 family, *, num_tasks: int, tune_tasks: int, num_steps: int,
-                search_trials: int = 0, grid=LR_GRID, test_metrics: bool = False) -> list:
+                search_trials: int = 0, grid=SUITE_LR_GRID, test_metrics: bool = False) -> list:
         """Learned rules (name -> (rule, theta)) and baselines tuned on a log lr grid (name ->
         factory), plus, with ``search_trials``, Adam random search over all its
         hyperparameters; every summary on the evaluation instances. With ``test_metrics`` the
@@ -169,14 +168,14 @@ class Suite:
         step (over the runs that did not diverge). Cached under ``key``."""
         def compute():
             self.bar.set_postfix_str(f"evaluating {key}")
-            results = compare(learned, baselines, family, jax.random.PRNGKey(EVAL_SEED),
-                              num_tasks=num_tasks, num_steps=num_steps, grid=grid,
-                              tuning_key=jax.random.PRNGKey(TUNE_SEED), tuning_tasks=tune_tasks)
+            evaluation = Instances.of_seed(EVAL_SEED, num_tasks)
+            tuning = Instances.of_seed(TUNE_SEED, tune_tasks)
+            results = compare(learned, baselines, family, evaluation, num_steps=num_steps,
+                              grid=grid, tuning=tuning)
             if search_trials:
                 results.append(random_search(
-                    adam_search_rule, ADAM_SEARCH_SPACE, family, jax.random.PRNGKey(EVAL_SEED),
-                    jax.random.PRNGKey(TUNE_SEED), num_trials=search_trials,
-                    num_tasks=num_tasks, tuning_tasks=tune_tasks, num_steps=num_steps,
+                    adam_search_rule, ADAM_SEARCH_SPACE, family, evaluation, tuning,
+                    num_trials=search_trials, num_steps=num_steps,
                     name=f"adam random search ({search_trials} trials)"))
             summaries = [summarize(r) for r in results]
             if test_metrics:

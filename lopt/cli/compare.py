@@ -7,12 +7,10 @@ import dataclasses
 import os
 import time
 
-import jax
-
 from lopt.cli.config import ConfigError, EvalConfig
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import eval_config
-from lopt.evaluation import compare, normalize_all, plots, tables
+from lopt.evaluation import Instances, compare, normalize_all, plots, tables
 from lopt.files.atomic import write_json, write_text
 from lopt.files.provenance import markdown_line, provenance
 from lopt.files.rule_file import load, load_metadata
@@ -41,9 +39,9 @@ def _compare_one(rule, theta, cfg, family, out_dir, label, stem, invocation) -> 
     baselines = {name: BASELINES[name][0] for name in cfg.baselines}
     # Tuning never costs more runs than the evaluation it serves.
     tune_tasks = min(cfg.tune_tasks, cfg.eval_tasks)
-    results = compare({label: (rule, theta)}, baselines, family, jax.random.PRNGKey(cfg.eval_seed),
-                      num_tasks=cfg.eval_tasks, num_steps=cfg.eval_steps,
-                      tuning_key=jax.random.PRNGKey(cfg.tune_seed), tuning_tasks=tune_tasks)
+    results = compare({label: (rule, theta)}, baselines, family,
+                      Instances.of_seed(cfg.eval_seed, cfg.eval_tasks), num_steps=cfg.eval_steps,
+                      tuning=Instances.of_seed(cfg.tune_seed, tune_tasks))
     summaries = [r.summary() for r in results]
     table = tables.comparison_table(summaries, cfg.eval_tasks, cfg.eval_steps, tune_tasks)
     os.makedirs(out_dir, exist_ok=True)

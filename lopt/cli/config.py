@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import jax
 
 from lopt.cli.recipes import RECIPES
+from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.outer import ESTIMATORS
 from lopt.outer.unroll import OBJECTIVES, REMAT, WEIGHTINGS
 from lopt.rules import BASELINES, LEARNED
@@ -31,9 +32,9 @@ class EvalConfig:
     task: str = "quadratic"
     eval_tasks: int = 256
     eval_steps: int = 100
-    eval_seed: int = 12345
+    eval_seed: int = EVAL_SEED
     tune_tasks: int = 64
-    tune_seed: int = 54321
+    tune_seed: int = TUNE_SEED
     baselines: Sequence[str] = DEFAULT_BASELINES
 
     def validate(self) -> "EvalConfig":

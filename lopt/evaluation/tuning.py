@@ -3,7 +3,7 @@ Evaluation protocol): learning-rate sweeps, random search, and the honest compar
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -48,27 +48,39 @@ def tune_learning_rate(factory: Callable[..., UpdateRule], family: TaskFamily, k
                   lr_at_grid_edge=best in (0, len(grid) - 1))
 
 
-def compare(learned: Dict[str, tuple], baselines: Dict[str, Callable[..., UpdateRule]],
-            family: TaskFamily, key, *, num_tasks: int, num_steps: int,
-            grid: Sequence[float] = LR_GRID, tuning_key=None,
-            tuning_tasks: int | None = None) -> list:
-    """Learned rules (name -> (rule, theta)) against baselines (name -> factory), all on the
-    evaluation instances of ``key``.
+@dataclasses.dataclass(frozen=True)
+class Instances:
+    """``num_tasks`` instances of a task family drawn from ``key``: the evaluation instances
+    every number is reported on, or the separate tuning instances baselines are tuned on."""
 
-    With ``tuning_key`` (the honest protocol) each baseline's learning rate is chosen on
-    ``tuning_tasks`` separate instances drawn from ``tuning_key`` and then run on the
-    evaluation instances; without it the lr is chosen on the evaluation instances themselves
-    (each baseline's best possible showing there, an optimistic comparison)."""
+    key: Any
+    num_tasks: int
+
+    @classmethod
+    def of_seed(cls, seed: int, num_tasks: int) -> "Instances":
+        return cls(jax.random.PRNGKey(seed), num_tasks)
+
+
+def compare(learned: Dict[str, tuple], baselines: Dict[str, Callable[..., UpdateRule]],
+            family: TaskFamily, evaluation: Instances, *, num_steps: int,
+            tuning: Optional[Instances] = None, grid: Sequence[float] = LR_GRID) -> list:
+    """Learned rules (name -> (rule, theta)) against baselines (name -> factory), all on the
+    ``evaluation`` instances.
+
+    With ``tuning`` (the honest protocol) each baseline's learning rate is chosen on those
+    separate instances and then run on the evaluation instances; without it the lr is chosen
+    on the evaluation instances themselves (each baseline's best possible showing there, an
+    optimistic comparison)."""
+    key, num_tasks = evaluation.key, evaluation.num_tasks
     results = [evaluate_rule(rule, theta, family, key, num_tasks=num_tasks, num_steps=num_steps,
                              name=name) for name, (rule, theta) in learned.items()]
     for name, factory in baselines.items():
-        if tuning_key is None:
+        if tuning is None:
             results.append(tune_learning_rate(factory, family, key, num_tasks=num_tasks,
                                               num_steps=num_steps, grid=grid, name=name))
             continue
-        tuned = tune_learning_rate(factory, family, tuning_key,
-                                   num_tasks=tuning_tasks or num_tasks, num_steps=num_steps,
-                                   grid=grid, name=name)
+        tuned = tune_learning_rate(factory, family, tuning.key, num_tasks=tuning.num_tasks,
+                                   num_steps=num_steps, grid=grid, name=name)
         lr = tuned.learning_rate
         evaluated = evaluate_rule(factory(learning_rate=lr), {}, family, key,
                                   num_tasks=num_tasks, num_steps=num_steps, name=name)
@@ -87,23 +99,23 @@ def sample_log_uniform(key, space: Dict[str, tuple], num_trials: int) -> list:
 
 
 def random_search(make: Callable[[dict], UpdateRule], space: Dict[str, tuple],
-                  family: TaskFamily, key, tuning_key, *, num_trials: int, num_tasks: int,
-                  tuning_tasks: int, num_steps: int, name: str, search_seed: int = 0) -> Result:
-    """Seed 003's stronger baseline: ``num_trials`` log-uniform draws of every hyperparameter
-    in ``space``, each run on ``tuning_tasks`` instances of ``tuning_key``; the draw that ranks
-    first by ``score`` is then run on the evaluation instances of ``key``. One compile: the
+                  family: TaskFamily, evaluation: Instances, tuning: Instances, *,
+                  num_trials: int, num_steps: int, name: str, search_seed: int = 0) -> Result:
+    """Metz et al. 2019's stronger baseline: ``num_trials`` log-uniform draws of every
+    hyperparameter in ``space``, each run on the ``tuning`` instances; the draw that ranks
+    first by ``score`` is then run on the ``evaluation`` instances. One compile: the
     hyperparameters are arguments of the jitted unroll."""
     trials = sample_log_uniform(jax.random.PRNGKey(search_seed), space, num_trials)
 
-    def curves(hparams, k, n):
+    def curves(hparams, instances):
         rule = make(hparams)
-        return loss_curves(rule, rule.init_meta(None), family, k, num_tasks=n,
-                           num_steps=num_steps)
+        return loss_curves(rule, rule.init_meta(None), family, instances.key,
+                           num_tasks=instances.num_tasks, num_steps=num_steps)
 
-    tune = jax.jit(lambda h: curves(h, tuning_key, tuning_tasks))
+    tune = jax.jit(lambda h: curves(h, tuning))
     as_args = [{k: jnp.asarray(v, jnp.float32) for k, v in t.items()} for t in trials]
     scores = [score(np.asarray(tune(h))) for h in as_args]
     best = min(range(num_trials), key=lambda i: scores[i])
-    final = np.asarray(jax.jit(lambda h: curves(h, key, num_tasks))(as_args[best]))
+    final = np.asarray(jax.jit(lambda h: curves(h, evaluation))(as_args[best]))
     return Result(name=name, curves=final, learning_rate=trials[best].get("learning_rate"),
                   hparams=trials[best])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lopt.bench import SEED_SUITES
-from lopt.bench.suite import EVAL_SEED, TUNE_SEED
+from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.cli import main
 
 SUITES = sorted(SEED_SUITES)

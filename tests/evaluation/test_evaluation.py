@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from lopt import rules
-from lopt.evaluation import (Result, compare, diverged, evaluate_rule, loss_curves, rank_key, score,
-                             tables, tune_learning_rate)
+from lopt.evaluation import (Instances, Result, compare, diverged, evaluate_rule, loss_curves,
+                             rank_key, score, tables, tune_learning_rate)
 from lopt.files.atomic import write_json
 from lopt.outer.unroll import Horizon, init_inner_batch
 from lopt.tasks import Task, TaskFamily
@@ -112,7 +112,7 @@ def test_compare_ranks_a_diverging_rule_last_and_counts_it():
     the rest is ranked below the tuned baseline and below a slow rule that never diverges."""
     results = compare({"fast_but_diverges": (rules.sgd(0.75), {}),
                        "slow": (rules.sgd(0.01), {})},
-                      {"sgd": rules.sgd}, FAMILY, KEY, num_tasks=TASKS, num_steps=STEPS,
+                      {"sgd": rules.sgd}, FAMILY, Instances(KEY, TASKS), num_steps=STEPS,
                       grid=GRID)
     summaries = {r.name: r.summary() for r in results}
     np.testing.assert_allclose(results[0].curves, numpy_curves(0.75), rtol=1e-5, atol=1e-9)
@@ -154,8 +154,8 @@ TUNE_KEY, TUNE_TASKS = jax.random.PRNGKey(77), 12
 
 def test_compare_tunes_baselines_on_separate_instances_and_reports_on_the_evaluation_ones():
     grid = (0.01, 0.1, 0.3, 0.6)
-    results = compare({}, {"sgd": rules.sgd}, FAMILY, KEY, num_tasks=TASKS, num_steps=STEPS,
-                      grid=grid, tuning_key=TUNE_KEY, tuning_tasks=TUNE_TASKS)
+    results = compare({}, {"sgd": rules.sgd}, FAMILY, Instances(KEY, TASKS), num_steps=STEPS,
+                      grid=grid, tuning=Instances(TUNE_KEY, TUNE_TASKS))
     (sgd,) = results
     lr = best_lr(grid, TUNE_KEY, TUNE_TASKS)
     assert sgd.learning_rate == lr

@@ -7,7 +7,7 @@ import optax
 import optax.contrib
 
 from lopt import rules
-from lopt.evaluation import loss_curves, random_search, sample_log_uniform, score
+from lopt.evaluation import Instances, loss_curves, random_search, sample_log_uniform, score
 from lopt.outer.unroll import Horizon, init_inner_batch
 from lopt.tasks import make_family
 
@@ -52,8 +52,8 @@ def test_schedule_free_adamw_is_measured_at_the_averaged_iterate():
 def test_random_search_keeps_the_trial_best_on_tuning_instances_and_reports_it_on_others():
     space = {"learning_rate": (1e-3, 1.0), "one_minus_b1": (1e-2, 0.5),
              "one_minus_b2": (1e-3, 0.1), "eps": (1e-8, 1e-4), "weight_decay": (1e-6, 1e-3)}
-    result = random_search(rules.adam_search_rule, space, FAMILY, KEY, TUNE_KEY, num_trials=5,
-                           num_tasks=TASKS, tuning_tasks=2, num_steps=STEPS, name="adam rs")
+    result = random_search(rules.adam_search_rule, space, FAMILY, Instances(KEY, TASKS),
+                           Instances(TUNE_KEY, 2), num_trials=5, num_steps=STEPS, name="adam rs")
     trials = sample_log_uniform(jax.random.PRNGKey(0), space, 5)
     for t in trials:
         for name, (low, high) in space.items():
