@@ -1,23 +1,23 @@
 """Benchmark suites run by ``lopt bench SUITE``; results go under ``benchmarks/``."""
 
-# Suites that reproduce the seeds' experiments: run(out, quick=..., command=...) with a
+# Suites that reproduce the papers' experiments: run(out, quick=..., command=...) with a
 # --quick size that finishes in minutes.
-SEED_SUITES = {
-    "metz": ("lopt.bench.metz", "seed 003: ES vs reparameterization variance, TBPTT bias vs PES, "
+PAPER_SUITES = {
+    "metz": ("lopt.bench.metz", "Metz et al. 2019: ES vs reparameterization variance, TBPTT bias vs PES, "
                                 "train vs validation objective, more tasks generalize better"),
-    "multiscale": ("lopt.bench.multiscale", "seed 000: Multiscale Adam LWA_a/b/c, MLP, RNN_a/b; "
+    "multiscale": ("lopt.bench.multiscale", "Shahid 2017: Multiscale Adam LWA_a/b/c, MLP, RNN_a/b; "
                                             "learned weight tables, input Adams, step-size heatmap"),
-    "history": ("lopt.bench.history", "seed 000: k-timesteps and k-momentums rules vs Adam and "
+    "history": ("lopt.bench.history", "Shahid 2017: k-timesteps and k-momentums rules vs Adam and "
                                       "RMSProp; the learned Δx table for k = 5"),
-    "hyperadam": ("lopt.bench.hyperadam", "seed 004: HyperAdam, DMoptimizer and RNNprop "
+    "hyperadam": ("lopt.bench.hyperadam", "Wang, Sun & Xu 2019: HyperAdam, DMoptimizer and RNNprop "
                                           "meta-trained on an MNIST MLP; Tables 1-3, depth, T = 2000"),
-    "l2l": ("lopt.bench.l2l", "seed 001: LSTM optimizer on quadratics and an MNIST MLP, its "
+    "l2l": ("lopt.bench.l2l", "Andrychowicz et al. 2016: LSTM optimizer on quadratics and an MNIST MLP, its "
                               "generalization rows and the width x depth sweep"),
     "zoo": ("lopt.bench.zoo", "every learned rule meta-trained on one split of task families, "
                               "tested on unseen families: IQM, profiles, speedup, step time"),
 }
 
-SUITES = {**SEED_SUITES,
+SUITES = {**PAPER_SUITES,
     "estimators": ("lopt.bench.estimators",
                    "meta-gradient variance vs samples, and meta-training throughput, per estimator"),
     "tasks": ("lopt.bench.tasks", "every registered offline task under tuned Adam: "
@@ -32,4 +32,4 @@ SUITES = {**SEED_SUITES,
 }
 
 # Suites whose run(out, quick=..., command=..., progress=...) has a --quick size.
-QUICK_SUITES = {**SEED_SUITES, "perf": SUITES["perf"], "pretrained": SUITES["pretrained"]}
+QUICK_SUITES = {**PAPER_SUITES, "perf": SUITES["perf"], "pretrained": SUITES["pretrained"]}

@@ -1,4 +1,4 @@
-"""``lopt bench history``: seed 000 (Shahid 2017), learned optimizers on normalized inputs —
+"""``lopt bench history``: Shahid 2017, learned optimizers on normalized inputs —
 k-timesteps and k-momentums rules meta-trained on the MNIST MLP, against Adam and RMSProp
 tuned on separate instances, and the learned Δx for k = 5 on the seed's ±1 gradient patterns.
 
@@ -20,7 +20,7 @@ from lopt.rules.history import learned_delta
 from lopt.tasks.mlp import mlp_family
 
 DATA = "mnist_5k_14"
-# Seed 000's table "Learned Δx, for k = 5": gradients ∇L^{t−4} … ∇L^t and the learned Δx.
+# Shahid 2017's table "Learned Δx, for k = 5": gradients ∇L^{t−4} … ∇L^t and the learned Δx.
 PATTERNS = (((1.0, 1.0, 1.0, 1.0, 1.0), 0.999999), ((1.0, 1.0, 1.0, 1.0, -1.0), 0.999984),
             ((1.0, 1.0, 1.0, -1.0, -1.0), 0.99128), ((1.0, 1.0, -1.0, -1.0, -1.0), -0.99011),
             ((1.0, -1.0, -1.0, -1.0, -1.0), -0.99978), ((-1.0, -1.0, -1.0, -1.0, -1.0), -0.99999),
@@ -96,6 +96,6 @@ def run(out: str, quick: bool = False, command: str = "lopt bench history",
         payload["delta_table"] = [{"pattern": p, "paper": paper, "lopt": ours}
                                   for p, paper, ours in rows]
     suite.payload.update(payload)
-    return suite.finish("Learned optimizers on normalized inputs (seed 000, first part)",
+    return suite.finish("Learned optimizers on normalized inputs (Shahid 2017, first part)",
                         "The seed finds k timesteps no better than Adam even at k = 100, and k "
                         "momentums (x_ref = x_t) better than RMSProp and close to Adam.")

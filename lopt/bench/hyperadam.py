@@ -1,4 +1,4 @@
-"""``lopt bench hyperadam``: seed 004 (Wang, Sun, Xu, "HyperAdam") — HyperAdam, the L2L LSTM
+"""``lopt bench hyperadam``: Wang, Sun & Xu 2019 (Wang, Sun, Xu, "HyperAdam") — HyperAdam, the L2L LSTM
 ("DMoptimizer") and RNNprop each meta-trained on a 1-hidden-layer MLP on MNIST with T = 100,
 then Table 1 (activations), Table 2 (LSTM sequence tasks), Table 3 (CNNs over a long horizon),
 depth 2–10 and a longer horizon (T = 2000), against Adam tuned on separate instances.
@@ -25,7 +25,7 @@ COLUMNS = ("adam", "DMoptimizer", "RNNprop", "HyperAdam")
 TABLE1 = ("sigmoid", "relu", "elu", "tanh")
 TABLE2 = ("sine_lstm", "sine_lstm_small_noise", "sine_lstm_2layer")
 TABLE3 = ("mnist_conv_fc", "digits_conv")
-# The paper's numbers (seed 004, Tables 1-3), in the columns' order.
+# The paper's numbers (Wang, Sun & Xu 2019, Tables 1-3), in the columns' order.
 PAPER = {"sigmoid": (0.35, 0.38, 0.34, 0.33), "relu": (0.32, 1.42, 0.31, 0.29),
          "elu": (0.31, 2.02, 0.31, 0.28), "tanh": (0.34, 0.83, 0.33, 0.36),
          "sine_lstm": (0.65, 3.10, 0.49, 0.42), "sine_lstm_small_noise": (0.39, 3.06, 0.32, 0.19),
@@ -133,7 +133,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench hyperadam",
                       "more runs can stall XLA (docs/tasks.md).\n\n" + _with_paper(t2, columns))
         payload["table2"] = t2
     suite.payload.update(payload)
-    return suite.finish("HyperAdam: a learnable task-adaptive Adam (seed 004)",
+    return suite.finish("HyperAdam: a learnable task-adaptive Adam (Wang, Sun & Xu 2019)",
                         "Each learned rule is meta-trained on the same 1-hidden-layer sigmoid MLP "
                         f"on {DATA} with T = 100 (TBPTT truncation {sz.truncation}, "
                         f"{sz.meta_tasks} runs, {sz.meta_steps} outer steps); every table tests "

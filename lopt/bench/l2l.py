@@ -1,4 +1,4 @@
-"""``lopt bench l2l``: seed 001 (Andrychowicz et al. 2016) — the coordinatewise LSTM optimizer
+"""``lopt bench l2l``: Andrychowicz et al. 2016 — the coordinatewise LSTM optimizer
 on 10x10 quadratics and on an MNIST MLP (20 sigmoid units), its generalization rows (40 hidden
 units, 2 hidden layers, ReLU) and the systematic width x depth sweep, against SGD, NAG, RMSProp
 and Adam (the paper's baselines) tuned on separate instances.
@@ -80,7 +80,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: st
     theta_m = suite.meta_train("lstm_mnist", rule, mnist, estimator(sz.mnist_tasks),
                                steps=sz.mnist_steps)
 
-    suite.section("Quadratic functions, 10x10 (seed 001, first experiment)",
+    suite.section("Quadratic functions, 10x10 (Andrychowicz et al. 2016, first experiment)",
                   f"LSTM meta-trained for {sz.quad_steps} outer steps on 10x10 quadratics "
                   f"‖Wθ − y‖², TBPTT truncation {sz.truncation}, horizon {sz.horizon}.\n\n"
                   + comparison_table(quad_results, sz.eval_tasks, sz.eval_steps, sz.tune_tasks))
@@ -98,7 +98,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: st
     plots.curves_with_spread(rows[first], suite.figure("mnist.png"),
                              f"L2L: {DATA} MLP, 20 sigmoid units (held-out)")
     suite.section(
-        "MNIST MLP and the generalization rows (seed 001, second experiment)",
+        "MNIST MLP and the generalization rows (Andrychowicz et al. 2016, second experiment)",
         f"{protocol_line(sz.eval_tasks, sz.tune_tasks, sz.eval_steps)} LSTM meta-trained for "
         f"{sz.mnist_steps} outer steps on the {DATA} MLP with 20 sigmoid units (TBPTT truncation "
         f"{sz.truncation}, horizon {sz.horizon}, {sz.mnist_tasks} runs, minibatch 128); every "
@@ -123,7 +123,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: st
     plots.heatmap(grid, [f"{d} layer(s)" for d in sz.depths], [f"{w} units" for w in sz.widths],
                   suite.figure("sweep.png"), "LSTM / tuned Adam final loss (<1: LSTM better)",
                   "ratio of mean final losses")
-    suite.section("Systematic width x depth sweep (seed 001, generalization)",
+    suite.section("Systematic width x depth sweep (Andrychowicz et al. 2016, generalization)",
                   "The MNIST LSTM against Adam tuned per architecture (sigmoid MLPs, "
                   f"{sz.eval_steps} "
                   "steps); "
@@ -131,7 +131,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: st
                   + tables.matrix_table(cells, ["LSTM", "adam"], first="layers x width"))
     suite.payload.update({"quadratic": quad_results, "mnist_rows": rows, "sweep": cells,
                           "sweep_ratio": grid.tolist()})
-    return suite.finish("Learning to learn by gradient descent by gradient descent (seed 001)",
+    return suite.finish("Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016)",
                         "The slides give no numbers, only curves: the LSTM beats SGD, NAG, RMSProp "
                         "and Adam on quadratics and MNIST, generalizes to 40 units, 2 layers and "
                         "200 steps, and fails on ReLU. Set the tables below beside that.")

@@ -1,4 +1,4 @@
-"""``lopt bench metz``: seed 003 (Metz et al.) — the variance of ES and reparameterization
+"""``lopt bench metz``: Metz et al. 2019 — the variance of ES and reparameterization
 meta-gradients as curvature and unroll length grow, the bias of truncated backprop against PES
 as a function of truncation length, meta-training on the training vs the validation objective,
 and meta-test loss against the number of meta-training tasks.
@@ -64,7 +64,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench metz", size: s
     _more_tasks(suite, sz)
     suite.payload.update({"variance": variance, "bias": bias, "sigma": SIGMA})
     return suite.finish("Metz et al.: estimator variance, truncation bias, objectives, task count "
-                        "(seed 003)",
+                        "(Metz et al. 2019)",
                         "The seed: reparameterization gradients explode with curvature and "
                         "unroll length while ES stays bounded; truncated backprop is biased "
                         "towards short horizons, PES is not; meta-training on the validation "

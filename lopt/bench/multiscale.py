@@ -1,4 +1,4 @@
-"""``lopt bench multiscale``: seed 000 (Shahid 2017), Multiscale Adam — LWA_a/b/c, MLP, RNN_a and
+"""``lopt bench multiscale``: Shahid 2017, Multiscale Adam — LWA_a/b/c, MLP, RNN_a and
 RNN_b over Adam at k timescales, meta-trained on the MNIST MLP: the learned weights per
 timescale beside the seed's tables (k = 6, and k = 5, 11), each LWA against every Adam it
 combines, a step-size heatmap, and every kind against Adam tuned on separate instances.
@@ -27,7 +27,7 @@ DATA = "mnist_5k_14"
 K6 = (0.99, 0.9, 0.8, 0.7, 0.6, 0.5)
 K5 = (0.99, 0.9, 0.8, 0.7, 0.6)
 K11 = (0.99, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
-# Seed 000's learned weights: k = 6 for LWA_a, LWA_b, LWA_c; k = 5 and k = 11 (one column).
+# Shahid 2017's learned weights: k = 6 for LWA_a, LWA_b, LWA_c; k = 5 and k = 11 (one column).
 PAPER_K6 = {"lwa_a": (0.75668, 0.06197, 0.68091, -1.21117, -0.47439, 1.18599),
             "lwa_b": (0.66044, 0.00366, 0.00065, 0.00064, 0.00077, 0.33386),
             "lwa_c": (0.24911, -0.08944, -0.09293, 0.00168, 0.07846, 0.15519)}
@@ -93,7 +93,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
                      + "\n".join(f"| {b} | {w:.5f} | {p:.5f} |"
                                  for b, w, p in zip(betas, weights[key], paper)) + "\n")
     suite.section("Learned weights per timescale", text)
-    # Each LWA against every Adam it combines, all at the same η (seed 000's comparison).
+    # Each LWA against every Adam it combines, all at the same η (Shahid 2017's comparison).
     inputs = {f"adam β1={b}": (adam(eta, b1=b), {}) for b in K6}
     vs_inputs = suite.compare("eval_vs_inputs", {**{k: learned[k] for k in lwa6}, **inputs}, {},
                               family, num_tasks=sz.eval_tasks, tune_tasks=sz.tune_tasks,
@@ -116,7 +116,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
     heat = _heatmap(suite, learned, eta, family, sz)
     suite.payload.update({"eta": eta, "weights": weights, "paper_k6": PAPER_K6,
                           "vs_inputs": vs_inputs, "kinds": all_kinds, "heatmap": heat})
-    return suite.finish("Multiscale Adam (seed 000, second part)",
+    return suite.finish("Multiscale Adam (Shahid 2017, second part)",
                         "The seed finds the most recent and most distant timescales weighted "
                         "highest, LWA better than each of its input Adams, normalization "
                         "essential, MLP no better than LWA and RNN_b best.")

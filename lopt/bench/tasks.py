@@ -112,7 +112,7 @@ def write_report(out_dir, rows, settings):
     return "\n".join(lines)
 
 
-# Seed 004, Table 2: final loss of Adam on the three sequence prediction tasks.
+# Wang, Sun & Xu 2019, Table 2: final loss of Adam on the three sequence prediction tasks.
 TABLE_2_ADAM = {"sine_lstm": 0.65, "sine_lstm_small_noise": 0.39, "sine_lstm_2layer": 0.51}
 
 
@@ -126,7 +126,7 @@ def beside_table_2(rows) -> list:
     found = [r for r in rows if r["task"] in TABLE_2_ADAM]
     if not found:
         return []
-    lines = ["", "## Beside seed 004's Table 2 (sequence prediction, Adam)", "",
+    lines = ["", "## Beside Wang, Sun & Xu 2019's Table 2 (sequence prediction, Adam)", "",
              "The slides do not give Table 2's step count or loss scaling (docs/tasks.md says "
              "how we read the task), so compare the ordering of the rows, not the values.", "",
              "| task | Table 2 Adam | lopt: tuned Adam, 100 steps, final squared error |",

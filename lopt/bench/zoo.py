@@ -3,7 +3,7 @@ on families it never saw, against tuned hand-designed baselines.
 
 Meta-training: the families of ``TRAIN`` (a mixture, equal runs each). Meta-test: held-out
 instances of the training families, and the families of ``TEST``, never seen in meta-training.
-Losses are normalized per family (seed 003: initial loss 1, tuned Adam's best mean loss 0, from
+Losses are normalized per family (Metz et al. 2019: initial loss 1, tuned Adam's best mean loss 0, from
 Adam tuned on the normalization's own tuning instances); across test families the suite reports
 the IQM of the final normalized loss with a stratified-bootstrap 95% interval and performance
 profiles (``lopt.evaluation.stats``), the speedup over tuned Adam (``lopt.evaluation.metrics.speedup``), the
@@ -30,7 +30,7 @@ TEST = ("quadratic_tanh", "mnist_mlp", "mnist1d_mlp", "digits_conv", "breast_can
         "digits_autoencoder")
 RULES = ("l2l_lstm", "rnnprop", "hyperadam", "multiscale_adam", "normalized_history",
          "per_parameter_mlp", "hierarchical")
-# HyperAdam's meta-training on digits diverged at 3e-3 (issue 8's zoo); 1e-3 is stable.
+# HyperAdam's meta-training on digits diverged at 3e-3 (in the first zoo run); 1e-3 is stable.
 META_LR = {"hyperadam": 1e-3}
 
 
@@ -59,7 +59,7 @@ SIZES = {
     "quick": Size(TRAIN, ("rnnprop", "multiscale_adam"), ("iris_logistic", "mnist1d_mlp"),
                   ("adam",),
                   4, 20, 16, 10, 50, 8, 4, 50, 4),
-    # Seed 002's nine optimizers and the modern ones (AdamW, NAdamW, Lion, schedule-free
+    # Misra's nine optimizers and the modern ones (AdamW, NAdamW, Lion, schedule-free
     # AdamW, Muon), every one tuned per family.
     "full": Size(TRAIN, RULES, TEST, ("adam", "sgd", "rmsprop", "adamw", "lion",
                                       "schedule_free_adamw", "muon"),

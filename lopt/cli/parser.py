@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="estimators suite: independent repeats per variance point "
                               "(default: 32)")
     p_bench.add_argument("--quick", action="store_true",
-                         help="seed suites: a small size that finishes in a few minutes")
+                         help="paper suites, perf and pretrained: a small size that finishes in a few minutes")
     p_bench.add_argument("--no-progress", dest="progress", action="store_false",
                          help="no progress bar")
     sub.add_parser("list", help="list rules, tasks, estimators, benchmark suites and "

@@ -38,7 +38,7 @@ class ES(PerturbedOptions):
     """Antithetic ES: g = (1/N) Σ_i ε_i (L(θ + σε_i) − L(θ − σε_i)) / (2σ), ε_i ~ N(0, I).
 
     An unbiased estimate of the gradient of the Gaussian-smoothed meta-loss E_ε[L(θ + σε)]
-    (seed 003) of one truncation. Both halves of a pair start from the same run state and the
+    (Metz et al. 2019) of one truncation. Both halves of a pair start from the same run state and the
     positive half's state is carried to the next truncation. ``full_horizon=True`` sets the
     truncation to the whole horizon and builds fresh runs from each run's key at the start of
     every estimate, so every estimate covers complete inner runs from initialization (no
@@ -93,7 +93,7 @@ class PES(PerturbedOptions):
     The positive and negative runs of a pair are carried separately across truncations, each
     with its own perturbation every truncation, and ξ_i accumulates those perturbations since
     the run started, so the sum of the estimates over a whole run is an unbiased estimate of the
-    full-horizon smoothed gradient: the answer to the truncation bias of seed 003. A run that
+    full-horizon smoothed gradient: the answer to the truncation bias of Metz et al. 2019. A run that
     ends inside a truncation is handled step by step: its remaining terms use only the new
     run's perturbation, and ξ restarts with the run.
     """

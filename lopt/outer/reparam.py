@@ -37,9 +37,9 @@ def _perturbed_gradients(opts, rule, family, theta, runs, sigma, second_derivati
 class Reparam(PerturbedOptions):
     """Reparameterization gradient: g = (1/N) Σ_i (∇L(θ + σε_i) + ∇L(θ − σε_i)) / 2.
 
-    The gradient of the same Gaussian-smoothed meta-loss E_ε[L(θ + σε)] as ES (seed 003), by
+    The gradient of the same Gaussian-smoothed meta-loss E_ε[L(θ + σε)] as ES (Metz et al. 2019), by
     backprop through the perturbed unrolls (antithetic pairs). Low variance on smooth, short
-    problems; high variance when the unroll is long or chaotic, which is why seed 003 mixes it
+    problems; high variance when the unroll is long or chaotic, which is why Metz et al. 2019 mixes it
     with ES.
     """
 
@@ -85,7 +85,7 @@ def _mix(w_es, g_es, g_rp):
 @dataclasses.dataclass(frozen=True)
 class Mixed(Reparam):
     """Inverse-variance-weighted combination of the ES and reparameterization estimates
-    (Metz et al. 2019, seed 003's "two unbiased gradient estimators").
+    (Metz et al. 2019's "two unbiased gradient estimators").
 
     Both are computed on the same antithetic unrolls. With v_es and v_rp the total variances of
     their means, g = w g_es + (1 − w) g_rp with w = v_rp / (v_es + v_rp), the minimum-variance

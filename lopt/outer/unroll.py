@@ -184,7 +184,7 @@ def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,
     evaluation keeps a diverged run diverged instead of scoring a fresh instance.
 
     Without ``second_derivatives`` the gradient and loss fed to the rule are constants to the
-    meta-gradient (∂∇_t/∂φ = 0, seed 001's dropped dashed edges).
+    meta-gradient (∂∇_t/∂φ = 0, Andrychowicz et al. 2016's dropped dashed edges).
     """
     key, k_train, k_meta, k_reset = jax.random.split(inst.key, 4)
     task = family.build(inst.cfg)

@@ -25,15 +25,15 @@ PRETRAINED = {
                            "held-out final loss 0.210 vs tuned Adam 0.285; diverges off "
                            "quadratics; benchmarks/l2l_quadratic/"),
     "l2l_lstm_mnist": ("l2l_lstm_mnist.lopt",
-                       "seed 001's L2L LSTM meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP on "
+                       "Andrychowicz et al. 2016's L2L LSTM meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP on "
                        "MNIST 14x14, T = 100: held-out final loss 0.32 vs tuned Adam 0.21 "
                        "(benchmarks/l2l, stage lstm_mnist)"),
     "rnnprop_mnist": ("rnnprop_mnist.lopt",
-                      "seed 004's RNNprop meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP on "
+                      "Wang, Sun & Xu 2019's RNNprop meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP on "
                       "MNIST 14x14, T = 100: held-out final loss 0.195 vs tuned Adam 0.209 "
                       "(benchmarks/hyperadam, Table 1)"),
     "hyperadam_mnist": ("hyperadam_mnist.lopt",
-                        "seed 004's HyperAdam meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP "
+                        "Wang, Sun & Xu 2019's HyperAdam meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP "
                         "on MNIST 14x14, T = 100: held-out final loss 0.180 vs tuned Adam 0.209 "
                         "(benchmarks/hyperadam, Table 1)"),
 }

@@ -15,17 +15,17 @@ from lopt.rules.optax_baselines import (ADAM_SEARCH_SPACE, MODERN_BASELINES, ada
 from lopt.rules.rnnprop import rnnprop
 
 LEARNED = {
-    "l2l_lstm": (l2l_lstm, "coordinatewise 2x20 LSTM with log/sign preprocessing (L2L, seed 001)"),
-    "rnnprop": (rnnprop, "ELU 20 + 2x20 LSTM on g/sqrt(v), m/sqrt(v); 0.1*tanh step (Lv et al., seed 004)"),
-    "hyperadam": (hyperadam, "J Adams with learned per-step decay rates and weights (seed 004)"),
+    "l2l_lstm": (l2l_lstm, "coordinatewise 2x20 LSTM with log/sign preprocessing (L2L, Andrychowicz et al. 2016)"),
+    "rnnprop": (rnnprop, "ELU 20 + 2x20 LSTM on g/sqrt(v), m/sqrt(v); 0.1*tanh step (Lv, Chen & Zhang 2017)"),
+    "hyperadam": (hyperadam, "J Adams with learned per-step decay rates and weights (Wang, Sun & Xu 2019)"),
     "multiscale_adam": (multiscale_adam, "learned combination of Adam at k timescales: "
-                                         "LWA_a/b/c, MLP, RNN_a/b (seed 000)"),
+                                         "LWA_a/b/c, MLP, RNN_a/b (Shahid 2017)"),
     "normalized_history": (normalized_history, "MLP on a normalized k-step gradient (or "
-                                               "k-momentum) history; x_ref/x_diff update (seed 000)"),
+                                               "k-momentum) history; x_ref/x_diff update (Shahid 2017)"),
     "per_parameter_mlp": (per_parameter_mlp, "per-parameter MLP on momenta, normalized features "
-                                             "and step embeddings (Metz et al. 2019, seed 003)"),
+                                             "and step embeddings (Metz et al. 2019)"),
     "hierarchical": (hierarchical, "per-tensor LSTM on gradient-norm and loss features "
-                                   "conditioning the per-parameter MLP (seed 003)"),
+                                   "conditioning the per-parameter MLP (Metz et al. 2019)"),
     "adafac_mlp": (adafac_mlp, "2x4 per-parameter MLP on momenta, RMS and Adafactor factored "
                                "moments with learned decays (small_fc_lopt, Metz et al. 2022)"),
     "celo": (celo, "RMS-normalized Adafactor-feature MLP update times a learned per-tensor LSTM "

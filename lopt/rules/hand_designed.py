@@ -1,8 +1,8 @@
-"""The hand-designed optimizers of seed 002 (Misra, "Optimization for Deep Networks") as UpdateRules.
+"""The hand-designed optimizers of Misra ("Optimization for Deep Networks") as UpdateRules.
 
 Each is an optax transformation behind the UpdateRule interface with an empty theta: optax's
 own SGD, momentum, Nesterov (NAG), AdaGrad (with r₀ = 0), RMSProp, AdaDelta, Adam and AdaMax,
-and Rprop as seed 002 writes it (``scale_by_sign_rprop``), which optax's ``rprop`` is not.
+and Rprop as Misra writes it (``scale_by_sign_rprop``), which optax's ``rprop`` is not.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class SignRpropState(NamedTuple):
 def scale_by_sign_rprop(learning_rate: float, eta_minus: float = 0.5, eta_plus: float = 1.2,
                         min_step_size: float = 1e-6,
                         max_step_size: float = 50.0) -> optax.GradientTransformation:
-    """Seed 002's Rprop: v_t = η⁺ v_{t−1} if f'_t f'_{t−1} > 0, η⁻ v_{t−1} if < 0, else v_{t−1};
+    """Misra's Rprop: v_t = η⁺ v_{t−1} if f'_t f'_{t−1} > 0, η⁻ v_{t−1} if < 0, else v_{t−1};
     θ_{t+1} = θ_t − sgn(f'_t) v_t, v_0 = δ = ``learning_rate``.
 
     The step uses the current gradient's sign and step size at once; optax's ``rprop`` emits
@@ -88,7 +88,7 @@ def scale_by_sign_rprop(learning_rate: float, eta_minus: float = 0.5, eta_plus: 
 
 
 def rprop(learning_rate: float = 0.01, eta_minus: float = 0.5, eta_plus: float = 1.2) -> UpdateRule:
-    """Rprop (Riedmiller & Braun 1993) as seed 002 writes it: per-weight steps grow by η⁺ when
+    """Rprop (Riedmiller & Braun 1993) as Misra writes it: per-weight steps grow by η⁺ when
     the signs of the last two gradients agree and shrink by η⁻ when they differ."""
     return from_optax(scale_by_sign_rprop(learning_rate, eta_minus=eta_minus, eta_plus=eta_plus),
                       "rprop", {"learning_rate": learning_rate, "eta_minus": eta_minus,
@@ -96,7 +96,7 @@ def rprop(learning_rate: float = 0.01, eta_minus: float = 0.5, eta_plus: float =
 
 
 def adagrad(learning_rate: float = 0.1) -> UpdateRule:
-    """AdaGrad (Duchi et al. 2011): r_t = r_{t−1} + f'², r_0 = 0 as seed 002 writes it (optax's
+    """AdaGrad (Duchi et al. 2011): r_t = r_{t−1} + f'², r_0 = 0 as Misra writes it (optax's
     default starts at 0.1); v = α f' / √(r_t + 10⁻⁷)."""
     return from_optax(optax.adagrad(learning_rate, initial_accumulator_value=0.0), "adagrad",
                       {"learning_rate": learning_rate})
@@ -129,13 +129,13 @@ def adamax(learning_rate: float = 0.002, b1: float = 0.9, b2: float = 0.999) -> 
 
 
 HAND_DESIGNED = {
-    "sgd": (sgd, "SGD (seed 002)"),
-    "momentum": (momentum, "SGD with heavy-ball momentum (seed 002)"),
-    "nesterov": (nesterov, "Nesterov accelerated gradient, NAG (seed 002)"),
-    "rprop": (rprop, "Rprop, sign-based per-weight steps, no lag (seed 002)"),
-    "adagrad": (adagrad, "AdaGrad, accumulator from r0 = 0 (seed 002)"),
-    "rmsprop": (rmsprop, "RMSProp (seed 002)"),
-    "adadelta": (adadelta, "AdaDelta (seed 002)"),
-    "adam": (adam, "Adam (seed 002)"),
-    "adamax": (adamax, "AdaMax (seed 002)"),
+    "sgd": (sgd, "SGD (Misra)"),
+    "momentum": (momentum, "SGD with heavy-ball momentum (Misra)"),
+    "nesterov": (nesterov, "Nesterov accelerated gradient, NAG (Misra)"),
+    "rprop": (rprop, "Rprop, sign-based per-weight steps, no lag (Misra)"),
+    "adagrad": (adagrad, "AdaGrad, accumulator from r0 = 0 (Misra)"),
+    "rmsprop": (rmsprop, "RMSProp (Misra)"),
+    "adadelta": (adadelta, "AdaDelta (Misra)"),
+    "adam": (adam, "Adam (Misra)"),
+    "adamax": (adamax, "AdaMax (Misra)"),
 }

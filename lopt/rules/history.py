@@ -1,4 +1,4 @@
-"""Learned optimizers on normalized inputs (Shahid 2017, seed 000): k-timestep gradient history
+"""Learned optimizers on normalized inputs (Shahid 2017): k-timestep gradient history
 and k-momentum variants, with the x_ref / x_diff / η_min update."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ DEFAULT_MOMENTUM_BETAS = (0.0, 0.5, 0.9, 0.99, 0.999)
 
 def history_step(x_hist: jax.Array, x: jax.Array, delta: jax.Array, eta_min: float,
                  variant: str) -> jax.Array:
-    """Seed 000's update: x_ref = (x_max + x_min)/2 (x_t for the momentum variant),
+    """Shahid 2017's update: x_ref = (x_max + x_min)/2 (x_t for the momentum variant),
     x_diff = x_max − x_min over the last k iterates, x_{t+1} = x_ref + Δx · (x_diff + η_min)."""
     x_max, x_min = jnp.max(x_hist), jnp.min(x_hist)
     x_ref = (x_max + x_min) / 2 if variant == "timesteps" else x
@@ -25,7 +25,7 @@ def history_step(x_hist: jax.Array, x: jax.Array, delta: jax.Array, eta_min: flo
 
 def learned_delta(theta, g_hist: jax.Array) -> jax.Array:
     """The network's Δx ∈ [−1, 1] for one coordinate's history: the k values divided by their
-    largest magnitude, one tanh hidden layer, tanh output (seed 000's learned Δx table)."""
+    largest magnitude, one tanh hidden layer, tanh output (Shahid 2017's learned Δx table)."""
     inputs = g_hist / (jnp.max(jnp.abs(g_hist)) + 1e-30)
     return jnp.tanh(dense(theta["out"], jnp.tanh(dense(theta["hidden"], inputs)))[0])
 
@@ -33,7 +33,7 @@ def learned_delta(theta, g_hist: jax.Array) -> jax.Array:
 def normalized_history(k: int = 5, variant: str = "timesteps", hidden: int = 32,
                        eta_min: float = 1e-3,
                        betas: Sequence[float] = DEFAULT_MOMENTUM_BETAS) -> UpdateRule:
-    """Seed 000: per coordinate, the last k gradients (``timesteps``) or momentums at k
+    """Shahid 2017: per coordinate, the last k gradients (``timesteps``) or momentums at k
     timescales (``momentums``, β from ``betas``), each divided by their largest magnitude so
     they lie in [−1, 1], go through an MLP (one hidden layer) whose tanh output is Δx ∈ [−1, 1];
     the new iterate is x_ref + Δx · (x_diff + η_min) with x_diff the range of the last k

@@ -1,4 +1,4 @@
-"""HyperAdam (Wang, Sun & Xu 2019, seed 004): a learned, task-adaptive mixture of J Adams."""
+"""HyperAdam (Wang, Sun & Xu 2019): a learned, task-adaptive mixture of J Adams."""
 from __future__ import annotations
 
 import jax
@@ -15,7 +15,7 @@ def _logit(p):
 
 def hyperadam(num_adams: int = 20, hidden: int = 20, learning_rate: float = 0.01,
               eps: float = 1e-24, norm_decay: float = 0.95) -> UpdateRule:
-    """Algorithm 2 of seed 004: w_t = w_{t−1} − α d_t, d_t = Σ_j ρ_t^j ⊙ m̂_t^j.
+    """Algorithm 2 of Wang, Sun & Xu 2019: w_t = w_{t−1} − α d_t, d_t = Σ_j ρ_t^j ⊙ m̂_t^j.
 
     StateCell: the gradient normalized by its running RMS (decay ``norm_decay``, for Adam's
     scale invariance), a fully connected layer with ELU, and an LSTM give the state s_t.

@@ -1,4 +1,4 @@
-"""The coordinatewise LSTM optimizer of Andrychowicz et al. 2016 (seed 001, "L2L")."""
+"""The coordinatewise LSTM optimizer of Andrychowicz et al. 2016 ("L2L")."""
 from __future__ import annotations
 
 import jax
@@ -9,7 +9,7 @@ from lopt.rules.nets import dense, init_lstm_stack, lstm_stack
 
 
 def log_sign_preprocess(g: jax.Array, p: float = 10.0) -> jax.Array:
-    """Seed 001's gradient preprocessing: (log|∇|/p, sgn ∇) if |∇| ≥ e^{−p}, else (−1, e^p ∇)."""
+    """Andrychowicz et al. 2016's gradient preprocessing: (log|∇|/p, sgn ∇) if |∇| ≥ e^{−p}, else (−1, e^p ∇)."""
     threshold = jnp.exp(-p)
     big = jnp.abs(g) >= threshold
     log_part = jnp.where(big, jnp.log(jnp.maximum(jnp.abs(g), threshold)) / p, -1.0)
@@ -21,7 +21,7 @@ def l2l_lstm(hidden: int = 20, layers: int = 2, preprocess_p: float = 10.0,
              output_scale: float = 0.1) -> UpdateRule:
     """L2L: θ_{t+1} = θ_t + g_t, [g_t; h_{t+1}] = m(∇_t, h_t, φ) with m a coordinatewise LSTM.
 
-    Seed 001: a ``layers``×``hidden`` LSTM (2×20 in the paper) whose weights φ are shared by all
+    Andrychowicz et al. 2016: a ``layers``×``hidden`` LSTM (2×20 in the paper) whose weights φ are shared by all
     coordinates while each coordinate keeps its own hidden state; the input is the log/sign
     preprocessed gradient with constant p; a linear read-out times ``output_scale`` is the step.
     """

@@ -1,5 +1,5 @@
 """Per-parameter MLP (Metz et al. 2019) and the hierarchical per-tensor LSTM + MLP (Wichrowska et
-al. 2017, Metz et al. 2020), both from seed 003."""
+al. 2017, Metz et al. 2020)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -19,7 +19,7 @@ def _second_moment_rsqrt(v, count, decay=0.999, eps=1e-8):
 
 
 def feature_groups(param, grad, moms, v, count):
-    """Seed 003's per-parameter inputs for one coordinate, in four groups whose concatenation
+    """Metz et al. 2019's per-parameter inputs for one coordinate, in four groups whose concatenation
     is the feature vector [F]: (gradient, parameter), the momenta at several timescales, and
     the gradient and the momenta normalized by the second moment."""
     rs = _second_moment_rsqrt(v, count)
@@ -108,7 +108,7 @@ def _check(hidden, decays):
 
 def per_parameter_mlp(hidden: int = 32, decays: Sequence[float] = DEFAULT_DECAYS,
                       exp_scale: float = 1e-3, step_scale: float = 1e-3) -> UpdateRule:
-    """Metz et al. 2019 (seed 003): Δθ = d · exp(m · α) · β, with (d, m) the two outputs of an
+    """Metz et al. 2019: Δθ = d · exp(m · α) · β, with (d, m) the two outputs of an
     MLP (one hidden layer of 32) on the per-parameter features and tanh embeddings of the step.
     α = ``exp_scale``, β = ``step_scale`` (both 10⁻³ in the paper) keep early steps small."""
     decays = tuple(float(d) for d in decays)
@@ -143,7 +143,7 @@ def per_parameter_mlp(hidden: int = 32, decays: Sequence[float] = DEFAULT_DECAYS
 def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
                  decays: Sequence[float] = DEFAULT_DECAYS, exp_scale: float = 1e-3,
                  step_scale: float = 1e-3) -> UpdateRule:
-    """Wichrowska et al. 2017 / Metz et al. 2020 (seed 003): a per-tensor LSTM, fed the
+    """Wichrowska et al. 2017 / Metz et al. 2020 (Metz et al. 2019): a per-tensor LSTM, fed the
     tensor's gradient and parameter RMS, its momenta's RMS, the training loss and its change
     since the last step (all as ``log_magnitude``), the held-out loss where the task has one
     (its log-magnitude gap to the training loss, and a flag) and the step embedding, outputs a

@@ -1,4 +1,4 @@
-"""Multiscale Adam (Shahid 2017, seed 000): learned combinations of Adam at k timescales."""
+"""Multiscale Adam (Shahid 2017): learned combinations of Adam at k timescales."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -38,7 +38,7 @@ def lwa_weights(kind: str, a: jax.Array) -> jax.Array:
 def multiscale_adam(kind: str = "lwa_a", betas: Sequence[float] = DEFAULT_BETAS,
                     beta2: float = 0.999, eps: float = 1e-8, learning_rate: float = 1e-3,
                     hidden: int = 50) -> UpdateRule:
-    """Δx = −η Σ_j w_j · Adam_{β_j}(g): Adam at k timescales β_j as the inputs (seed 000).
+    """Δx = −η Σ_j w_j · Adam_{β_j}(g): Adam at k timescales β_j as the inputs (Shahid 2017).
 
     ``kind``: ``lwa_a``/``lwa_b``/``lwa_c`` learn k global weights (sum to one / positive and
     sum to one / unconstrained); ``mlp`` (one hidden layer of ``hidden``), ``rnn_a`` (one LSTM

@@ -1,4 +1,4 @@
-"""RNNprop (Lv, Chen & Zhang 2017), the learned baseline of seed 004."""
+"""RNNprop (Lv, Chen & Zhang 2017), the learned baseline of Wang, Sun & Xu 2019."""
 from __future__ import annotations
 
 import jax

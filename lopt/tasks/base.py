@@ -86,7 +86,7 @@ def fixed_family(task: Task, name: str = "fixed") -> TaskFamily:
 
 def pooled_family(family: TaskFamily, size: int, key) -> TaskFamily:
     """``family`` restricted to ``size`` instances drawn once from ``key``: every ``sample``
-    picks one of them uniformly (seed 003: meta-training on few tasks generalizes worse)."""
+    picks one of them uniformly (Metz et al. 2019: meta-training on few tasks generalizes worse)."""
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be an integer >= 1; got {size!r}")
     pool = jax.vmap(family.sample)(jax.random.split(key, size))

@@ -1,4 +1,4 @@
-"""The random least-squares family of Andrychowicz et al. 2016 (seed 001): f(θ) = ‖Wθ − y‖²,
+"""The random least-squares family of Andrychowicz et al. 2016: f(θ) = ‖Wθ − y‖²,
 optionally through a nonlinearity and with controlled conditioning."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ NONLINEARITIES = {"none": lambda z: z, "tanh": jnp.tanh, "softplus": jax.nn.soft
 def quadratic_family(dim: int = 10, init_scale: float = 0.01, nonlinearity: str = "none",
                      condition: float = 0.0) -> TaskFamily:
     """f(θ) = ‖h(Wθ) − y‖² with a fresh W ∈ R^{dim×dim} and y ∈ R^dim, entries N(0, 1), per
-    instance; h is ``nonlinearity`` (identity by default: seed 001's 10×10 experiment).
+    instance; h is ``nonlinearity`` (identity by default: Andrychowicz et al. 2016's 10×10 experiment).
 
     With ``condition`` c > 0, W's columns are scaled by 10^(c·(j/(dim−1) − 1/2)), spreading the
     curvature over c decades. θ starts at N(0, init_scale²) as in the L2L code. The loss is

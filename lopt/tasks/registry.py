@@ -18,16 +18,16 @@ from lopt.tasks.synthetic import (FUNCTIONS, function_family, log_sum_exp_family
 P = functools.partial
 
 FAMILIES = {
-    "quadratic": (quadratic_family, "random 10x10 least squares ‖Wθ − y‖² (L2L, seed 001)"),
+    "quadratic": (quadratic_family, "random 10x10 least squares ‖Wθ − y‖² (L2L, Andrychowicz et al. 2016)"),
     "quadratic_augmented": (lambda: augment.with_convex(augment.random_scaling(
         quadratic_family())), "quadratics with RNNprop's random scaling and an added random "
-                              "convex function (seed 004)"),
+                              "convex function (Wang, Sun & Xu 2019)"),
     "quadratic_tanh": (P(quadratic_family, nonlinearity="tanh", condition=1.0),
                        "‖tanh(Wθ) − y‖² with one decade of conditioning"),
     "digits_mlp": (P(mlp_family, name="digits_mlp_20"),
-                   "MLP (20 sigmoid units) on the 8x8 digits, minibatch 128 (seed 001)"),
+                   "MLP (20 sigmoid units) on the 8x8 digits, minibatch 128 (Andrychowicz et al. 2016)"),
     "digits_mlp_deep": (P(mlp_family, hidden=(20,) * 9, activation="relu"),
-                        "9-hidden-layer ReLU MLP on digits (seed 004's depth generalization)"),
+                        "9-hidden-layer ReLU MLP on digits (Wang, Sun & Xu 2019's depth generalization)"),
     "digits_mlp_augmented": (lambda: augment.label_noise(augment.reduced_batch(
         augment.reparameterize(mlp_family(hidden=(32,), activation="relu")), 16), 0.0, 0.2),
         "ReLU MLP on digits with per-tensor reparameterization, reduced batches, label noise"),
@@ -55,7 +55,7 @@ FAMILIES = {
                      "conv + pool on CIFAR-10 (tfds; needs prepared data)"),
     "fashion_mnist_mlp": (P(mlp_family, dataset="fashion_mnist", hidden=(64,),
                             activation="relu"), "MLP on Fashion-MNIST (tfds; needs prepared data)"),
-    "sine_lstm": (sine_lstm_family, "LSTM-20 sequence prediction of noisy sines (seed 004 "
+    "sine_lstm": (sine_lstm_family, "LSTM-20 sequence prediction of noisy sines (Wang, Sun & Xu 2019 "
                                     "Table 2, baseline)"),
     "sine_lstm_small_noise": (P(sine_lstm_family, noise="small"),
                               "sine_lstm with noise 0.01 (Table 2, small noise)"),
@@ -100,7 +100,7 @@ MIXTURES = {
     "small": (("digits_mlp", "digits_conv", "char_rnn"),
               "an MLP, a conv net and a character LSTM"),
     "classic": (("quadratic", "digits_mlp", "sine_lstm", "rosenbrock"),
-                "the seeds' classic problems: quadratic, MLP, LSTM sines, Rosenbrock"),
+                "the classic problems of the papers: quadratic, MLP, LSTM sines, Rosenbrock"),
     "tiny_images": (("digits_mlp_reparam", "mnist8_mlp_reparam", "mnist14_mlp_reparam",
                      "digits_conv_reparam"), "the recipes' meta-training set: three image MLPs "
                                              "and a conv net, globally reparameterized"),

@@ -1,4 +1,4 @@
-"""TaskSet-style samplers (Sohl-Dickstein, Metz et al., seed 003): a seed draws a static,
+"""TaskSet-style samplers (Sohl-Dickstein, Metz et al.): a seed draws a static,
 hashable spec (architecture, activation, initializer, width and depth, dataset, batch size);
 each spec builds one TaskFamily whose vmappable cfg varies the rest (init scale, data subset,
 minibatches, seeds). Two levels because structure changes shapes and cannot be vmapped."""

@@ -8,15 +8,15 @@ import jax
 import numpy as np
 import pytest
 
-from lopt.bench import SEED_SUITES
+from lopt.bench import PAPER_SUITES
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.cli import main
 
-SUITES = sorted(SEED_SUITES)
+SUITES = sorted(PAPER_SUITES)
 
 
 def run_quick(name, out, monkeypatch):
-    module = importlib.import_module(SEED_SUITES[name][0])
+    module = importlib.import_module(PAPER_SUITES[name][0])
     monkeypatch.setitem(module.SIZES, "quick", module.SIZES["tiny"])
     assert main(["bench", name, "--quick", "--out", out, "--no-progress"]) == 0
     with open(os.path.join(out, "results.json")) as f:

@@ -1,5 +1,5 @@
 """Held-out means validation: the eval meta-objective and a rule's held-out-loss input read the
-validation split, never the test split (seed 003's train vs validation outer objective).
+validation split, never the test split (Metz et al. 2019's train vs validation outer objective).
 
 The dataset's splits carry different labels (train 0, valid 1, test 2) and the linear
 classifier's parameters are set to predict class 1, so the three losses differ by orders of

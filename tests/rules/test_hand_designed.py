@@ -53,7 +53,7 @@ def test_rule_matches_optax(name):
 
 
 def _reference(name, lr):
-    """The update equations of seed 002, written out in numpy (γ₁, γ₂ are the decay rates)."""
+    """The update equations of Misra, written out in numpy (γ₁, γ₂ are the decay rates)."""
     theta = np.zeros(4)
     v = np.zeros(4)
     r = np.zeros(4)
@@ -100,7 +100,7 @@ def test_rule_matches_seed_equations(name, rule):
 
 def test_rprop_follows_the_seed_recursion_without_lag():
     """v_t = η+ v_{t-1} when f'_t f'_{t-1} > 0, η− v_{t-1} when < 0, v_0 = δ; the step is
-    −sgn(f'_t) v_t at once (seed 002)."""
+    −sgn(f'_t) v_t at once (Misra)."""
     grads = [np.array([1.0, 0.0]), np.array([1.0, -2.0]), np.array([1.0, -1.0]),
              np.array([-1.0, 3.0]), np.array([0.0, 1.0])]
     rule = rules.rprop(0.1, eta_minus=0.5, eta_plus=1.2)
@@ -122,7 +122,7 @@ def test_rprop_follows_the_seed_recursion_without_lag():
 
 
 def test_nesterov_is_the_seed_recursion_at_the_look_ahead_point():
-    """Seed 002's NAG on f(θ) = ½ θᵀAθ − bᵀθ: θ_{t+½} = θ_t − μ v_t, v_{t+1} = μ v_t +
+    """Misra's NAG on f(θ) = ½ θᵀAθ − bᵀθ: θ_{t+½} = θ_t − μ v_t, v_{t+1} = μ v_t +
     α f'(θ_{t+½}), θ_{t+1} = θ_t − v_{t+1}. The rule sees f' at the parameters it holds, so
     they must be the look-ahead points θ_t − μ v_t."""
     a = np.array([[2.0, 0.3], [0.3, 0.5]])

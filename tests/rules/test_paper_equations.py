@@ -113,7 +113,7 @@ def per_coordinate_reference(coordinate_step, init_coordinate):
     return step, init
 
 
-# ---- L2L (seed 001): log/sign preprocessing, 2-layer LSTM, linear read-out × 0.1 ----------
+# ---- L2L (Andrychowicz et al. 2016): log/sign preprocessing, 2-layer LSTM, linear read-out × 0.1 ----------
 
 def test_l2l_lstm_matches_seed_001():
     rule = l2l_lstm(hidden=4, layers=2)
@@ -153,7 +153,7 @@ def test_rnnprop_matches_lv_et_al():
     assert_close(run_lopt(rule, theta), ref)
 
 
-# ---- Per-parameter MLP (Metz et al. 2019, seed 003) -----------------------------------------
+# ---- Per-parameter MLP (Metz et al. 2019) -----------------------------------------
 
 DECAYS = (0.5, 0.9, 0.99)
 TIME_SCALES = np.array([1, 3, 10, 30, 100, 300, 1000, 3000, 10000], np.float64)
@@ -233,7 +233,7 @@ def test_hierarchical_matches_its_tensor_and_parameter_equations():
     assert_close(got, run_reference(step, init))
 
 
-# ---- Multiscale Adam (Shahid 2017, seed 000): MLP and RNN kinds ----------------------------
+# ---- Multiscale Adam (Shahid 2017): MLP and RNN kinds ----------------------------
 
 BETAS = (0.99, 0.9, 0.5)
 
@@ -283,7 +283,7 @@ def test_lwa_weights_match_their_constraints(kind):
     assert_close(run_lopt(rule, {"a": jnp.asarray(a, jnp.float32)}), ref)
 
 
-# ---- Normalized history (Shahid 2017, seed 000) --------------------------------------------
+# ---- Normalized history (Shahid 2017) --------------------------------------------
 
 @pytest.mark.parametrize("variant", ["timesteps", "momentums"])
 def test_normalized_history_matches_seed_000(variant):
@@ -310,7 +310,7 @@ def test_normalized_history_matches_seed_000(variant):
     assert_close(run_lopt(rule, theta), ref)
 
 
-# ---- HyperAdam (Wang, Sun & Xu, seed 004, Algorithm 2) -------------------------------------
+# ---- HyperAdam (Wang, Sun & Xu, Wang, Sun & Xu 2019, Algorithm 2) -------------------------------------
 
 def test_hyperadam_matches_algorithm_2():
     J, hidden, lr, eps, nd = 3, 4, 0.05, 1e-24, 0.95

@@ -1,1 +1,1 @@
-"""``lopt bench perf``: what learned updates and meta-training cost (issue 10)."""
+"""``lopt bench perf``: what learned updates and meta-training cost."""

@@ -61,7 +61,7 @@ def sum_of_squares_family(dim: int = 10):
 
 
 def l2l_quadratic_family():
-    """Seed 001's random 10×10 quadratics, the family of ``lopt bench estimators``."""
+    """Andrychowicz et al. 2016's random 10×10 quadratics, the family of ``lopt bench estimators``."""
 
     return make_family("quadratic")
 
@@ -111,7 +111,7 @@ def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
 
 
 def big_pytree(width: int):
-    """Two width × width matrices and a bias: the issue's 2.1M-parameter pytree at 1024."""
+    """Two width × width matrices and a bias: the 2.1M-parameter pytree at 1024."""
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
     return {"w1": 0.03 * jax.random.normal(k1, (width, width)),
             "w2": 0.03 * jax.random.normal(k2, (width, width)), "b": jnp.zeros(width)}

@@ -123,7 +123,7 @@ def sections(suite, updates, throughput, memory, adam_step, state, flops, num_pa
     targets.append(("lopt adam ≤ 1.05× optax.adam in a training step",
                     f"{adam_step['ratio']:.3f}×", adam_step["ratio"] <= ADAM_X))
     suite.payload["targets"] = [{"target": t, "measured": m, "met": ok} for t, m, ok in targets]
-    suite.section("Targets (issue 10)", "| target | measured | |\n|---|---|---|\n" + "\n".join(
+    suite.section("Targets", "| target | measured | |\n|---|---|---|\n" + "\n".join(
         f"| {t} | {m} | {_check(ok)} |" for t, m, ok in targets))
 
     lines = ["| rule | ms per update | × optax.adam | FLOP floor ms | × floor | baseline ms "

@@ -1,5 +1,5 @@
 """``lopt bench perf``: per-update cost of every rule, meta-training throughput per estimator,
-TBPTT memory against truncation, and optimizer-state bytes per parameter (issue 10).
+TBPTT memory against truncation, and optimizer-state bytes per parameter.
 
 Timings that are compared are taken in one stage of one run: today's code and the baseline
 commit (the last one before the speed work, unpacked with ``git archive``) alternate in
@@ -24,7 +24,7 @@ from lopt.bench.suite import Suite
 from lopt.evaluation.metrics import state_bytes_per_parameter
 from lopt.rules import RULES, make_rule
 
-BASELINE_COMMIT = "1d71538"  # main before issue 10's work
+BASELINE_COMMIT = "1d71538"  # main before the performance work
 LEARNED = ("per_parameter_mlp", "hierarchical", "l2l_lstm", "rnnprop", "hyperadam",
            "multiscale_adam", "normalized_history")
 HAND = ("sgd", "momentum", "adam", "adamw", "lion", "muon")
@@ -45,7 +45,7 @@ FULL, QUICK = Size(), Size(width=256, repeats=3, truncations=(5, 20), memory_tas
 
 
 def throughput_configs(size: Size) -> list:
-    """The issue's meta-training configurations: 16 instances, truncation 50, the per-parameter
+    """The measured meta-training configurations: 16 instances, truncation 50, the per-parameter
     MLP; PES (antithetic) on a 16→32→4 MLP and on 10-d sums of squares, and every estimator
     beside a plain unroll of the same runs; and the L2L LSTM on quadratics (32 instances,
     truncation 20) for TBPTT and the reparameterization gradient."""
@@ -54,7 +54,7 @@ def throughput_configs(size: Size) -> list:
     jobs = [dict(base, family="sum_of_squares", estimator="pes")]
     for est in ("unroll", "pes", "es", "unroll:reparam", "tbptt", "reparam"):
         jobs.append(dict(base, family="teacher_mlp", estimator=est))
-    # lopt bench estimators' setting, where issue 10 measured the 0.41-0.46 overheads.
+    # lopt bench estimators' setting, where the 0.41-0.46 overheads were first measured.
     l2l = dict(base, rule="l2l_lstm", family="quadratic", num_tasks=32, truncation=20,
                horizon=100)
     for est in ("unroll", "tbptt", "unroll:reparam", "reparam"):

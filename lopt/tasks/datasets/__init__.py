@@ -32,7 +32,7 @@ DATASETS = {
                  "generated 8x8 images of 4 shapes at random places and sizes, seeded"),
     "shapes_16": (functools.partial(synthetic.shapes, size=16), "the shapes set at 16x16"),
     "gaussian_clusters": (synthetic.gaussian_clusters, "5 Gaussian clusters in 16-d, seeded"),
-    "sines": (synthetic.sines, "noisy sine sequences, predict the next clean value (seed 004)"),
+    "sines": (synthetic.sines, "noisy sine sequences, predict the next clean value (Wang, Sun & Xu 2019)"),
     "sines_small_noise": (functools.partial(synthetic.sines, noise=0.01),
                           "the sines set with noise 0.01 instead of 0.1"),
     "pysource": (synthetic.pysource, "character-level text: 260k characters of CPython "

@@ -52,7 +52,7 @@ def gaussian_clusters(num_classes: int = 5, dim: int = 16, num_samples: int = 30
 
 
 def sines(length: int = 10, noise: float = 0.1, num_samples: int = 6000, seed: int = 0) -> Dataset:
-    """Sequence prediction (the LSTM task of RNNprop and HyperAdam, seed 004): from
+    """Sequence prediction (the LSTM task of RNNprop and HyperAdam, Wang, Sun & Xu 2019): from
     x_t = A sin(ωt + φ) + ε_t for t = 0..length−1, predict the clean f(length); A ~ U(0, 10),
     ω ~ U(0, π/2), φ ~ U(0, 2π), ε ~ N(0, noise²)."""
     rng = np.random.default_rng(seed)
