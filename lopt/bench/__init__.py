@@ -30,6 +30,3 @@ SUITES = {**PAPER_SUITES,
     "perf": ("lopt.bench.perf.suite", "per-update time vs optax.adam and the FLOP floor, "
                                       "meta-training throughput, TBPTT memory, state bytes"),
 }
-
-# Suites whose run(out, quick=..., command=..., progress=...) has a --quick size.
-QUICK_SUITES = {**PAPER_SUITES, "perf": SUITES["perf"], "pretrained": SUITES["pretrained"]}

@@ -19,8 +19,6 @@ The fixed problem is Andrychowicz et al. 2016's: the L2L LSTM (at the shipped, m
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 
 import jax
@@ -30,7 +28,7 @@ import optax
 from matplotlib.figure import Figure
 
 from lopt import pretrained
-from lopt.files.provenance import git_commit, markdown_line, provenance
+from lopt.bench.suite import Suite
 from lopt.files.rule_file import load
 from lopt.outer import ES, PES, TBPTT, Mixed, Reparam
 from lopt.outer import smoothed_exact as exact
@@ -104,11 +102,10 @@ def measure_variance(rule, family, theta, repeats, warmup, counts=SAMPLE_COUNTS,
 BIAS_SIGMAS, BIAS_PAIRS, BIAS_CALLS = (0.05, 0.1), 8, 1000
 
 
-def measure_bias():
+def measure_bias(calls: int = BIAS_CALLS):
     """Bias and MSE of ES, reparameterization and both mixes against the exact smoothed
     gradient of ``lopt.outer.smoothed_exact``, from ``BIAS_CALLS`` estimates of
     ``BIAS_PAIRS`` pairs each (float64)."""
-
     rows = {}
     with jax.enable_x64(True):
         for sigma in BIAS_SIGMAS:
@@ -118,7 +115,7 @@ def measure_bias():
             for name, est in (("es", ES(**kw)), ("reparam", Reparam(**kw)),
                               ("mixed", Mixed(**kw)),
                               ("mixed_same", Mixed(**kw, cross_fit=False))):
-                stats = exact.bias_and_mse(exact.estimates(est, BIAS_CALLS), target)
+                stats = exact.bias_and_mse(exact.estimates(est, calls), target)
                 rows[f"{name} σ={sigma}"] = dict(stats, sigma=sigma, estimator=name)
     return rows
 
@@ -161,19 +158,66 @@ def measure_throughput(rule, family, theta, num_tasks, calls):
     return rows
 
 
-def write_report(out_dir, variance, throughput, settings, bias=None):
+@dataclasses.dataclass(frozen=True)
+class Size:
+    repeats: int = 32  # independent repeats per variance point
+    warmup: int = 3  # truncations before an estimate is taken
+    counts: tuple = SAMPLE_COUNTS
+    throughput_tasks: int = 32
+    calls: int = 10  # timed calls per throughput point
+    bias_calls: int = BIAS_CALLS
 
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"settings": settings, "variance": variance, "throughput": throughput,
-                   "bias": bias}, f, indent=1)
-        f.write("\n")
 
+SIZES = {"full": Size(), "quick": Size(repeats=4, warmup=1, counts=(1, 2, 4),
+                                       throughput_tasks=4, calls=2, bias_calls=50),
+         "tiny": Size(repeats=2, warmup=0, counts=(1, 2), throughput_tasks=2, calls=1,
+                      bias_calls=10)}
+
+
+def run(out: str, quick: bool = False, command: str = "lopt bench estimators",
+        progress: bool = True) -> str:
+    sz = SIZES["quick" if quick else "full"]
+    suite = Suite("estimators", out, sz, command, 3, progress)
+    rule, theta = load(pretrained.path("l2l_lstm_quadratic"))
+    family = quadratic_family()
+    variance = suite.cached("variance", lambda: _str_keys(measure_variance(
+        rule, family, theta, sz.repeats, sz.warmup, sz.counts)))
+    bias = suite.cached("bias", lambda: measure_bias(sz.bias_calls))
+    throughput = suite.cached("throughput", lambda: measure_throughput(
+        rule, family, theta, sz.throughput_tasks, sz.calls))
+    suite.payload.update(variance=variance, bias=bias, throughput=throughput)
+    _variance_section(suite, variance)
+    _bias_section(suite, bias, sz)
+    _throughput_section(suite, throughput)
+    return suite.finish("Estimator benchmark",
+                        f"The L2L LSTM at the shipped theta (`l2l_lstm_quadratic`) on {family.name}, "
+                        f"truncations of {TRUNCATION} steps in runs of {HORIZON}, σ = {SIGMA}, "
+                        f"{sz.repeats} repeats per variance point after {sz.warmup} warm-up "
+                        f"truncations, {sz.throughput_tasks} runs and {sz.calls} timed calls per "
+                        "throughput point.")
+
+
+def _str_keys(rows: dict) -> dict:
+    """Sample counts as JSON keys (strings), as the cache stores them."""
+    return {name: {str(k): v for k, v in row.items()} for name, row in rows.items()}
+
+
+def _variance_section(suite, variance) -> None:
+    counts = sorted({int(n) for row in variance.values() for n in row if n.isdigit()})
+    lines = ["| estimator | " + " | ".join(f"n={n}" for n in counts) + " |",
+             "|---|" + "---|" * len(counts)]
+    for name, row in variance.items():
+        cells = [f"{row[str(n)]:.3g}" if str(n) in row else "–" for n in counts]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "`mixed` weighs each half of the pairs by variances estimated on the other half; "
+              "`mixed_same` by variances estimated on the samples it weighs."]
+    suite.section("Total variance of the meta-gradient against samples per estimate",
+                  "\n".join(lines))
     fig = Figure(figsize=(6.4, 4.2), dpi=120)
     ax = fig.subplots()
     for name, row in variance.items():
-        ns = sorted(k for k in row if isinstance(k, int))
-        ax.plot(ns, [row[n] for n in ns], marker="o", label=name)
+        ns = sorted(int(k) for k in row if k.isdigit())
+        ax.plot(ns, [row[str(n)] for n in ns], marker="o", label=name)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("samples per estimate (inner runs or antithetic pairs)")
@@ -182,61 +226,31 @@ def write_report(out_dir, variance, throughput, settings, bias=None):
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "variance.png"))
+    fig.savefig(suite.figure("variance.png"))
 
-    counts = sorted({n for row in variance.values() for n in row if isinstance(n, int)})
 
-    lines = ["# Estimator benchmark\n", f"Command: `{settings['command']}`\n",
-             (markdown_line(settings["provenance"]) + "\n") if "provenance" in settings else "",
-             f"Settings: {json.dumps({k: v for k, v in settings.items() if k != 'command'})}\n",
-             "## Total variance of the meta-gradient against samples per estimate\n",
-             "| estimator | " + " | ".join(f"n={n}" for n in counts) + " |",
-             "|---|" + "---|" * len(counts)]
-    for name, row in variance.items():
-        cells = [f"{row[n]:.3g}" if n in row else "–" for n in counts]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "`mixed` weighs each half of the pairs by variances estimated on the other half; "
-              "`mixed_same` by variances estimated on the samples it weighs.", "",
-              "![variance](variance.png)", ""]
-    if bias:
-        lines += ["## Bias and mean squared error against the exact smoothed gradient\n",
-                  f"`lopt.outer.smoothed_exact`: momentum SGD's (lr, momentum) on a 2-D quadratic, "
-                  f"8 steps; {BIAS_CALLS} estimates of {BIAS_PAIRS} antithetic pairs each, "
-                  "against E_ε[∇L(θ + σε)] from Gauss–Hermite quadrature. Bias in standard "
-                  "errors of the mean of the estimates; MSE summed over both coordinates.\n",
-                  "| estimator | σ | bias (lr, mom) in SE | MSE | MSE / better of ES, reparam |",
-                  "|---|---|---|---|---|"]
-        for row in bias.values():
-            parts = [bias[f"{n} σ={row['sigma']}"]["mse"] for n in ("es", "reparam")]
-            b = ", ".join(f"{x:+.2f}" for x in row["bias_in_se"])
-            lines.append(f"| {row['estimator']} | {row['sigma']} | {b} | {row['mse']:.4g} | "
-                         f"{row['mse'] / min(parts):.3f} |")
-        lines.append("")
-    lines += [
-              "## Meta-training throughput (one outer step: estimate + meta-update)\n",
-              "| estimator | runs | inner steps / s | unroll only, inner steps / s | ratio |",
-              "|---|---|---|---|---|"]
+def _bias_section(suite, bias, sz) -> None:
+    lines = ["| estimator | σ | bias (lr, mom) in SE | MSE | MSE / better of ES, reparam |",
+             "|---|---|---|---|---|"]
+    for row in bias.values():
+        parts = [bias[f"{n} σ={row['sigma']}"]["mse"] for n in ("es", "reparam")]
+        b = ", ".join(f"{x:+.2f}" for x in row["bias_in_se"])
+        lines.append(f"| {row['estimator']} | {row['sigma']} | {b} | {row['mse']:.4g} | "
+                     f"{row['mse'] / min(parts):.3f} |")
+    suite.section("Bias and mean squared error against the exact smoothed gradient",
+                  "`lopt.outer.smoothed_exact`: momentum SGD's (lr, momentum) on a 2-D "
+                  f"quadratic, 8 steps; {sz.bias_calls} estimates of {BIAS_PAIRS} antithetic "
+                  "pairs each, against E_ε[∇L(θ + σε)] from Gauss–Hermite quadrature. Bias in "
+                  "standard errors of the mean of the estimates; MSE summed over both "
+                  "coordinates.\n\n" + "\n".join(lines))
+
+
+def _throughput_section(suite, throughput) -> None:
+    lines = ["| estimator | runs | inner steps / s | unroll only, inner steps / s | ratio |",
+             "|---|---|---|---|---|"]
     for name, row in throughput.items():
         lines.append(f"| {name} | {row['runs']} | {row['inner_steps_per_second']:.0f} | "
                      f"{row['unroll_only_inner_steps_per_second']:.0f} | "
                      f"{row['ratio_to_unroll_only']:.2f} |")
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return "\n".join(lines)
-
-
-def run(out_dir, repeats=32, warmup=3, throughput_tasks=32, calls=10, command=""):
-    rule, theta = load(pretrained.path("l2l_lstm_quadratic"))
-    family = quadratic_family()
-    start, code = time.time(), git_commit()
-    variance = measure_variance(rule, family, theta, repeats, warmup)
-    bias = measure_bias()
-    throughput = measure_throughput(rule, family, theta, throughput_tasks, calls)
-    settings = {"command": command, "rule": "l2l_lstm (pretrained l2l_lstm_quadratic)",
-                "task": family.name, "truncation": TRUNCATION, "horizon": HORIZON,
-                "sigma": SIGMA, "repeats": repeats, "warmup_truncations": warmup,
-                "throughput_num_tasks": throughput_tasks, "timed_calls": calls,
-                "backend": jax.default_backend(), "devices": str(jax.devices()),
-                "wall_s": round(time.time() - start, 1)}
-    settings["provenance"] = provenance(command, settings["wall_s"], code)
-    return write_report(out_dir, variance, throughput, settings, bias)
+    suite.section("Meta-training throughput (one outer step: estimate + meta-update)",
+                  "\n".join(lines))

@@ -8,13 +8,12 @@ of steps, to run; (b) is what lopt pays.
 """
 from __future__ import annotations
 
-import json
-import os
+import dataclasses
 import time
 
 import jax
 
-from lopt.files.provenance import git_commit, markdown_line, provenance
+from lopt.bench.suite import Suite
 from lopt.outer import PES, default_meta_optimizer
 from lopt.outer.mixture import build_estimator
 from lopt.outer.train import TrainState, make_outer_step
@@ -24,7 +23,7 @@ from lopt.tasks import make_family
 RUNS_PER_FAMILY, TRUNCATION, HORIZON, CALLS = 4, 10, 100, 5
 
 
-def _time_step(rule, family, estimator, theta):
+def _time_step(rule, family, estimator, theta, calls):
     est = build_estimator(estimator, rule, family)
     opt = default_meta_optimizer(1e-3)
     state = TrainState(theta, opt.init(theta), est.init(jax.random.PRNGKey(1), theta),
@@ -36,7 +35,7 @@ def _time_step(rule, family, estimator, theta):
     state, _ = compiled(state)
     jax.block_until_ready(state)
     start = time.perf_counter()
-    for _ in range(CALLS):
+    for _ in range(calls):
         state, metrics = compiled(state)
     jax.block_until_ready(metrics)
     return compile_s, (time.perf_counter() - start) / CALLS
@@ -45,49 +44,54 @@ def _time_step(rule, family, estimator, theta):
 DEFAULT_TASK = "mixture:digits_mlp+digits_conv+digits_autoencoder"
 
 
-def run(out_dir, repeats=None, command="", task=DEFAULT_TASK, rule_name="per_parameter_mlp"):
-    del repeats
+@dataclasses.dataclass(frozen=True)
+class Size:
+    task: str = DEFAULT_TASK
+    rule: str = "per_parameter_mlp"
+    runs_per_family: int = RUNS_PER_FAMILY
+    calls: int = CALLS
 
 
-    wall, code = time.time(), git_commit()
-    mixture = make_family(task)
-    rule = make_rule(rule_name)
+SIZES = {"full": Size(), "quick": Size(task="mixture:digits_mlp+iris_logistic", calls=2),
+         "tiny": Size(task="mixture:quadratic+iris_logistic", runs_per_family=2, calls=1)}
+
+
+def run(out: str, quick: bool = False, command: str = "lopt bench mixture",
+        progress: bool = True) -> str:
+    sz = SIZES["quick" if quick else "full"]
+    suite = Suite("mixture", out, sz, command, 1, progress)
+    mixture = make_family(sz.task)
+    rule = make_rule(sz.rule)
     theta = rule.init_meta(jax.random.PRNGKey(0))
-    k = len(mixture.families)
-    rows = []
-    for family in mixture.families:
-        est = PES(num_tasks=RUNS_PER_FAMILY, truncation=TRUNCATION, horizon=HORIZON)
-        c, s = _time_step(rule, family, est, theta)
-        rows.append({"family": family.name, "compile_s": c, "step_s": s})
-    est = PES(num_tasks=RUNS_PER_FAMILY * k, truncation=TRUNCATION, horizon=HORIZON)
-    c, s = _time_step(rule, mixture, est, theta)
-    together = {"family": f"{task} (one jitted step)", "compile_s": c, "step_s": s}
+
+    def compute():
+        rows = []
+        for family in mixture.families:
+            est = PES(num_tasks=sz.runs_per_family, truncation=TRUNCATION, horizon=HORIZON)
+            c, t = _time_step(rule, family, est, theta, sz.calls)
+            rows.append({"family": family.name, "compile_s": c, "step_s": t})
+        est = PES(num_tasks=sz.runs_per_family * len(mixture.families), truncation=TRUNCATION,
+                  horizon=HORIZON)
+        c, t = _time_step(rule, mixture, est, theta, sz.calls)
+        return {"families": rows,
+                "mixture": {"family": f"{sz.task} (one jitted step)", "compile_s": c,
+                            "step_s": t}}
+
+    timings = suite.cached("timings", compute)
+    rows, together = timings["families"], timings["mixture"]
     alone = {"compile_s": sum(r["compile_s"] for r in rows),
              "step_s": sum(r["step_s"] for r in rows)}
-    settings = {"command": command, "task": task, "rule": rule_name, "estimator": "pes",
-                "runs_per_family": RUNS_PER_FAMILY, "truncation": TRUNCATION,
-                "horizon": HORIZON, "timed_calls": CALLS, "wall_s": time.time() - wall,
-                "machine": f"{os.cpu_count()} CPU cores, jax {jax.__version__} "
-                           f"({jax.default_backend()})"}
-    settings["provenance"] = provenance(command, settings["wall_s"], code)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"settings": settings, "families": rows, "mixture": together,
-                   "sum_of_families": alone}, f, indent=1)
-        f.write("\n")
-    lines = ["# The cost of meta-training on a mixture", "", markdown_line(settings["provenance"]),
-             "",
-             f"Command: `{command}` ({settings['wall_s']:.0f} s on {settings['machine']}). "
-             f"Rule {rule_name}, PES, {RUNS_PER_FAMILY} runs per family, truncations of "
-             f"{TRUNCATION} steps; step time is the mean of {CALLS} calls after compiling.", "",
-             "| what | compile (s) | one outer step (s) |", "|---|---|---|"]
+    lines = ["| what | compile (s) | one outer step (s) |", "|---|---|---|"]
     for r in rows + [together]:
         lines.append(f"| {r['family']} | {r['compile_s']:.1f} | {r['step_s']:.3f} |")
     lines.append(f"| sum of the families alone (round-robin's compile; its step cost per cycle) "
                  f"| {alone['compile_s']:.1f} | {alone['step_s']:.3f} |")
-    lines += ["", f"Mixture / sum of families: compile {together['compile_s'] / alone['compile_s']:.2f}"
-              f"x, step {together['step_s'] / alone['step_s']:.2f}x."]
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(out_dir, "README.md"), "w") as f:
-        f.write(text)
-    return text
+    lines += ["", f"Mixture / sum of families: compile "
+              f"{together['compile_s'] / alone['compile_s']:.2f}x, step "
+              f"{together['step_s'] / alone['step_s']:.2f}x."]
+    suite.section("Compile and step time", "\n".join(lines))
+    suite.payload.update(timings, sum_of_families=alone)
+    return suite.finish("The cost of meta-training on a mixture",
+                        f"Rule {sz.rule}, PES, {sz.runs_per_family} runs per family, truncations "
+                        f"of {TRUNCATION} steps; step time is the mean of {sz.calls} calls after "
+                        "compiling, measured in this run.")

@@ -195,23 +195,17 @@ def _adam_side(suite: Suite, sz: Size):
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
-        progress: bool = True, size: Optional[str] = None, learned: Optional[dict] = None,
-        baselines_only: bool = False) -> str:
-    """Run the suite into ``out`` (stages cached there) for ``learned`` (name -> (rule,
-    theta); default: the shipped general-purpose optimizers) and return its markdown. With
-    ``baselines_only`` it computes and caches the Adam side only (no learned rule needed)."""
-
-    sz = SIZES[size or ("quick" if quick else "full")]
-    learned = learned or shipped_general()
-    if not learned and not baselines_only:
+        progress: bool = True) -> str:
+    """Run the suite into ``out`` (stages cached there) for the shipped general-purpose
+    optimizers and return its markdown."""
+    sz = SIZES["quick" if quick else "full"]
+    learned = shipped_general()
+    if not learned:
         raise ValueError(f"no general-purpose pretrained optimizer ({', '.join(GENERAL)}) is "
                          "shipped in lopt/pretrained: run its recipe first (lopt train --recipe)")
     stages = len(sz.tasks) * (6 + len(learned)) + 1
     suite = Suite("pretrained", out, sz, command, stages, progress)
     labels, families, steps, global_lr, adam_rows = _adam_side(suite, sz)
-    if baselines_only:
-        suite.bar.close()
-        return "baselines cached in " + out
     results = {}
     for label in labels:
         rows = [suite.cached(

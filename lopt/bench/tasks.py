@@ -9,7 +9,7 @@ split; and the wall time of one inner Adam step (8 instances vmapped, compile ex
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import time
 
@@ -19,11 +19,12 @@ from matplotlib.figure import Figure
 
 from lopt.evaluation import diverged, final_test_metrics, loss_curves
 from lopt.evaluation.normalization import adam_reference
-from lopt.files.provenance import git_commit, markdown_line, provenance
+from lopt.bench.suite import Suite
+from lopt.evaluation.protocol import EVAL_SEED, NORMALIZATION_SEED
 from lopt.rules import adam
 from lopt.tasks import FAMILIES, make_family, normalized
 
-STEPS, TUNING_TASKS, EVAL_TASKS, EVAL_SEED = 100, 8, 8, 4242
+STEPS, TUNING_TASKS, EVAL_TASKS = 100, 8, 8
 SKIP = ("cifar10_conv", "fashion_mnist_mlp")  # need prepared tfds data
 # Left out until the stall is isolated: on 2 CPU cores with jax 0.10.2, unrolls of the recurrent
 # tasks over 8+ runs sometimes stall inside XLA's CPU runtime (the process sits idle); see
@@ -66,52 +67,6 @@ def measure(name, cache_dir):
     return row
 
 
-def write_report(out_dir, rows, settings):
-
-
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"settings": settings, "tasks": rows}, f, indent=1)
-        f.write("\n")
-    lines = [
-        "# Tasks under tuned Adam", "",
-        f"Command: `{settings['command']}` ({settings['wall_s']:.0f} s on {settings['machine']}).",
-        markdown_line(settings["provenance"]) if "provenance" in settings else "",
-        f"Adam's lr is tuned on {TUNING_TASKS} tuning instances over {STEPS} steps (the task "
-        "normalization reference); the other columns come from "
-        f"{EVAL_TASKS} separate evaluation instances. `normalized` is the final loss with "
-        "initial loss 1 and tuned Adam's best (on tuning instances) 0, over the runs that did "
-        "not diverge (diverged runs are counted beside it). Test columns cover the whole test "
-        "split.", "",
-        "| task | params | initial loss | Adam best | Adam lr | normalized final | test loss |"
-        " test accuracy | ms / step (8 runs) |",
-        "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        acc = f"{r['test_accuracy']:.3f}" if "test_accuracy" in r else ""
-        test = f"{r['test_loss']:.4g}" if "test_loss" in r else ""
-        div = f" ({r['eval_diverged']} diverged)" if r.get("eval_diverged") else ""
-        lines.append(f"| {r['task']} | {r['params']} | {r['init_loss']:.4g} | "
-                     f"{r['adam_best_loss']:.4g} | {r['adam_lr']:.3g} | "
-                     f"{r['eval_normalized_final']:.3f} ± {r['eval_normalized_final_sem']:.2g}"
-                     f"{div} | "
-                     f"{test} | {acc} | {r['step_ms']:.2f} |")
-    lines += beside_table_2(rows)
-    with open(os.path.join(out_dir, "README.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    fig = Figure(figsize=(7.5, 0.22 * len(rows) + 1.2), dpi=120)
-    ax = fig.subplots()
-    names = [r["task"] for r in rows]
-    ax.barh(names, [r["eval_normalized_final"] for r in rows],
-            xerr=[r["eval_normalized_final_sem"] for r in rows], color="tab:blue")
-    ax.axvline(0, color="k", lw=0.8)
-    ax.invert_yaxis()
-    ax.set_xlabel("Adam's normalized final loss on evaluation instances (0 = best on tuning)")
-    ax.set_title("Registered tasks under tuned Adam, 100 steps")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "normalized.png"))
-    return "\n".join(lines)
-
-
 # Wang, Sun & Xu 2019, Table 2: final loss of Adam on the three sequence prediction tasks.
 TABLE_2_ADAM = {"sine_lstm": 0.65, "sine_lstm_small_noise": 0.39, "sine_lstm_2layer": 0.51}
 
@@ -136,23 +91,61 @@ def beside_table_2(rows) -> list:
     return lines
 
 
-def run(out_dir, repeats=None, command="", tasks=None):
-    del repeats  # not a variance benchmark
+@dataclasses.dataclass(frozen=True)
+class Size:
+    tasks: tuple = ()  # empty: every registered offline, non-recurrent task
 
 
-    start, code = time.time(), git_commit()
-    names = tasks or [n for n in FAMILIES if n not in SKIP + RECURRENT]
-    cache = os.path.join(out_dir, "cache")
-    rows, text = [], ""
-    for name in names:
-        rows.append(measure(name, cache))
-        print(f"{name}: {rows[-1]}", flush=True)
-        # Rewritten after every task, so an interrupted run keeps what it measured.
-        settings = {"command": command, "steps": STEPS, "tuning_tasks": TUNING_TASKS,
-                    "eval_tasks": EVAL_TASKS, "eval_seed": EVAL_SEED,
-                    "wall_s": time.time() - start, "tasks_requested": list(names),
-                    "machine": f"{os.cpu_count()} CPU cores, jax {jax.__version__} "
-                               f"({jax.default_backend()})"}
-        settings["provenance"] = provenance(command, settings["wall_s"], code)
-        text = write_report(out_dir, rows, settings)
-    return text
+SIZES = {"full": Size(), "quick": Size(tasks=("quadratic", "iris_logistic"))}
+
+
+def run(out: str, quick: bool = False, command: str = "lopt bench tasks",
+        progress: bool = True, size: Size | None = None) -> str:
+    sz = size or SIZES["quick" if quick else "full"]
+    names = list(sz.tasks) or [n for n in FAMILIES if n not in SKIP + RECURRENT]
+    suite = Suite("tasks", out, sz, command, len(names), progress)
+    cache = os.path.join(out, "cache")
+    # One cached stage per task, so an interrupted run keeps what it measured.
+    rows = [suite.cached(f"task_{name}", lambda name=name: measure(name, cache), {"task": name})
+            for name in names]
+    suite.payload["tasks"] = rows
+    lines = ["| task | params | initial loss | Adam best | Adam lr | normalized final | test loss |"
+             " test accuracy | ms / step (8 runs) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        acc = f"{r['test_accuracy']:.3f}" if "test_accuracy" in r else ""
+        test = f"{r['test_loss']:.4g}" if "test_loss" in r else ""
+        div = f" ({r['eval_diverged']} diverged)" if r.get("eval_diverged") else ""
+        lines.append(f"| {r['task']} | {r['params']} | {r['init_loss']:.4g} | "
+                     f"{r['adam_best_loss']:.4g} | {r['adam_lr']:.3g} | "
+                     f"{r['eval_normalized_final']:.3f} ± {r['eval_normalized_final_sem']:.2g}"
+                     f"{div} | {test} | {acc} | {r['step_ms']:.2f} |")
+    suite.section("Every task under tuned Adam", "\n".join(lines))
+    table_2 = beside_table_2(rows)
+    if table_2:
+        suite.section(table_2[1].removeprefix("## "), "\n".join(table_2[3:]))
+    _plot(rows, suite.figure("normalized.png"))
+    return suite.finish("Tasks under tuned Adam", _intro())
+
+
+def _intro() -> str:
+    return (f"Adam's lr is tuned on {TUNING_TASKS} tuning instances (seed "
+            f"{NORMALIZATION_SEED}) over {STEPS} steps (the task normalization reference); the "
+            f"other columns come from {EVAL_TASKS} separate evaluation instances (seed "
+            f"{EVAL_SEED}). `normalized` is the final loss with initial loss 1 and tuned "
+            "Adam's best (on tuning instances) 0, over the runs that did not diverge (diverged "
+            "runs are counted beside it). Test columns cover the whole test split.")
+
+
+def _plot(rows, path) -> None:
+    fig = Figure(figsize=(7.5, 0.22 * len(rows) + 1.2), dpi=120)
+    ax = fig.subplots()
+    names = [r["task"] for r in rows]
+    ax.barh(names, [r["eval_normalized_final"] for r in rows],
+            xerr=[r["eval_normalized_final_sem"] for r in rows], color="tab:blue")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel("Adam's normalized final loss on evaluation instances (0 = best on tuning)")
+    ax.set_title("Registered tasks under tuned Adam, 100 steps")
+    fig.tight_layout()
+    fig.savefig(path)

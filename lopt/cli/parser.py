@@ -57,11 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("suite", help="the suite to run (see `lopt list`)")
     p_bench.add_argument("--out", default=None, help="folder for the results "
                                                      "(default: benchmarks/SUITE)")
-    p_bench.add_argument("--repeats", type=int, default=32,
-                         help="estimators suite: independent repeats per variance point "
-                              "(default: 32)")
     p_bench.add_argument("--quick", action="store_true",
-                         help="paper suites, perf and pretrained: a small size that finishes in a few minutes")
+                         help="a small size that finishes in a few minutes")
     p_bench.add_argument("--no-progress", dest="progress", action="store_false",
                          help="no progress bar")
     sub.add_parser("list", help="list rules, tasks, estimators, benchmark suites and "

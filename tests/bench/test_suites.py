@@ -58,9 +58,22 @@ def test_quick_path_writes_results_with_provenance_and_protocol(name, tmp_path, 
         assert "momentum" in names and "adam" in names
 
 
-def test_quick_on_a_suite_without_sizes_is_a_clear_error(capsys):
-    assert main(["bench", "estimators", "--quick"]) == 2
-    assert "--quick applies to the suites" in capsys.readouterr().err
+@pytest.mark.parametrize("name", ["mixture", "estimators"])
+def test_every_suite_has_the_one_layout(name, tmp_path, monkeypatch):
+    """The suites beside the papers' write the same files through the same Suite."""
+    module = importlib.import_module(f"lopt.bench.{name}")
+    monkeypatch.setitem(module.SIZES, "quick", module.SIZES["tiny"])
+    out = str(tmp_path / name)
+    assert main(["bench", name, "--quick", "--out", out, "--no-progress"]) == 0
+    result = json.load(open(os.path.join(out, "results.json")))
+    md = open(os.path.join(out, "results.md")).read()
+    assert result["suite"] == name and result["provenance"]["stages"]
+    assert md.startswith("# ") and f"`{result['provenance']['command']}`" in md and "| " in md
+
+
+def test_an_unknown_suite_is_one_line(capsys):
+    assert main(["bench", "nope"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("family_name", ["quadratic", "digits_mlp"])

@@ -7,7 +7,7 @@ from lopt.bench import tasks as bench
 
 
 def test_task_benchmark_writes_a_consistent_table(tmp_path):
-    text = bench.run(str(tmp_path), command="test", tasks=["quadratic", "iris_logistic"])
+    text = bench.run(str(tmp_path), quick=True, command="test", progress=False)
     result = json.load(open(tmp_path / "results.json"))
     rows = {r["task"]: r for r in result["tasks"]}
     assert set(rows) == {"quadratic", "iris_logistic"}
