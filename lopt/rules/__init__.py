@@ -7,7 +7,8 @@ from lopt.rules.hand_designed import (HAND_DESIGNED, adadelta, adagrad, adam, ad
 from lopt.rules.history import normalized_history
 from lopt.rules.hyperadam import hyperadam
 from lopt.rules.l2l_lstm import l2l_lstm, log_sign_preprocess
-from lopt.rules.mlp_lopt import hierarchical, per_parameter_mlp
+from lopt.rules.hierarchical import hierarchical
+from lopt.rules.per_parameter_mlp import per_parameter_mlp
 from lopt.rules.multiscale_adam import multiscale_adam
 from lopt.rules.optax_baselines import (ADAM_SEARCH_SPACE, MODERN_BASELINES, adam_all,
                                         adam_search_rule, adamw, lion, muon, nadamw,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from lopt.rules import adafactor_features as af
 from lopt.rules.base import UpdateRule
-from lopt.rules.nets import init_dense, linear
+from lopt.rules.nets import apply_mlp, init_mlp
 
 # tanh(t/τ − 1): the step as bounded features from the first step to 10⁵.
 STEP_TIMESCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
@@ -19,32 +19,6 @@ def step_embedding(count) -> jax.Array:
     """tanh(t/τ − 1) for the timescales τ of ``STEP_TIMESCALES``."""
     t = jnp.asarray(count, jnp.float32)
     return jnp.tanh(t / jnp.asarray(STEP_TIMESCALES, jnp.float32) - 1.0)
-
-
-def init_mlp(key, fan_in: int, hidden: int, layers: int, outputs: int = 2) -> list:
-    """``layers`` ReLU layers of ``hidden`` units, then ``outputs``: N(0, 1/fan_in) weights."""
-    sizes = [fan_in] + [hidden] * layers + [outputs]
-    keys = jax.random.split(key, len(sizes) - 1)
-    return [init_dense(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
-
-
-def apply_mlp(layers: list, groups: list, bias_extra=0.0):
-    """The MLP on one leaf's normalized feature groups ([..., k] each), the first layer taken
-    one group at a time (the same sum as the concatenated features times W, without building
-    that array); ``bias_extra`` is added to the first layer's bias (a per-tensor context
-    already multiplied by its weights). Returns the outputs [..., outputs]."""
-    w = layers[0]["w"]
-    pre, start = layers[0]["b"] + bias_extra, 0
-    for x in groups:
-        stop = start + x.shape[-1]
-        pre = pre + linear(x, w[start:stop])
-        start = stop
-    h = jax.nn.relu(pre)
-    for i, layer in enumerate(layers[1:]):
-        h = linear(h, layer["w"]) + layer["b"]
-        if i < len(layers) - 2:
-            h = jax.nn.relu(h)
-    return h
 
 
 INITS = ("random", "momentum")
@@ -69,18 +43,6 @@ def plant_identity(layers: list, feature: int) -> list:
             b = b.at[0].set(0.0)
         out.append({"w": w, "b": b})
     return out
-
-
-def decay_offsets(n_mom: int, n_rms: int, n_fac: int) -> dict:
-    return {"momentum": jnp.zeros((n_mom,)), "rms": jnp.zeros((n_rms,)),
-            "factored": jnp.zeros((n_fac,))}
-
-
-def current_decays(theta, momentum_decays, rms_decays, factored_decays) -> tuple:
-    d = theta["decays"]
-    return (af.decays_from_offsets(momentum_decays, d["momentum"]),
-            af.decays_from_offsets(rms_decays, d["rms"]),
-            af.decays_from_offsets(factored_decays, d["factored"]))
 
 
 def adafac_mlp(hidden: int = 4, layers: int = 2,
@@ -116,7 +78,7 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
         mlp = init_mlp(key, n_feat + len(STEP_TIMESCALES), hidden, layers)
         if init == "momentum":
             mlp = plant_identity(mlp, momentum_feature)
-        return {"mlp": mlp, "decays": decay_offsets(len(moms), len(rmss), len(facs))}
+        return {"mlp": mlp, "decays": af.decay_offsets(len(moms), len(rmss), len(facs))}
 
     def init_state(theta, params):
         return {"acc": af.init_accumulators(params, len(moms), len(rmss), len(facs)),
@@ -124,7 +86,7 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
 
     def update(theta, state, grads, params, loss=None):
         del loss
-        d_mom, d_rms, d_fac = current_decays(theta, moms, rmss, facs)
+        d_mom, d_rms, d_fac = af.current_decays(theta, moms, rmss, facs)
         mlp = theta["mlp"]
         # The step embedding is the same for every coordinate: its share of the first layer
         # is one vector per step, folded into the bias.

@@ -29,6 +29,20 @@ def decays_from_offsets(initial: Sequence[float], offset) -> jax.Array:
     return 1.0 - jnp.exp((base + offset) * DECAY_SCALE)
 
 
+def decay_offsets(n_mom: int, n_rms: int, n_fac: int) -> dict:
+    """Zero offsets (the initial decays) for every momentum, RMS and factored accumulator."""
+    return {"momentum": jnp.zeros((n_mom,)), "rms": jnp.zeros((n_rms,)),
+            "factored": jnp.zeros((n_fac,))}
+
+
+def current_decays(theta, momentum_decays, rms_decays, factored_decays) -> tuple:
+    """The decays theta's offsets make of the initial ones: (momentum, rms, factored)."""
+    d = theta["decays"]
+    return (decays_from_offsets(momentum_decays, d["momentum"]),
+            decays_from_offsets(rms_decays, d["rms"]),
+            decays_from_offsets(factored_decays, d["factored"]))
+
+
 def factored_dims(shape: Sequence[int]) -> Optional[Tuple[int, int]]:
     """The two largest axes (row axis, column axis) of a tensor with at least two axes, over
     which Adafactor keeps row and column second moments; None for scalars and vectors."""

@@ -9,10 +9,9 @@ import jax
 import jax.numpy as jnp
 
 from lopt.rules import adafactor_features as af
-from lopt.rules.adafac_mlp import apply_mlp, current_decays, decay_offsets, init_mlp
 from lopt.rules.base import UpdateRule
-from lopt.rules.mlp_lopt import log_magnitude
-from lopt.rules.nets import dense, init_dense, lstm_cell
+from lopt.rules.nets import (apply_mlp, dense, init_dense, init_lstm_cell, init_mlp, log_magnitude,
+                             lstm_cell)
 
 # tanh(10·(t/T − c)): where the run is, as a fraction of its length T, around each c.
 FRACTION_CENTRES = (0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1)
@@ -88,12 +87,9 @@ def celo(hidden: int = 8, layers: int = 2, scheduler_hidden: int = 16,
 
     def init_meta(key):
         k_mlp, k_in, k_mix, k_lstm = jax.random.split(key, 4)
-        lstm = {"w": jax.random.normal(k_lstm, (2 * scheduler_hidden, 4 * scheduler_hidden))
-                / jnp.sqrt(2 * scheduler_hidden),
-                "b": jnp.zeros((4 * scheduler_hidden,)).at[
-                    scheduler_hidden:2 * scheduler_hidden].set(1.0)}
+        lstm = init_lstm_cell(k_lstm, scheduler_hidden, scheduler_hidden)
         return {"mlp": init_mlp(k_mlp, n_feat, hidden, layers),
-                "decays": decay_offsets(len(moms), len(rmss), len(facs)),
+                "decays": af.decay_offsets(len(moms), len(rmss), len(facs)),
                 "scheduler": {"input": init_dense(k_in, n_sched, scheduler_hidden),
                               "mix": init_dense(k_mix, n_sched, scheduler_hidden),
                               "lstm": lstm,
@@ -127,7 +123,7 @@ def celo(hidden: int = 8, layers: int = 2, scheduler_hidden: int = 16,
             raise ValueError("celo needs the training loss (pass value=loss)")
         if isinstance(loss, dict):
             loss = loss["train"]
-        d_mom, d_rms, d_fac = current_decays(theta, moms, rmss, facs)
+        d_mom, d_rms, d_fac = af.current_decays(theta, moms, rmss, facs)
         decays = loss_decays(state["num_steps"])
         buf = update_loss_buffer(state["loss"], loss, decays)
         treedef = jax.tree.structure(params)

@@ -49,17 +49,19 @@ def lstm_cell(weights: dict, x: jax.Array, h: jax.Array, c: jax.Array):
     return h, c
 
 
+def init_lstm_cell(key, fan_in: int, hidden: int) -> dict:
+    """An LSTM cell of ``hidden`` units on ``fan_in`` inputs for ``lstm_cell``: N(0, 1/(fan_in +
+    hidden)) weights, forget-gate bias 1 so the cell state starts out remembered rather than
+    wiped."""
+    scale = 1.0 / jnp.sqrt(fan_in + hidden)
+    w = scale * jax.random.normal(key, (fan_in + hidden, 4 * hidden))
+    b = jnp.zeros((4 * hidden,)).at[hidden:2 * hidden].set(1.0)
+    return {"w": w, "b": b}
+
+
 def init_lstm_stack(keys, fan_in: int, hidden: int) -> list:
-    """One LSTM cell of ``hidden`` units per key; forget-gate bias 1 so the cell state starts
-    out remembered rather than wiped."""
-    cells = []
-    for k in keys:
-        scale = 1.0 / jnp.sqrt(fan_in + hidden)
-        w = scale * jax.random.normal(k, (fan_in + hidden, 4 * hidden))
-        b = jnp.zeros((4 * hidden,)).at[hidden:2 * hidden].set(1.0)
-        cells.append({"w": w, "b": b})
-        fan_in = hidden
-    return cells
+    """One ``init_lstm_cell`` of ``hidden`` units per key, the first on ``fan_in`` inputs."""
+    return [init_lstm_cell(k, fan_in if i == 0 else hidden, hidden) for i, k in enumerate(keys)]
 
 
 def lstm_stack(cells: list, x: jax.Array, h: jax.Array, c: jax.Array):
@@ -71,3 +73,35 @@ def lstm_stack(cells: list, x: jax.Array, h: jax.Array, c: jax.Array):
         new_c.append(cl)
         x = hl
     return x, jnp.stack(new_h), jnp.stack(new_c)
+
+
+def init_mlp(key, fan_in: int, hidden: int, layers: int, outputs: int = 2) -> list:
+    """``layers`` ReLU layers of ``hidden`` units, then ``outputs``: N(0, 1/fan_in) weights."""
+    sizes = [fan_in] + [hidden] * layers + [outputs]
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [init_dense(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def apply_mlp(layers: list, groups: list, bias_extra=0.0):
+    """The MLP on one leaf's normalized feature groups ([..., k] each), the first layer taken
+    one group at a time (the same sum as the concatenated features times W, without building
+    that array); ``bias_extra`` is added to the first layer's bias (a per-tensor context
+    already multiplied by its weights). Returns the outputs [..., outputs]."""
+    w = layers[0]["w"]
+    pre, start = layers[0]["b"] + bias_extra, 0
+    for x in groups:
+        stop = start + x.shape[-1]
+        pre = pre + linear(x, w[start:stop])
+        start = stop
+    h = jax.nn.relu(pre)
+    for i, layer in enumerate(layers[1:]):
+        h = linear(h, layer["w"]) + layer["b"]
+        if i < len(layers) - 2:
+            h = jax.nn.relu(h)
+    return h
+
+
+def log_magnitude(x):
+    """A log-magnitude input in [−1, 1]: clip(log(x + 10⁻¹⁰), −10, 10)/10. A plain log feeds
+    log(10⁻⁸) ≈ −18 for a zero-initialized bias, saturating the LSTM it enters."""
+    return jnp.clip(jnp.log(x + 1e-10), -10.0, 10.0) / 10.0

@@ -1,5 +1,6 @@
-"""Per-parameter MLP (Metz et al. 2019) and the hierarchical per-tensor LSTM + MLP (Wichrowska et
-al. 2017, Metz et al. 2020)."""
+"""The per-parameter MLP learned optimizer of Metz et al. 2019: Δθ = d · exp(m · α) · β from an
+MLP on each coordinate's momenta, normalized features and step embedding; its features and
+per-coordinate MLP are shared with ``lopt.rules.hierarchical``."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -8,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt.rules.base import UpdateRule, per_coordinate, zeros_per_coordinate
-from lopt.rules.nets import dense, init_dense, linear, lstm_cell
+from lopt.rules.nets import dense, init_dense, linear
 
 DEFAULT_DECAYS = (0.5, 0.9, 0.99, 0.999)
 TIME_SCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
@@ -54,17 +55,12 @@ def time_embedding(count, dtype=jnp.float32):
     return jnp.tanh(count.astype(dtype) / jnp.asarray(TIME_SCALES, dtype))
 
 
-def _moments(state, grads, decays, count):
+def moments(state, grads, decays, count):
+    """The momenta at ``decays`` and the 0.999 second moment, updated with ``grads``."""
     d = jnp.asarray(decays)
     moms = jax.tree.map(lambda m, g: d * m + (1 - d) * g[..., None], state["moms"], grads)
     v = jax.tree.map(lambda v, g: 0.999 * v + 0.001 * g**2, state["v"], grads)
     return moms, v
-
-
-def log_magnitude(x):
-    """A log-magnitude input in [−1, 1]: clip(log(x + 10⁻¹⁰), −10, 10)/10. A plain log feeds
-    log(10⁻⁸) ≈ −18 for a zero-initialized bias, saturating the LSTM it enters."""
-    return jnp.clip(jnp.log(x + 1e-10), -10.0, 10.0) / 10.0
 
 
 def _mlp_coordinate(theta, scales, bias, param, grad, moms, v, count, exp_scale, step_scale):
@@ -84,7 +80,7 @@ def _mlp_coordinate(theta, scales, bias, param, grad, moms, v, count, exp_scale,
     return direction * jnp.exp(magnitude * exp_scale) * step_scale
 
 
-def _mlp_all_coordinates(theta, params, grads, moms, v, count, contexts, mean_squares,
+def mlp_all_coordinates(theta, params, grads, moms, v, count, contexts, mean_squares,
                          exp_scale, step_scale):
     """The per-parameter MLP on every coordinate, with each tensor's context (a tree of
     vectors, one per leaf) entering its first layer and its features' mean squares (a tree
@@ -99,7 +95,7 @@ def _mlp_all_coordinates(theta, params, grads, moms, v, count, contexts, mean_sq
     return per_coordinate(step)(theta, params, grads, moms, v, per_tensor=per_tensor)
 
 
-def _check(hidden, decays):
+def check_config(hidden, decays):
     if int(hidden) < 1:
         raise ValueError(f"hidden must be a positive integer, got {hidden}")
     if not decays or any(not 0.0 <= d < 1.0 for d in decays):
@@ -112,7 +108,7 @@ def per_parameter_mlp(hidden: int = 32, decays: Sequence[float] = DEFAULT_DECAYS
     MLP (one hidden layer of 32) on the per-parameter features and tanh embeddings of the step.
     α = ``exp_scale``, β = ``step_scale`` (both 10⁻³ in the paper) keep early steps small."""
     decays = tuple(float(d) for d in decays)
-    _check(hidden, decays)
+    check_config(hidden, decays)
     n_feat = 2 + 2 * len(decays) + 1 + len(TIME_SCALES)
 
     def init_meta(key):
@@ -126,11 +122,11 @@ def per_parameter_mlp(hidden: int = 32, decays: Sequence[float] = DEFAULT_DECAYS
     def update(theta, state, grads, params, loss=None):
         del loss
         count = state["count"] + 1
-        moms, v = _moments(state, grads, decays, count)
+        moms, v = moments(state, grads, decays, count)
         context = time_embedding(count)
         squares = jax.tree.map(lambda p, g, m, vv: feature_mean_squares(p, g, m, vv, count),
                                params, grads, moms, v)
-        updates = _mlp_all_coordinates(theta, params, grads, moms, v, count,
+        updates = mlp_all_coordinates(theta, params, grads, moms, v, count,
                                        jax.tree.map(lambda _: context, params), squares,
                                        exp_scale, step_scale)
         return updates, {"moms": moms, "v": v, "count": count}
@@ -138,79 +134,3 @@ def per_parameter_mlp(hidden: int = 32, decays: Sequence[float] = DEFAULT_DECAYS
     return UpdateRule(init_meta=init_meta, init=init, update=update, name="per_parameter_mlp",
                       config={"hidden": hidden, "decays": list(decays), "exp_scale": exp_scale,
                               "step_scale": step_scale})
-
-
-def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
-                 decays: Sequence[float] = DEFAULT_DECAYS, exp_scale: float = 1e-3,
-                 step_scale: float = 1e-3) -> UpdateRule:
-    """Wichrowska et al. 2017 / Metz et al. 2020 (Metz et al. 2019): a per-tensor LSTM, fed the
-    tensor's gradient and parameter RMS, its momenta's RMS, the training loss and its change
-    since the last step (all as ``log_magnitude``), the held-out loss where the task has one
-    (its log-magnitude gap to the training loss, and a flag) and the step embedding, outputs a
-    context vector that is an extra input of the per-parameter MLP of every coordinate of that
-    tensor."""
-    decays = tuple(float(d) for d in decays)
-    _check(hidden, decays)
-    n_feat = 2 + 2 * len(decays) + 1 + len(TIME_SCALES)
-    n_tensor = 2 + len(decays) + 4 + len(TIME_SCALES)
-
-    def init_meta(key):
-        k1, k2, k3, k4 = jax.random.split(key, 4)
-        return {"hidden": init_dense(k1, n_feat + context, hidden),
-                "out": init_dense(k2, hidden, 2),
-                "tensor_lstm": {"w": jax.random.normal(k3, (n_tensor + tensor_hidden,
-                                                            4 * tensor_hidden))
-                                / jnp.sqrt(n_tensor + tensor_hidden),
-                                "b": jnp.zeros((4 * tensor_hidden,)).at[
-                                    tensor_hidden:2 * tensor_hidden].set(1.0)},
-                "context": init_dense(k4, tensor_hidden, context, scale=0.1)}
-
-    def init(theta, params):
-        per_tensor = jax.tree.map(lambda p: jnp.zeros((tensor_hidden,), p.dtype), params)
-        return {"moms": zeros_per_coordinate(params, (len(decays),)),
-                "v": zeros_per_coordinate(params, ()), "count": jnp.zeros((), jnp.int32),
-                "h": per_tensor, "c": per_tensor, "last_loss": jnp.zeros(())}
-
-    def update(theta, state, grads, params, loss=None):
-        if loss is None:
-            raise ValueError("hierarchical needs the training loss (pass value=loss)")
-        if isinstance(loss, dict):
-            train_loss, eval_loss, has_eval = loss["train"], loss["eval"], 1.0
-        else:
-            train_loss, eval_loss, has_eval = loss, loss, 0.0
-        count = state["count"] + 1
-        moms, v = _moments(state, grads, decays, count)
-        step_emb = time_embedding(count)
-        log_loss = log_magnitude(jnp.abs(train_loss))
-        loss_change = jnp.where(count > 1, log_loss - state["last_loss"], 0.0)
-        # Held-out minus training log loss (0 without held-out data) and a flag saying which.
-        gap = has_eval * (log_magnitude(jnp.abs(eval_loss)) - log_loss)
-
-        squares = jax.tree.map(lambda p, g, m, vv: feature_mean_squares(p, g, m, vv, count),
-                               params, grads, moms, v)
-
-        def tensor_context(ms, h, c):
-            # RMS of the gradient, the parameter and each momentum: the features' first 2 + k.
-            rms = log_magnitude(jnp.sqrt(ms[:2 + len(decays)]))
-            x = jnp.concatenate([rms, jnp.stack([log_loss, loss_change, gap,
-                                                 jnp.asarray(has_eval, log_loss.dtype)]),
-                                 step_emb])
-            h, c = lstm_cell(theta["tensor_lstm"], x.astype(h.dtype), h, c)
-            return dense(theta["context"], h), h, c
-
-        ctx_tree = jax.tree.map(lambda _, ms, h, c: tensor_context(ms, h, c), params, squares,
-                                state["h"], state["c"])
-        pick = lambda i: jax.tree.map(lambda _, t: t[i], params, ctx_tree)
-        contexts, h, c = pick(0), pick(1), pick(2)
-        updates = _mlp_all_coordinates(
-            theta, params, grads, moms, v, count,
-            jax.tree.map(lambda _, ctx: jnp.concatenate([step_emb, ctx]), params, contexts),
-            squares, exp_scale, step_scale)
-        return updates, {"moms": moms, "v": v, "count": count, "h": h, "c": c,
-                         "last_loss": log_loss}
-
-    return UpdateRule(init_meta=init_meta, init=init, update=update, name="hierarchical",
-                      wants_eval_loss=True,
-                      config={"hidden": hidden, "tensor_hidden": tensor_hidden,
-                              "context": context, "decays": list(decays),
-                              "exp_scale": exp_scale, "step_scale": step_scale})
