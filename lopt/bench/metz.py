@@ -192,7 +192,7 @@ def _objectives(suite, sz) -> None:
     family = mlp_family("digits", (64,), "relu", batch_size=32, subset_size=64,
                         name="digits_mlp_64x1_subset64")
     learned = {}
-    for objective in ("train", "eval"):
+    for objective in ("train", "valid"):
         rule = per_parameter_mlp()
         est = TBPTT(num_tasks=sz.meta_tasks, truncation=20, horizon=sz.overfit_steps, objective=objective)
         learned[f"meta-trained on {objective} loss"] = (

@@ -13,7 +13,7 @@ import jax
 from lopt.cli.recipes import RECIPES
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.outer import ESTIMATORS
-from lopt.outer.unroll import OBJECTIVES, REMAT, WEIGHTINGS
+from lopt.outer.unroll import OBJECTIVE_ALIASES, OBJECTIVES, REMAT, WEIGHTINGS
 from lopt.rules import BASELINES, LEARNED
 from lopt.tasks import Mixture, make_family, resolve
 
@@ -114,7 +114,8 @@ class EstimatorConfig:
         if self.max_horizon is not None:
             _at_least("max_horizon", self.max_horizon, self.horizon)
         _one_of("weighting", self.weighting, WEIGHTINGS)
-        _one_of("objective", self.objective, OBJECTIVES)
+        # "eval" is lopt 0.1's name for "valid", still accepted.
+        _one_of("objective", self.objective, OBJECTIVES + tuple(OBJECTIVE_ALIASES))
         if self.loss_clip is not None:
             _positive("loss_clip", self.loss_clip, 1e-6, 1e30)
         # Below ~1e-6 a perturbation of an O(1) theta rounds away in float32.
@@ -241,10 +242,10 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         for name in GROUPS:
             getattr(self, name).validate()
-        if self.outer.objective == "eval":
+        if OBJECTIVE_ALIASES.get(self.outer.objective, self.outer.objective) == "valid":
             missing = tasks_without_validation(self.evaluation.task)
             if missing:
-                raise ConfigError(f"objective 'eval' needs held-out data; task "
+                raise ConfigError(f"objective 'valid' needs a validation split; task "
                                   f"{self.evaluation.task!r} has no validation split in "
                                   f"{', '.join(missing)}")
         devices = self.distribution.devices
@@ -273,7 +274,7 @@ def tasks_without_validation(name) -> list:
 
     family = make_family(name)
     families = family.families if isinstance(family, Mixture) else (family,)
-    return [f.name for f in families if not f.build(f.sample(jax.random.PRNGKey(0))).has_eval]
+    return [f.name for f in families if not f.build(f.sample(jax.random.PRNGKey(0))).has_validation]
 
 
 def _one_of(field, value, allowed):

@@ -19,7 +19,7 @@ _COMMON = {
     "max_horizon": 1000,
     "sigma": 0.01,
     "normalize": True,
-    "objective": "eval",
+    "objective": "valid",
     "meta_lr": 1e-3,
     "clip_grad_norm": 1.0,
     "checkpoint_every": 100,

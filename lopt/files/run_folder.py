@@ -20,12 +20,17 @@ def _fmt(value) -> str:
     return json.dumps(value) if not isinstance(value, str) else repr(value)
 
 
+# Values renamed since a checkpoint may have been written: the same setting under both names.
+RENAMED_VALUES = {"objective": {"eval": "valid"}}
+
+
 def differing_fields(stored: dict, current: dict) -> list:
     """``"name stored (now current)"`` for every key whose values differ (a missing key counts)."""
     out = []
     for name in sorted(set(stored) | set(current)):
         a, b = stored.get(name, "<unset>"), current.get(name, "<unset>")
-        if _normal(a) != _normal(b):
+        renamed = RENAMED_VALUES.get(name, {})
+        if _normal(renamed.get(a, a)) != _normal(renamed.get(b, b)):
             out.append(f"{name} {_fmt(a)} (now {_fmt(b)})")
     return out
 

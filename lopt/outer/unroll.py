@@ -9,6 +9,7 @@ reparameterization) and per-run meta-gradients share this one machinery.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -18,7 +19,9 @@ import optax
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
-OBJECTIVES = ("train", "eval")
+OBJECTIVES = ("train", "valid")
+# lopt 0.1 called the validation objective "eval"; it still means "valid" for one release.
+OBJECTIVE_ALIASES = {"eval": "valid"}
 WEIGHTINGS = ("mean", "last")
 REMAT = ("auto", "none", "step", "nested")
 # "auto" stores everything while the K carries are under STORE_ALL_BYTES, then nests from
@@ -113,6 +116,17 @@ def init_inner_batch(rule: UpdateRule, family: TaskFamily, theta, key, num_runs:
     return batch
 
 
+def canonical_objective(objective: str) -> str:
+    """``objective`` checked against OBJECTIVES, with the deprecated name "eval" as "valid"."""
+    if objective in OBJECTIVE_ALIASES:
+        warnings.warn(f"objective {objective!r} is now called "
+                      f"{OBJECTIVE_ALIASES[objective]!r}", DeprecationWarning, stacklevel=3)
+        return OBJECTIVE_ALIASES[objective]
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+    return objective
+
+
 @dataclasses.dataclass(frozen=True)
 class UnrollOptions:
     """Options of the truncated inner runs behind every estimator.
@@ -121,7 +135,7 @@ class UnrollOptions:
     ``horizon`` steps (log-uniform in [horizon, max_horizon] per run when ``max_horizon`` is
     set), advanced ``truncation`` steps per meta-gradient, staggered at the start. The meta-loss
     of a run is Σ_t w_t ℓ_t over the truncation, where ℓ_t is the training (``objective="train"``)
-    or held-out (``"eval"``) loss at θ_{t+1}, clipped at ``loss_clip`` when given, and w_t = 1/K
+    or validation (``"valid"``) loss at θ_{t+1}, clipped at ``loss_clip`` when given, and w_t = 1/K
     (``weighting="mean"``) or all weight on the last step (``"last"``). ``remat`` is what
     backpropagation through the unroll stores (``lopt.outer.unroll.scan_steps``): the default
     ``"auto"`` stores everything while that is small and keeps memory near-flat in the
@@ -146,8 +160,7 @@ class UnrollOptions:
         Horizon(self.horizon, self.max_horizon)
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}, got {self.weighting!r}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        object.__setattr__(self, "objective", canonical_objective(self.objective))
         if self.remat not in REMAT:
             raise ValueError(f"remat must be one of {list(REMAT)}, got {self.remat!r}")
         if self.loss_clip is not None and not self.loss_clip > 0:
@@ -191,9 +204,9 @@ def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,
     (loss, task_state), grads = jax.value_and_grad(task.train_loss, has_aux=True)(
         inst.params, inst.task_state, k_train)
     rule_loss = loss
-    if rule.wants_eval_loss and task.has_eval:
+    if rule.wants_valid_loss and task.has_validation:
         # A key derived from k_meta leaves every other random stream as it was.
-        rule_loss = {"train": loss, "eval": task.held_out_loss(
+        rule_loss = {"train": loss, "valid": task.validation_loss(
             inst.params, inst.task_state, jax.random.fold_in(k_meta, 1))}
     if not second_derivatives:
         grads = jax.lax.stop_gradient(grads)
@@ -201,8 +214,8 @@ def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,
     updates, rule_state = rule.update(theta, inst.rule_state, grads, inst.params, rule_loss)
     params = optax.apply_updates(inst.params, updates)
     probe = params if rule.eval_params is None else rule.eval_params(rule_state, params)
-    if objective == "eval":
-        meta_loss = task.held_out_loss(probe, task_state, k_meta)
+    if canonical_objective(objective) == "valid":
+        meta_loss = task.validation_loss(probe, task_state, k_meta)
     else:
         # The post-update loss is a probe: it must not advance the task state a second time.
         meta_loss, _ = task.train_loss(probe, task_state, k_meta)

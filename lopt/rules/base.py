@@ -22,7 +22,7 @@ class UpdateRule:
 
     ``updates`` are added to the parameters (``optax.apply_updates``). ``name`` and ``config``
     name the constructor and its keyword arguments, so ``lopt.save`` can rebuild the rule.
-    A rule with ``wants_eval_loss`` receives ``loss`` as ``{"train": ..., "eval": ...}`` in
+    A rule with ``wants_valid_loss`` receives ``loss`` as ``{"train": ..., "valid": ...}`` in
     inner runs of tasks that have held-out data (the scalar training loss otherwise).
     A rule with ``eval_params(state, params)`` is measured at those parameters rather than at
     the ones it takes gradients at (schedule-free methods: the averaged iterate x, not y).
@@ -35,7 +35,7 @@ class UpdateRule:
     update: Callable[..., tuple]
     name: str = "rule"
     config: dict = dataclasses.field(default_factory=dict)
-    wants_eval_loss: bool = False
+    wants_valid_loss: bool = False
     eval_params: Optional[Callable[[State, Params], Params]] = None
     wants_num_steps: bool = False
 

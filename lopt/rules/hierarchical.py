@@ -46,16 +46,16 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
         if loss is None:
             raise ValueError("hierarchical needs the training loss (pass value=loss)")
         if isinstance(loss, dict):
-            train_loss, eval_loss, has_eval = loss["train"], loss["eval"], 1.0
+            train_loss, valid_loss, has_validation = loss["train"], loss["valid"], 1.0
         else:
-            train_loss, eval_loss, has_eval = loss, loss, 0.0
+            train_loss, valid_loss, has_validation = loss, loss, 0.0
         count = state["count"] + 1
         moms, v = moments(state, grads, decays, count)
         step_emb = time_embedding(count)
         log_loss = log_magnitude(jnp.abs(train_loss))
         loss_change = jnp.where(count > 1, log_loss - state["last_loss"], 0.0)
         # Held-out minus training log loss (0 without held-out data) and a flag saying which.
-        gap = has_eval * (log_magnitude(jnp.abs(eval_loss)) - log_loss)
+        gap = has_validation * (log_magnitude(jnp.abs(valid_loss)) - log_loss)
 
         squares = jax.tree.map(lambda p, g, m, vv: feature_mean_squares(p, g, m, vv, count),
                                params, grads, moms, v)
@@ -64,7 +64,7 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
             # RMS of the gradient, the parameter and each momentum: the features' first 2 + k.
             rms = log_magnitude(jnp.sqrt(ms[:2 + len(decays)]))
             x = jnp.concatenate([rms, jnp.stack([log_loss, loss_change, gap,
-                                                 jnp.asarray(has_eval, log_loss.dtype)]),
+                                                 jnp.asarray(has_validation, log_loss.dtype)]),
                                  step_emb])
             h, c = lstm_cell(theta["tensor_lstm"], x.astype(h.dtype), h, c)
             return dense(theta["context"], h), h, c
@@ -81,7 +81,7 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
                          "last_loss": log_loss}
 
     return UpdateRule(init_meta=init_meta, init=init, update=update, name="hierarchical",
-                      wants_eval_loss=True,
+                      wants_valid_loss=True,
                       config={"hidden": hidden, "tensor_hidden": tensor_hidden,
                               "context": context, "decays": list(decays),
                               "exp_scale": exp_scale, "step_scale": step_scale})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable, Optional
 
 import jax
@@ -18,11 +19,11 @@ class Task:
     ``loss`` draws its own minibatch from ``key`` out of arrays already on the device, so a
     whole inner training run is one ``lax.scan``. The optional parts:
 
-    - ``eval_loss(params, key)``: the same loss on a minibatch of the **validation** split (the
+    - ``valid_loss(params, key)``: the same loss on a minibatch of the **validation** split (the
       validation meta-objective, and the held-out input of rules that take one);
     - task state that is not trained by the optimizer (batch norm's running statistics):
       ``init_state(key) -> state``, ``loss_and_state(params, state, key) -> (loss, state)`` in
-      training mode and ``eval_loss_with_state(params, state, key)`` in inference mode;
+      training mode and ``valid_loss_with_state(params, state, key)`` in inference mode;
     - ``test_metrics(params, state) -> {"loss", "accuracy"?}`` on the whole **test** split, for
       reports only;
     - ``normalizer(loss) -> loss``: the meta-objective's view of a loss (task normalization).
@@ -30,16 +31,28 @@ class Task:
 
     init: Callable[[jax.Array], Params]
     loss: Callable[[Params, jax.Array], jax.Array]
-    eval_loss: Optional[Callable[[Params, jax.Array], jax.Array]] = None
+    valid_loss: Optional[Callable[[Params, jax.Array], jax.Array]] = None
     init_state: Optional[Callable[[jax.Array], State]] = None
     loss_and_state: Optional[Callable] = None
-    eval_loss_with_state: Optional[Callable] = None
+    valid_loss_with_state: Optional[Callable] = None
     test_metrics: Optional[Callable] = None
     normalizer: Optional[Callable[[jax.Array], jax.Array]] = None
+    # lopt 0.1's names of valid_loss and valid_loss_with_state, accepted for one release.
+    eval_loss: dataclasses.InitVar[Optional[Callable]] = None
+    eval_loss_with_state: dataclasses.InitVar[Optional[Callable]] = None
+
+    def __post_init__(self, eval_loss, eval_loss_with_state):
+        for old, new, value in (("eval_loss", "valid_loss", eval_loss),
+                                ("eval_loss_with_state", "valid_loss_with_state",
+                                 eval_loss_with_state)):
+            if value is not None:
+                warnings.warn(f"Task({old}=...) is now Task({new}=...)", DeprecationWarning,
+                              stacklevel=3)
+                object.__setattr__(self, new, value)
 
     @property
-    def has_eval(self) -> bool:
-        return self.eval_loss is not None or self.eval_loss_with_state is not None
+    def has_validation(self) -> bool:
+        return self.valid_loss is not None or self.valid_loss_with_state is not None
 
     def new_state(self, key) -> State:
         """The task state of a fresh run (``{}`` for stateless tasks)."""
@@ -51,13 +64,13 @@ class Task:
             return self.loss(params, key), state
         return self.loss_and_state(params, state, key)
 
-    def held_out_loss(self, params, state, key):
+    def validation_loss(self, params, state, key):
         """The validation loss, with the task state when the task has one."""
-        if self.eval_loss_with_state is not None:
-            return self.eval_loss_with_state(params, state, key)
-        if self.eval_loss is None:
-            raise ValueError("objective 'eval' needs a task with eval_loss (held-out data)")
-        return self.eval_loss(params, key)
+        if self.valid_loss_with_state is not None:
+            return self.valid_loss_with_state(params, state, key)
+        if self.valid_loss is None:
+            raise ValueError("objective 'valid' needs a task with valid_loss (a validation split)")
+        return self.valid_loss(params, key)
 
     def meta_view(self, loss):
         """``loss`` as the meta-objective sees it (normalized when the task is)."""
@@ -113,7 +126,7 @@ def map_params(task: Task, init: Callable, to_inner: Callable,
         return loss + extra(p), state
 
     def stateful_eval(p, state, key):
-        return task.eval_loss_with_state(to_inner(p), state, key) + extra(p)
+        return task.valid_loss_with_state(to_inner(p), state, key) + extra(p)
 
     def test_metrics(p, state):
         metrics = dict(task.test_metrics(to_inner(p), state))
@@ -121,7 +134,7 @@ def map_params(task: Task, init: Callable, to_inner: Callable,
         return metrics
 
     return dataclasses.replace(
-        task, init=init, loss=plain(task.loss), eval_loss=plain(task.eval_loss),
+        task, init=init, loss=plain(task.loss), valid_loss=plain(task.valid_loss),
         loss_and_state=None if task.loss_and_state is None else stateful_loss,
-        eval_loss_with_state=None if task.eval_loss_with_state is None else stateful_eval,
+        valid_loss_with_state=None if task.valid_loss_with_state is None else stateful_eval,
         test_metrics=None if task.test_metrics is None else test_metrics)

@@ -1,5 +1,5 @@
 """Tasks that fit a model to a Dataset: minibatches drawn on the device from the key, the
-validation split behind ``eval_loss``, the whole test split behind ``test_metrics``.
+validation split behind ``valid_loss``, the whole test split behind ``test_metrics``.
 
 Every such family has the same vmappable cfg, which the augmentation wrappers of
 ``lopt.tasks.augment`` edit: ``init_scale`` and ``loss_scale`` (per-instance scalars),
@@ -122,9 +122,9 @@ def supervised_family(name: str, data: Dataset, model: Model, *, batch_size: int
 
         if model.stateful:
             return Task(init=init, loss=loss, init_state=init_state,
-                        loss_and_state=loss_and_state, eval_loss_with_state=valid_loss,
+                        loss_and_state=loss_and_state, valid_loss_with_state=valid_loss,
                         test_metrics=test_metrics)
-        return Task(init=init, loss=loss, eval_loss=lambda p, k: valid_loss(p, {}, k),
+        return Task(init=init, loss=loss, valid_loss=lambda p, k: valid_loss(p, {}, k),
                     test_metrics=test_metrics)
 
     return TaskFamily(sample=sample, build=build, name=name)

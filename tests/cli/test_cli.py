@@ -32,6 +32,7 @@ from lopt.tasks import FAMILIES
     (["train", "--max-horizon", "5"], "max_horizon"),
     (["train", "--objective", "test"], "objective"),
     (["train", "--objective", "eval"], "objective"),
+    (["train", "--objective", "valid"], "objective"),
     (["train", "--loss-clip", "-1"], "loss_clip"),
     (["train", "--remat", "always"], "remat"),
     (["train", "--full-horizon", "--estimator", "pes"], "full_horizon"),

@@ -40,7 +40,7 @@ def _doubled_eval_family():
     def build(cfg):
         task = base.build(cfg)
         return Task(init=task.init, loss=task.loss,
-                    eval_loss=lambda p, k: 2.0 * task.loss(p, k) + 1.0)
+                    valid_loss=lambda p, k: 2.0 * task.loss(p, k) + 1.0)
 
     return TaskFamily(sample=base.sample, build=build, name="doubled")
 
@@ -49,18 +49,18 @@ def test_eval_objective_uses_the_held_out_loss():
     rule, family = sgd(0.01), _doubled_eval_family()
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 4, 50)
     outs = {obj: truncated_unroll(rule, family, broadcast_runs({}, 4), batch, UnrollOptions(
-        num_tasks=4, truncation=5, horizon=50, objective=obj))[1] for obj in ("train", "eval")}
-    np.testing.assert_allclose(outs["eval"].meta_loss, 2 * outs["train"].meta_loss + 1,
+        num_tasks=4, truncation=5, horizon=50, objective=obj))[1] for obj in ("train", "valid")}
+    np.testing.assert_allclose(outs["valid"].meta_loss, 2 * outs["train"].meta_loss + 1,
                                rtol=1e-6)
-    np.testing.assert_allclose(outs["eval"].loss, outs["train"].loss)
+    np.testing.assert_allclose(outs["valid"].loss, outs["train"].loss)
 
 
 def test_eval_objective_without_held_out_data_is_an_error():
     rule, family = sgd(0.01), quadratic_family(dim=3)
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, 50)
-    with pytest.raises(ValueError, match="eval_loss"):
+    with pytest.raises(ValueError, match="valid_loss"):
         truncated_unroll(rule, family, broadcast_runs({}, 2), batch,
-                         UnrollOptions(num_tasks=2, truncation=2, horizon=50, objective="eval"))
+                         UnrollOptions(num_tasks=2, truncation=2, horizon=50, objective="valid"))
 
 
 def test_weighting_and_loss_clipping_of_the_meta_loss_terms():
@@ -91,11 +91,11 @@ def test_rules_that_want_it_get_the_held_out_loss_in_inner_runs():
 
     def update(theta, state, grads, params, loss):
         # Moves every coordinate by (held-out − training loss), which the test can recompute.
-        return jax.tree.map(lambda p: jnp.zeros_like(p) + (loss["eval"] - loss["train"]) * 1e-3,
+        return jax.tree.map(lambda p: jnp.zeros_like(p) + (loss["valid"] - loss["train"]) * 1e-3,
                             params), state
 
     rule = UpdateRule(init_meta=lambda k: {}, init=lambda th, p: {}, update=update,
-                      name="probe", wants_eval_loss=True)
+                      name="probe", wants_valid_loss=True)
     family = _doubled_eval_family()
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, 50, stagger=False)
     new, out = truncated_unroll(rule, family, broadcast_runs({}, 2), batch,

@@ -41,10 +41,10 @@ def predicting_one(params):
 def recording_rule():
     """A rule that takes no step and stores the held-out loss it is given in its state."""
     def update(theta, state, grads, params, loss):
-        return jax.tree.map(jnp.zeros_like, grads), loss["eval"]
+        return jax.tree.map(jnp.zeros_like, grads), loss["valid"]
 
     return UpdateRule(init_meta=lambda key: {}, init=lambda theta, params: jnp.zeros(()),
-                      update=update, name="recorder", wants_eval_loss=True)
+                      update=update, name="recorder", wants_valid_loss=True)
 
 
 def test_the_three_losses_are_distinct():
@@ -56,13 +56,13 @@ def test_eval_objective_and_rule_input_read_the_validation_split():
     inst = init_inner(rule, FAMILY, {}, jax.random.PRNGKey(0), Horizon(10))
     inst = inst._replace(params=predicting_one(inst.params))
     task = FAMILY.build(inst.cfg)
-    np.testing.assert_allclose(float(task.eval_loss(inst.params, jax.random.PRNGKey(1))),
+    np.testing.assert_allclose(float(task.valid_loss(inst.params, jax.random.PRNGKey(1))),
                                xent("valid"), rtol=1e-5)
     np.testing.assert_allclose(float(task.loss(inst.params, jax.random.PRNGKey(1))),
                                xent("train"), rtol=1e-5)
     step = jax.jit(lambda inst, objective: inner_step(rule, FAMILY, {}, inst, objective=objective),
                    static_argnames="objective")
-    new, out, _ = step(inst, objective="eval")
+    new, out, _ = step(inst, objective="valid")
     np.testing.assert_allclose(float(out.meta_loss), xent("valid"), rtol=1e-5)
     np.testing.assert_allclose(float(new.rule_state), xent("valid"), rtol=1e-5)  # rule's input
     _, out_train, _ = step(inst, objective="train")

@@ -199,21 +199,21 @@ def test_per_parameter_mlp_matches_metz_et_al():
 
 def test_hierarchical_matches_its_tensor_and_parameter_equations():
     """Per tensor: an LSTM on [lm(rms g), lm(rms p), lm(rms m_i), lm(|L|), Δlm(|L|), gap,
-    has_eval, tanh(t/τ)] with lm(x) = clip(log(x + 1e-10), −10, 10)/10; its read-out is the
+    has_validation, tanh(t/τ)] with lm(x) = clip(log(x + 1e-10), −10, 10)/10; its read-out is the
     context appended to every coordinate's per-parameter MLP input."""
     rule = hierarchical(hidden=6, tensor_hidden=4, context=3, decays=DECAYS, exp_scale=0.5,
                         step_scale=0.05)
     theta, th = noisy_theta(rule)
     lm = lambda x: np.clip(np.log(x + 1e-10), -10, 10) / 10
     rms = lambda x: np.sqrt(np.mean(x**2))
-    losses = [{"train": l, "eval": 1.3 * l} for l in LOSSES]
+    losses = [{"train": l, "valid": 1.3 * l} for l in LOSSES]
     last = {"loss": 0.0}
 
     def step(t, name, p, g, s):
         m, v = metz_moments(g, s)
         log_loss = lm(losses[t - 1]["train"])
         change = log_loss - lm(losses[t - 2]["train"]) if t > 1 else 0.0
-        gap = lm(losses[t - 1]["eval"]) - log_loss
+        gap = lm(losses[t - 1]["valid"]) - log_loss
         ctx_t = np.tanh(t / TIME_SCALES)
         x = np.concatenate([[lm(rms(g)), lm(rms(p))] + [lm(rms(m[..., i]))
                                                         for i in range(len(DECAYS))]

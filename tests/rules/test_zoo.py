@@ -189,8 +189,8 @@ def test_hierarchical_context_depends_on_the_loss():
     b, _ = rule.update(theta, rule.init(theta, params), g, params, jnp.asarray(100.0))
     assert float(jnp.abs(a["x"] - b["x"]).max()) > 0
     # The held-out loss, where there is one, is a further input.
-    same = {"train": jnp.asarray(1.0), "eval": jnp.asarray(1.0)}
-    worse = {"train": jnp.asarray(1.0), "eval": jnp.asarray(5.0)}
+    same = {"train": jnp.asarray(1.0), "valid": jnp.asarray(1.0)}
+    worse = {"train": jnp.asarray(1.0), "valid": jnp.asarray(5.0)}
     c, _ = rule.update(theta, rule.init(theta, params), g, params, same)
     d, _ = rule.update(theta, rule.init(theta, params), g, params, worse)
     assert float(jnp.abs(c["x"] - d["x"]).max()) > 0

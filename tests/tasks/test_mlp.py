@@ -31,7 +31,7 @@ def test_minibatch_loss_is_drawn_from_the_key_and_adam_learns():
 
     trained = run(params)
     keys = jax.random.split(jax.random.PRNGKey(4), 8)
-    held_out = jnp.mean(jax.vmap(lambda k: task.eval_loss(trained, k))(keys))
+    held_out = jnp.mean(jax.vmap(lambda k: task.valid_loss(trained, k))(keys))
     assert float(held_out) < 0.5
     # The test split behind test_metrics: loss and accuracy over all of it, by plain numpy.
     data = datasets.digits()

@@ -115,7 +115,7 @@ def test_batch_norm_statistics_are_task_state_updated_as_a_running_average():
     assert float(jnp.abs(m1).max()) > 1e-3
     np.testing.assert_allclose(m2, 1.9 * m1, rtol=1e-5)
     # Inference mode reads the carried statistics: different state, different eval loss.
-    assert float(task.held_out_loss(params, s0, key)) != float(task.held_out_loss(params, s2, key))
+    assert float(task.validation_loss(params, s0, key)) != float(task.validation_loss(params, s2, key))
 
 
 def test_unroll_carries_task_state_and_final_test_metrics_read_it():
