@@ -267,7 +267,9 @@ def _loop(step_fn, state, start: int, run: RunOptions, files: RunFiles, saver: _
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=run.num_steps, initial=start, desc="meta-train",
                                        unit="step", disable=not (run.progress and lead)))
-        log_file = stack.enter_context(open(log_path, "a")) if log_path else None
+        log_file = open(log_path, "a") if log_path else None
+        if log_file:
+            stack.callback(log_file.close)
         stop = stack.enter_context(_StopOnSigint())
         for step in range(start, run.num_steps):
             state, metrics = step_fn(state)
