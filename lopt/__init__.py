@@ -10,7 +10,7 @@ from lopt.outer.base import Estimator
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import Task, TaskFamily
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["as_optax", "save", "load", "Task", "TaskFamily", "UpdateRule", "Estimator", "rules",
            "tasks", "outer"]

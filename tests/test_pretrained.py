@@ -79,7 +79,8 @@ def test_general_purpose_file_is_the_one_its_committed_recipe_made(name):
     config = json.loads((run / "config.json").read_text())
     renamed = {"objective": {"eval": "valid"}}  # lopt 0.1's name of the validation objective
     for field, value in RECIPES[name][1].items():
-        stored = renamed.get(field, {}).get(config[field], config[field])
+        stored = renamed.get(field, {}).get(config[field], config[field]) \
+            if isinstance(config[field], str) else config[field]
         assert stored == (list(value) if isinstance(value, tuple) else value), field
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(config["steps"]))

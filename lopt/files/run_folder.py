@@ -29,10 +29,13 @@ def differing_fields(stored: dict, current: dict) -> list:
     out = []
     for name in sorted(set(stored) | set(current)):
         a, b = stored.get(name, "<unset>"), current.get(name, "<unset>")
-        renamed = RENAMED_VALUES.get(name, {})
-        if _normal(renamed.get(a, a)) != _normal(renamed.get(b, b)):
+        if _normal(_renamed(name, a)) != _normal(_renamed(name, b)):
             out.append(f"{name} {_fmt(a)} (now {_fmt(b)})")
     return out
+
+
+def _renamed(name, value):
+    return RENAMED_VALUES.get(name, {}).get(value, value) if isinstance(value, str) else value
 
 
 def _normal(value):

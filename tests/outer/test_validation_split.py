@@ -70,3 +70,23 @@ def test_eval_objective_and_rule_input_read_the_validation_split():
     # The test split is only behind test_metrics.
     np.testing.assert_allclose(float(task.test_metrics(inst.params)["loss"]), xent("test"),
                                rtol=1e-5)
+
+
+def test_lopt_0_1_names_of_the_validation_loss_still_work_with_a_warning():
+    import warnings
+
+    import pytest
+
+    from lopt.outer import UnrollOptions
+    from lopt.tasks import Task
+
+    with pytest.warns(DeprecationWarning, match="valid_loss"):
+        task = Task(init=lambda key: 0.0, loss=lambda p, key: 1.0, eval_loss=lambda p, key: 2.0)
+    assert task.has_validation and task.valid_loss(0.0, None) == 2.0
+    with pytest.warns(DeprecationWarning, match="'valid'"):
+        assert UnrollOptions(objective="eval").objective == "valid"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert UnrollOptions(objective="valid").objective == "valid"
+    with pytest.raises(ValueError, match="objective"):
+        UnrollOptions(objective="test")

@@ -18,9 +18,11 @@ import optax
 
 from lopt.outer import ES, PES, TBPTT, Reparam
 from lopt.outer.unroll import UnrollOptions, broadcast_runs, truncated_unroll
-from lopt.rules import make_rule
+from lopt.rules import RULES, make_rule
 from lopt.tasks import make_family
 from lopt.tasks.base import Task, TaskFamily
+
+RUN_LENGTH = 1000  # the training length told to rules that schedule over it
 
 
 def teacher_mlp_family(inputs: int = 16, hidden: int = 32, classes: int = 4, batch: int = 32):
@@ -128,7 +130,10 @@ def _update_step(rule_name: str, params, grads):
     theta = rule.init_meta(jax.random.PRNGKey(0))
     step = jax.jit(lambda s, g, p: rule.update(theta, s, g, p, jnp.float32(1.0)),
                    donate_argnums=0)
-    return step, jax.tree.map(jnp.copy, rule.init(theta, params))  # distinct donated buffers
+    # Rules told their run length (celo) get one; the baseline commit's rules have no start().
+    state = rule.start(theta, params, RUN_LENGTH) if hasattr(rule, "start") else \
+        rule.init(theta, params)
+    return step, jax.tree.map(jnp.copy, state)  # distinct donated buffers
 
 
 def update_times(job: dict) -> list:
@@ -139,7 +144,8 @@ def update_times(job: dict) -> list:
     params = big_pytree(job["width"])
     grads = jax.tree.map(lambda p: jax.random.normal(jax.random.PRNGKey(1), p.shape), params)
     steps, states, times = {}, {}, {}
-    for name in job["rules"]:
+    # The baseline commit's lopt lacks the rules added after it.
+    for name in [n for n in job["rules"] if n == "optax.adam" or n in RULES]:
         steps[name], state = _update_step(name, params, grads)
         states[name] = jax.block_until_ready(steps[name](state, grads, params))[1]
         times[name] = []

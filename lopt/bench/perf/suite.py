@@ -26,7 +26,7 @@ from lopt.rules import RULES, make_rule
 
 BASELINE_COMMIT = "1d71538"  # main before the performance work
 LEARNED = ("per_parameter_mlp", "hierarchical", "l2l_lstm", "rnnprop", "hyperadam",
-           "multiscale_adam", "normalized_history")
+           "multiscale_adam", "normalized_history", "adafac_mlp", "celo")
 HAND = ("sgd", "momentum", "adam", "adamw", "lion", "muon")
 
 
