@@ -68,7 +68,10 @@ def _resumed(record: dict) -> str:
                      | {(s["commit"] or "")[:10] for s in stages.values()
                         if s["cached"] and s["commit"]})
     total = record["wall_s"] + sum(r.get("wall_s") or 0.0 for r in earlier)
+    # A compiler flag changes the compiled code, so numbers made under one are named with it.
+    flags = sorted({r["xla_flags"] for r in earlier if r.get("xla_flags")})
     return (f" It resumed {cached} of {len(stages)} stages from earlier invocations"
             + (f" (commit {', '.join(commits)})" if commits else "")
+            + (f", made with XLA_FLAGS='{' '.join(flags)}'" if flags else "")
             + (f"; {total:.0f} s over all {len(earlier) + 1} invocations" if earlier else "")
             + "; `results.json` lists every stage and invocation.")
