@@ -89,7 +89,7 @@ def _runs(name: str, num_tasks: int) -> int:
     return num_tasks if name.startswith("tbptt") else 2 * num_tasks
 
 
-def _median_time(fn, args, repeats: int, feed=None):
+def median_time(fn, args, repeats: int, feed=None):
     """Median wall time of ``fn(*args)`` over ``repeats`` calls after a first (compiling) one;
     ``feed(args, out)`` gives the next call's arguments (a donated state fed back)."""
     out = fn(*args)
@@ -108,7 +108,7 @@ def _median_time(fn, args, repeats: int, feed=None):
 def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
     """GFLOP/s of a jitted size × size float32 matmul: the ceiling the FLOP floors use."""
     a = jax.random.normal(jax.random.PRNGKey(0), (size, size))
-    t = _median_time(jax.jit(lambda a: a @ a), (a,), repeats)
+    t = median_time(jax.jit(lambda a: a @ a), (a,), repeats)
     return 2 * size**3 / t / 1e9
 
 
@@ -183,7 +183,7 @@ def throughput(config: dict) -> dict:
         state = est.init(jax.random.PRNGKey(1), theta)
         step = est.grad
     step = jax.jit(step, donate_argnums=1)
-    median = _median_time(step, (theta, state, jax.random.PRNGKey(2)), config["repeats"],
+    median = median_time(step, (theta, state, jax.random.PRNGKey(2)), config["repeats"],
                           feed=lambda a, out: (a[0], out[1], jax.random.fold_in(a[2], 1)))
     return {**config, "runs": runs, "seconds_per_outer_step": median,
             "inner_steps_per_s": runs * k / median}

@@ -18,7 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from lopt.bench.perf.probe import _median_time, big_pytree, teacher_mlp_family
+from lopt.bench.perf.probe import median_time, big_pytree, teacher_mlp_family
 from lopt.files.provenance import markdown_line, provenance
 from lopt.outer import PES, TBPTT
 from lopt.rules import make_rule
@@ -35,7 +35,7 @@ def matmul_rates() -> list:
     for n, k, m in MATMUL_SHAPES:
         x = jax.random.normal(jax.random.PRNGKey(0), (n, k))
         w = jax.random.normal(jax.random.PRNGKey(1), (k, m))
-        t = _median_time(jax.jit(lambda x, w: x @ w), (x, w), 7)
+        t = median_time(jax.jit(lambda x, w: x @ w), (x, w), 7)
         rows.append({"shape": [n, k, m], "gflops": 2 * n * k * m / t / 1e9})
     return rows
 
@@ -51,7 +51,7 @@ def elementwise_costs(size: int = 1 << 22, depth: int = 10) -> dict:
                 x = op(x)
             return x
 
-        out[name] = _median_time(jax.jit(chain), (x,), 5) / (size * depth) * 1e9
+        out[name] = median_time(jax.jit(chain), (x,), 5) / (size * depth) * 1e9
     return out
 
 
