@@ -15,6 +15,8 @@ from typing import Dict, Sequence
 import numpy as np
 
 CONFIDENCE = 0.95
+# rliable (with arch, pandas and scipy) takes 1.7 s to import on the 2-core development machine,
+# more than all of lopt's own modules: it is imported where a statistic is computed.
 
 
 def scores_matrix(final_by_task: Sequence) -> np.ndarray:

