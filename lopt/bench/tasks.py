@@ -100,8 +100,8 @@ SIZES = {"full": Size(), "quick": Size(tasks=("quadratic", "iris_logistic"))}
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench tasks",
-        progress: bool = True, size: Size | None = None) -> str:
-    sz = size or SIZES["quick" if quick else "full"]
+        progress: bool = True) -> str:
+    sz = SIZES["quick" if quick else "full"]
     names = list(sz.tasks) or [n for n in FAMILIES if n not in SKIP + RECURRENT]
     suite = Suite("tasks", out, sz, command, len(names), progress)
     cache = os.path.join(out, "cache")

@@ -68,9 +68,9 @@ SIZES = {
 }
 
 
-def run(out: str, quick: bool = False, command: str = "lopt bench zoo", size: str | None = None,
+def run(out: str, quick: bool = False, command: str = "lopt bench zoo",
         progress: bool = True) -> str:
-    sz = SIZES[size or ("quick" if quick else "full")]
+    sz = SIZES["quick" if quick else "full"]
     train_names, test = tuple(sz.train), tuple(sz.test)
     stages = len(sz.rules) + (2 + bool(sz.more_baselines)) * (len(train_names) + len(test)) + 1
     suite = Suite("zoo", out, sz, command, stages, progress)
