@@ -49,8 +49,8 @@ SIZES = {
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench history",
-        size: str | None = None, progress: bool = True) -> str:
-    sz = SIZES[size or ("quick" if quick else "full")]
+        progress: bool = True) -> str:
+    sz = SIZES["quick" if quick else "full"]
     suite = Suite("history", out, sz, command, len(sz.variants) + 2, progress)
     family = mlp_family(DATA, (20,), "sigmoid")
     estimator = TBPTT(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=100)

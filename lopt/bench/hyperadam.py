@@ -61,8 +61,8 @@ SIZES = {
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench hyperadam",
-        size: str | None = None, progress: bool = True) -> str:
-    sz = SIZES[size or ("quick" if quick else "full")]
+        progress: bool = True) -> str:
+    sz = SIZES["quick" if quick else "full"]
     stages = (len(sz.learned) + len(sz.activations) + len(sz.sequence) + len(sz.cnns)
               + len(sz.depths) + 1)
     suite = Suite("hyperadam", out, sz, command, stages, progress)

@@ -59,9 +59,9 @@ SIZES = {
 }
 
 
-def run(out: str, quick: bool = False, command: str = "lopt bench l2l", size: str | None = None,
+def run(out: str, quick: bool = False, command: str = "lopt bench l2l",
         progress: bool = True) -> str:
-    sz = SIZES[size or ("quick" if quick else "full")]
+    sz = SIZES["quick" if quick else "full"]
     sweep = [(w, d) for d in sz.depths for w in sz.widths]
     suite = Suite("l2l", out, sz, command, 4 + len(sz.rows) + len(sweep), progress)
     baselines = {b: ALL[b][0] for b in sz.baselines}

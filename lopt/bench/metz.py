@@ -51,9 +51,9 @@ SIZES = {
 SIGMA = 0.05
 
 
-def run(out: str, quick: bool = False, command: str = "lopt bench metz", size: str | None = None,
+def run(out: str, quick: bool = False, command: str = "lopt bench metz",
         progress: bool = True) -> str:
-    sz = SIZES[size or ("quick" if quick else "full")]
+    sz = SIZES["quick" if quick else "full"]
     stages = 2 + 2 + 1 + 2 * len(sz.pools) + 1
     suite = Suite("metz", out, sz, command, stages, progress)
     variance = suite.cached("variance", lambda: _variance(sz))

@@ -59,8 +59,8 @@ SIZES = {
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
-        size: str | None = None, progress: bool = True) -> str:
-    sz = SIZES[size or ("quick" if quick else "full")]
+        progress: bool = True) -> str:
+    sz = SIZES["quick" if quick else "full"]
     extra = [("lwa_b", K5), ("lwa_b", K11)] if sz.other_k else []
     suite = Suite("multiscale", out, sz, command, len(sz.kinds) + len(extra) + 4, progress)
     family = mlp_family(DATA, (20,), "sigmoid")

@@ -136,7 +136,8 @@ def _flops(size: Size) -> dict:
             for name in LEARNED + HAND}
 
 
-def run(out: str, quick: bool = False, command: str = "", progress: bool = True) -> str:
+def run(out: str, quick: bool = False, command: str = "lopt bench perf",
+        progress: bool = True) -> str:
     size = QUICK if quick else FULL
     suite = Suite("perf", out, size, command, 6, progress)
     updates = suite.cached("updates", lambda: _both(update_jobs(size), size))
