@@ -17,8 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from lopt.bench.suite import Suite, protocol_line
-from lopt.evaluation.protocol import EVAL_SEED
 from lopt.evaluation import evaluate_rule, tables
+from lopt.evaluation.protocol import EVAL_SEED
 from lopt.evaluation.tables import format_loss
 from lopt.outer import ES, PES, TBPTT, Reparam
 from lopt.outer import smoothed_exact as exact

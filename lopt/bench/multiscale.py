@@ -15,8 +15,8 @@ import jax
 import numpy as np
 
 from lopt.bench.suite import Suite, protocol_line
-from lopt.evaluation.protocol import EVAL_SEED, SUITE_LR_GRID, TUNE_SEED
 from lopt.evaluation import evaluate_rule, plots, tune_learning_rate
+from lopt.evaluation.protocol import EVAL_SEED, SUITE_LR_GRID, TUNE_SEED
 from lopt.evaluation.tables import comparison_table
 from lopt.outer import TBPTT
 from lopt.rules import adam, multiscale_adam

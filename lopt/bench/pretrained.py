@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt.bench.suite import Suite, summarize
-from lopt.evaluation.protocol import EVAL_SEED, META_TEST_GRID, TUNE_SEED
 from lopt.evaluation import Result, loss_curves, lr_sweep, plots, score, stats, tables
 from lopt.evaluation.metrics import format_speedup, speedup, state_bytes_per_parameter
 from lopt.evaluation.normalization import adam_reference
+from lopt.evaluation.protocol import EVAL_SEED, META_TEST_GRID, TUNE_SEED
 from lopt.files.rule_file import load
 from lopt.pretrained import PRETRAINED, path
 from lopt.rules import adam, adamw

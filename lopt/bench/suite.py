@@ -20,13 +20,12 @@ from tqdm.auto import tqdm
 
 from lopt.evaluation import Instances, compare, final_test_metrics, random_search
 from lopt.evaluation.protocol import EVAL_SEED, SUITE_LR_GRID, TUNE_SEED
-from lopt.files.atomic import write_json
+from lopt.files.atomic import write_atomically, write_json, write_text
 from lopt.files.provenance import git_commit, markdown_line, provenance
 from lopt.files.rule_file import load, save
 from lopt.files.run_folder import checkpoint_path
 from lopt.outer import default_meta_optimizer, train
 from lopt.rules import ADAM_SEARCH_SPACE, adam_search_rule
-
 
 
 def protocol_line(eval_tasks: int, tune_tasks: int, steps: int) -> str:
@@ -100,10 +99,10 @@ class Suite:
         start = time.time()
         value = compute()
         stamp = self._stamp(start)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"size": tag, "value": value, **stamp}, f)
-        os.replace(tmp, path)  # atomic: a stop never leaves half a stage
+        # Atomic: a stop never leaves half a stage. Plain json (NaN allowed): a stage reads
+        # back exactly what it computed.
+        write_atomically(path, lambda f: json.dump({"size": tag, "value": value, **stamp}, f),
+                         mode="w")
         self._record(key, stamp, cached=False)
         self.bar.update(1)
         return value
@@ -144,8 +143,7 @@ class Suite:
                                                    "family": family.name, "steps": steps})
         # A resumed meta-training's time counts this invocation's part only.
         stamp = self._stamp(start)
-        with open(os.path.join(folder, "steps.json"), "w") as f:
-            json.dump({"steps": steps, **stamp}, f)
+        write_json(os.path.join(folder, "steps.json"), {"steps": steps, **stamp}, indent=None)
         self._record(f"meta_train_{key}", stamp, cached=False)
         self.bar.update(1)
         return result.theta
@@ -235,6 +233,5 @@ class Suite:
               + "\n".join(self.sections)
               + ("\n## Figures\n\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n"
                  if figures else ""))
-        with open(os.path.join(self.out, "results.md"), "w") as f:
-            f.write(md)
+        write_text(os.path.join(self.out, "results.md"), md)
         return md

@@ -17,9 +17,9 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
+from lopt.bench.suite import Suite
 from lopt.evaluation import diverged, final_test_metrics, loss_curves
 from lopt.evaluation.normalization import adam_reference
-from lopt.bench.suite import Suite
 from lopt.evaluation.protocol import EVAL_SEED, NORMALIZATION_SEED
 from lopt.rules import adam
 from lopt.tasks import FAMILIES, make_family, normalized

@@ -18,7 +18,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from lopt.bench.perf.probe import median_time, big_pytree, teacher_mlp_family
+from lopt.bench.perf.probe import big_pytree, median_time, teacher_mlp_family
+from lopt.files.atomic import write_json, write_text
 from lopt.files.provenance import markdown_line, provenance
 from lopt.outer import PES, TBPTT
 from lopt.rules import make_rule
@@ -121,9 +122,7 @@ def main(out: str = "benchmarks/perf") -> None:
               "tbptt_teacher_mlp": meta_gradient_profile("tbptt")}
     result["provenance"] = provenance("python -m lopt.bench.perf.profile " + out,
                                       time.time() - start)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "profile.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    write_json(os.path.join(out, "profile.json"), result)
     md = ["# Where the time goes", "", markdown_line(result["provenance"]), "",
           "## Matmul rate on the rules' shapes", "",
           "| [rows, fan_in] @ [fan_in, fan_out] | GFLOP/s |", "|---|---|"]
@@ -139,8 +138,7 @@ def main(out: str = "benchmarks/perf") -> None:
     for key, title in titles.items():
         md += ["", f"## {title}", "", "The 12 most expensive XLA operations (jax.profiler).", "",
                _table(result[key])]
-    with open(os.path.join(out, "profile.md"), "w") as f:
-        f.write("\n".join(md) + "\n")
+    write_text(os.path.join(out, "profile.md"), "\n".join(md) + "\n")
 
 
 if __name__ == "__main__":
