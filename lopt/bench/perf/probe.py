@@ -17,7 +17,12 @@ import jax.numpy as jnp
 import optax
 
 from lopt.outer import ES, PES, TBPTT, Reparam
-from lopt.outer.unroll import UnrollOptions, broadcast_runs, truncated_unroll
+from lopt.outer.unroll import broadcast_runs, init_inner_batch, truncated_unroll
+
+try:
+    from lopt.outer.unroll import UnrollOptions
+except ImportError:  # this probe also runs the baseline commit, whose unroll took keywords
+    UnrollOptions = None
 from lopt.rules import RULES, make_rule
 from lopt.tasks import make_family
 from lopt.tasks.base import Task, TaskFamily
@@ -168,13 +173,22 @@ def throughput(config: dict) -> dict:
     est_name, n, k = config["estimator"], config["num_tasks"], config["truncation"]
     if est_name.startswith("unroll"):
         runs = _runs(est_name.split(":")[1], n) if ":" in est_name else n
-        unroll = UnrollOptions(num_tasks=runs, truncation=k, horizon=config["horizon"],
-                               remat="none")
-        state = unroll.init_runs(rule, family, theta, jax.random.PRNGKey(1))
+        state = init_inner_batch(rule, family, theta, jax.random.PRNGKey(1), runs,
+                                 config["horizon"])
+        if UnrollOptions is None:
+            def unroll(thetas, state):
+                return truncated_unroll(rule, family, thetas, state, num_steps=k,
+                                        horizon=config["horizon"])
+        else:
+            opts = UnrollOptions(num_tasks=runs, truncation=k, horizon=config["horizon"],
+                                 remat="none")
+
+            def unroll(thetas, state):
+                return truncated_unroll(rule, family, thetas, state, opts)
 
         def step(theta, state, key):
             del key
-            new, out = truncated_unroll(rule, family, broadcast_runs(theta, runs), state, unroll)
+            new, out = unroll(broadcast_runs(theta, runs), state)
             return jnp.mean(out.meta_loss), new, {}
     else:
         runs = _runs(est_name, n)
