@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_train = sub.add_parser("train", help="meta-train a learned rule, then compare it with tuned "
                                            "baselines on held-out instances")
-    for group in GROUPS.values():
-        _add_config_options(p_train.add_argument_group(group.__name__), group)
+    for name, group in GROUPS.items():
+        summary = " ".join(group.__doc__.split("\n\n")[0].split())
+        _add_config_options(p_train.add_argument_group(name, summary), group)
     p_eval = sub.add_parser("eval", help="re-run the comparison for a saved rule")
     p_eval.add_argument("checkpoint", help="a rule file written by `lopt train` (or lopt.save)")
     p_eval.add_argument("--out", default=None, help="folder for the results "
