@@ -75,7 +75,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench history",
                   + "\nTest accuracy:\n\n"
                   + tables.field_table({DATA: results}, names, "test_accuracy", ".3f"))
     plots.curves_with_spread(results, suite.figure("curves.png"),
-                             f"normalized-history rules on the {DATA} MLP (held-out)")
+                             f"normalized-history rules on the {DATA} MLP (evaluation instances)")
     payload = {"results": results}
     k5 = next((label for label, variant, k in sz.variants if (variant, k) == ("timesteps", 5)),
               None)

@@ -85,7 +85,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l",
                   f"‖Wθ − y‖², TBPTT truncation {sz.truncation}, horizon {sz.horizon}.\n\n"
                   + comparison_table(quad_results, sz.eval_tasks, sz.eval_steps, sz.tune_tasks))
     plots.curves_with_spread(quad_results, suite.figure("quadratic.png"),
-                             "L2L: 10x10 quadratics (held-out)")
+                             "L2L: 10x10 quadratics (evaluation instances)")
     rows = {}
     for label, hidden, activation, steps in sz.rows:
         family = mlp_family(DATA, hidden, activation)
@@ -96,7 +96,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l",
     columns = [s["name"] for s in next(iter(rows.values()))]
     first = next(iter(rows))
     plots.curves_with_spread(rows[first], suite.figure("mnist.png"),
-                             f"L2L: {DATA} MLP, 20 sigmoid units (held-out)")
+                             f"L2L: {DATA} MLP, 20 sigmoid units (evaluation instances)")
     suite.section(
         "MNIST MLP and the generalization rows (Andrychowicz et al. 2016, second experiment)",
         f"{protocol_line(sz.eval_tasks, sz.tune_tasks, sz.eval_steps)} LSTM meta-trained for "

@@ -112,7 +112,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
     suite.section("Every kind against Adam tuned on separate instances", protocol + "\n\n"
                   + comparison_table(all_kinds, sz.eval_tasks, sz.eval_steps, sz.tune_tasks))
     plots.curves_with_spread(all_kinds, suite.figure("kinds.png"),
-                             f"Multiscale Adam kinds on the {DATA} MLP (held-out)")
+                             f"Multiscale Adam kinds on the {DATA} MLP (evaluation instances)")
     heat = _heatmap(suite, learned, eta, family, sz)
     suite.payload.update({"eta": eta, "weights": weights, "paper_k6": PAPER_K6,
                           "vs_inputs": vs_inputs, "kinds": all_kinds, "heatmap": heat})

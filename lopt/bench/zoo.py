@@ -1,7 +1,7 @@
 """``lopt bench zoo``: every learned rule meta-trained on one split of task families and tested
 on families it never saw, against tuned hand-designed baselines.
 
-Meta-training: the families of ``TRAIN`` (a mixture, equal runs each). Meta-test: held-out
+Meta-training: the families of ``TRAIN`` (a mixture, equal runs each). Meta-test: evaluation
 instances of the training families, and the families of ``TEST``, never seen in meta-training.
 Losses are normalized per family (Metz et al. 2019: initial loss 1, tuned Adam's best mean loss 0, from
 Adam tuned on the normalization's own tuning instances); across test families the suite reports
@@ -129,7 +129,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench zoo",
         "Learned-rule zoo: meta-train on one split, test on unseen families",
         f"Every learned rule meta-trained with TBPTT (truncation {sz.truncation}, horizon "
         f"{sz.horizon}, {sz.meta_tasks} runs, {sz.meta_steps} outer steps) on the normalized "
-        f"mixture {' + '.join(train_names)}; tested on held-out instances of those and on "
+        f"mixture {' + '.join(train_names)}; tested on evaluation instances of those and on "
         f"{', '.join(test)}. Baselines' learning rates are tuned per family on a log grid; "
         f"`adam random search` draws lr, β1, β2, ε and weight decay {sz.search_trials} times.")
 

@@ -50,9 +50,9 @@ def _compare_one(rule, theta, cfg, family, out_dir, label, stem, invocation) -> 
                {"provenance": record, "eval": dataclasses.asdict(cfg), "family": family.name,
                 "results": summaries})
     write_text(os.path.join(out_dir, f"{stem}.md"),
-               f"# {label} on held-out {family.name}\n\n{markdown_line(record)}\n\n{table}")
+               f"# {label} on evaluation instances of {family.name}\n\n{markdown_line(record)}\n\n{table}")
     plots.plot_curves(summaries, os.path.join(out_dir, f"{stem}.png"),
-                      f"{label} vs tuned baselines on held-out {family.name}")
+                      f"{label} vs tuned baselines, evaluation instances of {family.name}")
     print(f"{family.name}:\n{table}")
     return summaries
 

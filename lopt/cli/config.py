@@ -27,7 +27,7 @@ DEFAULT_BASELINES = ("sgd", "nesterov", "rmsprop", "adam")
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """How a learned rule is compared against tuned baselines on held-out instances."""
+    """How a learned rule is compared against tuned baselines on evaluation instances."""
 
     task: str = "quadratic"
     eval_tasks: int = 256

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lopt", description="Meta-learned optimizers in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_train = sub.add_parser("train", help="meta-train a learned rule, then compare it with tuned "
-                                           "baselines on held-out instances")
+                                           "baselines on evaluation instances")
     for name, group in GROUPS.items():
         summary = " ".join(group.__doc__.split("\n\n")[0].split())
         _add_config_options(p_train.add_argument_group(name, summary), group)

@@ -5,7 +5,7 @@ Both recipes follow Celo's compute diet (Moudgil et al. 2025): a handful of tiny
 (three MLPs at 8×8 and 14×14 and a small conv net) under a global parameter reparameterization
 (every instance sees its gradients scaled by up to 30× either way), PES over random horizons,
 losses normalized per task (1 at initialization, 0 at tuned Adam's best) so no task dominates
-the meta-gradient, and the held-out loss as the meta-objective. Each is sized to finish within
+the meta-gradient, and the validation loss as the meta-objective. Each is sized to finish within
 three hours on a 2-core CPU and checkpoints every 100 outer steps, so a stopped run resumes.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ _COMMON = {
     "meta_lr": 1e-3,
     "clip_grad_norm": 1.0,
     "checkpoint_every": 100,
-    # The comparison `lopt train` runs after meta-training: held-out instances of the
+    # The comparison `lopt train` runs after meta-training: evaluation instances of the
     # training families at the median horizon (the OOD test is `lopt bench pretrained`).
     "eval_tasks": 16,
     "eval_steps": 300,
@@ -33,13 +33,13 @@ _COMMON = {
 
 RECIPES = {
     "celo_tiny": ("celo (RMS-normalized Adafactor-feature MLP + learned LSTM scheduler) meta-"
-                  "trained with PES on mixture:tiny_images, normalized held-out losses",
+                  "trained with PES on mixture:tiny_images, normalized validation losses",
                   {**_COMMON, "rule": "celo", "steps": 2000}),
     # Started from the paper's random MLP, PES settled on taking no steps at all (normalized
     # meta-loss 0.97 flat over 1,000 outer steps); started Adam-like it fell to ~0.3 within
     # 100 (short runs of each on the training mixture, measured before this recipe was fixed).
     "adafac_tiny": ("adafac_mlp (small_fc_lopt, started as normalized momentum) meta-trained "
-                    "with PES on mixture:tiny_images, normalized held-out losses",
+                    "with PES on mixture:tiny_images, normalized validation losses",
                     {**_COMMON, "rule": "adafac_mlp", "rule_config": '{"init": "momentum"}',
                      "steps": 2000}),
 }

@@ -23,7 +23,7 @@ def plot_curves(summaries: Sequence[dict], path: str, title: str) -> None:
             label += f", {s['diverged']} diverged"
         ax.plot(s["mean_curve"], label=label, lw=2.2 if s["learning_rate"] is None else 1.4)
     _finish(fig, ax, path, title, "inner step",
-            "mean loss over held-out instances\n(runs that did not diverge)")
+            "mean loss over evaluation instances\n(runs that did not diverge)")
 
 
 def plot_history(history: Sequence[dict], path: str, title: str) -> None:

@@ -31,7 +31,7 @@ def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int,
              if s["diverged"] == 0 and s["final_mean"] is not None and math.isfinite(s["final_mean"])]
     best = min(clean) if clean else None
     lines = [
-        f"Final loss after {num_steps} steps on {num_tasks} held-out instances, mean (± standard "
+        f"Final loss after {num_steps} steps on {num_tasks} evaluation instances, mean (± standard "
         "error) over the runs that did not diverge; a run whose loss turned non-finite at any "
         "step counts in `diverged`, and any divergence ranks an optimizer below all without. "
         + (tuning_note if tuning_note else

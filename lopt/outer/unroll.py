@@ -73,7 +73,7 @@ class StepOutput(NamedTuple):
     """Per inner step of each run.
 
     ``loss``: f(θ_t) on the step's minibatch; ``meta_loss``: the meta-objective at θ_{t+1}
-    (training or held-out loss); ``reset``: the run ended after this step (horizon reached or
+    (training or validation loss); ``reset``: the run ended after this step (horizon reached or
     non-finite) and was replaced; ``finite``: both losses were finite.
     """
 

@@ -22,19 +22,19 @@ PRETRAINED = {
                     "globally tuned Adam 0.012, per-task Adam 0.008 (benchmarks/pretrained/)"),
     "l2l_lstm_quadratic": ("l2l_lstm_quadratic.lopt",
                            "L2L LSTM meta-trained by `lopt train` (defaults) on 10x10 quadratics; "
-                           "held-out final loss 0.210 vs tuned Adam 0.285; diverges off "
+                           "final loss on evaluation instances 0.210 vs tuned Adam 0.285; diverges off "
                            "quadratics; benchmarks/l2l_quadratic/"),
     "l2l_lstm_mnist": ("l2l_lstm_mnist.lopt",
                        "Andrychowicz et al. 2016's L2L LSTM meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP on "
-                       "MNIST 14x14, T = 100: held-out final loss 0.32 vs tuned Adam 0.21 "
+                       "MNIST 14x14, T = 100: final loss on evaluation instances 0.32 vs tuned Adam 0.21 "
                        "(benchmarks/l2l, stage lstm_mnist)"),
     "rnnprop_mnist": ("rnnprop_mnist.lopt",
                       "Wang, Sun & Xu 2019's RNNprop meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP on "
-                      "MNIST 14x14, T = 100: held-out final loss 0.195 vs tuned Adam 0.209 "
+                      "MNIST 14x14, T = 100: final loss on evaluation instances 0.195 vs tuned Adam 0.209 "
                       "(benchmarks/hyperadam, Table 1)"),
     "hyperadam_mnist": ("hyperadam_mnist.lopt",
                         "Wang, Sun & Xu 2019's HyperAdam meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP "
-                        "on MNIST 14x14, T = 100: held-out final loss 0.180 vs tuned Adam 0.209 "
+                        "on MNIST 14x14, T = 100: final loss on evaluation instances 0.180 vs tuned Adam 0.209 "
                         "(benchmarks/hyperadam, Table 1)"),
 }
 

@@ -23,7 +23,7 @@ class UpdateRule:
     ``updates`` are added to the parameters (``optax.apply_updates``). ``name`` and ``config``
     name the constructor and its keyword arguments, so ``lopt.save`` can rebuild the rule.
     A rule with ``wants_valid_loss`` receives ``loss`` as ``{"train": ..., "valid": ...}`` in
-    inner runs of tasks that have held-out data (the scalar training loss otherwise).
+    inner runs of tasks that have a validation split (the scalar training loss otherwise).
     A rule with ``eval_params(state, params)`` is measured at those parameters rather than at
     the ones it takes gradients at (schedule-free methods: the averaged iterate x, not y).
     A rule with ``wants_num_steps`` is told the length of the run it optimizes:

@@ -20,7 +20,7 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
                  step_scale: float = 1e-3) -> UpdateRule:
     """Wichrowska et al. 2017 / Metz et al. 2020 (Metz et al. 2019): a per-tensor LSTM, fed the
     tensor's gradient and parameter RMS, its momenta's RMS, the training loss and its change
-    since the last step (all as ``log_magnitude``), the held-out loss where the task has one
+    since the last step (all as ``log_magnitude``), the validation loss where the task has one
     (its log-magnitude gap to the training loss, and a flag) and the step embedding, outputs a
     context vector that is an extra input of the per-parameter MLP of every coordinate of that
     tensor."""
@@ -54,7 +54,7 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
         step_emb = time_embedding(count)
         log_loss = log_magnitude(jnp.abs(train_loss))
         loss_change = jnp.where(count > 1, log_loss - state["last_loss"], 0.0)
-        # Held-out minus training log loss (0 without held-out data) and a flag saying which.
+        # Validation minus training log loss (0 without a validation split) and a flag saying which.
         gap = has_validation * (log_magnitude(jnp.abs(valid_loss)) - log_loss)
 
         squares = jax.tree.map(lambda p, g, m, vv: feature_mean_squares(p, g, m, vv, count),

@@ -20,7 +20,7 @@ class Task:
     whole inner training run is one ``lax.scan``. The optional parts:
 
     - ``valid_loss(params, key)``: the same loss on a minibatch of the **validation** split (the
-      validation meta-objective, and the held-out input of rules that take one);
+      validation meta-objective, and the validation input of rules that take one);
     - task state that is not trained by the optimizer (batch norm's running statistics):
       ``init_state(key) -> state``, ``loss_and_state(params, state, key) -> (loss, state)`` in
       training mode and ``valid_loss_with_state(params, state, key)`` in inference mode;

@@ -1,4 +1,4 @@
-"""Held-out means validation: the eval meta-objective and a rule's held-out-loss input read the
+"""Held-out means validation: the "valid" meta-objective and a rule's validation-loss input read the
 validation split, never the test split (Metz et al. 2019's train vs validation outer objective).
 
 The dataset's splits carry different labels (train 0, valid 1, test 2) and the linear
