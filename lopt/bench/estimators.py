@@ -1,7 +1,7 @@
 """Estimator benchmark: meta-gradient variance against number of samples, and throughput.
 
-The fixed problem is Andrychowicz et al. 2016's: the L2L LSTM (at the shipped, meta-trained theta) on random
-10×10 quadratics, truncations of 20 steps in runs of 100. For every estimator:
+The fixed problem is Andrychowicz et al. 2016's: the L2L LSTM (at the shipped, meta-trained theta)
+on random 10×10 quadratics, truncations of 20 steps in runs of 100. For every estimator:
 
 * variance: the total variance (summed over theta's coordinates) of the meta-gradient estimate
   with n samples (inner runs, or antithetic pairs), measured over independent repeats after a

@@ -1,7 +1,7 @@
-"""``lopt bench hyperadam``: Wang, Sun & Xu 2019 (Wang, Sun, Xu, "HyperAdam") — HyperAdam, the L2L LSTM
-("DMoptimizer") and RNNprop each meta-trained on a 1-hidden-layer MLP on MNIST with T = 100,
-then Table 1 (activations), Table 2 (LSTM sequence tasks), Table 3 (CNNs over a long horizon),
-depth 2–10 and a longer horizon (T = 2000), against Adam tuned on separate instances.
+"""``lopt bench hyperadam``: Wang, Sun & Xu 2019 (Wang, Sun, Xu, "HyperAdam") — HyperAdam, the L2L
+LSTM ("DMoptimizer") and RNNprop each meta-trained on a 1-hidden-layer MLP on MNIST with T = 100,
+then Table 1 (activations), Table 2 (LSTM sequence tasks), Table 3 (CNNs over a long horizon), depth
+2–10 and a longer horizon (T = 2000), against Adam tuned on separate instances.
 
 MNIST is the offline ``mnist_5k`` at 14x14; Table 3's 10,000 steps are scaled to ``long_steps``
 (one CNN run of 10k steps per rule and instance does not fit the CPU budget); the table gives

@@ -1,10 +1,10 @@
 """Mixture benchmark: what meta-training on a mixture costs, against its families alone.
 
 For the families of a mixture (default: a digits MLP classifier, a digits conv net and a digits
-autoencoder; no recurrent task, see docs/tasks.md "Known problem") and a learned rule, time the compile and one outer step of (a) each family
-alone with its share of the inner runs and (b) the mixture, whose one jitted step unrolls every
-family. The sum of (a) is what round-robin over families would pay to compile and, per cycle
-of steps, to run; (b) is what lopt pays.
+autoencoder; no recurrent task, see docs/tasks.md "Known problem") and a learned rule, time the
+compile and one outer step of (a) each family alone with its share of the inner runs and (b) the
+mixture, whose one jitted step unrolls every family. The sum of (a) is what round-robin over
+families would pay to compile and, per cycle of steps, to run; (b) is what lopt pays.
 """
 from __future__ import annotations
 

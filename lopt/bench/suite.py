@@ -55,8 +55,8 @@ def summarize(result) -> dict:
 
 
 def mean_auc(summary: dict) -> Optional[float]:
-    """Mean area under the loss curve (``lopt.evaluation.metrics.area_under_curve``: mean loss over steps
-    1 … T) over the runs that did not diverge; that equals the mean curve's own mean, so it is
+    """Mean area under the loss curve (``lopt.evaluation.metrics.area_under_curve``: mean loss over
+    steps 1 … T) over the runs that did not diverge; that equals the mean curve's own mean, so it is
     read off the summary. None when every run diverged."""
     curve = summary.get("mean_curve")
     return None if curve is None else float(np.mean(np.asarray(curve, np.float64)[1:]))

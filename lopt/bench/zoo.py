@@ -3,11 +3,12 @@ on families it never saw, against tuned hand-designed baselines.
 
 Meta-training: the families of ``TRAIN`` (a mixture, equal runs each). Meta-test: evaluation
 instances of the training families, and the families of ``TEST``, never seen in meta-training.
-Losses are normalized per family (Metz et al. 2019: initial loss 1, tuned Adam's best mean loss 0, from
-Adam tuned on the normalization's own tuning instances); across test families the suite reports
+Losses are normalized per family (Metz et al. 2019: initial loss 1, tuned Adam's best mean loss 0,
+from Adam tuned on the normalization's own tuning instances); across test families the suite reports
 the IQM of the final normalized loss with a stratified-bootstrap 95% interval and performance
-profiles (``lopt.evaluation.stats``), the speedup over tuned Adam (``lopt.evaluation.metrics.speedup``), the
-per-step wall time relative to ``optax.adam`` and the optimizer state per parameter.
+profiles (``lopt.evaluation.stats``), the speedup over tuned Adam
+(``lopt.evaluation.metrics.speedup``), the per-step wall time relative to ``optax.adam`` and the
+optimizer state per parameter.
 """
 from __future__ import annotations
 

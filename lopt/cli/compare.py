@@ -49,8 +49,9 @@ def _compare_one(rule, theta, cfg, family, out_dir, label, stem, invocation) -> 
     write_json(os.path.join(out_dir, f"{stem}.json"),
                {"provenance": record, "eval": dataclasses.asdict(cfg), "family": family.name,
                 "results": summaries})
+    title = f"# {label} on evaluation instances of {family.name}"
     write_text(os.path.join(out_dir, f"{stem}.md"),
-               f"# {label} on evaluation instances of {family.name}\n\n{markdown_line(record)}\n\n{table}")
+               f"{title}\n\n{markdown_line(record)}\n\n{table}")
     plots.plot_curves(summaries, os.path.join(out_dir, f"{stem}.png"),
                       f"{label} vs tuned baselines, evaluation instances of {family.name}")
     print(f"{family.name}:\n{table}")

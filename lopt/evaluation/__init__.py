@@ -13,6 +13,7 @@ from lopt.evaluation.tuning import (Instances, compare, lr_sweep, random_search,
 DEFAULT_LR_GRID = LR_GRID  # the name of lopt 0.1
 
 __all__ = ["loss_curves", "diverged", "score", "rank_key", "Result", "evaluate_rule",
-           "final_test_metrics", "Instances", "lr_sweep", "tune_learning_rate", "compare", "random_search",
+           "final_test_metrics", "Instances", "lr_sweep", "tune_learning_rate", "compare",
+           "random_search",
            "sample_log_uniform", "speedup", "state_bytes_per_parameter", "adam_reference",
            "normalize_all", "EVAL_SEED", "TUNE_SEED", "LR_GRID", "DEFAULT_LR_GRID"]

@@ -22,7 +22,8 @@ def evaluation_unroll(num_tasks: int, num_steps: int) -> UnrollOptions:
 
 def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: int,
                 num_steps: int) -> jax.Array:
-    """Train ``num_tasks`` instances for ``num_steps`` steps; returns f(θ_t), shape [steps+1, tasks].
+    """Train ``num_tasks`` instances for ``num_steps`` steps; returns f(θ_t), shape [steps+1,
+    tasks].
 
     The same ``key`` gives the same instances and initial parameters for every rule, so curves
     of different rules are paired comparisons. Row 0 is f(θ_0); row t is f(θ_t) after t updates.

@@ -62,7 +62,8 @@ def adam_reference(family: TaskFamily, *, num_steps: int, num_tasks: int = 8,
     ref = AdamReference(family=family.name, init_loss=float(means[0, 0]),
                         best_loss=float(means.min()), learning_rate=grid[int(lr_index)],
                         num_steps=num_steps, num_tasks=num_tasks, seed=seed, grid=grid)
-    if np.isfinite([ref.init_loss, ref.best_loss]).all():  # strict JSON has no inf: a run-away family is not cached
+    # Strict JSON has no inf: a run-away family is not cached.
+    if np.isfinite([ref.init_loss, ref.best_loss]).all():
         write_json(path, dataclasses.asdict(ref))
     return ref
 

@@ -18,7 +18,8 @@ def plot_curves(summaries: Sequence[dict], path: str, title: str) -> None:
     for s in sorted(summaries, key=rank_key):
         if s["mean_curve"] is None:
             continue  # every run diverged: nothing to draw, the table says so
-        label = s["name"] if s["learning_rate"] is None else f"{s['name']} (lr {s['learning_rate']:.2g})"
+        label = s["name"] if s["learning_rate"] is None else \
+            f"{s['name']} (lr {s['learning_rate']:.2g})"
         if s["diverged"]:
             label += f", {s['diverged']} diverged"
         ax.plot(s["mean_curve"], label=label, lw=2.2 if s["learning_rate"] is None else 1.4)

@@ -28,7 +28,8 @@ def comparison_table(summaries: Sequence[dict], num_tasks: int, num_steps: int,
     learning rate; any divergence ranks below every optimizer without (``rank_key``).
     ``tuning_note`` replaces the sentence on how baselines were tuned."""
     clean = [s["final_mean"] for s in summaries
-             if s["diverged"] == 0 and s["final_mean"] is not None and math.isfinite(s["final_mean"])]
+             if s["diverged"] == 0 and s["final_mean"] is not None
+             and math.isfinite(s["final_mean"])]
     best = min(clean) if clean else None
     lines = [
         f"Final loss after {num_steps} steps on {num_tasks} evaluation instances, mean (± standard "

@@ -14,7 +14,8 @@ ESTIMATORS = {
     "es": (ES, "antithetic evolution strategies, on truncations or full horizons"),
     "pes": (PES, "persistent evolution strategies: unbiased across truncations"),
     "reparam": (Reparam, "reparameterization gradient of the Gaussian-smoothed meta-loss"),
-    "mixed": (Mixed, "inverse-variance mix of ES and reparameterization gradients (cross-fitted weights)"),
+    "mixed": (Mixed, "inverse-variance mix of ES and reparameterization gradients "
+                     "(cross-fitted weights)"),
 }
 
 __all__ = ["Estimator", "UnrollOptions", "RunOptions", "RunFiles", "TBPTT", "ES", "PES", "Reparam",

@@ -37,13 +37,13 @@ def antithetic_unroll(opts: PerturbedOptions, rule, family, theta, eps, pos, neg
 class ES(PerturbedOptions):
     """Antithetic ES: g = (1/N) Σ_i ε_i (L(θ + σε_i) − L(θ − σε_i)) / (2σ), ε_i ~ N(0, I).
 
-    An unbiased estimate of the gradient of the Gaussian-smoothed meta-loss E_ε[L(θ + σε)]
-    (Metz et al. 2019) of one truncation. Both halves of a pair start from the same run state and the
+    An unbiased estimate of the gradient of the Gaussian-smoothed meta-loss E_ε[L(θ + σε)] (Metz et
+    al. 2019) of one truncation. Both halves of a pair start from the same run state and the
     positive half's state is carried to the next truncation. ``full_horizon=True`` sets the
-    truncation to the whole horizon and builds fresh runs from each run's key at the start of
-    every estimate, so every estimate covers complete inner runs from initialization (no
-    truncation bias), whatever happened to the runs before: a run that turns non-finite is
-    left out of its estimate and cannot shift the phase of later ones.
+    truncation to the whole horizon and builds fresh runs from each run's key at the start of every
+    estimate, so every estimate covers complete inner runs from initialization (no truncation bias),
+    whatever happened to the runs before: a run that turns non-finite is left out of its estimate
+    and cannot shift the phase of later ones.
     """
 
     full_horizon: bool = False
@@ -90,11 +90,11 @@ class PESState(NamedTuple):
 class PES(PerturbedOptions):
     """Persistent ES (Vicol et al. 2021): g = (1/N) Σ_i ξ_i (L_i⁺ − L_i⁻) / (2σ), ξ_i = Σ ε.
 
-    The positive and negative runs of a pair are carried separately across truncations, each
-    with its own perturbation every truncation, and ξ_i accumulates those perturbations since
-    the run started, so the sum of the estimates over a whole run is an unbiased estimate of the
-    full-horizon smoothed gradient: the answer to the truncation bias of Metz et al. 2019. A run that
-    ends inside a truncation is handled step by step: its remaining terms use only the new
+    The positive and negative runs of a pair are carried separately across truncations, each with
+    its own perturbation every truncation, and ξ_i accumulates those perturbations since the run
+    started, so the sum of the estimates over a whole run is an unbiased estimate of the
+    full-horizon smoothed gradient: the answer to the truncation bias of Metz et al. 2019. A run
+    that ends inside a truncation is handled step by step: its remaining terms use only the new
     run's perturbation, and ξ restarts with the run.
     """
 
@@ -135,8 +135,8 @@ class PES(PerturbedOptions):
                                  jnp.where(keep_eps.reshape(shape), e, jnp.zeros_like(e)))
 
             xi = jax.tree.map(new_xi, eps, state.xi)
-            metrics = run_metrics(pair_halves((t_pos.sum(0) + t_neg.sum(0)) / 2), out, pair_halves(ok),
-                                  axis_name)
+            values = pair_halves((t_pos.sum(0) + t_neg.sum(0)) / 2)
+            metrics = run_metrics(values, out, pair_halves(ok), axis_name)
             return meta_grad, PESState(pos, neg, xi), metrics
 
         return Estimator(init=init, grad=grad, name="pes")

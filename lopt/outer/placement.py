@@ -49,8 +49,8 @@ class Placement:
                              f"({total}) to split the inner runs evenly")
         self.per_device = num_runs // total
         if self.processes > 1 and self.local != jax.local_device_count():
-            raise ValueError(f"in a multi-process job devices must be all {jax.local_device_count()} "
-                             f"local devices, got {self.local}")
+            raise ValueError(f"in a multi-process job devices must be all "
+                             f"{jax.local_device_count()} local devices, got {self.local}")
 
     def local_runs(self, est_state):
         """This process's slice of the global batch of runs (the whole batch on one process)."""

@@ -1,4 +1,5 @@
-"""The reparameterization gradient of the smoothed meta-loss, and its inverse-variance mix with ES."""
+"""The reparameterization gradient of the smoothed meta-loss, and its inverse-variance mix with
+ES."""
 from __future__ import annotations
 
 import dataclasses
@@ -39,8 +40,8 @@ class Reparam(PerturbedOptions):
 
     The gradient of the same Gaussian-smoothed meta-loss E_ε[L(θ + σε)] as ES (Metz et al. 2019), by
     backprop through the perturbed unrolls (antithetic pairs). Low variance on smooth, short
-    problems; high variance when the unroll is long or chaotic, which is why Metz et al. 2019 mixes it
-    with ES.
+    problems; high variance when the unroll is long or chaotic, which is why Metz et al. 2019 mixes
+    it with ES.
     """
 
     second_derivatives: bool = True

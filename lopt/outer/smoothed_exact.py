@@ -1,4 +1,5 @@
-"""A meta-learning problem whose smoothed meta-gradient is known exactly (Metz et al. 2019's target).
+"""A meta-learning problem whose smoothed meta-gradient is known exactly (Metz et al. 2019's
+target).
 
 A fixed 2-D quadratic f(x) = ‖Wx − y‖² from x₀ = 0, trained for H = 8 steps by momentum SGD
 whose learning rate and momentum are the meta-parameters θ = (lr, mom). The meta-loss

@@ -34,10 +34,10 @@ def per_run_gradients(opts: UnrollOptions, rule, family, thetas, batch, *, secon
 class TBPTT(UnrollOptions):
     """Truncated BPTT: the gradient of L(φ) = Σ_t w_t ℓ_t(φ) over one truncation of K steps.
 
-    Andrychowicz et al. 2016's meta-loss over the trajectory, cut into truncations as Metz et al. 2019 describes (and
-    biased by the cut, as Metz et al. 2019 shows). ``second_derivatives=False`` drops ∂∇_t/∂φ, as L2L
-    does. The gradient is the mean over the ``num_tasks`` runs; a run with a non-finite loss is
-    reset and left out of the mean.
+    Andrychowicz et al. 2016's meta-loss over the trajectory, cut into truncations as Metz et al.
+    2019 describes (and biased by the cut, as Metz et al. 2019 shows). ``second_derivatives=False``
+    drops ∂∇_t/∂φ, as L2L does. The gradient is the mean over the ``num_tasks`` runs; a run with a
+    non-finite loss is reset and left out of the mean.
     """
 
     second_derivatives: bool = False

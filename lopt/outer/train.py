@@ -1,4 +1,5 @@
-"""The meta-training loop: one jitted outer step, an optax meta-optimizer, logs and exact resumes."""
+"""The meta-training loop: one jitted outer step, an optax meta-optimizer, logs and exact
+resumes."""
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
-"""UpdateRule (DESIGN.md) and the lifting of a per-coordinate rule over every coordinate of a pytree."""
+"""UpdateRule (DESIGN.md) and the lifting of a per-coordinate rule over every coordinate of a
+pytree."""
 from __future__ import annotations
 
 import dataclasses

@@ -9,7 +9,8 @@ from lopt.rules.nets import dense, init_lstm_stack, lstm_stack
 
 
 def log_sign_preprocess(g: jax.Array, p: float = 10.0) -> jax.Array:
-    """Andrychowicz et al. 2016's gradient preprocessing: (log|∇|/p, sgn ∇) if |∇| ≥ e^{−p}, else (−1, e^p ∇)."""
+    """Andrychowicz et al. 2016's gradient preprocessing: (log|∇|/p, sgn ∇) if |∇| ≥ e^{−p}, else
+    (−1, e^p ∇)."""
     threshold = jnp.exp(-p)
     big = jnp.abs(g) >= threshold
     log_part = jnp.where(big, jnp.log(jnp.maximum(jnp.abs(g), threshold)) / p, -1.0)
@@ -21,9 +22,10 @@ def l2l_lstm(hidden: int = 20, layers: int = 2, preprocess_p: float = 10.0,
              output_scale: float = 0.1) -> UpdateRule:
     """L2L: θ_{t+1} = θ_t + g_t, [g_t; h_{t+1}] = m(∇_t, h_t, φ) with m a coordinatewise LSTM.
 
-    Andrychowicz et al. 2016: a ``layers``×``hidden`` LSTM (2×20 in the paper) whose weights φ are shared by all
-    coordinates while each coordinate keeps its own hidden state; the input is the log/sign
-    preprocessed gradient with constant p; a linear read-out times ``output_scale`` is the step.
+    Andrychowicz et al. 2016: a ``layers``×``hidden`` LSTM (2×20 in the paper) whose weights φ are
+    shared by all coordinates while each coordinate keeps its own hidden state; the input is the
+    log/sign preprocessed gradient with constant p; a linear read-out times ``output_scale`` is the
+    step.
     """
     for field, value in (("hidden", hidden), ("layers", layers)):
         if int(value) < 1:

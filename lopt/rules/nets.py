@@ -36,8 +36,8 @@ def linear(x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def lstm_cell(weights: dict, x: jax.Array, h: jax.Array, c: jax.Array):
-    """One LSTM step (Hochreiter & Schmidhuber 1997), gates in the order input, forget, cell, output:
-    z = [x; h] W + b, c' = σ(f) c + σ(i) tanh(g), h' = σ(o) tanh(c')."""
+    """One LSTM step (Hochreiter & Schmidhuber 1997), gates in the order input, forget, cell,
+    output: z = [x; h] W + b, c' = σ(f) c + σ(i) tanh(g), h' = σ(o) tanh(c')."""
     n_in = x.shape[-1]
     if n_in <= 4:
         z = linear(x, weights["w"][:n_in]) + h @ weights["w"][n_in:] + weights["b"]

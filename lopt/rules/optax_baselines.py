@@ -1,7 +1,7 @@
-"""Modern hand-designed baselines, each optax's own transformation behind the UpdateRule
-interface (empty theta): AdamW, NAdamW, Lion, schedule-free AdamW and Muon, with optax's
-defaults except the learning rate (tuned per task by ``lopt.evaluation.tune_learning_rate``),
-and Adam with all of its hyperparameters free, for random search (Metz et al. 2019's stronger baseline).
+"""Modern hand-designed baselines, each optax's own transformation behind the UpdateRule interface
+(empty theta): AdamW, NAdamW, Lion, schedule-free AdamW and Muon, with optax's defaults except the
+learning rate (tuned per task by ``lopt.evaluation.tune_learning_rate``), and Adam with all of its
+hyperparameters free, for random search (Metz et al. 2019's stronger baseline).
 """
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ def schedule_free_adamw(learning_rate: float = 0.0025, weight_decay: float = 0.0
 
 def adam_all(learning_rate: float = 0.001, b1: float = 0.9, b2: float = 0.999,
              eps: float = 1e-8, weight_decay: float = 0.0) -> UpdateRule:
-    """Adam with decoupled weight decay and every hyperparameter an argument (optax's adamw):
-    the rule ``lopt.evaluation.random_search`` tunes as Metz et al. 2019's Adam random-search baseline."""
+    """Adam with decoupled weight decay and every hyperparameter an argument (optax's adamw): the
+    rule ``lopt.evaluation.random_search`` tunes as Metz et al. 2019's Adam random-search
+    baseline."""
     return from_optax(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps,
                                   weight_decay=weight_decay), "adam_all",
                       {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps,

@@ -20,9 +20,9 @@ def _second_moment_rsqrt(v, count, decay=0.999, eps=1e-8):
 
 
 def feature_groups(param, grad, moms, v, count):
-    """Metz et al. 2019's per-parameter inputs for one coordinate, in four groups whose concatenation
-    is the feature vector [F]: (gradient, parameter), the momenta at several timescales, and
-    the gradient and the momenta normalized by the second moment."""
+    """Metz et al. 2019's per-parameter inputs for one coordinate, in four groups whose
+    concatenation is the feature vector [F]: (gradient, parameter), the momenta at several
+    timescales, and the gradient and the momenta normalized by the second moment."""
     rs = _second_moment_rsqrt(v, count)
     return jnp.stack([grad, param]), moms, (grad * rs)[None], moms * rs
 

@@ -1,5 +1,5 @@
-"""Task-family wrappers that widen a training distribution: RNNprop's random scaling and
-convex combination (Lv, Chen & Zhang 2017, Wang, Sun & Xu 2019), parameter reparameterization, reduced
+"""Task-family wrappers that widen a training distribution: RNNprop's random scaling and convex
+combination (Lv, Chen & Zhang 2017, Wang, Sun & Xu 2019), parameter reparameterization, reduced
 batch sizes and label noise."""
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ def random_scaling(family: TaskFamily, low: float = -3.0, high: float = 3.0) -> 
     """f_c(w) = f(c ⊙ w), with every parameter coordinate's c = exp(U(low, high)) drawn per
     instance; the instance starts at w₀ / c, so c ⊙ w starts where the unscaled task does.
 
-    Wang, Sun & Xu 2019's "random scaling": the optimizer never sees the same curvature scale twice, which
-    pushes it towards scale-invariant behaviour.
+    Wang, Sun & Xu 2019's "random scaling": the optimizer never sees the same curvature scale twice,
+    which pushes it towards scale-invariant behaviour.
     """
     return _rescaled(family, "parameter", low, high, f"{family.name}_rescaled")
 
@@ -73,8 +73,8 @@ def reparameterize(family: TaskFamily, level: str = "tensor", decades: float = 3
 
 def with_convex(family: TaskFamily, dim: int = 10) -> TaskFamily:
     """F(w, θ) = f(w) + g(θ), g(θ) = ‖Aθ − b‖² / dim a random convex quadratic on ``dim`` extra
-    parameters (A, b ~ N(0, 1) per instance): Wang, Sun & Xu 2019's "combination with a convex function",
-    which adds well-conditioned coordinates to every training problem."""
+    parameters (A, b ~ N(0, 1) per instance): Wang, Sun & Xu 2019's "combination with a convex
+    function", which adds well-conditioned coordinates to every training problem."""
     if int(dim) < 1:
         raise ValueError(f"dim must be a positive integer, got {dim}")
 

@@ -1,5 +1,6 @@
-"""MLP classifiers and linear models on Datasets: Andrychowicz et al. 2016's MNIST-MLP optimizee (on digits),
-Wang, Sun & Xu 2019's activation and depth generalization tasks, and logistic / linear regression."""
+"""MLP classifiers and linear models on Datasets: Andrychowicz et al. 2016's MNIST-MLP optimizee (on
+digits), Wang, Sun & Xu 2019's activation and depth generalization tasks, and logistic / linear
+regression."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -21,9 +22,9 @@ def mlp_family(dataset: str = "digits", hidden: Sequence[int] = (20,),
                init_scale=(1.0, 1.0), name: Optional[str] = None) -> TaskFamily:
     """Cross-entropy of an MLP (1–10 hidden layers) on a classification dataset.
 
-    The default (20 hidden sigmoid units, batch 128) is the L2L MNIST optimizee of Andrychowicz et al. 2016, on
-    the digits data. Instances differ in initialization and minibatches, and, when given, in
-    ``init_scale`` (log-uniform range) and the train subset of ``subset_size`` examples.
+    The default (20 hidden sigmoid units, batch 128) is the L2L MNIST optimizee of Andrychowicz et
+    al. 2016, on the digits data. Instances differ in initialization and minibatches, and, when
+    given, in ``init_scale`` (log-uniform range) and the train subset of ``subset_size`` examples.
     """
     check_choice("activation", activation, ACTIVATIONS)
     check_choice("initializer", initializer, INITIALIZERS)

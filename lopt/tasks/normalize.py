@@ -30,7 +30,8 @@ class AdamReference:
     grid: tuple
 
     def normalize(self, loss):
-        """(loss − best) / (initial − best), clipped to [−2, 2]: 1 at the start, 0 at Adam's best."""
+        """(loss − best) / (initial − best), clipped to [−2, 2]: 1 at the start, 0 at Adam's
+        best."""
         span = self.init_loss - self.best_loss
         span = span if abs(span) > 1e-12 else 1e-12
         return jnp.clip((loss - self.best_loss) / span, -CLIP, CLIP)

@@ -13,7 +13,8 @@ NONLINEARITIES = {"none": lambda z: z, "tanh": jnp.tanh, "softplus": jax.nn.soft
 def quadratic_family(dim: int = 10, init_scale: float = 0.01, nonlinearity: str = "none",
                      condition: float = 0.0) -> TaskFamily:
     """f(θ) = ‖h(Wθ) − y‖² with a fresh W ∈ R^{dim×dim} and y ∈ R^dim, entries N(0, 1), per
-    instance; h is ``nonlinearity`` (identity by default: Andrychowicz et al. 2016's 10×10 experiment).
+    instance; h is ``nonlinearity`` (identity by default: Andrychowicz et al. 2016's 10×10
+    experiment).
 
     With ``condition`` c > 0, W's columns are scaled by 10^(c·(j/(dim−1) − 1/2)), spreading the
     curvature over c decades. θ starts at N(0, init_scale²) as in the L2L code. The loss is

@@ -1,5 +1,5 @@
-"""Sequence tasks: the LSTM sequence prediction of RNNprop / HyperAdam (Wang, Sun & Xu 2019, Table 2), a
-character-level RNN language model and a tiny causal transformer language model."""
+"""Sequence tasks: the LSTM sequence prediction of RNNprop / HyperAdam (Wang, Sun & Xu 2019, Table
+2), a character-level RNN language model and a tiny causal transformer language model."""
 from __future__ import annotations
 
 from typing import Optional
@@ -31,8 +31,8 @@ class SequenceRegressor(nn.Module):
 
 def sine_lstm_family(noise: str = "baseline", layers: int = 1, hidden: int = 20,
                      batch_size: int = 128) -> TaskFamily:
-    """Wang, Sun & Xu 2019's sequence prediction (Table 2): an LSTM with ``hidden`` units reads 10 noisy
-    values of A sin(ωt + φ) and predicts the next clean one (squared error). ``noise`` is
+    """Wang, Sun & Xu 2019's sequence prediction (Table 2): an LSTM with ``hidden`` units reads 10
+    noisy values of A sin(ωt + φ) and predicts the next clean one (squared error). ``noise`` is
     ``baseline`` (ε ~ N(0, 0.1²)) or ``small`` (N(0, 0.01²)); ``layers=2`` is the 2-layer row.
     """
     check_choice("noise", noise, ("baseline", "small"))

@@ -2,10 +2,11 @@
 validation split behind ``valid_loss``, the whole test split behind ``test_metrics``.
 
 Every such family has the same vmappable cfg, which the augmentation wrappers of
-``lopt.tasks.augment`` edit: ``init_scale`` and ``loss_scale`` (per-instance scalars),
-``subset`` (the train examples this instance may draw, when the family uses data subsets),
-``label_noise`` (classifiers only: probability that a train label is replaced by a uniformly
-drawn class, fixed per instance and example) and ``batch_keep`` (how many of the ``batch_size`` examples count: a reduced batch size).
+``lopt.tasks.augment`` edit: ``init_scale`` and ``loss_scale`` (per-instance scalars), ``subset``
+(the train examples this instance may draw, when the family uses data subsets), ``label_noise``
+(classifiers only: probability that a train label is replaced by a uniformly drawn class, fixed per
+instance and example) and ``batch_keep`` (how many of the ``batch_size`` examples count: a reduced
+batch size).
 """
 from __future__ import annotations
 

@@ -75,7 +75,8 @@ def function_family(name: str, scale=(0.5, 2.0)) -> TaskFamily:
 
 
 def rosenbrock_family(dim: int = 2, scale=(0.5, 2.0)) -> TaskFamily:
-    """The chained Rosenbrock function in ``dim`` dimensions, Σ 100(x_{i+1} − x_i²)² + (1 − x_i)²."""
+    """The chained Rosenbrock function in ``dim`` dimensions, Σ 100(x_{i+1} − x_i²)² + (1 −
+    x_i)²."""
     if not isinstance(dim, int) or dim < 2:
         raise ValueError(f"dim must be an integer >= 2; got {dim!r}")
 

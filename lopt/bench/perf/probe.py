@@ -68,7 +68,8 @@ def sum_of_squares_family(dim: int = 10):
 
 
 def l2l_quadratic_family():
-    """Andrychowicz et al. 2016's random 10×10 quadratics, the family of ``lopt bench estimators``."""
+    """Andrychowicz et al. 2016's random 10×10 quadratics, the family of ``lopt bench
+    estimators``."""
 
     return make_family("quadratic")
 
