@@ -208,9 +208,13 @@ class Suite:
             return []
         with open(path) as f:
             previous = json.load(f).get("provenance") or {}
-        earlier = previous.pop("earlier_invocations", [])
+        earlier = previous.pop("earlier_invocations", []) + [previous]
         previous.pop("stages", None)
-        return earlier + [previous]
+        made_by = {s["commit"] for s in self.stages.values() if s["cached"]}
+        if None in made_by:  # stages cached before they recorded their commit: keep them all
+            return earlier
+        # An earlier results.json may come from a run none of whose stages is reused here.
+        return [r for r in earlier if r.get("commit") in made_by]
 
     # -- output --------------------------------------------------------------------------
     def section(self, title: str, text: str) -> None:
