@@ -67,7 +67,11 @@ def _resumed(record: dict) -> str:
     commits = sorted({(r.get("commit") or "unknown")[:10] for r in earlier}
                      | {(s["commit"] or "")[:10] for s in stages.values()
                         if s["cached"] and s["commit"]})
-    total = record["wall_s"] + sum(r.get("wall_s") or 0.0 for r in earlier)
+    # Invocations stopped before they wrote a record (a kill, a stall) still made stages: their
+    # own times count too.
+    total = record["wall_s"] + max(sum(r.get("wall_s") or 0.0 for r in earlier),
+                                   sum(s.get("wall_s") or 0.0 for s in stages.values()
+                                       if s["cached"]))
     # A compiler flag changes the compiled code, so numbers made under one are named with it.
     flags = sorted({r["xla_flags"] for r in earlier if r.get("xla_flags")})
     return (f" It resumed {cached} of {len(stages)} stages from earlier invocations"
