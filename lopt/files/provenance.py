@@ -77,5 +77,5 @@ def _resumed(record: dict) -> str:
     return (f" It resumed {cached} of {len(stages)} stages from earlier invocations"
             + (f" (commit {', '.join(commits)})" if commits else "")
             + (f", made with XLA_FLAGS='{' '.join(flags)}'" if flags else "")
-            + (f"; {total:.0f} s over all {len(earlier) + 1} invocations" if earlier else "")
+            + (f"; {total:.0f} s in all" if earlier else "")
             + "; `results.json` lists every stage and invocation.")

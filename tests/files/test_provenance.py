@@ -16,5 +16,5 @@ def test_a_resumed_run_names_the_earlier_commits_and_their_compiler_flags():
     line = markdown_line(_record(stages=stages, earlier_invocations=earlier))
     assert line.startswith("Made by `lopt bench x` in 12 s") and "commit aaaaaaaaaa" in line
     assert "It resumed 1 of 2 stages" in line and "bbbbbbbbbb" in line and "cccccccccc" in line
-    assert "made with XLA_FLAGS='--xla_opt=0'" in line and "112 s over all 2 invocations" in line
+    assert "made with XLA_FLAGS='--xla_opt=0'" in line and "112 s in all" in line
     assert "XLA_FLAGS" not in markdown_line(_record())
