@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wall time of every seed suite's --quick size from nothing cached (fresh output and
+# Wall time of every paper suite's --quick size from nothing cached (fresh output and
 # LOPT_CACHE_DIR): writes benchmarks/quick.md. Usage: bash benchmarks/quick.sh [SCRATCH_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
