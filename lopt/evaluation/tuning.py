@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt.evaluation.curves import Result, evaluate_rule, loss_curves, score
-from lopt.evaluation.protocol import LR_GRID
+from lopt.evaluation.protocol import LR_GRID, SEARCH_SEED
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
@@ -100,12 +100,12 @@ def sample_log_uniform(key, space: Dict[str, tuple], num_trials: int) -> list:
 
 def random_search(make: Callable[[dict], UpdateRule], space: Dict[str, tuple],
                   family: TaskFamily, evaluation: Instances, tuning: Instances, *,
-                  num_trials: int, num_steps: int, name: str, search_seed: int = 0) -> Result:
+                  num_trials: int, num_steps: int, name: str) -> Result:
     """Metz et al. 2019's stronger baseline: ``num_trials`` log-uniform draws of every
     hyperparameter in ``space``, each run on the ``tuning`` instances; the draw that ranks
     first by ``score`` is then run on the ``evaluation`` instances. One compile: the
     hyperparameters are arguments of the jitted unroll."""
-    trials = sample_log_uniform(jax.random.PRNGKey(search_seed), space, num_trials)
+    trials = sample_log_uniform(jax.random.PRNGKey(SEARCH_SEED), space, num_trials)
 
     def curves(hparams, instances):
         rule = make(hparams)
