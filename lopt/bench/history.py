@@ -1,9 +1,9 @@
 """``lopt bench history``: Shahid 2017, learned optimizers on normalized inputs —
 k-timesteps and k-momentums rules meta-trained on the MNIST MLP, against Adam and RMSProp
-tuned on separate instances, and the learned Δx for k = 5 on the seed's ±1 gradient patterns.
+tuned on separate instances, and the learned Δx for k = 5 on Shahid 2017's ±1 gradient patterns.
 
-MNIST is the offline ``mnist_5k`` at 14x14; the seed meta-trains for 200k iterations, this
-suite for ``meta_steps``. η_min is the rule's default 1e-3 for every k (the seed tunes it).
+MNIST is the offline ``mnist_5k`` at 14x14; Shahid 2017 meta-trains for 200k iterations, this
+suite for ``meta_steps``. η_min is the rule's default 1e-3 for every k (Shahid 2017 tunes it).
 """
 from __future__ import annotations
 
@@ -87,15 +87,15 @@ def run(out: str, quick: bool = False, command: str = "lopt bench history",
                  "|---|---|---|---|---|---|---|"]
         for p, paper, ours in rows:
             lines.append("| " + " | ".join(f"{v:g}" for v in p) + f" | {ours:.5f} | {paper:g} |")
-        suite.section("Learned Δx for k = 5 on the seed's gradient patterns",
+        suite.section("Learned Δx for k = 5 on Shahid 2017's gradient patterns",
                       "Δx^t is the network's output for a coordinate whose last five gradients "
                       "are the pattern (x^{t+1} = x_ref + Δx · (x_diff + η_min)). In lopt a "
-                      "positive gradient should give a negative Δx (descent); the seed's table "
+                      "positive gradient should give a negative Δx (descent); Shahid 2017's table "
                       "has the opposite sign, so it feeds the negative gradient: compare "
                       "magnitudes and the sign pattern, mirrored.\n\n" + "\n".join(lines) + "\n")
         payload["delta_table"] = [{"pattern": p, "paper": paper, "lopt": ours}
                                   for p, paper, ours in rows]
     suite.payload.update(payload)
     return suite.finish("Learned optimizers on normalized inputs (Shahid 2017, first part)",
-                        "The seed finds k timesteps no better than Adam even at k = 100, and k "
+                        "Shahid 2017 finds k timesteps no better than Adam even at k = 100, and k "
                         "momentums (x_ref = x_t) better than RMSProp and close to Adam.")

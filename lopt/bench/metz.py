@@ -65,7 +65,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench metz",
     suite.payload.update({"variance": variance, "bias": bias, "sigma": SIGMA})
     return suite.finish("Metz et al.: estimator variance, truncation bias, objectives, task count "
                         "(Metz et al. 2019)",
-                        "The seed: reparameterization gradients explode with curvature and "
+                        "Metz et al. 2019: reparameterization gradients explode with curvature and "
                         "unroll length while ES stays bounded; truncated backprop is biased "
                         "towards short horizons, PES is not; meta-training on the validation "
                         "objective avoids overfitting the inner problem; more meta-training "

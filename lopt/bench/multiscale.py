@@ -1,6 +1,6 @@
 """``lopt bench multiscale``: Shahid 2017, Multiscale Adam — LWA_a/b/c, MLP, RNN_a and
 RNN_b over Adam at k timescales, meta-trained on the MNIST MLP: the learned weights per
-timescale beside the seed's tables (k = 6, and k = 5, 11), each LWA against every Adam it
+timescale beside Shahid 2017's tables (k = 6, and k = 5, 11), each LWA against every Adam it
 combines, a step-size heatmap, and every kind against Adam tuned on separate instances.
 
 The fixed step size η is a hyperparameter of the method: it is Adam's learning rate tuned on
@@ -117,7 +117,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
     suite.payload.update({"eta": eta, "weights": weights, "paper_k6": PAPER_K6,
                           "vs_inputs": vs_inputs, "kinds": all_kinds, "heatmap": heat})
     return suite.finish("Multiscale Adam (Shahid 2017, second part)",
-                        "The seed finds the most recent and most distant timescales weighted "
+                        "Shahid 2017 finds the most recent and most distant timescales weighted "
                         "highest, LWA better than each of its input Adams, normalization "
                         "essential, MLP no better than LWA and RNN_b best.")
 
@@ -127,7 +127,7 @@ def _heatmap(suite, learned, eta, family, sz):
 
     def compute():
         rows = {}
-        # The LWAs and RNN_b (the seed's heatmaps); k = 5, 11 and MLP/RNN_a are left out.
+        # The LWAs and RNN_b (Shahid 2017's heatmaps); k = 5, 11 and MLP/RNN_a are left out.
         names = ["adam"] + [k for k in ("lwa_a", "lwa_b", "lwa_c", "rnn_b") if k in learned]
         for name in names:
             row = []

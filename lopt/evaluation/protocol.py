@@ -23,6 +23,6 @@ def log_grid(low: float, high: float, points: int) -> tuple:
 # Learning-rate grids. Each is the one its results were made with; they differ in density
 # because a grid's cost multiplies every baseline's tuning runs.
 LR_GRID = log_grid(-4, 1, 21)  # lopt.evaluation's default: 4 points a decade, 1e-4 … 10
-SUITE_LR_GRID = log_grid(-4, 1, 11)  # the seed-reproduction suites: 2 points a decade
+SUITE_LR_GRID = log_grid(-4, 1, 11)  # the paper suites: 2 points a decade
 NORMALIZATION_GRID = log_grid(-4, 0, 9)  # the normalization reference's Adam: 2 points a decade
 META_TEST_GRID = log_grid(-4, 0, 14)  # lopt bench pretrained: 14 points, 1e-4 … 1

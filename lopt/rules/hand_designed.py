@@ -110,7 +110,7 @@ def rmsprop(learning_rate: float = 0.001, decay: float = 0.9) -> UpdateRule:
 
 def adadelta(learning_rate: float = 1.0, rho: float = 0.9) -> UpdateRule:
     """AdaDelta (Zeiler 2012): v = α √(p + ε)/√(r + ε) f' with decaying averages r of f'² and p of
-    the squared steps before α (optax's form; the seed's p holds α's steps, the same at α = 1)."""
+    the squared steps before α (optax's form; Misra's p holds α's steps, the same at α = 1)."""
     return from_optax(optax.adadelta(learning_rate, rho=rho), "adadelta",
                       {"learning_rate": learning_rate, "rho": rho})
 
