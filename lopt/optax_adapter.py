@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt import pretrained
 from lopt.files.rule_file import load
+from lopt.pretrained import path as pretrained_path
 from lopt.rules.base import UpdateRule, theta_mismatch
 
 
@@ -31,7 +31,7 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
         if theta is not None:
             raise ValueError("theta must not be given together with a saved rule's path")
 
-        rule, theta = load(rule if os.path.exists(rule) else pretrained.path(rule))
+        rule, theta = load(rule if os.path.exists(rule) else pretrained_path(rule))
     if not isinstance(rule, UpdateRule):
         raise TypeError(f"rule must be an UpdateRule, a pretrained name or a rule file's path; "
                         f"got {type(rule).__name__} {rule!r:.60}")

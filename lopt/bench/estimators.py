@@ -27,13 +27,13 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from lopt import pretrained
 from lopt.bench.suite import Suite
 from lopt.files.rule_file import load
 from lopt.outer import ES, PES, TBPTT, Mixed, Reparam
 from lopt.outer import smoothed_exact as exact
 from lopt.outer.train import TrainState, make_outer_step
 from lopt.outer.unroll import broadcast_runs, truncated_unroll
+from lopt.pretrained import path as pretrained_path
 from lopt.tasks import quadratic_family
 
 TRUNCATION, HORIZON, SIGMA = 20, 100, 0.01
@@ -178,7 +178,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench estimators",
         progress: bool = True) -> str:
     sz = SIZES["quick" if quick else "full"]
     suite = Suite("estimators", out, sz, command, 3, progress)
-    rule, theta = load(pretrained.path("l2l_lstm_quadratic"))
+    rule, theta = load(pretrained_path("l2l_lstm_quadratic"))
     family = quadratic_family()
     variance = suite.cached("variance", lambda: _str_keys(measure_variance(
         rule, family, theta, sz.repeats, sz.warmup, sz.counts)))
