@@ -222,7 +222,6 @@ def _more_tasks(suite, sz) -> None:
     """L2L LSTM meta-trained on pools of N quadratics (N = 0: a fresh one every run), tested on
     quadratics outside every pool and on its own pool."""
 
-
     base = make_family("quadratic")
     est = TBPTT(num_tasks=sz.meta_tasks, truncation=20, horizon=100)
     rows = {}

@@ -108,7 +108,6 @@ def _baseline(factory, opt, lr, family, label, steps, name, num_tasks) -> dict:
     """A baseline run REFERENCE_REACH × T steps: its summary at T, and its mean curve and
     divergence count over the whole run for speedups."""
 
-
     key = (opt, label, steps, num_tasks)
     if key not in _RUNNERS:
         _RUNNERS[key] = jax.jit(lambda lr: loss_curves(

@@ -271,7 +271,6 @@ def check_task(name) -> None:
 def tasks_without_validation(name) -> list:
     """The families of task ``name`` whose tasks have no validation split."""
 
-
     family = make_family(name)
     families = family.families if isinstance(family, Mixture) else (family,)
     return [f.name for f in families if not f.build(f.sample(jax.random.PRNGKey(0))).has_validation]

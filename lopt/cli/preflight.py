@@ -69,7 +69,6 @@ def estimated_state_bytes(rule, family, estimator) -> int:
     """Bytes of theta and the estimator's state (every inner run's parameters and optimizer
     state), from shapes alone: a lower bound on what meta-training holds in memory."""
 
-
     theta = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
     est = build_estimator(estimator, rule, family, axis_name=None)
     state = jax.eval_shape(est.init, jax.random.PRNGKey(0), theta)

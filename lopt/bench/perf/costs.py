@@ -63,7 +63,6 @@ def adam_training_step(width: int, repeats: int) -> dict:
     timed alternately (``4 · repeats`` rounds) so that a change of load hits both; the ratio
     is the median of the per-round ratios."""
 
-
     params = big_pytree(width)
     x = jax.random.normal(jax.random.PRNGKey(3), (64, width))
 

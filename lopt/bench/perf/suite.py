@@ -123,14 +123,12 @@ def _memory(size: Size) -> list:
 
 def _state_bytes(size: Size) -> dict:
 
-
     params = jax.eval_shape(lambda: big_pytree(size.width))
     return {name: state_bytes_per_parameter(make_rule(name), None, params)
             for name in sorted(RULES)}
 
 
 def _flops(size: Size) -> dict:
-
 
     return {name: flops_per_coordinate(make_rule(name).init_meta(jax.random.PRNGKey(0)))
             for name in LEARNED + HAND}
