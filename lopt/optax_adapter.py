@@ -51,13 +51,21 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
     if rule.wants_num_steps and num_steps is None:
         rule.start(theta, None)  # raises the one-line error now, not at the first init
 
+    # Learned rules read the parameters (their features, or at least their shapes); optax's
+    # hand-designed ones raise their own errors when they need them.
+    learned = bool(jax.tree.leaves(theta))
+
     def init_fn(params):
         return rule.start(theta, float_leaves(params), num_steps)
 
     def update_fn(updates, state, params=None, *, value=None, **extra_args):
         del extra_args
+        if params is None and learned:
+            raise ValueError(f"rule {rule.name!r} reads the parameters: call "
+                             f"tx.update(grads, state, params), not tx.update(grads, state)")
         if _all_float(updates):
-            return rule.update(theta, state, updates, params, value)
+            new, state = rule.update(theta, state, updates, params, value)
+            return _in_dtypes_of(new, updates), state
         # As optax leaves integer and boolean parameters alone: zero updates, no state.
         new, state = rule.update(theta, state, float_leaves(updates),
                                  None if params is None else float_leaves(params), value)
@@ -82,10 +90,18 @@ def float_leaves(tree):
     return jax.tree.map(lambda x: x if _is_float(x) else optax.MaskedNode(), tree)
 
 
+def _in_dtypes_of(new, updates):
+    """``new`` cast leaf by leaf to the dtypes of the gradients it answers, as optax returns
+    updates (a rule computing in float32 for bfloat16 parameters must not promote them)."""
+    return jax.tree.map(lambda u, g: u.astype(jnp.result_type(g)), new, updates)
+
+
 def _merge(updates, new):
-    """The rule's updates for float leaves, zeros of the leaf's own dtype for the others."""
+    """The rule's updates for float leaves (in their gradients' dtypes), zeros of the leaf's
+    own dtype for the others."""
     flat, treedef = jax.tree_util.tree_flatten(updates)
     masked = jax.tree.leaves(new)
     it = iter(masked)
-    out = [next(it) if _is_float(x) else jnp.zeros_like(x) for x in flat]
+    out = [next(it).astype(jnp.result_type(x)) if _is_float(x) else jnp.zeros_like(x)
+           for x in flat]
     return jax.tree_util.tree_unflatten(treedef, out)

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lopt.rules.base import state_dtype
+
 MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
 RMS_DECAYS = (0.999,)
 FACTORED_DECAYS = (0.9, 0.99, 0.999)
@@ -24,9 +26,13 @@ DECAY_SCALE = 10.0
 
 
 def decays_from_offsets(initial: Sequence[float], offset) -> jax.Array:
-    """β = 1 − (1 − β₀)·exp(10·δ): the decays at learned offsets δ (zeros: the initial ones)."""
+    """β = clip(1 − (1 − β₀)·exp(10·δ), 0, 1): the decays at learned offsets δ (zeros: the
+    initial ones). The reference clips its RMS and factored decays to [0, 1] (a negative decay
+    makes a second moment negative and its inverse square root NaN); lopt clips the momentum
+    decays too, which changes nothing while they lie in [0, 1] and keeps a momentum from
+    growing without bound when an offset walks past 1 − β₀ = e¹⁰ᵟ."""
     base = jnp.log1p(-jnp.asarray(initial, jnp.float32)) / DECAY_SCALE
-    return 1.0 - jnp.exp((base + offset) * DECAY_SCALE)
+    return jnp.clip(1.0 - jnp.exp((base + offset) * DECAY_SCALE), 0.0, 1.0)
 
 
 def decay_offsets(n_mom: int, n_rms: int, n_fac: int) -> dict:
@@ -64,16 +70,18 @@ def _factored_shapes(shape, k):
 
 def init_accumulators(params, n_mom: int, n_rms: int, n_fac: int) -> dict:
     """Zero accumulators for every leaf: momenta [..., n_mom], second moments [..., n_rms] and
-    Adafactor's row and column second moments (a full one, [..., n_fac], for vectors)."""
+    Adafactor's row and column second moments (a full one, [..., n_fac], for vectors), in
+    float32 at least whatever the parameters' dtype (``state_dtype``)."""
     def leaf(p):
-        acc = {"m": jnp.zeros(p.shape + (n_mom,), p.dtype),
-               "v": jnp.zeros(p.shape + (n_rms,), p.dtype)}
+        dtype = state_dtype(p.dtype)
+        acc = {"m": jnp.zeros(p.shape + (n_mom,), dtype),
+               "v": jnp.zeros(p.shape + (n_rms,), dtype)}
         shapes = _factored_shapes(p.shape, n_fac)
         if shapes is None:
-            acc["full"] = jnp.zeros(p.shape + (n_fac,), p.dtype)
+            acc["full"] = jnp.zeros(p.shape + (n_fac,), dtype)
         else:
-            acc["row"] = jnp.zeros(shapes[0], p.dtype)
-            acc["col"] = jnp.zeros(shapes[1], p.dtype)
+            acc["row"] = jnp.zeros(shapes[0], dtype)
+            acc["col"] = jnp.zeros(shapes[1], dtype)
         return acc
 
     return jax.tree.map(leaf, params)
@@ -83,7 +91,7 @@ def update_accumulators(acc: dict, g, mom_decays, rms_decays, fac_decays) -> dic
     """One step of every accumulator of one leaf: m ← βm + (1 − β)g, v ← βv + (1 − β)g², and
     the factored moments as exponential averages of g² + 10⁻³⁰ over columns (row moment) and
     over rows (column moment), Adafactor's eq. (9)."""
-    gx = g[..., None]
+    gx = g[..., None].astype(acc["m"].dtype)
     new = {"m": mom_decays * acc["m"] + (1 - mom_decays) * gx,
            "v": rms_decays * acc["v"] + (1 - rms_decays) * gx**2}
     g2 = gx**2 + 1e-30
@@ -96,36 +104,50 @@ def update_accumulators(acc: dict, g, mom_decays, rms_decays, fac_decays) -> dic
     return new
 
 
-def factored_second_moment(acc: dict, shape) -> Tuple[jax.Array, jax.Array, jax.Array]:
-    """(v̂, row feature, column feature), each [..., n_fac] at every coordinate: Adafactor's
-    rank-1 estimate v̂ = R C / mean(R) (eq. 9), and R and C broadcast along the axis they
-    average over. A vector's ``full`` moment stands in for all three."""
+def safe_rsqrt(x):
+    """1/√max(x, 10⁻⁹): the reference's inverse square root of a second moment (a moment that
+    underflows to 0 gives 10^4.5, not an infinity)."""
+    return jax.lax.rsqrt(jnp.maximum(x, 1e-9))
+
+
+def factored_features(acc: dict, shape) -> Tuple[jax.Array, jax.Array, jax.Array]:
+    """(preconditioner, row feature, column feature), each [..., n_fac] at every coordinate.
+
+    Adafactor's rank-1 estimate v̂ = R C / mean(R) (eq. 9) enters as its inverse square root,
+    computed as the reference does: rsqrt(max(R / (mean(R) + 10⁻⁹), 10⁻⁹)) ·
+    rsqrt(max(C, 10⁻⁹)). R and C are broadcast along the axis they average over. A vector's
+    ``full`` moment v stands in for R and C, with preconditioner rsqrt(max(v + 10⁻⁹, 10⁻⁹))."""
     if "full" in acc:
-        return acc["full"], acc["full"], acc["full"]
+        return safe_rsqrt(acc["full"] + 1e-9), acc["full"], acc["full"]
     row_axis, col_axis = factored_dims(shape)
     row = jnp.expand_dims(acc["row"], col_axis)
     col = jnp.expand_dims(acc["col"], row_axis)
     row_mean = jnp.mean(row, axis=row_axis, keepdims=True)
-    v_hat = row * col / (row_mean + 1e-30)
+    precondition = safe_rsqrt(row / (row_mean + 1e-9)) * safe_rsqrt(col)
     full = shape + (row.shape[-1],)
-    return v_hat, jnp.broadcast_to(row, full), jnp.broadcast_to(col, full)
+    return (jnp.broadcast_to(precondition, full), jnp.broadcast_to(row, full),
+            jnp.broadcast_to(col, full))
 
 
 def feature_groups(p, g, acc: dict, celo: bool = False) -> list:
-    """The per-parameter features of one leaf as a list of [..., k] groups.
+    """The per-parameter features of one leaf as a list of [..., k] groups, with the
+    reference's epsilons (learned_optimization's ``adafac_mlp_lopt._mod``).
 
-    small_fc_lopt's: g, p, the momenta m, the second moments v, m/√v, 1/√v, g/√v̂ (v̂ the
-    factored estimate), the row and column moments and their inverse square roots, and
-    m/√v̂ (pairing the i-th momentum with the i-th factored decay). ``celo`` adds Celo's
-    clip(g, ±0.1) and g/√v (the unfactored RMS-normalized gradient)."""
+    small_fc_lopt's: g, p, the momenta m, the second moments v, m/√(v + 10⁻⁶), 1/√(v + 10⁻⁶),
+    g/√v̂ (v̂ the factored estimate, ``factored_features``), the row and column moments and
+    1/√(· + 10⁻⁸) of each, and m/√v̂ (pairing the i-th momentum with the i-th factored decay;
+    for a vector m/√(v_full + 10⁻⁶), as the reference). ``celo`` adds Celo's clip(g, ±0.1) and
+    g/√(v + 10⁻⁶) (the unfactored RMS-normalized gradient)."""
     m, v = acc["m"], acc["v"]
-    v_hat, row, col = factored_second_moment(acc, p.shape)
+    gx = g[..., None].astype(m.dtype)
+    p = p.astype(m.dtype)
+    precondition, row, col = factored_features(acc, p.shape)
     rs_v = jax.lax.rsqrt(v + 1e-6)
-    rs_hat = jax.lax.rsqrt(v_hat + 1e-30)
-    groups = [g[..., None], p[..., None], m, v, m * rs_v, rs_v, g[..., None] * rs_hat,
-              row, col, jax.lax.rsqrt(row + 1e-8), jax.lax.rsqrt(col + 1e-8), m * rs_hat]
+    fac_mom = m * (jax.lax.rsqrt(acc["full"] + 1e-6) if "full" in acc else precondition)
+    groups = [gx, p[..., None], m, v, m * rs_v, rs_v, gx * precondition,
+              row, col, jax.lax.rsqrt(row + 1e-8), jax.lax.rsqrt(col + 1e-8), fac_mom]
     if celo:
-        groups += [jnp.clip(g, -0.1, 0.1)[..., None], g[..., None] * rs_v]
+        groups += [jnp.clip(gx, -0.1, 0.1), gx * rs_v]
     return groups
 
 

@@ -81,9 +81,18 @@ def unzip(params: Params, tree: Any, count: int) -> tuple:
     return tuple(jax.tree.map(lambda _, t, i=i: t[i], params, tree) for i in range(count))
 
 
+def state_dtype(param_dtype):
+    """The dtype a rule keeps its state in for parameters of ``param_dtype``: float32 at least
+    (bfloat16 and float16 parameters get float32 accumulators, as optax's and the reference
+    learned optimizers'), so a step returns the state in the dtype it received."""
+    return jnp.promote_types(param_dtype, jnp.float32)
+
+
 def zeros_per_coordinate(params: Params, extra: tuple, dtype=None) -> Params:
-    """A per-coordinate state of shape ``leaf.shape + extra`` (dtype of the leaf by default)."""
-    return jax.tree.map(lambda p: jnp.zeros(p.shape + tuple(extra), dtype or p.dtype), params)
+    """A per-coordinate state of shape ``leaf.shape + extra`` (``state_dtype`` of the leaf by
+    default)."""
+    return jax.tree.map(lambda p: jnp.zeros(p.shape + tuple(extra),
+                                            dtype or state_dtype(p.dtype)), params)
 
 
 def no_theta(key: Optional[jax.Array] = None) -> dict:

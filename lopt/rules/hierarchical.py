@@ -8,7 +8,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from lopt.rules.base import UpdateRule, zeros_per_coordinate
+from lopt.rules.base import UpdateRule, state_dtype, zeros_per_coordinate
 from lopt.rules.nets import dense, init_dense, init_lstm_cell, log_magnitude, lstm_cell
 from lopt.rules.per_parameter_mlp import (DEFAULT_DECAYS, TIME_SCALES, check_config,
                                           feature_mean_squares, mlp_all_coordinates, moments,
@@ -37,7 +37,8 @@ def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,
                 "context": init_dense(k4, tensor_hidden, context, scale=0.1)}
 
     def init(theta, params):
-        per_tensor = jax.tree.map(lambda p: jnp.zeros((tensor_hidden,), p.dtype), params)
+        per_tensor = jax.tree.map(lambda p: jnp.zeros((tensor_hidden,), state_dtype(p.dtype)),
+                                  params)
         return {"moms": zeros_per_coordinate(params, (len(decays),)),
                 "v": zeros_per_coordinate(params, ()), "count": jnp.zeros((), jnp.int32),
                 "h": per_tensor, "c": per_tensor, "last_loss": jnp.zeros(())}

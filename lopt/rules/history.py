@@ -7,7 +7,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from lopt.rules.base import UpdateRule, per_coordinate, unzip, zeros_per_coordinate
+from lopt.rules.base import UpdateRule, per_coordinate, state_dtype, unzip, zeros_per_coordinate
 from lopt.rules.nets import dense, init_dense
 
 VARIANTS = ("timesteps", "momentums")
@@ -52,7 +52,8 @@ def normalized_history(k: int = 5, variant: str = "timesteps", hidden: int = 32,
         return {"hidden": init_dense(k1, k, hidden), "out": init_dense(k2, hidden, 1, scale=0.1)}
 
     def init(theta, params):
-        return {"x": jax.tree.map(lambda p: jnp.broadcast_to(p[..., None], p.shape + (k,)), params),
+        return {"x": jax.tree.map(lambda p: jnp.broadcast_to(p.astype(state_dtype(p.dtype))[..., None],
+                                                             p.shape + (k,)), params),
                 "g": zeros_per_coordinate(params, (k,))}
 
     def one_coordinate(theta, x, grad, x_hist, g_hist):

@@ -21,7 +21,9 @@ def _tree(seed, scale=1.0):
 
 def _np_features(p, g, acc, mom, rms, fac, celo_extra=False):
     """One step of every accumulator and the feature columns of one leaf, from the equations:
-    Adafactor's row/column means of g² + 1e-30 over the two largest axes, v̂ = R C / mean(R)."""
+    Adafactor's row/column means of g² + 1e-30 over the two largest axes, 1/√v̂ with v̂ =
+    R C / mean(R) as learned_optimization computes it, each factor's argument clamped at 1e-9
+    (and mean(R) + 1e-9); a vector's 1/√(v + 1e-9) for g and 1/√(v + 1e-6) for m."""
     gx = g[..., None]
     acc = dict(acc)
     acc["m"] = mom * acc["m"] + (1 - mom) * gx
@@ -34,15 +36,20 @@ def _np_features(p, g, acc, mom, rms, fac, celo_extra=False):
                                                                             keepdims=True)
         over_big = np.broadcast_to(acc["over_big"], p.shape + (len(fac),))
         over_second = np.broadcast_to(acc["over_second"], p.shape + (len(fac),))
-        v_hat = over_big * over_second / acc["over_big"].mean(axis=second, keepdims=True)
+        mean_big = acc["over_big"].mean(axis=second, keepdims=True)
+        rs_hat = (1 / np.sqrt(np.maximum(over_big / (mean_big + 1e-9), 1e-9))
+                  / np.sqrt(np.maximum(over_second, 1e-9)))
         row, col = over_big, over_second
+        rs_hat_m = rs_hat
     else:
         acc["full"] = fac * acc["full"] + (1 - fac) * g2
-        v_hat = row = col = acc["full"]
+        row = col = acc["full"]
+        rs_hat = 1 / np.sqrt(np.maximum(row + 1e-9, 1e-9))
+        rs_hat_m = 1 / np.sqrt(row + 1e-6)
     m, v = acc["m"], acc["v"]
     cols = [gx, p[..., None], m, v, m / np.sqrt(v + 1e-6), 1 / np.sqrt(v + 1e-6),
-            gx / np.sqrt(v_hat + 1e-30), row, col, 1 / np.sqrt(row + 1e-8),
-            1 / np.sqrt(col + 1e-8), m / np.sqrt(v_hat + 1e-30)]
+            gx * rs_hat, row, col, 1 / np.sqrt(row + 1e-8),
+            1 / np.sqrt(col + 1e-8), m * rs_hat_m]
     if celo_extra:
         cols += [np.clip(gx, -0.1, 0.1), gx / np.sqrt(v + 1e-6)]
     x = np.concatenate([np.broadcast_to(c, p.shape + (c.shape[-1],)) for c in cols], axis=-1)
@@ -86,9 +93,9 @@ def test_adafac_mlp_matches_numpy_equations_over_three_steps():
     rule = adafac_mlp()
     theta = _perturbed_theta(rule)
     d = {k: np.asarray(v, np.float64) for k, v in theta["decays"].items()}
-    mom = 1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["momentum"])
-    rms = 1 - (1 - np.array([0.999])) * np.exp(10 * d["rms"])
-    fac = 1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["factored"])
+    mom = np.clip(1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["momentum"]), 0, 1)
+    rms = np.clip(1 - (1 - np.array([0.999])) * np.exp(10 * d["rms"]), 0, 1)
+    fac = np.clip(1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["factored"]), 0, 1)
     params = _tree(0)
     state = rule.init(theta, params)
     np_acc = {k: _np_acc(np.asarray(p, np.float64), 3) for k, p in params.items()}
@@ -103,7 +110,7 @@ def test_adafac_mlp_matches_numpy_equations_over_three_steps():
             x = np.concatenate([x, np.broadcast_to(emb, p.shape + emb.shape)], axis=-1)
             direction, magnitude = _np_mlp(theta["mlp"], x)
             expected = -direction * np.exp(1e-3 * magnitude) * 1e-3
-            np.testing.assert_allclose(updates[k], expected, rtol=2e-4, atol=1e-9,
+            np.testing.assert_allclose(updates[k], expected, rtol=2e-4, atol=2e-8,
                                        err_msg=f"leaf {k}, step {t}")
         params = jax.tree.map(lambda p, u: p + u, params, updates)
 
@@ -133,22 +140,39 @@ def test_momentum_init_steps_along_the_normalized_first_momentum_over_root_v():
         params = jax.tree.map(lambda p, u: p + u, params, updates)
 
 
-def test_factored_moment_is_adafactors_rank_one_estimate():
+def test_factored_preconditioner_is_adafactors_rank_one_estimate():
     g = np.random.default_rng(3).standard_normal((6, 4)).astype(np.float32)
     acc = af.init_accumulators({"w": jnp.zeros((6, 4))}, 1, 1, 1)["w"]
     acc = af.update_accumulators(acc, jnp.asarray(g), jnp.array([0.0]), jnp.array([0.0]),
                                  jnp.array([0.0]))
-    v_hat, _, _ = af.factored_second_moment(acc, (6, 4))
+    precondition, _, _ = af.factored_features(acc, (6, 4))
     g2 = g.astype(np.float64)**2
     expected = np.outer(g2.mean(1), g2.mean(0)) / g2.mean()
-    np.testing.assert_allclose(v_hat[..., 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(precondition[..., 0], 1 / np.sqrt(expected), rtol=1e-5)
     # a rank-one g² is recovered exactly
     r, c = np.arange(1.0, 7.0), np.arange(1.0, 5.0)
     acc = af.update_accumulators(af.init_accumulators({"w": jnp.zeros((6, 4))}, 1, 1, 1)["w"],
                                  jnp.asarray(np.sqrt(np.outer(r, c)), jnp.float32),
                                  jnp.array([0.0]), jnp.array([0.0]), jnp.array([0.0]))
-    np.testing.assert_allclose(af.factored_second_moment(acc, (6, 4))[0][..., 0],
-                               np.outer(r, c), rtol=1e-5)
+    np.testing.assert_allclose(af.factored_features(acc, (6, 4))[0][..., 0],
+                               1 / np.sqrt(np.outer(r, c)), rtol=1e-5)
+
+
+def test_tiny_gradients_meet_the_references_clamped_inverse_square_roots():
+    """At gradient scale 1e-6 (g² ≈ 1e-12, below the 1e-9 clamp) the preconditioned gradient
+    is g·10^4.5 / √max(R/mean R, 1e-9): not g/√v̂, which would make it O(1)."""
+    g = 1e-6 * np.random.default_rng(4).standard_normal((6, 4)).astype(np.float32)
+    acc = af.update_accumulators(af.init_accumulators({"w": jnp.zeros((6, 4))}, 1, 1, 1)["w"],
+                                 jnp.asarray(g), jnp.array([0.0]), jnp.array([0.0]),
+                                 jnp.array([0.0]))
+    precondition, _, _ = af.factored_features(acc, (6, 4))
+    g2 = g.astype(np.float64)**2 + 1e-30
+    # (6, 4): the largest axis 0 is averaged for the row moment over axis 1's 4 entries
+    row, col = g2.mean(0)[None, :], g2.mean(1)[:, None]
+    expected = (1 / np.sqrt(np.maximum(row / (row.mean() + 1e-9), 1e-9))
+                / np.sqrt(np.maximum(col, 1e-9)))
+    assert np.all(col < 1e-9)
+    np.testing.assert_allclose(precondition[..., 0], expected, rtol=1e-4)
 
 
 def test_decay_offsets_zero_are_the_initial_decays_and_move_one_minus_decay_by_e_to_the_10():
@@ -158,6 +182,44 @@ def test_decay_offsets_zero_are_the_initial_decays_and_move_one_minus_decay_by_e
     np.testing.assert_allclose(moved, 1 - 0.1 * np.e, rtol=1e-5)
     np.testing.assert_allclose(af.decays_from_offsets((0.9,), jnp.array([-0.5])),
                                1 - 0.1 * np.exp(-5.0), rtol=1e-6)
+
+
+def test_decays_are_clipped_to_between_0_and_1():
+    np.testing.assert_allclose(af.decays_from_offsets((0.9, 0.999), jnp.array([0.25, 1.0])),
+                               [0.0, 0.0])
+    np.testing.assert_allclose(af.decays_from_offsets((0.9,), jnp.array([-10.0])), [1.0])
+
+
+@pytest.mark.parametrize("make", [adafac_mlp, celo])
+def test_large_decay_offsets_keep_the_rule_finite(make):
+    """Offsets of 0.25 (factored) and 0.8 (rms) make the unclipped decays negative, the second
+    moments negative and the update NaN from step 2; clipped, 30 steps stay finite."""
+    rule = make()
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    theta["decays"] = {"momentum": jnp.full((3,), 0.3), "rms": jnp.full((1,), 0.8),
+                       "factored": jnp.full((3,), 0.25)}
+    params = _tree(0)
+    state = rule.start(theta, params, 30)
+    update = jax.jit(rule.update)
+    for t in range(30):
+        updates, state = update(theta, state, _tree(40 + t, scale=0.5), params, jnp.float32(1.0))
+        params = jax.tree.map(lambda p, u: p + u, params, updates)
+    for path, x in jax.tree_util.tree_leaves_with_path((params, state["acc"])):
+        assert np.all(np.isfinite(np.asarray(x))), jax.tree_util.keystr(path)
+
+
+LEARNED_NEEDING_PARAMS = ["adafac_mlp", "celo", "per_parameter_mlp"]
+
+
+@pytest.mark.parametrize("name", LEARNED_NEEDING_PARAMS)
+def test_update_without_params_is_a_one_line_error(name):
+    rule = lopt.rules.make_rule(name)
+    tx = lopt.as_optax(rule, rule.init_meta(jax.random.PRNGKey(0)), num_steps=5)
+    params = _tree(0)
+    state = tx.init(params)
+    with pytest.raises(ValueError, match=r"tx.update\(grads, state, params\)") as err:
+        tx.update(params, state, value=1.0)
+    assert "\n" not in str(err.value)
 
 
 def _celo_update(rule, theta, params, grads, losses, num_steps=50):
@@ -179,9 +241,9 @@ def test_celo_update_is_the_normalized_mlp_direction_times_the_learned_step():
     for i, k in enumerate(sorted(SHAPES)):  # jax flattens dict leaves in sorted key order
         p, g = np.asarray(params[k], np.float64), np.asarray(grads[k], np.float64)
         d = {n: np.asarray(v, np.float64) for n, v in theta["decays"].items()}
-        mom = 1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["momentum"])
-        rms = 1 - 0.001 * np.exp(10 * d["rms"])
-        fac = 1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["factored"])
+        mom = np.clip(1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["momentum"]), 0, 1)
+        rms = np.clip(1 - 0.001 * np.exp(10 * d["rms"]), 0, 1)
+        fac = np.clip(1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["factored"]), 0, 1)
         x, _ = _np_features(p, g, _np_acc(p, 3), mom, rms, fac, celo_extra=True)
         direction, magnitude = _np_mlp(theta["mlp"], x)
         u = direction * np.exp(1e-3 * magnitude)

@@ -43,7 +43,9 @@ def test_zeros_per_coordinate_shapes_and_dtypes():
     params = {"w": jnp.ones((2, 3), jnp.float32), "b": jnp.ones((3,), jnp.bfloat16)}
     state = zeros_per_coordinate(params, (2, 5))
     assert state["w"].shape == (2, 3, 2, 5) and state["w"].dtype == jnp.float32
-    assert state["b"].shape == (3, 2, 5) and state["b"].dtype == jnp.bfloat16
+    # bfloat16 parameters get float32 state (a step must return the state's own dtype)
+    assert state["b"].shape == (3, 2, 5) and state["b"].dtype == jnp.float32
+    assert zeros_per_coordinate(params, (), jnp.int32)["b"].dtype == jnp.int32
 
 
 def _scaled_fn(theta, scale, p, g):
