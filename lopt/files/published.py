@@ -1,0 +1,174 @@
+"""Import of the learned optimizers' published weights into lopt's ``.lopt`` files.
+
+The authors publish meta-parameters as flax-serialized msgpack (``flax.serialization.to_bytes``
+of the haiku parameter dict): learned_optimization's ``checkpoints.save_state`` writes them, and
+so are Celo's and Celo2's released ``theta.state`` files. Each source below names the reference
+layout, maps it onto a lopt rule's theta and checks every tensor's name and shape first.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Callable
+
+import numpy as np
+from flax import serialization
+
+from lopt.files.errors import FileFormatError, check_readable
+from lopt.files.rule_file import save
+from lopt.rules import make_rule
+from lopt.rules.base import theta_mismatch
+from lopt.rules.celo2 import group_sizes as celo2_group_sizes
+from lopt.rules.adafactor_features import group_sizes as adafac_group_sizes
+
+STEP_FEATURES = 11  # adafac_mlp's tanh step embeddings, concatenated after its features
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A published layout: the lopt rule it becomes, where its files live, and the mapping."""
+
+    rule: str
+    reference: str
+    where: str
+    convert: Callable[[str, dict], tuple]
+
+
+def read_msgpack(path: str) -> dict:
+    """The nested dict of arrays in a flax msgpack file; one line for anything else."""
+    check_readable(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        tree = serialization.msgpack_restore(data)
+    except Exception as err:  # msgpack raises its own zoo of errors on foreign bytes
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FileFormatError(f"{path}: not a flax msgpack checkpoint ({detail})") from None
+    if not isinstance(tree, dict):
+        raise FileFormatError(f"{path}: not a flax msgpack checkpoint of named tensors "
+                              f"(holds a {type(tree).__name__})")
+    return tree
+
+
+def flat_names(tree: dict, prefix: str = "") -> dict:
+    """{"a/b/c": array} for every leaf of a nested dict."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_names(value, name + "/"))
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def check_layout(path: str, got: dict, want: dict) -> None:
+    """One line naming the first tensor missing, unexpected or of the wrong shape."""
+    for name, shape in want.items():
+        if name not in got:
+            raise FileFormatError(f"{path}: tensor {name} {tuple(shape)} is missing "
+                                  f"(not this source's layout?)")
+    for name in got:
+        if name not in want:
+            raise FileFormatError(f"{path}: unexpected tensor {name} {got[name].shape} "
+                                  f"(not this source's layout?)")
+    for name, shape in want.items():
+        if tuple(got[name].shape) != tuple(shape):
+            raise FileFormatError(f"{path}: tensor {name} has shape {tuple(got[name].shape)}, "
+                                  f"expected {tuple(shape)}")
+        if not np.issubdtype(got[name].dtype, np.floating):
+            raise FileFormatError(f"{path}: tensor {name} is {got[name].dtype}, expected floats")
+
+
+def _count(tensors: dict, pattern: str) -> int:
+    return sum(1 for n in tensors if re.fullmatch(pattern, n))
+
+
+def _f32(x) -> np.ndarray:
+    return np.asarray(x, np.float32)
+
+
+def adafac_mlp_from(path: str, tree: dict) -> tuple:
+    """learned_optimization AdafacMLPLOpt: {momentum_decays, rms_decays, adafactor_decays,
+    nn/~/w0..wL, b0..bL}, w0 [features + 11 step embeddings, hidden]."""
+    t = flat_names(tree)
+    n = [t[k].shape[0] if k in t and t[k].ndim == 1 else 0
+         for k in ("momentum_decays", "rms_decays", "adafactor_decays")]
+    layers = _count(t, r"nn/~/w\d+") - 1
+    hidden = t["nn/~/b0"].shape[0] if "nn/~/b0" in t and t["nn/~/b0"].ndim == 1 else 0
+    if min(n) < 1 or layers < 1 or hidden < 1:
+        check_layout(path, t, {"momentum_decays": (3,), "rms_decays": (1,),
+                               "adafactor_decays": (3,), "nn/~/w0": (39, 4), "nn/~/b0": (4,),
+                               "nn/~/w1": (4, 4), "nn/~/b1": (4,)})
+    n_in = sum(adafac_group_sizes(*n)) + STEP_FEATURES
+    widths = [n_in] + [hidden] * layers + [2]
+    want = {"momentum_decays": (n[0],), "rms_decays": (n[1],), "adafactor_decays": (n[2],)}
+    for i in range(layers + 1):
+        want[f"nn/~/w{i}"] = (widths[i], widths[i + 1])
+        want[f"nn/~/b{i}"] = (widths[i + 1],)
+    check_layout(path, t, want)
+    rule = make_rule("adafac_mlp", hidden=hidden, layers=layers)
+    if n != [3, 1, 3]:
+        raise FileFormatError(f"{path}: holds {n[0]} momentum, {n[1]} rms and {n[2]} adafactor "
+                              f"decays; lopt imports the released (3, 1, 3) (their initial values "
+                              f"are not in the file)")
+    theta = {"mlp": [{"w": _f32(t[f"nn/~/w{i}"]), "b": _f32(t[f"nn/~/b{i}"])}
+                     for i in range(layers + 1)],
+             "decays": {"momentum": _f32(t["momentum_decays"]), "rms": _f32(t["rms_decays"]),
+                        "factored": _f32(t["adafactor_decays"])}}
+    return rule, theta
+
+
+def celo2_from(name: str) -> Callable[[str, dict], tuple]:
+    def convert(path: str, tree: dict) -> tuple:
+        """celo2_optax: {ff_mod_stack/~/w0__0..w0__13 [group width, hidden], b0, w1..wL, b1..bL}."""
+        t = flat_names(tree)
+        sizes = celo2_group_sizes(3, 1, 3, matrix=True)
+        hidden = t["ff_mod_stack/~/b0"].shape[0] if "ff_mod_stack/~/b0" in t else 8
+        layers = max(_count(t, r"ff_mod_stack/~/w[1-9]\d*"), 1)
+        want = {f"ff_mod_stack/~/w0__{i}": (s, hidden) for i, s in enumerate(sizes)}
+        want["ff_mod_stack/~/b0"] = (hidden,)
+        widths = [hidden] * layers + [3]
+        for i in range(1, layers + 1):
+            want[f"ff_mod_stack/~/w{i}"] = (widths[i - 1], widths[i])
+            want[f"ff_mod_stack/~/b{i}"] = (widths[i],)
+        check_layout(path, t, want)
+        rule = make_rule(name, hidden=hidden, layers=layers)
+        theta = {"first": {"w": [_f32(t[f"ff_mod_stack/~/w0__{i}"]) for i in range(len(sizes))],
+                           "b": _f32(t["ff_mod_stack/~/b0"])},
+                 "layers": [{"w": _f32(t[f"ff_mod_stack/~/w{i}"]),
+                             "b": _f32(t[f"ff_mod_stack/~/b{i}"])} for i in range(1, layers + 1)]}
+        return rule, theta
+
+    return convert
+
+
+SOURCES = {
+    "adafac_mlp": Source(
+        "adafac_mlp", "google/learned_optimization AdafacMLPLOpt (small_fc_lopt)",
+        "learned_optimization's checkpoints.save_state files; amoudgl/adafac-mlp-lopt on "
+        "Hugging Face (theta.state, MIT)", adafac_mlp_from),
+    "celo2": Source(
+        "celo2", "amoudgl/celo celo2_optax.scale_by_celo2",
+        "the Celo2 release's theta.state (amoudgl/celo README, MIT)", celo2_from("celo2")),
+    "celo2_base": Source(
+        "celo2_base", "amoudgl/celo celo2_optax.scale_by_celo2(orthogonalize=False)",
+        "the Celo2-base release's theta.state (amoudgl/celo README, MIT)",
+        celo2_from("celo2_base")),
+}
+
+
+def import_weights(source: str, path: str, out: str) -> tuple:
+    """Read the published file ``path`` in ``source``'s layout and write ``out`` (a .lopt that
+    ``lopt.as_optax(out)`` loads offline); returns (rule, theta). Nothing is written unless
+    every tensor maps."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(sorted(SOURCES))}; got {source!r}")
+    spec = SOURCES[source]
+    rule, theta = spec.convert(path, read_msgpack(path))
+    problem = theta_mismatch(rule, theta)
+    if problem:  # the mapping's own bug, never the file's
+        raise AssertionError(f"{source} mapping of {path} does not fit {rule.name}: {problem}")
+    save(out, rule, theta, extra={"imported_from": {"source": source, "file": path,
+                                                    "reference": spec.reference}})
+    return rule, theta

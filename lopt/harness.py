@@ -1,0 +1,81 @@
+"""Celo2's training harness in optax: the learned step as an optax ``scale_by_`` transformation,
+AdamW for vectors and embeddings through ``optax.multi_transform``, and the whole in one call.
+
+Celo2 (Moudgil et al. 2026) leaves the learning rate, its schedule and weight decay to the
+user and routes 1-D parameters to Adam (amoudgl/celo ``celo2.Celo2``: a regex on parameter
+paths, Adam with β = (0.9, 0.95), ε = 1e-8 and 20× the learning rate).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Union
+
+import jax
+import optax
+
+from lopt.files.rule_file import load
+from lopt.optax_adapter import as_optax
+from lopt.pretrained import path as pretrained_path
+from lopt.rules import make_rule
+from lopt.rules.base import UpdateRule
+
+CELO2_RULES = ("celo2", "celo2_base")
+ADAMW = "adamw"
+LEARNED = "learned"
+EMBEDDING_NAMES = ("embed", "embedding", "wte", "wpe", "tok_embeddings")
+
+
+def _rule_and_theta(source) -> tuple:
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if isinstance(source, str):
+        return load(source if os.path.exists(source) else pretrained_path(source))
+    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], UpdateRule):
+        return source
+    raise TypeError(f"celo2 weights must be a .lopt path, a pretrained name or (rule, theta); "
+                    f"got {type(source).__name__}")
+
+
+def scale_by_celo2(source) -> optax.GradientTransformationExtraArgs:
+    """Celo2's step s itself (the reference's ``scale_by_celo2``: RMS ≈ 1 per tensor, to be
+    scaled by a learning rate as optax's ``scale_by_adam``), from a ``.lopt`` file written by
+    ``lopt import celo2 ...`` or ``lopt.save``, a pretrained name, or ``(rule, theta)``.
+    Compose as ``optax.chain(lopt.scale_by_celo2(f), optax.add_decayed_weights(wd),
+    optax.scale_by_learning_rate(schedule))``; ``lopt.as_optax`` of the same file instead
+    returns lopt's convention, updates to add (−step_scale · s)."""
+    rule, theta = _rule_and_theta(source)
+    if rule.name not in CELO2_RULES:
+        raise ValueError(f"scale_by_celo2 needs a celo2 or celo2_base rule; got {rule.name!r}")
+    direction = make_rule(rule.name, **{**rule.config, "step_scale": -1.0})
+    return as_optax(direction, theta)
+
+
+def param_labels(params, embedding_names=EMBEDDING_NAMES) -> object:
+    """A tree of labels for ``optax.multi_transform``: ``"adamw"`` for leaves with fewer than
+    two axes (biases, norms' scales) and for embedding tables (a path entry containing one of
+    ``embedding_names``, case-insensitive), ``"learned"`` for the rest."""
+    def label(path, leaf):
+        keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))).lower()
+                for k in path]
+        is_embedding = any(name in key for key in keys for name in embedding_names)
+        return ADAMW if leaf.ndim < 2 or is_embedding else LEARNED
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def celo2_chain(source, learning_rate: Union[float, Callable], weight_decay: float = 0.0, adamw_lr_multiplier: float = 20.0,
+                adamw_b1: float = 0.9, adamw_b2: float = 0.95, adamw_eps: float = 1e-8,
+                labels: Callable = param_labels) -> optax.GradientTransformationExtraArgs:
+    """Celo2's harness in one transformation: the learned step on matrices and conv kernels,
+    decayed and scaled by ``learning_rate`` (a float or an optax schedule); AdamW on vectors,
+    scalars and embeddings at ``adamw_lr_multiplier`` × the learning rate, with the same
+    decoupled ``weight_decay`` (Celo2's harness: 20×, β = (0.9, 0.95), ε = 1e-8; optax's AdamW
+    corrects its moments' bias where the harness's Adam does not). ``labels(params)`` routes
+    the leaves (``param_labels`` by default). ``source``: the weights, as ``scale_by_celo2``."""
+    schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
+    learned = optax.chain(scale_by_celo2(_rule_and_theta(source)),
+                          optax.add_decayed_weights(weight_decay),
+                          optax.scale_by_learning_rate(schedule))
+    adamw = optax.adamw(lambda step: adamw_lr_multiplier * schedule(step), b1=adamw_b1,
+                        b2=adamw_b2, eps=adamw_eps, weight_decay=weight_decay)
+    return optax.multi_transform({LEARNED: learned, ADAMW: adamw}, labels)

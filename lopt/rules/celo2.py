@@ -1,0 +1,168 @@
+"""Celo2 and Celo2-base (Moudgil et al. 2026, "Celo2", arXiv 2602.19142): a per-parameter
+split-input MLP on momenta, an RMS and Adafactor features, each normalized over the tensor's
+last two axes; the step orthogonalized by Muon's Newton–Schulz iteration (Celo2) and
+RMS-normalized. No learned schedule: the learning rate is the user's.
+
+Equal to ``celo.optimizers.celo2_optax.scale_by_celo2`` (amoudgl/celo at 66d9761) to float32
+rounding; tests/rules/test_conformance.py checks it on a fixture that code wrote.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from lopt.rules import adafactor_features as af
+from lopt.rules.base import UpdateRule, state_dtype
+
+MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
+RMS_DECAYS = (0.95,)
+FACTORED_DECAYS = (0.9, 0.99, 0.999)
+# Muon's quintic Newton–Schulz coefficients (Jordan et al. 2024), 5 iterations.
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+NS_STEPS = 5
+GRAD_CLIP = 1000.0
+OUTPUTS = 3  # direction, magnitude (scaled by exp_scale = 0: unused) and a spare, as released
+
+
+def group_sizes(n_mom: int, n_rms: int, n_fac: int, matrix: bool) -> list:
+    """Widths of ``feature_groups``: nine groups for every tensor, five more for matrices."""
+    sizes = [1, 1, 1, n_mom, n_rms, n_mom, n_rms, n_fac, n_rms]
+    return sizes + ([n_fac, n_fac, n_fac, n_fac, n_mom] if matrix else [])
+
+
+def feature_groups(p, g, acc) -> list:
+    """g, clip(g, ±0.1), p, the momenta m, the RMS v, m/√(v + 10⁻⁸), 1/√(v + 10⁻⁸), the
+    Adafactor-preconditioned g (``af.factored_features``), g/√(v + 10⁻⁸); for tensors of two or
+    more axes also the row and column moments, 1/√(· + 10⁻⁸) of each, and the preconditioned
+    momenta. Each [..., k]."""
+    m, v = acc["m"], acc["v"]
+    gx = g[..., None].astype(m.dtype)
+    precondition, row, col = af.factored_features(acc, p.shape)
+    rs = jax.lax.rsqrt(v + 1e-8)
+    groups = [gx, jnp.clip(gx, -0.1, 0.1), p.astype(m.dtype)[..., None], m, v, m * rs, rs,
+              gx * precondition, gx * rs]
+    if p.ndim >= 2:
+        groups += [row, col, jax.lax.rsqrt(row + 1e-8), jax.lax.rsqrt(col + 1e-8),
+                   m * precondition]
+    return groups
+
+
+def normalize_last_two_axes(x, ndim: int, eps: float = 1e-9):
+    """x / √(mean of x² over the tensor's last two axes (its only axis for a vector) + ε)."""
+    axes = tuple(range(ndim))[-2:]
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=axes, keepdims=True) + eps)
+
+
+def orthogonalize(step, ns_steps: int = NS_STEPS):
+    """Muon's Newton–Schulz orthogonalization (Jordan et al. 2024) of every matrix X in the
+    last two axes (leading axes are a batch): X ← X / (‖X‖_F + 10⁻⁸), then ``ns_steps`` times
+    X ← aX + (bA + cA²)X with A = XXᵀ, on the wide orientation. optax keeps the same iteration
+    private to its Muon (optax.contrib._muon), so it is written out here."""
+    a, b, c = NS_COEFFS
+    wide = step.shape[-2] <= step.shape[-1]
+    x = step if wide else jnp.swapaxes(step, -2, -1)
+    x = x / (jnp.linalg.norm(x, axis=(-2, -1), keepdims=True) + 1e-8)
+    for _ in range(ns_steps):
+        gram = x @ jnp.swapaxes(x, -2, -1)
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x if wide else jnp.swapaxes(x, -2, -1)
+
+
+def init_split_mlp(key, sizes: Sequence[int], hidden: int, layers: int) -> dict:
+    """The split-input MLP: one first-layer weight per feature group (so vectors, which lack
+    the matrix groups, use the first nine), ``layers`` ReLU layers of ``hidden``, 3 outputs.
+    Truncated-normal weights of standard deviation 1/√fan-in, zero biases (haiku's)."""
+    fan_in = sum(sizes)
+    widths = [hidden] * layers + [OUTPUTS]
+    keys = jax.random.split(key, len(sizes) + len(widths))
+    # haiku divides by the standard deviation of a unit normal truncated at ±2
+    normal = lambda k, shape, n: (jax.random.truncated_normal(k, -2.0, 2.0, shape)
+                                  / 0.87962566 / jnp.sqrt(n))
+    first = [normal(keys[i], (s, hidden), fan_in) for i, s in enumerate(sizes)]
+    rest, last = [], hidden
+    for j, width in enumerate(widths[1:]):
+        rest.append({"w": normal(keys[len(sizes) + j], (last, width), last),
+                     "b": jnp.zeros((width,))})
+        last = width
+    return {"first": {"w": first, "b": jnp.zeros((hidden,))}, "layers": rest}
+
+
+def apply_split_mlp(mlp: dict, groups: list) -> jax.Array:
+    """ReLU MLP whose first layer sums one matmul per feature group."""
+    out = mlp["first"]["b"]
+    for x, w in zip(groups, mlp["first"]["w"]):
+        out = out + x @ w
+    for layer in mlp["layers"]:
+        out = jax.nn.relu(out) @ layer["w"] + layer["b"]
+    return out
+
+
+def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
+          step_scale: float = 1e-3, exp_scale: float = 0.0,
+          momentum_decays: Sequence[float] = MOMENTUM_DECAYS,
+          rms_decays: Sequence[float] = RMS_DECAYS,
+          factored_decays: Sequence[float] = FACTORED_DECAYS, name: str = "celo2") -> UpdateRule:
+    """Δθ = −β · s, s = RMS-normalize(NS₅(d · exp(α·m))) per tensor, (d, m) from the split-input
+    MLP (``layers`` ReLU layers of ``hidden``: 2 × 8 as released) on ``feature_groups`` of the
+    ±1000-clipped gradient, each normalized over the tensor's last two axes (ε 10⁻⁹). NS₅:
+    Muon's Newton–Schulz orthogonalization of the last two axes (tensors of ≥ 2 axes; off for
+    Celo2-base). Decays fixed at momenta (0.9, 0.99, 0.999), RMS 0.95, Adafactor (0.9, 0.99,
+    0.999); the RMS and factored ones clipped to [0, 1], no bias correction. α = ``exp_scale``
+    (0 as released: the magnitude output is unused). β = ``step_scale`` is the step size a
+    rule needs in lopt's convention (updates are added); the released optimizer has none:
+    ``lopt.scale_by_celo2`` gives s itself (β = −1), for optax's learning-rate transformations.
+    State: 3 momenta + 1 RMS per parameter (float32) and per matrix O(rows + columns)."""
+    moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
+                                         hidden=hidden, layers=layers)
+    n = (len(moms), len(rmss), len(facs))
+
+    def init_meta(key):
+        return init_split_mlp(key, group_sizes(*n, matrix=True), hidden, layers)
+
+    def init_state(theta, params):
+        return {"acc": af.init_accumulators(params, *n), "count": jnp.zeros((), jnp.int32)}
+
+    def update(theta, state, grads, params, loss=None):
+        del loss
+        decays = [jnp.asarray(d, jnp.float32) for d in (moms, rmss, facs)]
+
+        def leaf(p, g, acc):
+            g = jnp.clip(g.astype(state_dtype(g.dtype)), -GRAD_CLIP, GRAD_CLIP)
+            acc = af.update_accumulators(acc, g, *decays)
+            if p.ndim == 0:  # as the reference: a scalar is a vector of one
+                expand = lambda x: x[None]
+                p1, g1, acc1 = p[None], g[None], jax.tree.map(expand, acc)
+            else:
+                p1, g1, acc1 = p, g, acc
+            groups = [normalize_last_two_axes(x, p1.ndim) for x in feature_groups(p1, g1, acc1)]
+            out = apply_split_mlp(theta, groups)
+            step = out[..., 0] * jnp.exp(out[..., 1] * exp_scale)
+            if orthogonalize_matrices and p1.ndim >= 2:
+                step = orthogonalize(step)
+            step = normalize_last_two_axes(step, p1.ndim)
+            return (-step_scale * step.reshape(p.shape)).astype(p.dtype), acc
+
+        pairs = jax.tree.map(leaf, params, grads, state["acc"])
+        treedef = jax.tree.structure(params)
+        flat = treedef.flatten_up_to(pairs)
+        return (treedef.unflatten([u for u, _ in flat]),
+                {"acc": treedef.unflatten([a for _, a in flat]), "count": state["count"] + 1})
+
+    config = {"hidden": hidden, "layers": layers, "step_scale": step_scale,
+              "exp_scale": exp_scale, "momentum_decays": list(moms), "rms_decays": list(rmss),
+              "factored_decays": list(facs)}
+    if name == "celo2":
+        config["orthogonalize_matrices"] = orthogonalize_matrices
+    return UpdateRule(init_meta=init_meta, init=init_state, update=update, name=name,
+                      config=config)
+
+
+def celo2_base(hidden: int = 8, layers: int = 2, step_scale: float = 1e-3,
+               exp_scale: float = 0.0, momentum_decays: Sequence[float] = MOMENTUM_DECAYS,
+               rms_decays: Sequence[float] = RMS_DECAYS,
+               factored_decays: Sequence[float] = FACTORED_DECAYS) -> UpdateRule:
+    """Celo2-base: ``celo2`` without the Newton–Schulz orthogonalization."""
+    return celo2(hidden, layers, False, step_scale, exp_scale, momentum_decays, rms_decays,
+                 factored_decays, name="celo2_base")

@@ -1,0 +1,67 @@
+"""Conformance to the reference implementations, on fixtures their own code wrote
+(tests/fixtures/reference/make_fixtures.py names the repositories and commits).
+
+Each fixture's theta.state is imported with lopt's importer (the reference's checkpoint format)
+into a .lopt, loaded as an optax transformation, and fed the recorded parameters and gradients:
+every update must match the reference's step to 1e-5 relative to the tensor's largest step.
+"""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import lopt
+from lopt.files import published
+
+HERE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "reference")
+TOLERANCE = 1e-5
+# The rules that name a reference implementation, and what lopt's update is in units of the
+# reference's step (the amount the reference subtracts from the parameters).
+CONFORMING = {"adafac_mlp": "update", "celo2": "direction", "celo2_base": "direction"}
+
+
+def fixture(name):
+    data = np.load(os.path.join(HERE, f"{name}.npz"))
+    leaves = sorted({k.split("_", 1)[1] for k in data.files if k.startswith("params_")})
+    return data, leaves
+
+
+def deviations(name, tmp_path):
+    """max |lopt − reference| / max |reference| per leaf, over every run and step."""
+    out = tmp_path / f"{name}.lopt"
+    published.import_weights(name, os.path.join(HERE, f"{name}.theta.state"), str(out))
+    if CONFORMING[name] == "direction":
+        tx, sign = lopt.scale_by_celo2(out), 1.0  # Celo2's step itself
+    else:
+        tx, sign = lopt.as_optax(out, num_steps=20), -1.0  # updates to add: −step
+    data, leaves = fixture(name)
+    update = jax.jit(tx.update)
+    worst = {k: 0.0 for k in leaves}
+    runs, steps = data[f"params_{leaves[0]}"].shape[:2]
+    for r in range(runs):
+        state = tx.init({k: data[f"params_{k}"][r, 0] for k in leaves})
+        for t in range(steps):
+            params = {k: data[f"params_{k}"][r, t] for k in leaves}
+            grads = {k: data[f"grads_{k}"][r, t] for k in leaves}
+            updates, state = update(grads, state, params, value=np.float32(1.0))
+            for k in leaves:
+                ref = sign * data[f"step_{k}"][r, t]
+                dev = np.max(np.abs(np.asarray(updates[k], np.float64) - ref)) / np.max(np.abs(ref))
+                worst[k] = max(worst[k], float(dev))
+    return worst
+
+
+@pytest.mark.parametrize("name", sorted(CONFORMING))
+def test_rule_equals_its_reference_on_the_reference_fixture(name, tmp_path):
+    worst = deviations(name, tmp_path)
+    assert max(worst.values()) <= TOLERANCE, worst
+
+
+def test_fixtures_cover_the_shapes_scales_and_steps_the_issue_asks_for():
+    for name in CONFORMING:
+        data, leaves = fixture(name)
+        ndims = {data[f"params_{k}"].ndim - 2 for k in leaves}
+        assert {0, 1, 2, 4} <= ndims, (name, ndims)
+        assert data[f"params_{leaves[0]}"].shape[1] >= 20
+        np.testing.assert_allclose(data["scales"], [1.0, 1e-3, 1e-6])
