@@ -1,4 +1,4 @@
-"""The ``lopt`` command line: train, eval, bench, list; bad input is one line and exit 2."""
+"""The ``lopt`` command line: train, eval, bench, list, import; bad input is one line and exit 2."""
 from __future__ import annotations
 
 import importlib
@@ -12,10 +12,11 @@ from lopt.cli.invocation import Invocation
 from lopt.cli.parser import EXIT_USAGE, build_parser, join_negative_values, train_config
 from lopt.cli.recipes import RECIPES
 from lopt.cli.training import EXIT_FAILED, RunFailed, cmd_train
+from lopt.files.published import SOURCES, import_weights
 from lopt.outer import ESTIMATORS
 from lopt.outer.train import Interrupted
 from lopt.pretrained import PRETRAINED
-from lopt.rules import BASELINES, LEARNED
+from lopt.rules import BASELINES, CONFORMANCE, LEARNED
 from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS
 from lopt.tasks.datasets import DATASETS
 
@@ -33,11 +34,25 @@ def cmd_bench(args, invocation: Invocation) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    if os.path.exists(args.out) and not os.path.isfile(args.out):
+        raise ConfigError(f"--out {args.out} is a folder; name the .lopt file to write")
+    rule, _ = import_weights(args.source, args.file, args.out)
+    print(f"wrote {args.out}: rule {rule.name} {rule.config} from {args.file} "
+          f"({SOURCES[args.source].reference}); load it with lopt.as_optax({args.out!r})")
+    return 0
+
+
 def cmd_list() -> int:
+    learned = {name: (None, description + (f" [equals {CONFORMANCE[name]}: conformance fixture]"
+                                           if name in CONFORMANCE else ""))
+               for name, (_, description) in LEARNED.items()}
+    sources = {name: (None, f"-> {s.rule}: {s.reference}; published at {s.where}")
+               for name, s in SOURCES.items()}
     samplers = {name: (None, s.description) for name, s in SAMPLERS.items()}
     mixtures = {f"mixture:{name}": (None, f"{d}: {' + '.join(t)}")
                 for name, (t, d) in MIXTURES.items()}
-    for title, table in (("learned rules", LEARNED), ("hand-designed rules (optax)", BASELINES),
+    for title, table in (("learned rules", learned), ("hand-designed rules (optax)", BASELINES),
                          ("datasets", DATASETS), ("tasks (lopt train --task NAME)", FAMILIES),
                          ("samplers (--task SAMPLER@SEED)", samplers),
                          ("mixtures (--task mixture:NAME or mixture:A+B+...)", mixtures),
@@ -45,7 +60,8 @@ def cmd_list() -> int:
                          ("recipes (lopt train --recipe NAME)",
                           {k: (None, d) for k, (d, _) in RECIPES.items()}),
                          ("benchmark suites (lopt bench SUITE)", SUITES),
-                         ("pretrained (lopt.as_optax(NAME))", PRETRAINED)):
+                         ("pretrained (lopt.as_optax(NAME))", PRETRAINED),
+                         ("import sources (lopt import SOURCE FILE --out NAME.lopt)", sources)):
         print(f"{title}:")
         for name, (_, description) in table.items():
             print(f"  {name:<{max(12, len(name))}} {description}")
@@ -64,6 +80,8 @@ def main(argv=None) -> int:
             return cmd_eval(args.checkpoint, args, invocation)
         if args.command == "bench":
             return cmd_bench(args, invocation)
+        if args.command == "import":
+            return cmd_import(args)
         return cmd_list()
     except (ConfigError, ValueError) as err:
         sys.stderr.write(f"lopt {args.command}: error: {err}\n")

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="no progress bar")
     sub.add_parser("list", help="list rules, tasks, estimators, benchmark suites and "
                                 "pretrained optimizers")
+    p_import = sub.add_parser("import", help="convert an optimizer's published weights into a "
+                                             ".lopt file")
+    p_import.add_argument("source", help="the layout the file is in (see `lopt list`)")
+    p_import.add_argument("file", help="the published file, e.g. a theta.state")
+    p_import.add_argument("--out", required=True, help="the .lopt file to write")
     return parser
 
 

@@ -143,7 +143,53 @@ def celo2_from(name: str) -> Callable[[str, dict], tuple]:
     return convert
 
 
+def celo_from(path: str, tree: dict) -> tuple:
+    """amoudgl/celo Celo: {ff_mod_stack/~/... stacked over param_inits, lstm_init_state/{hidden,
+    cell}, rnn_params/{linear, linear_1, linear_2, rnn/linear, rnn_to_controls, step_size}}."""
+    t = flat_names(tree)
+    b0 = t.get("ff_mod_stack/~/b0", np.zeros((1, 4)))
+    inits, hidden = (b0.shape if b0.ndim == 2 else (1, 4))
+    cell = t.get("lstm_init_state/cell", np.zeros((1, 64)))
+    lstm_hidden = cell.shape[-1] if cell.ndim == 2 else 64
+    layers = max(_count(t, r"ff_mod_stack/~/w[1-9]\d*"), 1)
+    sizes = celo2_group_sizes(3, 1, 3, matrix=True)
+    want = {f"ff_mod_stack/~/w0__{i}": (inits, s, hidden) for i, s in enumerate(sizes)}
+    want["ff_mod_stack/~/b0"] = (inits, hidden)
+    widths = [hidden] * layers + [3]
+    for i in range(1, layers + 1):
+        want[f"ff_mod_stack/~/w{i}"] = (inits, widths[i - 1], widths[i])
+        want[f"ff_mod_stack/~/b{i}"] = (inits, widths[i])
+    n_in = 18
+    for name, (fan_in, fan_out) in {"linear": (n_in, lstm_hidden), "linear_1": (n_in, lstm_hidden),
+                                    "linear_2": (n_in, lstm_hidden),
+                                    "rnn/linear": (2 * lstm_hidden, 4 * lstm_hidden),
+                                    "rnn_to_controls": (lstm_hidden, inits),
+                                    "step_size": (lstm_hidden, 1)}.items():
+        want[f"rnn_params/{name}/w"] = (fan_in, fan_out)
+        want[f"rnn_params/{name}/b"] = (fan_out,)
+    want["lstm_init_state/hidden"] = want["lstm_init_state/cell"] = (1, lstm_hidden)
+    check_layout(path, t, want)
+    rule = make_rule("celo_reference", lstm_hidden=lstm_hidden, hidden=hidden, layers=layers,
+                     param_inits=inits)
+    dense = lambda name: {"w": _f32(t[f"rnn_params/{name}/w"]), "b": _f32(t[f"rnn_params/{name}/b"])}
+    theta = {"ff": {"first": {"w": [_f32(t[f"ff_mod_stack/~/w0__{i}"]) for i in range(len(sizes))],
+                              "b": _f32(t["ff_mod_stack/~/b0"])},
+                    "layers": [{"w": _f32(t[f"ff_mod_stack/~/w{i}"]),
+                                "b": _f32(t[f"ff_mod_stack/~/b{i}"])}
+                               for i in range(1, layers + 1)]},
+             "lstm_init": {"h": _f32(t["lstm_init_state/hidden"]),
+                           "c": _f32(t["lstm_init_state/cell"])},
+             "scheduler": {"unused": dense("linear"), "mix": dense("linear_1"),
+                           "input": dense("linear_2"), "lstm": dense("rnn/linear"),
+                           "controls": dense("rnn_to_controls"), "step_size": dense("step_size")}}
+    return rule, theta
+
+
 SOURCES = {
+    "celo": Source(
+        "celo_reference", "amoudgl/celo celo.optimizers.celo.Celo",
+        "amoudgl/celo on Hugging Face (theta.state) and in the amoudgl/celo repository at "
+        "algoperf/submissions/celo/theta.state (MIT)", celo_from),
     "adafac_mlp": Source(
         "adafac_mlp", "google/learned_optimization AdafacMLPLOpt (small_fc_lopt)",
         "learned_optimization's checkpoints.save_state files; amoudgl/adafac-mlp-lopt on "

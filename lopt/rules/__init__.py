@@ -3,6 +3,7 @@ from lopt.rules.adafac_mlp import adafac_mlp
 from lopt.rules.base import UpdateRule, per_coordinate, unzip, zeros_per_coordinate
 from lopt.rules.celo import celo
 from lopt.rules.celo2 import celo2, celo2_base
+from lopt.rules.celo_reference import celo_reference
 from lopt.rules.hand_designed import (HAND_DESIGNED, adadelta, adagrad, adam, adamax, from_optax,
                                       momentum, nesterov, rmsprop, rprop, sgd)
 from lopt.rules.history import normalized_history
@@ -32,10 +33,22 @@ LEARNED = {
                                "moments with learned decays (small_fc_lopt, Metz et al. 2022)"),
     "celo": (celo, "RMS-normalized Adafactor-feature MLP update times a learned per-tensor LSTM "
                    "step-size scheduler (Celo, Moudgil et al. 2025)"),
+    "celo_reference": (celo_reference, "Celo exactly as released: stacked 2x4 split-input MLPs "
+                                       "times param scale and a 64-unit LSTM scheduler "
+                                       "(amoudgl/celo)"),
     "celo2": (celo2, "2x8 split-input MLP on momenta, RMS and Adafactor features, "
                      "Newton-Schulz-orthogonalized and RMS-normalized steps (Celo2, 2026)"),
     "celo2_base": (celo2_base, "Celo2 without the Newton-Schulz orthogonalization "
                                "(Celo2-base, 2026)"),
+}
+
+# The learned rules equal to a reference implementation, checked to 1e-5 on a fixture the
+# reference itself wrote (tests/rules/test_conformance.py).
+CONFORMANCE = {
+    "adafac_mlp": "google/learned_optimization@32186aa AdafacMLPLOpt",
+    "celo_reference": "amoudgl/celo@66d9761 celo.optimizers.celo.Celo",
+    "celo2": "amoudgl/celo@66d9761 celo2_optax.scale_by_celo2",
+    "celo2_base": "amoudgl/celo@66d9761 celo2_optax.scale_by_celo2(orthogonalize=False)",
 }
 
 # Every hand-designed optimizer a comparison may use as a tuned baseline.
@@ -52,8 +65,8 @@ def make_rule(name: str, **config) -> UpdateRule:
 
 __all__ = ["UpdateRule", "per_coordinate", "unzip", "zeros_per_coordinate", "from_optax",
            "l2l_lstm", "rnnprop", "hyperadam", "multiscale_adam", "normalized_history",
-           "per_parameter_mlp", "hierarchical", "adafac_mlp", "celo", "celo2", "celo2_base", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
+           "per_parameter_mlp", "hierarchical", "adafac_mlp", "celo", "celo2", "celo2_base", "celo_reference", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
            "rmsprop", "adadelta", "adam", "adamax", "RULES", "LEARNED", "HAND_DESIGNED",
            "MODERN_BASELINES", "BASELINES", "adamw", "nadamw", "lion", "muon",
            "schedule_free_adamw", "adam_all", "adam_search_rule", "ADAM_SEARCH_SPACE",
-           "make_rule"]
+           "make_rule", "CONFORMANCE"]

@@ -97,6 +97,11 @@ def test_list_shows_every_rule_dataset_task_sampler_and_estimator(capsys):
                  + list(SAMPLERS) + [f"mixture:{m}" for m in MIXTURES]):
         assert f"  {name} " in out
     assert len(DATASETS) >= 6 and len(FAMILIES) >= 15 and len(SAMPLERS) >= 7
+    from lopt.rules import CONFORMANCE
+    for name in ("celo2", "celo2_base", "celo_reference", "adafac_mlp"):
+        line = next(x for x in out.splitlines() if x.startswith(f"  {name} "))
+        assert ("conformance fixture" in line) == (name in CONFORMANCE), line
+    assert "import sources" in out
 
 
 def test_unavailable_dataset_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch):

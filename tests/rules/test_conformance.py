@@ -18,7 +18,9 @@ HERE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "reference")
 TOLERANCE = 1e-5
 # The rules that name a reference implementation, and what lopt's update is in units of the
 # reference's step (the amount the reference subtracts from the parameters).
-CONFORMING = {"adafac_mlp": "update", "celo2": "direction", "celo2_base": "direction"}
+# Keyed by fixture, which is also the import source's name (celo: the celo_reference rule).
+CONFORMING = {"adafac_mlp": "update", "celo": "update", "celo2": "direction",
+              "celo2_base": "direction"}
 
 
 def fixture(name):
@@ -44,7 +46,8 @@ def deviations(name, tmp_path):
         for t in range(steps):
             params = {k: data[f"params_{k}"][r, t] for k in leaves}
             grads = {k: data[f"grads_{k}"][r, t] for k in leaves}
-            updates, state = update(grads, state, params, value=np.float32(1.0))
+            loss = data["loss"][r, t] if "loss" in data.files else np.float32(1.0)
+            updates, state = update(grads, state, params, value=loss)
             for k in leaves:
                 ref = sign * data[f"step_{k}"][r, t]
                 dev = np.max(np.abs(np.asarray(updates[k], np.float64) - ref)) / np.max(np.abs(ref))

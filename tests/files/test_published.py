@@ -1,0 +1,82 @@
+"""`lopt import` of published weights, on files the reference code wrote
+(tests/fixtures/reference/make_fixtures.py): each maps onto its rule and loads offline; a file
+of another layout, a truncated or a foreign file is one line naming it, exit 2, nothing written."""
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+import lopt
+from lopt.cli import main
+from lopt.files import published
+from lopt.files.errors import FileFormatError
+from lopt.files.rule_file import load_metadata
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "reference")
+RULE_OF = {"adafac_mlp": "adafac_mlp", "celo": "celo_reference", "celo2": "celo2",
+           "celo2_base": "celo2_base"}
+
+
+def reference_file(name):
+    return os.path.join(FIXTURES, f"{name}.theta.state")
+
+
+@pytest.mark.parametrize("source", sorted(RULE_OF))
+def test_import_writes_a_lopt_file_that_as_optax_loads(source, tmp_path, capsys):
+    out = tmp_path / f"{source}.lopt"
+    assert main(["import", source, reference_file(source), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    rule, theta = lopt.load(str(out))
+    assert rule.name == RULE_OF[source]
+    assert load_metadata(str(out))["extra"]["imported_from"]["source"] == source
+    # every tensor of the reference's file is in theta, with its values
+    ref = published.flat_names(published.read_msgpack(reference_file(source)))
+    ours = sorted(np.asarray(x).size for x in jax.tree.leaves(theta))
+    assert ours == sorted(x.size for x in ref.values())
+    assert np.isclose(sum(float(np.sum(x)) for x in jax.tree.leaves(theta)),
+                      sum(float(np.sum(x)) for x in ref.values()), rtol=1e-6)
+    tx = lopt.as_optax(str(out), num_steps=10)
+    params = {"w": np.ones((3, 4), np.float32), "b": np.zeros((4,), np.float32)}
+    updates, _ = tx.update(params, tx.init(params), params, value=1.0)
+    assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))
+
+
+@pytest.mark.parametrize("source,file,first_problem", [
+    ("celo2", "adafac_mlp", "tensor ff_mod_stack/~/w0__0 (1, 8) is missing"),
+    ("celo", "celo2", "is missing"),
+    ("celo2", "celo", "unexpected tensor lstm_init_state"),
+    ("adafac_mlp", "celo2", "tensor momentum_decays (3,) is missing"),
+])
+def test_a_file_of_another_layout_names_the_first_mismatch(source, file, first_problem,
+                                                           tmp_path, capsys):
+    out = tmp_path / "x.lopt"
+    assert main(["import", source, reference_file(file), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert first_problem in err and reference_file(file) in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_truncated_and_foreign_files_are_one_line(tmp_path, capsys):
+    truncated = tmp_path / "theta.state"
+    data = open(reference_file("celo2"), "rb").read()
+    truncated.write_bytes(data[: len(data) // 2])
+    foreign = tmp_path / "fixture.npz"
+    shutil.copy(os.path.join(FIXTURES, "celo2.npz"), foreign)
+    for path, detail in ((truncated, "not a flax msgpack checkpoint"),
+                         (foreign, "not a flax msgpack checkpoint"),
+                         (tmp_path / "absent.state", "no such file")):
+        out = tmp_path / "x.lopt"
+        assert main(["import", "celo2", str(path), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert detail in err and str(path) in err and err.count("\n") == 1
+        assert not out.exists()
+    with pytest.raises(FileFormatError, match="not a flax msgpack"):
+        published.import_weights("celo2", str(truncated), str(tmp_path / "y.lopt"))
+
+
+def test_unknown_source_is_one_line(tmp_path, capsys):
+    assert main(["import", "velo", reference_file("celo2"), "--out",
+                 str(tmp_path / "x.lopt")]) == 2
+    assert "source must be one of" in capsys.readouterr().err
