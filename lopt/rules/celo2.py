@@ -99,11 +99,36 @@ def apply_split_mlp(mlp: dict, groups: list) -> jax.Array:
     return out
 
 
+INITS = ("random", "momentum")
+MOMENTUM_GROUP = 3  # the momenta in ``feature_groups``; column 0 is the 0.9 one
+
+
+def plant_momentum(mlp: dict) -> dict:
+    """The split MLP with hidden units 0 and 1 carrying relu(x) and relu(−x) of the first
+    momentum feature through every layer and output 0 reading their difference, x itself:
+    Celo2 then steps along the normalized momentum, orthogonalized — Muon's update. The other
+    units keep their random weights, cut off from output 0."""
+    first = [w.at[:, :2].set(0.0) for w in mlp["first"]["w"]]
+    first[MOMENTUM_GROUP] = first[MOMENTUM_GROUP].at[0, 0].set(1.0).at[0, 1].set(-1.0)
+    out = {"first": {"w": first, "b": mlp["first"]["b"].at[:2].set(0.0)}, "layers": []}
+    for i, layer in enumerate(mlp["layers"]):
+        w, b = layer["w"], layer["b"]
+        if i < len(mlp["layers"]) - 1:
+            w = w.at[:, :2].set(0.0).at[:2, :].set(0.0).at[0, 0].set(1.0).at[1, 1].set(1.0)
+            b = b.at[:2].set(0.0)
+        else:
+            w = w.at[:, 0].set(0.0).at[0, 0].set(1.0).at[1, 0].set(-1.0)
+            b = b.at[0].set(0.0)
+        out["layers"].append({"w": w, "b": b})
+    return out
+
+
 def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
           step_scale: float = 1e-3, exp_scale: float = 0.0,
           momentum_decays: Sequence[float] = MOMENTUM_DECAYS,
           rms_decays: Sequence[float] = RMS_DECAYS,
-          factored_decays: Sequence[float] = FACTORED_DECAYS, name: str = "celo2") -> UpdateRule:
+          factored_decays: Sequence[float] = FACTORED_DECAYS, init: str = "random",
+          name: str = "celo2") -> UpdateRule:
     """Δθ = −β · s, s = RMS-normalize(NS₅(d · exp(α·m))) per tensor, (d, m) from the split-input
     MLP (``layers`` ReLU layers of ``hidden``: 2 × 8 as released) on ``feature_groups`` of the
     ±1000-clipped gradient, each normalized over the tensor's last two axes (ε 10⁻⁹). NS₅:
@@ -113,13 +138,20 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
     (0 as released: the magnitude output is unused). β = ``step_scale`` is the step size a
     rule needs in lopt's convention (updates are added); the released optimizer has none:
     ``lopt.scale_by_celo2`` gives s itself (β = −1), for optax's learning-rate transformations.
+    ``init``: "random" (the reference's) or "momentum" (``plant_momentum``: the untrained rule
+    is Muon with RMS-normalized steps, a start that meta-training refines).
     State: 3 momenta + 1 RMS per parameter (float32) and per matrix O(rows + columns)."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers)
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
+    if init == "momentum" and hidden < 2:
+        raise ValueError(f"init 'momentum' needs hidden >= 2; got {hidden}")
     n = (len(moms), len(rmss), len(facs))
 
     def init_meta(key):
-        return init_split_mlp(key, group_sizes(*n, matrix=True), hidden, layers)
+        mlp = init_split_mlp(key, group_sizes(*n, matrix=True), hidden, layers)
+        return plant_momentum(mlp) if init == "momentum" else mlp
 
     def init_state(theta, params):
         return {"acc": af.init_accumulators(params, *n), "count": jnp.zeros((), jnp.int32)}
@@ -152,7 +184,7 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
 
     config = {"hidden": hidden, "layers": layers, "step_scale": step_scale,
               "exp_scale": exp_scale, "momentum_decays": list(moms), "rms_decays": list(rmss),
-              "factored_decays": list(facs)}
+              "factored_decays": list(facs), "init": init}
     if name == "celo2":
         config["orthogonalize_matrices"] = orthogonalize_matrices
     return UpdateRule(init_meta=init_meta, init=init_state, update=update, name=name,
@@ -162,7 +194,9 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
 def celo2_base(hidden: int = 8, layers: int = 2, step_scale: float = 1e-3,
                exp_scale: float = 0.0, momentum_decays: Sequence[float] = MOMENTUM_DECAYS,
                rms_decays: Sequence[float] = RMS_DECAYS,
-               factored_decays: Sequence[float] = FACTORED_DECAYS) -> UpdateRule:
-    """Celo2-base: ``celo2`` without the Newton–Schulz orthogonalization."""
+               factored_decays: Sequence[float] = FACTORED_DECAYS,
+               init: str = "random") -> UpdateRule:
+    """Celo2-base: ``celo2`` without the Newton–Schulz orthogonalization (with init
+    "momentum": RMS-normalized momentum per tensor)."""
     return celo2(hidden, layers, False, step_scale, exp_scale, momentum_decays, rms_decays,
-                 factored_decays, name="celo2_base")
+                 factored_decays, init, name="celo2_base")

@@ -7,8 +7,8 @@ import pytest
 
 from lopt.evaluation import loss_curves
 from lopt.outer import TBPTT, default_meta_optimizer, train
-from lopt.rules import (hierarchical, hyperadam, l2l_lstm, multiscale_adam, normalized_history,
-                        per_parameter_mlp, rnnprop)
+from lopt.rules import (celo2, celo2_base, hierarchical, hyperadam, l2l_lstm, multiscale_adam,
+                        normalized_history, per_parameter_mlp, rnnprop)
 from lopt.tasks import quadratic_family
 
 SMALL = {
@@ -25,6 +25,8 @@ SMALL = {
     "history_mom": lambda: normalized_history(k=4, variant="momentums", hidden=8, eta_min=0.01),
     "per_param_mlp": lambda: per_parameter_mlp(hidden=8, step_scale=0.05),
     "hierarchical": lambda: hierarchical(hidden=8, tensor_hidden=4, context=3, step_scale=0.05),
+    "celo2": lambda: celo2(hidden=8, step_scale=0.05),
+    "celo2_base": lambda: celo2_base(hidden=8, step_scale=0.05),
 }
 SCALE_INVARIANT = ["rnnprop", "hyperadam", "lwa_a", "lwa_b", "lwa_c", "ms_mlp", "rnn_a", "rnn_b",
                    "history_k", "history_mom"]
