@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import lopt
+import lopt.files.published
 from lopt.evaluation import Instances, compare
 from lopt.pretrained import PRETRAINED, path
 from lopt.rules import adam, nesterov, rmsprop, sgd
@@ -38,7 +39,7 @@ def test_committed_benchmark_is_the_shipped_optimizer():
 # own kind (a 20-sigmoid MLP, on digits rather than MNIST), the general ones an unseen deeper
 # ReLU MLP. (celo_tiny barely moves the 20-sigmoid MLP in 40 steps: 2.38 -> 2.12.)
 HELD_OUT = {"l2l_lstm_quadratic": "quadratic", "celo_tiny": "digits_mlp_3x32",
-            "adafac_tiny": "digits_mlp_3x32"}
+            "adafac_tiny": "digits_mlp_3x32", "celo_released": "digits_mlp_3x32"}
 
 
 @pytest.mark.parametrize("name", sorted(PRETRAINED))
@@ -66,6 +67,25 @@ def test_shipped_file_loads_matches_its_config_and_lowers_a_held_out_loss(name):
     updates, _ = tx.update({"w": jax.numpy.ones((3, 2))}, tx.init(params), params,
                            value=jax.numpy.float32(1.0))
     assert np.all(np.isfinite(updates["w"]))
+
+
+def test_celo_released_is_the_import_of_celos_published_file(tmp_path):
+    """tests/fixtures/published/celo/theta.state is amoudgl/celo's algoperf/submissions/celo/
+    theta.state (its released Celo, MIT); importing it gives the shipped file's tensors."""
+    import hashlib
+
+    from lopt.files.rule_file import load_metadata
+
+    source = ROOT / "tests" / "fixtures" / "published" / "celo" / "theta.state"
+    meta = load_metadata(path("celo_released"))["extra"]["imported_from"]
+    assert meta["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert meta["source"] == "celo"
+    lopt.files.published.import_weights("celo", str(source), str(tmp_path / "c.lopt"))
+    (rule, theta), (shipped_rule, shipped) = lopt.load(str(tmp_path / "c.lopt")), \
+        lopt.load(path("celo_released"))
+    assert rule.config == shipped_rule.config and rule.name == "celo_reference"
+    for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(shipped)):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", [n for n in ("celo_tiny", "adafac_tiny") if n in PRETRAINED])

@@ -32,7 +32,8 @@ from lopt.pretrained import PRETRAINED, path
 from lopt.rules import adam, adamw
 from lopt.tasks import make_family, normalized
 
-GENERAL = ("celo_tiny", "adafac_tiny")  # the recipes' optimizers, when shipped
+# The recipes' optimizers, when shipped, and Celo's published weights (`lopt import celo`).
+GENERAL = ("celo_tiny", "adafac_tiny", "celo_released")
 GRID = META_TEST_GRID
 ADAMW_DECAY = 0.01
 DEFAULT_LR = 1e-3
@@ -228,9 +229,10 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
     _report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes)
     return suite.finish(
         "Pretrained learned optimizers on an out-of-distribution meta-test set",
-        f"The shipped general-purpose optimizers ({', '.join(learned)}; made by `lopt train "
-        "--recipe NAME` on mixture:tiny_images, see benchmarks/pretrained/runs/) on tasks they "
-        f"never saw, {sz.steps} steps (the long-horizon row: its own count), against Adam "
+        f"The shipped general-purpose optimizers ({', '.join(learned)}; the tiny ones made by "
+        "`lopt train --recipe NAME` on mixture:tiny_images, see benchmarks/pretrained/runs/; "
+        "celo_released is Celo's published weights, meta-trained by its authors on 4 image MLP "
+        "tasks, imported with `lopt import celo`) on tasks they never saw, {sz.steps} steps (the long-horizon row: its own count), against Adam "
         f"at lr {DEFAULT_LR:g}, Adam at the one lr best across the suite's tuning instances "
         f"({global_lr:.3g}), and Adam and AdamW (weight decay {ADAMW_DECAY:g}) tuned per task "
         f"on a {len(sz.grid)}-point log grid from {sz.grid[0]:g} to {sz.grid[-1]:g}. "

@@ -8,6 +8,8 @@ layout, maps it onto a lopt rule's theta and checks every tensor's name and shap
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import re
 from typing import Callable
 
@@ -215,6 +217,9 @@ def import_weights(source: str, path: str, out: str) -> tuple:
     problem = theta_mismatch(rule, theta)
     if problem:  # the mapping's own bug, never the file's
         raise AssertionError(f"{source} mapping of {path} does not fit {rule.name}: {problem}")
-    save(out, rule, theta, extra={"imported_from": {"source": source, "file": path,
-                                                    "reference": spec.reference}})
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    save(out, rule, theta, extra={"imported_from": {
+        "source": source, "file": os.path.basename(path), "sha256": digest,
+        "reference": spec.reference}})
     return rule, theta
