@@ -2,7 +2,8 @@
 
 The authors publish meta-parameters as flax-serialized msgpack (``flax.serialization.to_bytes``
 of the haiku parameter dict): learned_optimization's ``checkpoints.save_state`` writes them, and
-so are Celo's and Celo2's released ``theta.state`` files. Each source below names the reference
+so are Celo's and Celo2's released ``theta.state`` files. PyLO publishes PyTorch modules'
+``model.safetensors`` on Hugging Face. Each source below names the reference
 layout, maps it onto a lopt rule's theta and checks every tensor's name and shape first.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 from flax import serialization
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
 
 from lopt.files.errors import FileFormatError, check_readable
 from lopt.files.rule_file import save
@@ -34,6 +37,7 @@ class Source:
     reference: str
     where: str
     convert: Callable[[str, dict], tuple]
+    read: Callable[[str], dict] = None  # the file's {name: array}; flax msgpack by default
 
 
 def read_msgpack(path: str) -> dict:
@@ -50,6 +54,16 @@ def read_msgpack(path: str) -> dict:
         raise FileFormatError(f"{path}: not a flax msgpack checkpoint of named tensors "
                               f"(holds a {type(tree).__name__})")
     return tree
+
+
+def read_safetensors(path: str) -> dict:
+    """{name: array} of a safetensors file (PyLO's Hugging Face ``model.safetensors``)."""
+    check_readable(path)
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FileFormatError(f"{path}: not a safetensors file ({detail})") from None
 
 
 def flat_names(tree: dict, prefix: str = "") -> dict:
@@ -90,10 +104,9 @@ def _f32(x) -> np.ndarray:
     return np.asarray(x, np.float32)
 
 
-def adafac_mlp_from(path: str, tree: dict) -> tuple:
+def adafac_mlp_from(path: str, t: dict) -> tuple:
     """learned_optimization AdafacMLPLOpt: {momentum_decays, rms_decays, adafactor_decays,
     nn/~/w0..wL, b0..bL}, w0 [features + 11 step embeddings, hidden]."""
-    t = flat_names(tree)
     n = [t[k].shape[0] if k in t and t[k].ndim == 1 else 0
          for k in ("momentum_decays", "rms_decays", "adafactor_decays")]
     layers = _count(t, r"nn/~/w\d+") - 1
@@ -122,9 +135,8 @@ def adafac_mlp_from(path: str, tree: dict) -> tuple:
 
 
 def celo2_from(name: str) -> Callable[[str, dict], tuple]:
-    def convert(path: str, tree: dict) -> tuple:
+    def convert(path: str, t: dict) -> tuple:
         """celo2_optax: {ff_mod_stack/~/w0__0..w0__13 [group width, hidden], b0, w1..wL, b1..bL}."""
-        t = flat_names(tree)
         sizes = celo2_group_sizes(3, 1, 3, matrix=True)
         hidden = t["ff_mod_stack/~/b0"].shape[0] if "ff_mod_stack/~/b0" in t else 8
         layers = max(_count(t, r"ff_mod_stack/~/w[1-9]\d*"), 1)
@@ -145,10 +157,9 @@ def celo2_from(name: str) -> Callable[[str, dict], tuple]:
     return convert
 
 
-def celo_from(path: str, tree: dict) -> tuple:
+def celo_from(path: str, t: dict) -> tuple:
     """amoudgl/celo Celo: {ff_mod_stack/~/... stacked over param_inits, lstm_init_state/{hidden,
     cell}, rnn_params/{linear, linear_1, linear_2, rnn/linear, rnn_to_controls, step_size}}."""
-    t = flat_names(tree)
     b0 = t.get("ff_mod_stack/~/b0", np.zeros((1, 4)))
     inits, hidden = (b0.shape if b0.ndim == 2 else (1, 4))
     cell = t.get("lstm_init_state/cell", np.zeros((1, 64)))
@@ -187,6 +198,58 @@ def celo_from(path: str, tree: dict) -> tuple:
     return rule, theta
 
 
+# PyLO's AdafacLO_naive keeps the learned decay offsets and the step multiplier in its code,
+# not in the Hugging Face file (Belilovsky-Lab/pylo @ d05c6c1, the defaults for its weights).
+PYLO_ADAFAC = {"momentum": [0.15216392, 0.14245212, 0.06812963], "rms": [0.01079706],
+               "factored": [0.18621896, -0.10864615, -0.06185547], "step_scale": 0.01}
+
+
+def pylo_adafac_from(path: str, t: dict) -> tuple:
+    """PyLO MetaMLP: network.input, network.linear_0..k-1, network.output (torch.nn.Linear:
+    weight [out, in]); small_fc_lopt's 39 inputs."""
+    w = t.get("network.input.weight", np.zeros((32, 39)))
+    hidden = w.shape[0] if w.ndim == 2 else 32
+    inner = _count(t, r"network\.linear_\d+\.weight")
+    n_in = sum(adafac_group_sizes(3, 1, 3)) + STEP_FEATURES
+    want = {"network.input.weight": (hidden, n_in), "network.input.bias": (hidden,),
+            "network.output.weight": (2, hidden), "network.output.bias": (2,)}
+    for k in range(inner):
+        want[f"network.linear_{k}.weight"] = (hidden, hidden)
+        want[f"network.linear_{k}.bias"] = (hidden,)
+    check_layout(path, t, want)
+    names = ["input"] + [f"linear_{k}" for k in range(inner)] + ["output"]
+    rule = make_rule("adafac_mlp", hidden=hidden, layers=inner + 1,
+                     step_scale=PYLO_ADAFAC["step_scale"])
+    theta = {"mlp": [{"w": _f32(t[f"network.{n}.weight"]).T.copy(),
+                      "b": _f32(t[f"network.{n}.bias"])} for n in names],
+             "decays": {k: _f32(PYLO_ADAFAC[k]) for k in ("momentum", "rms", "factored")}}
+    return rule, theta
+
+
+def pylo_celo2_from(name: str) -> Callable[[str, dict], tuple]:
+    def convert(path: str, t: dict) -> tuple:
+        """PyLO CELO2MLP: w0.0..w0.13 [group width, hidden], b0, dense_w.j, dense_b.j (the
+        haiku layout, weights [in, out])."""
+        sizes = celo2_group_sizes(3, 1, 3, matrix=True)
+        hidden = t["b0"].shape[0] if "b0" in t and t["b0"].ndim == 1 else 8
+        layers = max(_count(t, r"dense_w\.\d+"), 1)
+        want = {f"w0.{i}": (s, hidden) for i, s in enumerate(sizes)}
+        want["b0"] = (hidden,)
+        widths = [hidden] * layers + [3]
+        for j in range(layers):
+            want[f"dense_w.{j}"] = (widths[j], widths[j + 1])
+            want[f"dense_b.{j}"] = (widths[j + 1],)
+        check_layout(path, t, want)
+        rule = make_rule(name, hidden=hidden, layers=layers)
+        theta = {"first": {"w": [_f32(t[f"w0.{i}"]) for i in range(len(sizes))],
+                           "b": _f32(t["b0"])},
+                 "layers": [{"w": _f32(t[f"dense_w.{j}"]), "b": _f32(t[f"dense_b.{j}"])}
+                            for j in range(layers)]}
+        return rule, theta
+
+    return convert
+
+
 SOURCES = {
     "celo": Source(
         "celo_reference", "amoudgl/celo celo.optimizers.celo.Celo",
@@ -203,6 +266,14 @@ SOURCES = {
         "celo2_base", "amoudgl/celo celo2_optax.scale_by_celo2(orthogonalize=False)",
         "the Celo2-base release's theta.state (amoudgl/celo README, MIT)",
         celo2_from("celo2_base")),
+    "pylo_adafac": Source(
+        "adafac_mlp", "Belilovsky-Lab/pylo AdafacLO_naive (small_fc_lopt; its MetaMLP)",
+        "PyLO's Hugging Face model.safetensors for AdafacLO (e.g. btherien/mulo; PyLO BSD-3, "
+        "model card apache-2.0)", pylo_adafac_from, read_safetensors),
+    "pylo_celo2": Source(
+        "celo2", "Belilovsky-Lab/pylo CELO2_naive (its CELO2MLP)",
+        "PyLO's Hugging Face model.safetensors for CELO2 (DiamondXL/celo2; PyLO BSD-3, model "
+        "card apache-2.0)", pylo_celo2_from("celo2"), read_safetensors),
 }
 
 
@@ -213,7 +284,8 @@ def import_weights(source: str, path: str, out: str) -> tuple:
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(sorted(SOURCES))}; got {source!r}")
     spec = SOURCES[source]
-    rule, theta = spec.convert(path, read_msgpack(path))
+    read = spec.read or (lambda p: flat_names(read_msgpack(p)))
+    rule, theta = spec.convert(path, read(path))
     problem = theta_mismatch(rule, theta)
     if problem:  # the mapping's own bug, never the file's
         raise AssertionError(f"{source} mapping of {path} does not fit {rule.name}: {problem}")

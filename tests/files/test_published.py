@@ -16,11 +16,19 @@ from lopt.files.rule_file import load_metadata
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "reference")
 RULE_OF = {"adafac_mlp": "adafac_mlp", "celo": "celo_reference", "celo2": "celo2",
-           "celo2_base": "celo2_base"}
+           "celo2_base": "celo2_base", "pylo_adafac": "adafac_mlp", "pylo_celo2": "celo2"}
 
 
 def reference_file(name):
+    if name.startswith("pylo_"):  # PyLO: a Hugging Face folder written by save_pretrained
+        return os.path.join(FIXTURES, name, "model.safetensors")
     return os.path.join(FIXTURES, f"{name}.theta.state")
+
+
+def tensors(source):
+    read = published.SOURCES[source].read
+    path = reference_file(source)
+    return read(path) if read else published.flat_names(published.read_msgpack(path))
 
 
 @pytest.mark.parametrize("source", sorted(RULE_OF))
@@ -32,10 +40,10 @@ def test_import_writes_a_lopt_file_that_as_optax_loads(source, tmp_path, capsys)
     assert rule.name == RULE_OF[source]
     assert load_metadata(str(out))["extra"]["imported_from"]["source"] == source
     # every tensor of the reference's file is in theta, with its values
-    ref = published.flat_names(published.read_msgpack(reference_file(source)))
-    ours = sorted(np.asarray(x).size for x in jax.tree.leaves(theta))
-    assert ours == sorted(x.size for x in ref.values())
-    assert np.isclose(sum(float(np.sum(x)) for x in jax.tree.leaves(theta)),
+    ref = tensors(source)
+    ours = jax.tree.leaves(theta["mlp"] if source == "pylo_adafac" else theta)  # + code's decays
+    assert sorted(np.asarray(x).size for x in ours) == sorted(x.size for x in ref.values())
+    assert np.isclose(sum(float(np.sum(x)) for x in ours),
                       sum(float(np.sum(x)) for x in ref.values()), rtol=1e-6)
     tx = lopt.as_optax(str(out), num_steps=10)
     params = {"w": np.ones((3, 4), np.float32), "b": np.zeros((4,), np.float32)}
@@ -48,6 +56,10 @@ def test_import_writes_a_lopt_file_that_as_optax_loads(source, tmp_path, capsys)
     ("celo", "celo2", "is missing"),
     ("celo2", "celo", "unexpected tensor lstm_init_state"),
     ("adafac_mlp", "celo2", "tensor momentum_decays (3,) is missing"),
+    ("pylo_celo2", "pylo_adafac", "tensor w0.0 (1, 8) is missing"),
+    ("pylo_adafac", "pylo_celo2", "is missing"),
+    ("pylo_celo2", "celo2", "not a safetensors file"),
+    ("celo2", "pylo_celo2", "not a flax msgpack checkpoint"),
 ])
 def test_a_file_of_another_layout_names_the_first_mismatch(source, file, first_problem,
                                                            tmp_path, capsys):

@@ -21,7 +21,10 @@ TOLERANCE = 1e-5
 # reference's step (the amount the reference subtracts from the parameters).
 # Keyed by fixture, which is also the import source's name (celo: the celo_reference rule).
 CONFORMING = {"adafac_mlp": "update", "celo": "update", "celo2": "direction",
-              "celo2_base": "direction"}
+              "celo2_base": "direction", "pylo_adafac": "update", "pylo_celo2": "direction"}
+# PyLO publishes safetensors in a folder; the others a flax msgpack theta.state.
+WEIGHTS = {"pylo_adafac": "pylo_adafac/model.safetensors",
+           "pylo_celo2": "pylo_celo2/model.safetensors"}
 
 
 def fixture(name):
@@ -33,7 +36,8 @@ def fixture(name):
 def deviations(name, tmp_path):
     """max |lopt − reference| / max |reference| per leaf, over every run and step."""
     out = tmp_path / f"{name}.lopt"
-    published.import_weights(name, os.path.join(HERE, f"{name}.theta.state"), str(out))
+    published.import_weights(name, os.path.join(HERE, WEIGHTS.get(name, f"{name}.theta.state")),
+                             str(out))
     if CONFORMING[name] == "direction":
         tx, sign = lopt.scale_by_celo2(out), 1.0  # Celo2's step itself
     else:
@@ -56,28 +60,41 @@ def deviations(name, tmp_path):
     return worst
 
 
-RULE_OF = {"adafac_mlp": "adafac_mlp", "celo": "celo_reference", "celo2": "celo2",
-           "celo2_base": "celo2_base"}
+# fixture -> its row in docs/rules.md's table: the rule, "_pylo" for PyLO's implementation
+ROW_OF = {"adafac_mlp": "adafac_mlp", "celo": "celo_reference", "celo2": "celo2",
+          "celo2_base": "celo2_base", "pylo_adafac": "adafac_mlp_pylo",
+          "pylo_celo2": "celo2_pylo"}
 
 
 def documented_deviations() -> dict:
     """docs/rules.md's conformance table: rule -> the deviation it reports."""
     text = open(os.path.join(HERE, "..", "..", "..", "docs", "rules.md")).read()
-    return {m.group(1): float(m.group(2))
-            for m in re.finditer(r"^\| `(\w+)` \|.*\| ([\d.]+e-\d+) \|$", text, re.M)}
+    rows = re.finditer(r"^\| `(\w+)`( ← PyLO)? \|.*\| ([\d.]+e-\d+) \|$", text, re.M)
+    return {m.group(1) + ("_pylo" if m.group(2) else ""): float(m.group(3)) for m in rows}
+
+
+# Known differences of a reference from the one lopt follows, documented in docs/rules.md:
+# PyLO's AdafacLO normalizes a scalar's features jointly (torch.mean over dim=[] averages
+# every axis), learned_optimization each feature on its own; lopt follows learned_optimization.
+DIFFERS = {"pylo_adafac": {"scalar"}}
 
 
 @pytest.mark.parametrize("name", sorted(CONFORMING))
 def test_rule_equals_its_reference_on_the_reference_fixture(name, tmp_path):
     worst = deviations(name, tmp_path)
-    print(f"{name}: max deviation {max(worst.values()):.2g}", worst)
-    assert max(worst.values()) <= TOLERANCE, worst
+    differs = DIFFERS.get(name, set())
+    agree = {k: v for k, v in worst.items() if k not in differs}
+    print(f"{name}: max deviation {max(agree.values()):.2g}", worst)
+    assert max(agree.values()) <= TOLERANCE, worst
+    for k in differs:  # still different: when the reference changes, this says so
+        assert worst[k] > 0.1, (k, worst[k])
 
 
 def test_every_rule_claiming_a_reference_has_a_fixture_and_a_documented_deviation():
     from lopt.rules import CONFORMANCE
     documented = documented_deviations()
-    assert set(CONFORMANCE) == set(RULE_OF.values()) == set(documented)
+    assert set(documented) == set(ROW_OF.values())
+    assert set(CONFORMANCE) == {row.removesuffix("_pylo") for row in documented}
     assert all(0 < d <= TOLERANCE for d in documented.values())
 
 
