@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_import = sub.add_parser("import", help="convert an optimizer's published weights into a "
                                              ".lopt file")
     p_import.add_argument("source", help="the layout the file is in (see `lopt list`)")
-    p_import.add_argument("file", help="the published file, e.g. a theta.state")
+    p_import.add_argument("file", help="the published file (a theta.state, a model.safetensors) "
+                                       "or, for lo-checkpoint, the folder")
     p_import.add_argument("--out", required=True, help="the .lopt file to write")
     return parser
 

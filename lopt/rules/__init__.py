@@ -4,6 +4,7 @@ from lopt.rules.base import UpdateRule, per_coordinate, unzip, zeros_per_coordin
 from lopt.rules.celo import celo
 from lopt.rules.celo2 import celo2, celo2_base
 from lopt.rules.celo_reference import celo_reference
+from lopt.rules.velo import velo
 from lopt.rules.hand_designed import (HAND_DESIGNED, adadelta, adagrad, adam, adamax, from_optax,
                                       momentum, nesterov, rmsprop, rprop, sgd)
 from lopt.rules.history import normalized_history
@@ -36,6 +37,8 @@ LEARNED = {
     "celo_reference": (celo_reference, "Celo exactly as released: stacked 2x4 split-input MLPs "
                                        "times param scale and a 64-unit LSTM scheduler "
                                        "(amoudgl/celo)"),
+    "velo": (velo, "VeLO: per-tensor 512-unit LSTM hypernetwork mixing 256 per-parameter MLPs "
+                   "and setting each tensor's step (Metz et al. 2022)"),
     "celo2": (celo2, "2x8 split-input MLP on momenta, RMS and Adafactor features, "
                      "Newton-Schulz-orthogonalized and RMS-normalized steps (Celo2, 2026)"),
     "celo2_base": (celo2_base, "Celo2 without the Newton-Schulz orthogonalization "
@@ -47,6 +50,7 @@ LEARNED = {
 CONFORMANCE = {
     "adafac_mlp": "google/learned_optimization@32186aa AdafacMLPLOpt",
     "celo_reference": "amoudgl/celo@66d9761 celo.optimizers.celo.Celo",
+    "velo": "google/learned_optimization@32186aa research/general_lopt/hyper_v2.HyperV2",
     "celo2": "amoudgl/celo@66d9761 celo2_optax.scale_by_celo2",
     "celo2_base": "amoudgl/celo@66d9761 celo2_optax.scale_by_celo2(orthogonalize=False)",
 }
@@ -65,7 +69,7 @@ def make_rule(name: str, **config) -> UpdateRule:
 
 __all__ = ["UpdateRule", "per_coordinate", "unzip", "zeros_per_coordinate", "from_optax",
            "l2l_lstm", "rnnprop", "hyperadam", "multiscale_adam", "normalized_history",
-           "per_parameter_mlp", "hierarchical", "adafac_mlp", "celo", "celo2", "celo2_base", "celo_reference", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
+           "per_parameter_mlp", "hierarchical", "adafac_mlp", "celo", "celo2", "celo2_base", "celo_reference", "velo", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
            "rmsprop", "adadelta", "adam", "adamax", "RULES", "LEARNED", "HAND_DESIGNED",
            "MODERN_BASELINES", "BASELINES", "adamw", "nadamw", "lion", "muon",
            "schedule_free_adamw", "adam_all", "adam_search_rule", "ADAM_SEARCH_SPACE",

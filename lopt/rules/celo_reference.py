@@ -72,6 +72,27 @@ def feature_groups(p, g, acc) -> list:
             gx * rs, row, col, jax.lax.rsqrt(row + 1e-8), jax.lax.rsqrt(col + 1e-8), fac_mom]
 
 
+def mixed_mlp_steps(ff_stack, controls, lr_mult, p_leaves, g_leaves, acc_leaves, decays,
+                    exp_scale: float, step_scale: float, mix_scale: float = 1.0) -> tuple:
+    """Every tensor's update and next accumulators: its MLP's weights are mix_scale × the mean
+    of the stacked MLPs weighted by its ``controls`` row, and its step
+    −λ · d · RMS(θ) · exp(exp_scale · m) · step_scale (λ its ``lr_mult``), Celo's and
+    VeLO's per-parameter half."""
+    updates, accs = [], []
+    for i, (p, g, acc) in enumerate(zip(p_leaves, g_leaves, acc_leaves)):
+        acc = af.update_accumulators(acc, g, *decays)
+        mix = lambda w, i=i: mix_scale * jnp.mean(
+            w * controls[i].reshape((-1,) + (1,) * (w.ndim - 1)), axis=0)
+        p32 = p.astype(g.dtype)
+        groups = [af.second_moment_normalize(x) for x in feature_groups(p32, g, acc)]
+        out = apply_split_mlp(jax.tree.map(mix, ff_stack), groups)
+        scale = jnp.sqrt(jnp.mean(jnp.square(p32)) + 1e-9)
+        step = out[..., 0] * scale * jnp.exp(out[..., 1] * exp_scale) * step_scale
+        updates.append((-lr_mult[i] * step).astype(p.dtype))
+        accs.append(acc)
+    return updates, accs
+
+
 def lstm(weights: dict, x, h, c):
     """haiku's LSTM: [x; h] W + b split into gates (input, cell, forget, output), forget bias 1."""
     i, g, f, o = jnp.split(dense(weights, jnp.concatenate([x, h], axis=-1)), 4, axis=-1)
@@ -116,15 +137,15 @@ def celo_reference(lstm_hidden: int = 64, hidden: int = 4, layers: int = 2,
         return {"acc": af.init_accumulators(params, 3, 1, 3), "count": jnp.zeros((), jnp.int32),
                 "num_steps": jnp.asarray(num_steps, jnp.int32),
                 "h": tile(theta["lstm_init"]["h"]), "c": tile(theta["lstm_init"]["c"]),
-                "loss": loss_buffer(num_steps)}
+                "loss": {**loss_buffer(num_steps), "decays": loss_decays(num_steps)}}
 
     def schedule(theta, state, buf, n):
         """Per-tensor mixing weights [n, param_inits], step multipliers [n], next LSTM state."""
         sched = theta["scheduler"]
         fraction = state["count"] / jnp.asarray(state["num_steps"], jnp.float32)
         embed = jnp.tanh((fraction - jnp.asarray(FRACTION_CENTRES, jnp.float32)) * 10)
-        x = jnp.broadcast_to(jnp.concatenate([embed, loss_features(buf, loss_decays(
-            state["num_steps"]))]), (n, N_SCHEDULER_INPUTS))
+        x = jnp.broadcast_to(jnp.concatenate([embed, loss_features(buf, buf["decays"])]),
+                             (n, N_SCHEDULER_INPUTS))
         pooled = jnp.max(jax.nn.relu(dense(sched["mix"], x)), axis=0, keepdims=True)
         h, c = lstm(sched["lstm"], dense(sched["input"], x) + pooled, state["h"], state["c"])
         controls = jax.nn.softmax(dense(sched["controls"], h), axis=-1)
@@ -135,25 +156,18 @@ def celo_reference(lstm_hidden: int = 64, hidden: int = 4, layers: int = 2,
             raise ValueError("celo_reference needs the training loss (pass value=loss)")
         if isinstance(loss, dict):
             loss = loss["train"]
-        buf = update_loss_buffer(state["loss"], loss, loss_decays(state["num_steps"]))
+        # the decays kept from init, as the reference keeps them (recomputed, they can round
+        # differently, and the loss features amplify that)
+        decays_loss = state["loss"]["decays"]
+        buf = {**update_loss_buffer(state["loss"], loss, decays_loss), "decays": decays_loss}
         treedef = jax.tree.structure(params)
         p_leaves = treedef.flatten_up_to(params)
         g_leaves = [jnp.clip(g.astype(state_dtype(g.dtype)), -GRAD_CLIP, GRAD_CLIP)
                     for g in treedef.flatten_up_to(grads)]
         acc_leaves = treedef.flatten_up_to(state["acc"])
         controls, lr_mult, h, c = schedule(theta, state, buf, len(p_leaves))
-        updates, accs = [], []
-        for i, (p, g, acc) in enumerate(zip(p_leaves, g_leaves, acc_leaves)):
-            acc = af.update_accumulators(acc, g, *decays)
-            mix = lambda w, i=i: jnp.mean(w * controls[i].reshape((-1,) + (1,) * (w.ndim - 1)),
-                                          axis=0)
-            p32 = p.astype(g.dtype)
-            groups = [af.second_moment_normalize(x) for x in feature_groups(p32, g, acc)]
-            out = apply_split_mlp(jax.tree.map(mix, theta["ff"]), groups)
-            scale = jnp.sqrt(jnp.mean(jnp.square(p32)) + 1e-9)
-            step = out[..., 0] * scale * jnp.exp(out[..., 1] * exp_scale) * step_scale
-            updates.append((-lr_mult[i] * step).astype(p.dtype))
-            accs.append(acc)
+        updates, accs = mixed_mlp_steps(theta["ff"], controls, lr_mult, p_leaves, g_leaves,
+                                        acc_leaves, decays, exp_scale, step_scale)
         new_state = {"acc": treedef.unflatten(accs), "count": state["count"] + 1,
                      "num_steps": state["num_steps"], "h": h, "c": c, "loss": buf}
         return treedef.unflatten(updates), new_state

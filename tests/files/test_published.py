@@ -10,7 +10,7 @@ import pytest
 
 import lopt
 from lopt.cli import main
-from lopt.files import published
+from lopt.files import layouts, published
 from lopt.files.errors import FileFormatError
 from lopt.files.rule_file import load_metadata
 
@@ -26,9 +26,10 @@ def reference_file(name):
 
 
 def tensors(source):
-    read = published.SOURCES[source].read
     path = reference_file(source)
-    return read(path) if read else published.flat_names(published.read_msgpack(path))
+    if source.startswith("pylo_"):
+        return layouts.read_safetensors(path)
+    return layouts.flat_names(layouts.read_msgpack(path))
 
 
 @pytest.mark.parametrize("source", sorted(RULE_OF))
@@ -92,3 +93,53 @@ def test_unknown_source_is_one_line(tmp_path, capsys):
     assert main(["import", "velo", reference_file("celo2"), "--out",
                  str(tmp_path / "x.lopt")]) == 2
     assert "source must be one of" in capsys.readouterr().err
+
+
+def _velo_copy(tmp_path, edit=None):
+    folder = tmp_path / "velo"
+    shutil.copytree(os.path.join(FIXTURES, "velo"), folder)
+    if edit:
+        text = (folder / "config.gin").read_text()
+        (folder / "config.gin").write_text(edit(text))
+    return folder
+
+
+@pytest.mark.parametrize("edit,problem", [
+    (lambda t: t.replace("HyperV2.with_p = True", "HyperV2.with_p = False"),
+     "binds HyperV2.with_p = False; lopt's velo implements only True"),
+    (lambda t: t.replace("run_train.lopt = @HyperV2()", "run_train.lopt = @NNAdam()"),
+     "run_train.lopt is '@NNAdam()'"),
+    (lambda t: t.replace("HyperV2.param_inits = 256", "HyperV2.param_inits = 128"),
+     "its tensors make param_inits = 256, config.gin says 128"),
+])
+def test_a_lo_checkpoint_folder_lopt_cannot_run_is_one_line(edit, problem, tmp_path, capsys):
+    folder = _velo_copy(tmp_path, edit)
+    out = tmp_path / "velo.lopt"
+    assert main(["import", "lo-checkpoint", str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert problem in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_a_lo_checkpoint_needs_a_folder_with_config_and_params(tmp_path, capsys):
+    folder = _velo_copy(tmp_path)
+    (folder / "params").unlink()
+    for path, problem in ((folder, "params: no such file"),
+                          (folder / "config.gin", "not a folder")):
+        assert main(["import", "lo-checkpoint", str(path), "--out", str(tmp_path / "v.lopt")]) == 2
+        assert problem in capsys.readouterr().err
+
+
+def test_imported_velo_steps_a_flax_nnx_model(tmp_path):
+    import flax.nnx as nnx
+    import optax
+
+    out = tmp_path / "velo.lopt"
+    published.import_weights("lo-checkpoint", os.path.join(FIXTURES, "velo"), str(out))
+    model = nnx.Linear(8, 3, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, lopt.as_optax(str(out), num_steps=5), wrt=nnx.Param)
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 8))
+    loss_fn = lambda m: optax.l2_loss(m(x) - 1.0).mean()
+    for _ in range(3):
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads, value=loss)
+    assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))

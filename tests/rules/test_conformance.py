@@ -21,10 +21,13 @@ TOLERANCE = 1e-5
 # reference's step (the amount the reference subtracts from the parameters).
 # Keyed by fixture, which is also the import source's name (celo: the celo_reference rule).
 CONFORMING = {"adafac_mlp": "update", "celo": "update", "celo2": "direction",
-              "celo2_base": "direction", "pylo_adafac": "update", "pylo_celo2": "direction"}
+              "celo2_base": "direction", "pylo_adafac": "update", "pylo_celo2": "direction",
+              "velo": "update"}
 # PyLO publishes safetensors in a folder; the others a flax msgpack theta.state.
 WEIGHTS = {"pylo_adafac": "pylo_adafac/model.safetensors",
-           "pylo_celo2": "pylo_celo2/model.safetensors"}
+           "pylo_celo2": "pylo_celo2/model.safetensors", "velo": "velo"}
+# the import source of each fixture (VeLO: a learned_optimization pretrained folder)
+SOURCE = {"velo": "lo-checkpoint"}
 
 
 def fixture(name):
@@ -33,11 +36,40 @@ def fixture(name):
     return data, leaves
 
 
+def run_fixture(tx, data, leaves, run, loss_scale=1.0):
+    """lopt's updates on one run of a fixture, fed its recorded params, gradients and losses."""
+    update = jax.jit(tx.update)
+    state = tx.init({k: data[f"params_{k}"][run, 0] for k in leaves})
+    out = []
+    for t in range(data[f"params_{leaves[0]}"].shape[1]):
+        params = {k: data[f"params_{k}"][run, t] for k in leaves}
+        grads = {k: data[f"grads_{k}"][run, t] for k in leaves}
+        loss = data["loss"][run, t] if "loss" in data.files else np.float32(1.0)
+        updates, state = update(grads, state, params, value=np.float32(loss * loss_scale))
+        out.append(updates)
+    return out
+
+
+def test_velo_is_sensitive_to_one_ulp_of_its_loss(tmp_path):
+    """Why velo's bound is looser: its own updates move by more than 1e-5 of a tensor's step
+    when the loss it is fed moves by one float32 ulp (the loss features divide differences of
+    nearly equal averages), so float32 rounding alone separates two faithful programs."""
+    out = tmp_path / "velo.lopt"
+    published.import_weights("lo-checkpoint", os.path.join(HERE, "velo"), str(out))
+    tx = lopt.as_optax(str(out), num_steps=20)
+    data, leaves = fixture("velo")
+    a = run_fixture(tx, data, leaves, 1)
+    b = run_fixture(tx, data, leaves, 1, loss_scale=np.float32(1 + 2**-23))
+    moved = max(float(np.max(np.abs(x[k] - y[k])) / np.max(np.abs(x[k])))
+                for x, y in zip(a, b) for k in leaves)
+    assert 1e-5 < moved < TOLERANCE_OF["velo"], moved
+
+
 def deviations(name, tmp_path):
     """max |lopt − reference| / max |reference| per leaf, over every run and step."""
     out = tmp_path / f"{name}.lopt"
-    published.import_weights(name, os.path.join(HERE, WEIGHTS.get(name, f"{name}.theta.state")),
-                             str(out))
+    published.import_weights(SOURCE.get(name, name),
+                             os.path.join(HERE, WEIGHTS.get(name, f"{name}.theta.state")), str(out))
     if CONFORMING[name] == "direction":
         tx, sign = lopt.scale_by_celo2(out), 1.0  # Celo2's step itself
     else:
@@ -63,7 +95,7 @@ def deviations(name, tmp_path):
 # fixture -> its row in docs/rules.md's table: the rule, "_pylo" for PyLO's implementation
 ROW_OF = {"adafac_mlp": "adafac_mlp", "celo": "celo_reference", "celo2": "celo2",
           "celo2_base": "celo2_base", "pylo_adafac": "adafac_mlp_pylo",
-          "pylo_celo2": "celo2_pylo"}
+          "pylo_celo2": "celo2_pylo", "velo": "velo"}
 
 
 def documented_deviations() -> dict:
@@ -72,6 +104,11 @@ def documented_deviations() -> dict:
     rows = re.finditer(r"^\| `(\w+)`( ← PyLO)? \|.*\| ([\d.]+e-\d+) \|$", text, re.M)
     return {m.group(1) + ("_pylo" if m.group(2) else ""): float(m.group(3)) for m in rows}
 
+
+# VeLO's updates are only defined to ~1e-4 in float32: a one-ulp change of the loss moves them
+# by more than 1e-5 (test_velo_is_sensitive_to_one_ulp_of_its_loss), so two float32 programs
+# of the same equations cannot be held to 1e-5; the bound is a few times that sensitivity.
+TOLERANCE_OF = {"velo": 3e-4}
 
 # Known differences of a reference from the one lopt follows, documented in docs/rules.md:
 # PyLO's AdafacLO normalizes a scalar's features jointly (torch.mean over dim=[] averages
@@ -85,7 +122,7 @@ def test_rule_equals_its_reference_on_the_reference_fixture(name, tmp_path):
     differs = DIFFERS.get(name, set())
     agree = {k: v for k, v in worst.items() if k not in differs}
     print(f"{name}: max deviation {max(agree.values()):.2g}", worst)
-    assert max(agree.values()) <= TOLERANCE, worst
+    assert max(agree.values()) <= TOLERANCE_OF.get(name, TOLERANCE), worst
     for k in differs:  # still different: when the reference changes, this says so
         assert worst[k] > 0.1, (k, worst[k])
 
@@ -95,7 +132,7 @@ def test_every_rule_claiming_a_reference_has_a_fixture_and_a_documented_deviatio
     documented = documented_deviations()
     assert set(documented) == set(ROW_OF.values())
     assert set(CONFORMANCE) == {row.removesuffix("_pylo") for row in documented}
-    assert all(0 < d <= TOLERANCE for d in documented.values())
+    assert all(0 < d <= TOLERANCE_OF.get(row, TOLERANCE) for row, d in documented.items())
 
 
 def test_fixtures_cover_the_shapes_scales_and_steps_the_issue_asks_for():
