@@ -93,6 +93,35 @@ def mixed_mlp_steps(ff_stack, controls, lr_mult, p_leaves, g_leaves, acc_leaves,
     return updates, accs
 
 
+def hyper_state(theta, params, num_steps, horizon) -> dict:
+    """The initial state of Celo and VeLO: accumulators, the learned initial LSTM state for
+    every tensor and the loss averages over ``horizon`` steps (their decays kept, as the
+    references keep them: recomputed each step they can round differently, and the loss
+    features amplify a rounding difference)."""
+    n = len(jax.tree.leaves(params))
+    tile = lambda x: jnp.tile(x, (n, 1))
+    return {"acc": af.init_accumulators(params, 3, 1, 3), "count": jnp.zeros((), jnp.int32),
+            "num_steps": jnp.asarray(num_steps, jnp.int32),
+            "h": tile(theta["lstm_init"]["h"]), "c": tile(theta["lstm_init"]["c"]),
+            "loss": {**loss_buffer(horizon), "decays": loss_decays(horizon)}}
+
+
+def step_inputs(state, grads, params, loss, name: str) -> tuple:
+    """(loss buffer after this loss, treedef, params, ±1000-clipped grads, accumulators) per
+    tensor: what Celo and VeLO read each step."""
+    if loss is None:
+        raise ValueError(f"{name} needs the training loss (pass value=loss)")
+    if isinstance(loss, dict):
+        loss = loss["train"]
+    decays = state["loss"]["decays"]
+    buf = {**update_loss_buffer(state["loss"], loss, decays), "decays": decays}
+    treedef = jax.tree.structure(params)
+    g_leaves = [jnp.clip(g.astype(state_dtype(g.dtype)), -GRAD_CLIP, GRAD_CLIP)
+                for g in treedef.flatten_up_to(grads)]
+    return (buf, treedef, treedef.flatten_up_to(params), g_leaves,
+            treedef.flatten_up_to(state["acc"]))
+
+
 def lstm(weights: dict, x, h, c):
     """haiku's LSTM: [x; h] W + b split into gates (input, cell, forget, output), forget bias 1."""
     i, g, f, o = jnp.split(dense(weights, jnp.concatenate([x, h], axis=-1)), 4, axis=-1)
@@ -132,12 +161,7 @@ def celo_reference(lstm_hidden: int = 64, hidden: int = 4, layers: int = 2,
                               "step_size": init_dense(ks[5], lstm_hidden, 1)}}
 
     def init(theta, params, num_steps):
-        n = len(jax.tree.leaves(params))
-        tile = lambda x: jnp.tile(x, (n, 1))
-        return {"acc": af.init_accumulators(params, 3, 1, 3), "count": jnp.zeros((), jnp.int32),
-                "num_steps": jnp.asarray(num_steps, jnp.int32),
-                "h": tile(theta["lstm_init"]["h"]), "c": tile(theta["lstm_init"]["c"]),
-                "loss": {**loss_buffer(num_steps), "decays": loss_decays(num_steps)}}
+        return hyper_state(theta, params, num_steps, num_steps)
 
     def schedule(theta, state, buf, n):
         """Per-tensor mixing weights [n, param_inits], step multipliers [n], next LSTM state."""
@@ -152,19 +176,8 @@ def celo_reference(lstm_hidden: int = 64, hidden: int = 4, layers: int = 2,
         return controls, jnp.exp(dense(sched["step_size"], h)[:, 0]) * 0.1, h, c
 
     def update(theta, state, grads, params, loss=None):
-        if loss is None:
-            raise ValueError("celo_reference needs the training loss (pass value=loss)")
-        if isinstance(loss, dict):
-            loss = loss["train"]
-        # the decays kept from init, as the reference keeps them (recomputed, they can round
-        # differently, and the loss features amplify that)
-        decays_loss = state["loss"]["decays"]
-        buf = {**update_loss_buffer(state["loss"], loss, decays_loss), "decays": decays_loss}
-        treedef = jax.tree.structure(params)
-        p_leaves = treedef.flatten_up_to(params)
-        g_leaves = [jnp.clip(g.astype(state_dtype(g.dtype)), -GRAD_CLIP, GRAD_CLIP)
-                    for g in treedef.flatten_up_to(grads)]
-        acc_leaves = treedef.flatten_up_to(state["acc"])
+        buf, treedef, p_leaves, g_leaves, acc_leaves = step_inputs(state, grads, params, loss,
+                                                                   "celo_reference")
         controls, lr_mult, h, c = schedule(theta, state, buf, len(p_leaves))
         updates, accs = mixed_mlp_steps(theta["ff"], controls, lr_mult, p_leaves, g_leaves,
                                         acc_leaves, decays, exp_scale, step_scale)

@@ -15,13 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.rules import adafactor_features as af
-from lopt.rules.base import UpdateRule, state_dtype
-from lopt.rules.celo import FRACTION_CENTRES, GRAD_CLIP
+from lopt.rules.base import UpdateRule
+from lopt.rules.celo import FRACTION_CENTRES
 from lopt.rules.celo2 import group_sizes, init_split_mlp
 from lopt.rules.celo_reference import (FACTORED_DECAYS, MOMENTUM_DECAYS, RMS_DECAYS,
-                                       loss_buffer, loss_decays, loss_features, lstm,
-                                       mixed_mlp_steps, update_loss_buffer)
+                                       hyper_state, loss_features, lstm, mixed_mlp_steps,
+                                       step_inputs)
 from lopt.rules.nets import dense, init_dense
 
 RANKS = 5  # the rank feature: one-hot of the number of axes longer than 1, 0..4
@@ -90,30 +89,13 @@ def velo(lstm_hidden: int = 512, hidden: int = 4, layers: int = 2, param_inits: 
         return BUGGED_LOSS_HORIZON if bugged_loss_features else num_steps
 
     def init(theta, params, num_steps):
-        n = len(jax.tree.leaves(params))
-        tile = lambda x: jnp.tile(x, (n, 1))
-        return {"acc": af.init_accumulators(params, 3, 1, 3), "count": jnp.zeros((), jnp.int32),
-                "num_steps": jnp.asarray(num_steps, jnp.int32),
-                "h": tile(theta["lstm_init"]["h"]), "c": tile(theta["lstm_init"]["c"]),
-                "loss": {**loss_buffer(horizon(num_steps)),
-                         "decays": loss_decays(horizon(num_steps))}}
+        return hyper_state(theta, params, num_steps, horizon(num_steps))
 
     def update(theta, state, grads, params, loss=None):
-        if loss is None:
-            raise ValueError("velo needs the training loss (pass value=loss)")
-        if isinstance(loss, dict):
-            loss = loss["train"]
-        # kept from init, as the reference keeps them: recomputed, they may round differently,
-        # and the loss features amplify a rounding difference (docs/rules/velo.md)
-        decays_loss = state["loss"]["decays"]
-        buf = {**update_loss_buffer(state["loss"], loss, decays_loss), "decays": decays_loss}
-        treedef = jax.tree.structure(params)
-        p_leaves = treedef.flatten_up_to(params)
-        g_leaves = [jnp.clip(g.astype(state_dtype(g.dtype)), -GRAD_CLIP, GRAD_CLIP)
-                    for g in treedef.flatten_up_to(grads)]
-        acc_leaves = treedef.flatten_up_to(state["acc"])
+        buf, treedef, p_leaves, g_leaves, acc_leaves = step_inputs(state, grads, params, loss,
+                                                                   "velo")
         fraction = state["count"] / jnp.asarray(state["num_steps"], jnp.float32)
-        feats = loss_features(buf, decays_loss)
+        feats = loss_features(buf, buf["decays"])
         x = jnp.stack([tensor_features(p.astype(g.dtype), acc["m"], acc["v"], fraction, feats)
                        for p, g, acc in zip(p_leaves, g_leaves, acc_leaves)])
         sched = theta["scheduler"]
