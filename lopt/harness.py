@@ -1,5 +1,7 @@
-"""Celo2's training harness in optax: the learned step as an optax ``scale_by_`` transformation,
-AdamW for vectors and embeddings through ``optax.multi_transform``, and the whole in one call.
+"""Training harnesses of the published learned optimizers in optax: Celo2's (the learned step as
+an optax ``scale_by_`` transformation, AdamW for vectors and embeddings through
+``optax.multi_transform``) and VeLO's prefab (weight decay, gradient accumulation past its
+trained horizon), each in one call.
 
 Celo2 (Moudgil et al. 2026) leaves the learning rate, its schedule and weight decay to the
 user and routes 1-D parameters to Adam (amoudgl/celo ``celo2.Celo2``: a regex on parameter
@@ -7,6 +9,7 @@ paths, Adam with β = (0.9, 0.95), ε = 1e-8 and 20× the learning rate).
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Callable, Union
 
@@ -26,6 +29,7 @@ EMBEDDING_NAMES = ("embed", "embedding", "wte", "wpe", "tok_embeddings")
 
 
 def _rule_and_theta(source) -> tuple:
+    """(rule, theta) from a .lopt path, a pretrained name or the pair itself."""
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if isinstance(source, str):
@@ -79,3 +83,42 @@ def celo2_chain(source, learning_rate: Union[float, Callable], weight_decay: flo
     adamw = optax.adamw(lambda step: adamw_lr_multiplier * schedule(step), b1=adamw_b1,
                         b2=adamw_b2, eps=adamw_eps, weight_decay=weight_decay)
     return optax.multi_transform({LEARNED: learned, ADAMW: adamw}, labels)
+
+
+VELO_MAX_STEPS = 150_000  # learned_optimization prefab's max_training_steps
+
+
+def coupled_weight_decay(inner: optax.GradientTransformationExtraArgs,
+                         weight_decay: float) -> optax.GradientTransformationExtraArgs:
+    """``inner`` fed g + wd·θ and the loss + wd·Σθ² (learned_optimization's
+    ``WeightDecayWrapper``, as VeLO's prefab uses it: an L2 term the rule also sees in its loss
+    features)."""
+    def update_fn(updates, state, params=None, *, value=None, **extra):
+        if params is None:
+            raise ValueError("weight decay reads the parameters: call tx.update(grads, state, "
+                             "params)")
+        updates = jax.tree.map(lambda g, p: g + weight_decay * p, updates, params)
+        if value is not None:
+            value = value + weight_decay * sum(jax.numpy.sum(jax.numpy.square(p))
+                                               for p in jax.tree.leaves(params))
+        return inner.update(updates, state, params, value=value, **extra)
+
+    return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+
+
+def velo_chain(source, num_steps: int, weight_decay: float = 0.0,
+               max_training_steps: int = VELO_MAX_STEPS) -> optax.GradientTransformation:
+    """VeLO as learned_optimization's prefab runs it: the rule (a .lopt from ``lopt import
+    lo-checkpoint``, a pretrained name or ``(rule, theta)``) told the run length; with
+    ``weight_decay`` > 0 the L2 term of ``coupled_weight_decay``; past ``max_training_steps``
+    (150,000, VeLO's trained horizon) gradients averaged over k = ⌈num_steps /
+    max_training_steps⌉ steps by ``optax.MultiSteps`` and the rule told num_steps // k steps.
+    (The prefab also averages the loss over the k steps; MultiSteps passes the last one.)"""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
+    rule, theta = _rule_and_theta(source)
+    k = math.ceil(num_steps / max_training_steps) if num_steps > max_training_steps else 1
+    tx = as_optax(rule, theta, num_steps=num_steps // k)
+    if weight_decay > 0:
+        tx = coupled_weight_decay(tx, weight_decay)
+    return optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation() if k > 1 else tx

@@ -132,3 +132,39 @@ def test_celo2_chain_trains_a_flax_nnx_model():
     for _ in range(79):
         last = float(step(model, optimizer))
     assert np.isfinite(last) and last < first / 3, (first, last)
+
+
+@pytest.fixture(scope="module")
+def small_velo():
+    rule = lopt.rules.velo(lstm_hidden=16, param_inits=4)
+    return rule, rule.init_meta(jax.random.PRNGKey(5))
+
+
+def test_velo_chain_weight_decay_is_the_prefabs_l2_term(small_velo):
+    params, grads = _params(), _params(6)
+    wd = 0.01
+    chain = lopt.velo_chain(small_velo, num_steps=10, weight_decay=wd)
+    updates, _ = chain.update(grads, chain.init(params), params, value=2.0)
+    plain = lopt.as_optax(*small_velo, num_steps=10)
+    decayed = jax.tree.map(lambda g, p: g + wd * p, grads, params)
+    l2 = sum(float(jnp.sum(p**2)) for p in jax.tree.leaves(params))
+    expected, _ = plain.update(decayed, plain.init(params), params, value=2.0 + wd * l2)
+    for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_velo_chain_accumulates_gradients_past_its_trained_horizon(small_velo):
+    """num_steps 8 over a horizon of 4: the rule sees 4 steps, each the mean of 2 gradients."""
+    params, g1, g2 = _params(), _params(7), _params(8)
+    chain = lopt.velo_chain(small_velo, num_steps=8, max_training_steps=4)
+    state = chain.init(params)
+    first, state = chain.update(g1, state, params, value=1.0)
+    assert all(float(jnp.max(jnp.abs(u))) == 0 for u in jax.tree.leaves(first))
+    second, _ = chain.update(g2, state, params, value=1.0)
+    plain = lopt.as_optax(*small_velo, num_steps=4)
+    mean = jax.tree.map(lambda a, b: (a + b) / 2, g1, g2)
+    expected, _ = plain.update(mean, plain.init(params), params, value=1.0)
+    for a, b in zip(jax.tree.leaves(second), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="num_steps"):
+        lopt.velo_chain(small_velo, num_steps=0)
