@@ -6,6 +6,7 @@ The four nouns (DESIGN.md): :class:`lopt.tasks.Task`, :class:`lopt.tasks.TaskFam
 from lopt import outer, rules, tasks
 from lopt.files.published import import_weights
 from lopt.files.rule_file import load, save
+from lopt import mup
 from lopt.harness import celo2_chain, param_labels, scale_by_celo2, velo_chain
 from lopt.optax_adapter import as_optax
 from lopt.outer.base import Estimator
@@ -15,4 +16,4 @@ from lopt.tasks.base import Task, TaskFamily
 __version__ = "0.2.0"
 
 __all__ = ["as_optax", "scale_by_celo2", "celo2_chain", "velo_chain", "param_labels", "import_weights", "save", "load", "Task", "TaskFamily", "UpdateRule", "Estimator", "rules",
-           "tasks", "outer"]
+           "tasks", "outer", "mup"]

@@ -28,7 +28,7 @@ LEARNED = "learned"
 EMBEDDING_NAMES = ("embed", "embedding", "wte", "wpe", "tok_embeddings")
 
 
-def _rule_and_theta(source) -> tuple:
+def rule_and_theta(source) -> tuple:
     """(rule, theta) from a .lopt path, a pretrained name or the pair itself."""
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
@@ -47,7 +47,7 @@ def scale_by_celo2(source) -> optax.GradientTransformationExtraArgs:
     Compose as ``optax.chain(lopt.scale_by_celo2(f), optax.add_decayed_weights(wd),
     optax.scale_by_learning_rate(schedule))``; ``lopt.as_optax`` of the same file instead
     returns lopt's convention, updates to add (−step_scale · s)."""
-    rule, theta = _rule_and_theta(source)
+    rule, theta = rule_and_theta(source)
     if rule.name not in CELO2_RULES:
         raise ValueError(f"scale_by_celo2 needs a celo2 or celo2_base rule; got {rule.name!r}")
     direction = make_rule(rule.name, **{**rule.config, "step_scale": -1.0})
@@ -77,7 +77,7 @@ def celo2_chain(source, learning_rate: Union[float, Callable], weight_decay: flo
     corrects its moments' bias where the harness's Adam does not). ``labels(params)`` routes
     the leaves (``param_labels`` by default). ``source``: the weights, as ``scale_by_celo2``."""
     schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
-    learned = optax.chain(scale_by_celo2(_rule_and_theta(source)),
+    learned = optax.chain(scale_by_celo2(rule_and_theta(source)),
                           optax.add_decayed_weights(weight_decay),
                           optax.scale_by_learning_rate(schedule))
     adamw = optax.adamw(lambda step: adamw_lr_multiplier * schedule(step), b1=adamw_b1,
@@ -116,7 +116,7 @@ def velo_chain(source, num_steps: int, weight_decay: float = 0.0,
     (The prefab also averages the loss over the k steps; MultiSteps passes the last one.)"""
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
-    rule, theta = _rule_and_theta(source)
+    rule, theta = rule_and_theta(source)
     k = math.ceil(num_steps / max_training_steps) if num_steps > max_training_steps else 1
     tx = as_optax(rule, theta, num_steps=num_steps // k)
     if weight_decay > 0:

@@ -168,3 +168,32 @@ def test_velo_chain_accumulates_gradients_past_its_trained_horizon(small_velo):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
     with pytest.raises(ValueError, match="num_steps"):
         lopt.velo_chain(small_velo, num_steps=0)
+
+
+def test_mup_lr_multipliers_are_mulos_one_over_fan_in_for_hidden_matrices():
+    """μLO's MuMLP: hidden weights hidden_lr_mult / fan-in; input and output layers, biases 1."""
+    def mlp(width):
+        return {"linear_0": {"w": jnp.zeros((64, width)), "b": jnp.zeros((width,))},
+                "linear_1": {"w": jnp.zeros((width, width)), "b": jnp.zeros((width,))},
+                "linear_2": {"w": jnp.zeros((width, 10)), "b": jnp.zeros((10,))}}
+
+    got = lopt.mup.mup_lr_multipliers(mlp(128), mlp(32), hidden_lr_mult=2.0)
+    assert got == {"linear_0": {"w": 1.0, "b": 1.0}, "linear_1": {"w": 2.0 / 128, "b": 1.0},
+                   "linear_2": {"w": 1.0, "b": 1.0}}
+
+
+def test_mulo_chain_is_the_rule_on_finite_gradients_scaled_per_tensor():
+    rule = lopt.rules.adafac_mlp()
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    params, grads = _params(), _params(9)
+    multipliers = jax.tree.map(lambda _: 0.25, params)
+    multipliers["dense"]["kernel"] = 1 / 6
+    bad = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(jnp.nan), grads)
+    chain = lopt.mup.mulo_chain((rule, theta), multipliers)
+    updates, _ = chain.update(bad, chain.init(params), params)
+    plain = lopt.as_optax(rule, theta)
+    cleaned = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(0.0), grads)
+    expected, _ = plain.update(cleaned, plain.init(params), params)
+    for u, e, m in zip(jax.tree.leaves(updates), jax.tree.leaves(expected),
+                       jax.tree.leaves(multipliers)):
+        np.testing.assert_allclose(u, m * e, rtol=1e-6)
