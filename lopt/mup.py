@@ -7,7 +7,8 @@ one width steps correctly at another.
 (``jnp.nan_to_num``) and the step of each tensor scaled by the multiplier the μP model reports
 (``MuMLP``: hidden_lr_mult / fan-in for hidden matrices, 1 for the input and output layers and
 every bias). The step is linear in the multiplier, so it is the rule followed by a per-tensor
-scale: ``mulo_chain``.
+scale: ``mulo_chain``. To meta-train such a rule in lopt, ``mup_rule(rule,
+mup_multipliers)`` on ``lopt.tasks.mup_mlp_family`` (μP MLPs whose width is the transfer axis).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import optax
 
 from lopt.harness import rule_and_theta
 from lopt.optax_adapter import as_optax
+from lopt.rules.mup_scaled import mup_scaled as mup_rule  # noqa: F401  (re-exported)
+from lopt.tasks.models import mup_multipliers  # noqa: F401  (re-exported)
 
 
 def finite_gradients() -> optax.GradientTransformation:

@@ -122,3 +122,41 @@ class Linear(nn.Module):
     def __call__(self, x, train):
         del train
         return nn.Dense(self.out)(x.reshape((x.shape[0], -1)))
+
+
+class MuMLP(nn.Module):
+    """An MLP in μP (Yang et al. 2022, Tensor Programs V, Table 8, as μLO's ``MuMLP``): every
+    kernel but the readout N(0, 1/fan-in) truncated, the readout zero, biases N(0, 1), and the
+    output multiplied by 1/(last hidden width). Its μP learning-rate multipliers are
+    ``mup_multipliers``: 1/fan-in for the hidden-to-hidden kernels, 1 elsewhere."""
+
+    hidden: Sequence[int]
+    out: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x, train):
+        del train
+        x = x.reshape((x.shape[0], -1))
+        act = ACTIVATIONS[self.activation]
+        init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+        bias = nn.initializers.normal(1.0)
+        for width in self.hidden:
+            x = act(nn.Dense(width, kernel_init=init, bias_init=bias)(x))
+        out = nn.Dense(self.out, kernel_init=nn.initializers.zeros, bias_init=bias)(x)
+        return out / self.hidden[-1]
+
+
+def mup_multipliers(params) -> dict:
+    """μLO's per-tensor step multipliers for ``MuMLP`` parameters (``Dense_0`` … ``Dense_L``):
+    1/fan-in for the kernels of ``Dense_1`` … ``Dense_{L-1}`` (hidden to hidden), 1 for the input
+    and readout layers and every bias."""
+    last = len(params) - 1
+
+    def layer(name, leaves):
+        index = int(name.rsplit("_", 1)[1])
+        hidden = 0 < index < last
+        return {k: (1.0 / v.shape[0] if hidden and k == "kernel" else 1.0)
+                for k, v in leaves.items()}
+
+    return {name: layer(name, leaves) for name, leaves in params.items()}

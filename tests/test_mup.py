@@ -1,0 +1,46 @@
+"""μP for learned rules: the μP MLP's parameterization and multipliers, and a μP-scaled rule
+meta-trained in lopt's outer loop."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lopt
+from lopt.outer import TBPTT, default_meta_optimizer, train
+from lopt.tasks import mup_mlp_family
+from lopt.tasks.models import mup_multipliers
+
+
+def test_mup_mlp_is_tensor_programs_v_table_8():
+    family = mup_mlp_family("digits", width=256, depth=3)
+    task = family.build(family.sample(jax.random.PRNGKey(0)))
+    params = task.init(jax.random.PRNGKey(1))
+    assert sorted(params) == ["Dense_0", "Dense_1", "Dense_2", "Dense_3"]
+    assert np.all(np.asarray(params["Dense_3"]["kernel"]) == 0)  # zero readout
+    for name, fan_in in (("Dense_0", 64), ("Dense_1", 256), ("Dense_2", 256)):
+        std = float(np.std(np.asarray(params[name]["kernel"])))
+        # truncated at 2σ and rescaled, as flax's variance_scaling: std 1/√fan-in
+        np.testing.assert_allclose(std, 1 / np.sqrt(fan_in), rtol=0.1)
+    scales = mup_multipliers(params)
+    assert scales["Dense_1"]["kernel"] == scales["Dense_2"]["kernel"] == 1 / 256
+    assert scales["Dense_0"]["kernel"] == scales["Dense_3"]["kernel"] == 1.0
+    assert all(scales[n]["bias"] == 1.0 for n in scales)
+
+
+def test_mup_scaled_rule_meta_trains_and_scales_each_update():
+    rule = lopt.mup.mup_rule(lopt.rules.adafac_mlp(init="momentum", step_scale=0.01),
+                             mup_multipliers)
+    family = mup_mlp_family("digits", width=16, depth=2, batch_size=32)
+    inner = lopt.rules.adafac_mlp(init="momentum", step_scale=0.01)
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    params = family.build(family.sample(jax.random.PRNGKey(0))).init(jax.random.PRNGKey(1))
+    grads = jax.tree.map(jnp.ones_like, params)
+    ours, _ = rule.update(theta, rule.init(theta, params), grads, params)
+    plain, _ = inner.update(theta, inner.init(theta, params), grads, params)
+    for path, u in jax.tree_util.tree_leaves_with_path(ours):
+        layer, kind = path[0].key, path[1].key
+        m = mup_multipliers(params)[layer][kind]
+        np.testing.assert_allclose(u, m * plain[layer][kind], rtol=1e-6)
+    result = train(rule, family, TBPTT(num_tasks=4, truncation=5, horizon=10), num_steps=3,
+                   seed=0, progress=False, meta_optimizer=default_meta_optimizer(1e-3))
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(result.theta))
+    assert rule.name == "adafac_mlp"  # a saved file holds the rule; the model brings μP
