@@ -46,8 +46,8 @@ def test_scale_by_celo2_is_the_step_and_as_optax_adds_minus_step_scale_times_it(
     params = _params()
     grads = _params(1)
     direction = lopt.scale_by_celo2((rule, theta))
-    s, _ = direction.update(grads, direction.init(params), params)
-    u, _ = lopt.as_optax(rule, theta).update(grads, lopt.as_optax(rule, theta).init(params),
+    s, _ = jax.jit(direction.update)(grads, direction.init(params), params)
+    u, _ = jax.jit(lopt.as_optax(rule, theta).update)(grads, lopt.as_optax(rule, theta).init(params),
                                              params)
     for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(u)):
         np.testing.assert_allclose(-1e-3 * a, b, rtol=1e-6)
@@ -63,14 +63,14 @@ def test_untrained_momentum_init_is_muon_with_rms_normalized_steps():
     rule = celo2(init="momentum")
     theta = rule.init_meta(jax.random.PRNGKey(2))
     params, grads = _params(), _params(3)
-    s, _ = lopt.scale_by_celo2((rule, theta)).update(
+    s, _ = jax.jit(lopt.scale_by_celo2((rule, theta)).update)(
         grads, lopt.scale_by_celo2((rule, theta)).init(params), params)
     g = grads["dense"]["kernel"]
     muon = optax_muon.orthogonalize_via_newton_schulz(0.1 * g, jnp.asarray(NS_COEFFS), 5)
     muon = muon / jnp.sqrt(jnp.mean(muon**2) + 1e-9)
     np.testing.assert_allclose(s["dense"]["kernel"], muon, rtol=1e-4, atol=1e-5)
     base = celo2_base(init="momentum")
-    s, _ = lopt.scale_by_celo2((base, theta)).update(
+    s, _ = jax.jit(lopt.scale_by_celo2((base, theta)).update)(
         grads, lopt.scale_by_celo2((base, theta)).init(params), params)
     np.testing.assert_allclose(s["dense"]["kernel"], g / np.sqrt(np.mean(g**2)), rtol=1e-4)
 
@@ -81,8 +81,8 @@ def test_celo2_chain_is_the_learned_step_decayed_and_scaled_and_adamw_on_the_res
     params, grads = _params(), _params(4)
     lr, wd = 0.01, 0.1
     chain = lopt.celo2_chain((rule, theta), lr, weight_decay=wd)
-    updates, _ = chain.update(grads, chain.init(params), params)
-    s, _ = lopt.scale_by_celo2((rule, theta)).update(
+    updates, _ = jax.jit(chain.update)(grads, chain.init(params), params)
+    s, _ = jax.jit(lopt.scale_by_celo2((rule, theta)).update)(
         grads, lopt.scale_by_celo2((rule, theta)).init(params), params)
     adamw = optax.adamw(20 * lr, b1=0.9, b2=0.95, eps=1e-8, weight_decay=wd)
     labels = lopt.param_labels(params)
@@ -144,11 +144,11 @@ def test_velo_chain_weight_decay_is_the_prefabs_l2_term(small_velo):
     params, grads = _params(), _params(6)
     wd = 0.01
     chain = lopt.velo_chain(small_velo, num_steps=10, weight_decay=wd)
-    updates, _ = chain.update(grads, chain.init(params), params, value=2.0)
+    updates, _ = jax.jit(chain.update)(grads, chain.init(params), params, value=2.0)
     plain = lopt.as_optax(*small_velo, num_steps=10)
     decayed = jax.tree.map(lambda g, p: g + wd * p, grads, params)
     l2 = sum(float(jnp.sum(p**2)) for p in jax.tree.leaves(params))
-    expected, _ = plain.update(decayed, plain.init(params), params, value=2.0 + wd * l2)
+    expected, _ = jax.jit(plain.update)(decayed, plain.init(params), params, value=2.0 + wd * l2)
     for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
@@ -158,12 +158,12 @@ def test_velo_chain_accumulates_gradients_past_its_trained_horizon(small_velo):
     params, g1, g2 = _params(), _params(7), _params(8)
     chain = lopt.velo_chain(small_velo, num_steps=8, max_training_steps=4)
     state = chain.init(params)
-    first, state = chain.update(g1, state, params, value=1.0)
+    first, state = jax.jit(chain.update)(g1, state, params, value=1.0)
     assert all(float(jnp.max(jnp.abs(u))) == 0 for u in jax.tree.leaves(first))
-    second, _ = chain.update(g2, state, params, value=1.0)
+    second, _ = jax.jit(chain.update)(g2, state, params, value=1.0)
     plain = lopt.as_optax(*small_velo, num_steps=4)
     mean = jax.tree.map(lambda a, b: (a + b) / 2, g1, g2)
-    expected, _ = plain.update(mean, plain.init(params), params, value=1.0)
+    expected, _ = jax.jit(plain.update)(mean, plain.init(params), params, value=1.0)
     for a, b in zip(jax.tree.leaves(second), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
     with pytest.raises(ValueError, match="num_steps"):
@@ -190,10 +190,10 @@ def test_mulo_chain_is_the_rule_on_finite_gradients_scaled_per_tensor():
     multipliers["dense"]["kernel"] = 1 / 6
     bad = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(jnp.nan), grads)
     chain = lopt.mup.mulo_chain((rule, theta), multipliers)
-    updates, _ = chain.update(bad, chain.init(params), params)
+    updates, _ = jax.jit(chain.update)(bad, chain.init(params), params)
     plain = lopt.as_optax(rule, theta)
     cleaned = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(0.0), grads)
-    expected, _ = plain.update(cleaned, plain.init(params), params)
+    expected, _ = jax.jit(plain.update)(cleaned, plain.init(params), params)
     for u, e, m in zip(jax.tree.leaves(updates), jax.tree.leaves(expected),
                        jax.tree.leaves(multipliers)):
         np.testing.assert_allclose(u, m * e, rtol=1e-6)
