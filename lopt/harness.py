@@ -16,9 +16,7 @@ from typing import Callable, Union
 import jax
 import optax
 
-from lopt.files.rule_file import load
-from lopt.optax_adapter import as_optax
-from lopt.pretrained import path as pretrained_path
+from lopt.optax_adapter import as_optax, load_named
 from lopt.rules import make_rule
 from lopt.rules.base import UpdateRule
 
@@ -33,10 +31,11 @@ def rule_and_theta(source) -> tuple:
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if isinstance(source, str):
-        return load(source if os.path.exists(source) else pretrained_path(source))
+        return load_named(source)
     if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], UpdateRule):
         return source
-    raise TypeError(f"celo2 weights must be a .lopt path, a pretrained name or (rule, theta); "
+    raise TypeError(f"a learned optimizer must be a .lopt path, a pretrained name or (rule, "
+                    f"theta); "
                     f"got {type(source).__name__}")
 
 

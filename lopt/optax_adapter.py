@@ -31,7 +31,7 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
         if theta is not None:
             raise ValueError("theta must not be given together with a saved rule's path")
 
-        rule, theta = load(rule if os.path.exists(rule) else pretrained_path(rule))
+        rule, theta = load_named(rule)
     if not isinstance(rule, UpdateRule):
         raise TypeError(f"rule must be an UpdateRule, a pretrained name or a rule file's path; "
                         f"got {type(rule).__name__} {rule!r:.60}")
@@ -72,6 +72,11 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
         return _merge(updates, new), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def load_named(source: str) -> tuple:
+    """(rule, theta) from a rule file's path or a pretrained optimizer's name."""
+    return load(source if os.path.exists(source) else pretrained_path(source))
 
 
 def _is_float(x) -> bool:

@@ -14,9 +14,11 @@ from safetensors.numpy import load_file
 from lopt.files.errors import FileFormatError, check_readable
 from lopt.rules import make_rule
 from lopt.rules.adafactor_features import group_sizes as adafac_group_sizes
+from lopt.rules.adafac_mlp import STEP_TIMESCALES
 from lopt.rules.celo2 import group_sizes as celo2_group_sizes
+from lopt.rules.celo_reference import N_SCHEDULER_INPUTS as CELO_N_INPUTS
 
-STEP_FEATURES = 11  # adafac_mlp's tanh step embeddings, concatenated after its features
+STEP_FEATURES = len(STEP_TIMESCALES)  # adafac_mlp's step embeddings, after its features
 
 
 def read_msgpack(path: str) -> dict:
@@ -139,7 +141,7 @@ def celo2_from(name: str) -> Callable[[str, dict], tuple]:
 def celo_from(path: str, t: dict) -> tuple:
     """amoudgl/celo Celo: {ff_mod_stack/~/... stacked over param_inits, lstm_init_state/{hidden,
     cell}, rnn_params/{linear, linear_1, linear_2, rnn/linear, rnn_to_controls, step_size}}."""
-    return hyper_lstm_from(path, t, "celo_reference", 18)
+    return hyper_lstm_from(path, t, "celo_reference", CELO_N_INPUTS)
 
 
 def hyper_lstm_from(path: str, t: dict, rule_name: str, n_in: int, **config) -> tuple:

@@ -15,6 +15,7 @@ import re
 from lopt.files.errors import FileFormatError, check_readable
 from lopt.files.layouts import adafac_mlp_from, flat_names, hyper_lstm_from, read_msgpack
 from lopt.rules import make_rule
+from lopt.rules.velo import N_INPUTS as VELO_N_INPUTS
 
 ALL_FEATURES = ("with_g", "with_m", "with_m_feat", "with_rms", "with_rms_feat", "with_rms_norm_g",
                 "with_rsqrt_rms", "with_p", "with_fac_norm_g", "with_fac_rms", "with_fac_rsqrt",
@@ -38,7 +39,6 @@ ARCHITECTURES = {
                       {**DECAYS, "concat_weights": True, "make_separate_weights": False,
                        "split_weights": False}),
 }
-VELO_INPUTS = 30  # HyperV2's per-tensor LSTM features
 
 
 def read_bindings(path: str) -> dict:
@@ -104,7 +104,7 @@ def read_lo_checkpoint(folder: str) -> tuple:
     sizes = {"lstm_hidden", "param_inits", "hidden", "layers"}
     rest = {k: v for k, v in config.items() if k not in sizes}
     if cls == "HyperV2":
-        rule, weights = hyper_lstm_from(params_path, theta, rule_name, VELO_INPUTS, **rest)
+        rule, weights = hyper_lstm_from(params_path, theta, rule_name, VELO_N_INPUTS, **rest)
     else:
         rule, weights = adafac_mlp_from(params_path, theta)
         rule = make_rule(rule_name, **{**rule.config, **rest})

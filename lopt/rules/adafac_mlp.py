@@ -21,7 +21,7 @@ def step_embedding(count) -> jax.Array:
     return jnp.tanh(t / jnp.asarray(STEP_TIMESCALES, jnp.float32) - 1.0)
 
 
-INITS = ("random", "momentum")
+INITS = af.INITS
 
 
 def plant_identity(layers: list, feature: int) -> list:
@@ -65,10 +65,7 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
     first has to learn to stop."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers)
-    if init not in INITS:
-        raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
-    if init == "momentum" and hidden < 2:
-        raise ValueError(f"init 'momentum' needs hidden >= 2; got {hidden}")
+    af.check_init(init, hidden)
     sizes = af.group_sizes(len(moms), len(rmss), len(facs))
     n_feat = sum(sizes)
     # m/√v at the first momentum decay: after g, p, the momenta and the second moments.

@@ -163,6 +163,18 @@ def group_sizes(n_mom: int, n_rms: int, n_fac: int, celo: bool = False) -> list:
     return sizes + ([1, 1] if celo else [])
 
 
+INITS = ("random", "momentum")
+
+
+def check_init(init: str, hidden: int) -> None:
+    """One line unless ``init`` is "random" or "momentum" (which plants an identity path on two
+    hidden units, so needs hidden >= 2)."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
+    if init == "momentum" and hidden < 2:
+        raise ValueError(f"init 'momentum' needs hidden >= 2; got {hidden}")
+
+
 def checked_decays(momentum_decays, rms_decays, factored_decays, **sizes) -> tuple:
     """The three decay tuples as floats, after one-line errors naming the field: a decay tuple
     empty or outside [0, 1), momenta and factored decays of different lengths (the m/√v̂

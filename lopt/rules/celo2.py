@@ -99,7 +99,7 @@ def apply_split_mlp(mlp: dict, groups: list) -> jax.Array:
     return out
 
 
-INITS = ("random", "momentum")
+INITS = af.INITS
 MOMENTUM_GROUP = 3  # the momenta in ``feature_groups``; column 0 is the 0.9 one
 
 
@@ -143,10 +143,7 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
     State: 3 momenta + 1 RMS per parameter (float32) and per matrix O(rows + columns)."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers)
-    if init not in INITS:
-        raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
-    if init == "momentum" and hidden < 2:
-        raise ValueError(f"init 'momentum' needs hidden >= 2; got {hidden}")
+    af.check_init(init, hidden)
     n = (len(moms), len(rmss), len(facs))
 
     def init_meta(key):

@@ -122,6 +122,39 @@ def step_inputs(state, grads, params, loss, name: str) -> tuple:
             treedef.flatten_up_to(state["acc"]))
 
 
+def check_sizes(**sizes) -> None:
+    """One line naming the first size that is not a positive integer."""
+    for field, value in sizes.items():
+        if int(value) < 1:
+            raise ValueError(f"{field} must be a positive integer, got {value}")
+
+
+def fixed_decays() -> tuple:
+    """Celo's and VeLO's fixed momentum, RMS and factored decays as arrays."""
+    return tuple(jnp.asarray(d, jnp.float32)
+                 for d in (MOMENTUM_DECAYS, RMS_DECAYS, FACTORED_DECAYS))
+
+
+def init_hyper_theta(key, n_inputs: int, lstm_hidden: int, hidden: int, layers: int,
+                     param_inits: int) -> dict:
+    """The meta-parameters Celo and VeLO share: ``param_inits`` stacked split-input MLPs, the
+    LSTM's learned initial state, and the scheduler's layers on ``n_inputs`` features
+    (``unused``: the reference's discarded first mixing layer)."""
+    k_ff, k_sched = jax.random.split(key)
+    sizes = group_sizes(3, 1, 3, matrix=True)
+    ff = jax.vmap(lambda k: init_split_mlp(k, sizes, hidden, layers))(
+        jax.random.split(k_ff, param_inits))
+    ks = jax.random.split(k_sched, 6)
+    return {"ff": ff,
+            "lstm_init": {"h": jnp.zeros((1, lstm_hidden)), "c": jnp.zeros((1, lstm_hidden))},
+            "scheduler": {"unused": init_dense(ks[0], n_inputs, lstm_hidden),
+                          "mix": init_dense(ks[1], n_inputs, lstm_hidden),
+                          "input": init_dense(ks[2], n_inputs, lstm_hidden),
+                          "lstm": init_dense(ks[3], 2 * lstm_hidden, 4 * lstm_hidden),
+                          "controls": init_dense(ks[4], lstm_hidden, param_inits),
+                          "step_size": init_dense(ks[5], lstm_hidden, 1)}}
+
+
 def lstm(weights: dict, x, h, c):
     """haiku's LSTM: [x; h] W + b split into gates (input, cell, forget, output), forget bias 1."""
     i, g, f, o = jnp.split(dense(weights, jnp.concatenate([x, h], axis=-1)), 4, axis=-1)
@@ -137,28 +170,12 @@ def celo_reference(lstm_hidden: int = 64, hidden: int = 4, layers: int = 2,
     2 × ``lstm_hidden`` floats per tensor and the loss averages. The run length is an input:
     ``lopt.as_optax(..., num_steps=N)``. ``scheduler.unused`` is the first of the reference's
     two mixing layers, whose output the reference overwrites: kept so its files import."""
-    for field, value in (("lstm_hidden", lstm_hidden), ("hidden", hidden), ("layers", layers),
-                         ("param_inits", param_inits)):
-        if int(value) < 1:
-            raise ValueError(f"{field} must be a positive integer, got {value}")
-    sizes = group_sizes(3, 1, 3, matrix=True)
-    decays = tuple(jnp.asarray(d, jnp.float32)
-                   for d in (MOMENTUM_DECAYS, RMS_DECAYS, FACTORED_DECAYS))
+    check_sizes(lstm_hidden=lstm_hidden, hidden=hidden, layers=layers, param_inits=param_inits)
+    decays = fixed_decays()
 
     def init_meta(key):
-        k_ff, k_sched = jax.random.split(key)
-        ff = jax.vmap(lambda k: init_split_mlp(k, sizes, hidden, layers))(
-            jax.random.split(k_ff, param_inits))
-        ks = jax.random.split(k_sched, 6)
-        n = N_SCHEDULER_INPUTS
-        return {"ff": ff,
-                "lstm_init": {"h": jnp.zeros((1, lstm_hidden)), "c": jnp.zeros((1, lstm_hidden))},
-                "scheduler": {"unused": init_dense(ks[0], n, lstm_hidden),
-                              "mix": init_dense(ks[1], n, lstm_hidden),
-                              "input": init_dense(ks[2], n, lstm_hidden),
-                              "lstm": init_dense(ks[3], 2 * lstm_hidden, 4 * lstm_hidden),
-                              "controls": init_dense(ks[4], lstm_hidden, param_inits),
-                              "step_size": init_dense(ks[5], lstm_hidden, 1)}}
+        return init_hyper_theta(key, N_SCHEDULER_INPUTS, lstm_hidden, hidden, layers,
+                                param_inits)
 
     def init(theta, params, num_steps):
         return hyper_state(theta, params, num_steps, num_steps)

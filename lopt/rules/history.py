@@ -52,8 +52,9 @@ def normalized_history(k: int = 5, variant: str = "timesteps", hidden: int = 32,
         return {"hidden": init_dense(k1, k, hidden), "out": init_dense(k2, hidden, 1, scale=0.1)}
 
     def init(theta, params):
-        return {"x": jax.tree.map(lambda p: jnp.broadcast_to(p.astype(state_dtype(p.dtype))[..., None],
-                                                             p.shape + (k,)), params),
+        history = lambda p: jnp.broadcast_to(p.astype(state_dtype(p.dtype))[..., None],
+                                             p.shape + (k,))
+        return {"x": jax.tree.map(history, params),
                 "g": zeros_per_coordinate(params, (k,))}
 
     def one_coordinate(theta, x, grad, x_hist, g_hist):

@@ -17,11 +17,10 @@ import numpy as np
 
 from lopt.rules.base import UpdateRule
 from lopt.rules.celo import FRACTION_CENTRES
-from lopt.rules.celo2 import group_sizes, init_split_mlp
-from lopt.rules.celo_reference import (FACTORED_DECAYS, MOMENTUM_DECAYS, RMS_DECAYS,
-                                       hyper_state, loss_features, lstm, mixed_mlp_steps,
+from lopt.rules.celo_reference import (check_sizes, fixed_decays, hyper_state,
+                                       init_hyper_theta, loss_features, lstm, mixed_mlp_steps,
                                        step_inputs)
-from lopt.rules.nets import dense, init_dense
+from lopt.rules.nets import dense
 
 RANKS = 5  # the rank feature: one-hot of the number of axes longer than 1, 0..4
 # fraction (9), loss (9), mean v (1), rank (5), var m (3), "var v" (3: v minus the momenta's
@@ -63,27 +62,11 @@ def velo(lstm_hidden: int = 512, hidden: int = 4, layers: int = 2, param_inits: 
     checkpoint's config.gin. State: 16 bytes per parameter (float32) plus O(rows + columns) per
     matrix, 2 × ``lstm_hidden`` floats per tensor and the loss averages. Needs ``num_steps``
     and the loss."""
-    for field, value in (("lstm_hidden", lstm_hidden), ("hidden", hidden), ("layers", layers),
-                         ("param_inits", param_inits)):
-        if int(value) < 1:
-            raise ValueError(f"{field} must be a positive integer, got {value}")
-    sizes = group_sizes(3, 1, 3, matrix=True)
-    decays = tuple(jnp.asarray(d, jnp.float32)
-                   for d in (MOMENTUM_DECAYS, RMS_DECAYS, FACTORED_DECAYS))
+    check_sizes(lstm_hidden=lstm_hidden, hidden=hidden, layers=layers, param_inits=param_inits)
+    decays = fixed_decays()
 
     def init_meta(key):
-        k_ff, k_sched = jax.random.split(key)
-        ff = jax.vmap(lambda k: init_split_mlp(k, sizes, hidden, layers))(
-            jax.random.split(k_ff, param_inits))
-        ks = jax.random.split(k_sched, 6)
-        return {"ff": ff,
-                "lstm_init": {"h": jnp.zeros((1, lstm_hidden)), "c": jnp.zeros((1, lstm_hidden))},
-                "scheduler": {"unused": init_dense(ks[0], N_INPUTS, lstm_hidden),
-                              "mix": init_dense(ks[1], N_INPUTS, lstm_hidden),
-                              "input": init_dense(ks[2], N_INPUTS, lstm_hidden),
-                              "lstm": init_dense(ks[3], 2 * lstm_hidden, 4 * lstm_hidden),
-                              "controls": init_dense(ks[4], lstm_hidden, param_inits),
-                              "step_size": init_dense(ks[5], lstm_hidden, 1)}}
+        return init_hyper_theta(key, N_INPUTS, lstm_hidden, hidden, layers, param_inits)
 
     def horizon(num_steps):
         return BUGGED_LOSS_HORIZON if bugged_loss_features else num_steps
