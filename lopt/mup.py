@@ -12,6 +12,8 @@ mup_multipliers)`` on ``lopt.tasks.mup_mlp_family`` (μP MLPs whose width is the
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -19,7 +21,8 @@ import optax
 from lopt.harness import rule_and_theta
 from lopt.optax_adapter import as_optax
 from lopt.rules.mup_scaled import mup_scaled as mup_rule  # noqa: F401  (re-exported)
-from lopt.tasks.models import mup_multipliers  # noqa: F401  (re-exported)
+from lopt.tasks.mixture import Mixture
+from lopt.tasks.mup import mup_multipliers, mup_transformer_multipliers  # noqa: F401  (re-exported)
 
 
 def finite_gradients() -> optax.GradientTransformation:
@@ -57,3 +60,28 @@ def mulo_chain(source, multipliers, num_steps=None) -> optax.GradientTransformat
     rule, theta = rule_and_theta(source)
     return optax.chain(finite_gradients(), as_optax(rule, theta, num_steps=num_steps),
                        scale_updates(multipliers))
+
+
+def task_multipliers(family) -> Callable:
+    """The μP step multipliers (``Task.step_multipliers``) that every task of ``family`` (a
+    TaskFamily or a Mixture) carries; a ValueError naming the family when one has none, or
+    when a mixture's families are parameterized differently."""
+    families = family.families if isinstance(family, Mixture) else (family,)
+    found = {}
+    for f in families:
+        fn = f.build(f.sample(jax.random.PRNGKey(0))).step_multipliers
+        if fn is None:
+            raise ValueError(f"mup needs μP tasks (mup_mlp_wWIDTH, mup_transformer_wWIDTH, "
+                             f"mup_mlp@SEED, mup_transformer@SEED); {f.name!r} has no μP "
+                             "step multipliers")
+        found.setdefault(fn, f.name)
+    if len(found) > 1:
+        raise ValueError(f"mup needs one μP parameterization for the whole mixture; "
+                         f"{' and '.join(found.values())} differ")
+    return next(iter(found))
+
+
+def mup_rule_for(rule, family):
+    """``rule`` with each step times the μP multipliers of ``family``'s model
+    (``task_multipliers``): what ``lopt train --mup`` meta-trains."""
+    return mup_rule(rule, task_multipliers(family))

@@ -6,7 +6,7 @@ import numpy as np
 
 import lopt
 from lopt.tasks import mup_mlp_family
-from lopt.tasks.models import mup_multipliers
+from lopt.tasks.mup import mup_multipliers
 
 
 def test_mup_mlp_is_tensor_programs_v_table_8():

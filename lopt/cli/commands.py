@@ -17,7 +17,7 @@ from lopt.outer import ESTIMATORS
 from lopt.outer.train import Interrupted
 from lopt.pretrained import PRETRAINED
 from lopt.rules import BASELINES, CONFORMANCE, LEARNED
-from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS
+from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS, WIDTH_FAMILIES
 from lopt.tasks.datasets import DATASETS
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -50,10 +50,13 @@ def cmd_list() -> int:
     sources = {name: (None, f"-> {s.rule}: {s.reference}; published at {s.where}")
                for name, s in SOURCES.items()}
     samplers = {name: (None, s.description) for name, s in SAMPLERS.items()}
+    widths = {f"{name}_wWIDTH": (None, f"{d} (e.g. {name}_w64)")
+              for name, (_, d) in WIDTH_FAMILIES.items()}
     mixtures = {f"mixture:{name}": (None, f"{d}: {' + '.join(t)}")
                 for name, (t, d) in MIXTURES.items()}
     for title, table in (("learned rules", learned), ("hand-designed rules (optax)", BASELINES),
                          ("datasets", DATASETS), ("tasks (lopt train --task NAME)", FAMILIES),
+                         ("μP tasks, width in the name (--task NAME_wWIDTH)", widths),
                          ("samplers (--task SAMPLER@SEED)", samplers),
                          ("mixtures (--task mixture:NAME or mixture:A+B+...)", mixtures),
                          ("estimators", ESTIMATORS),

@@ -12,6 +12,7 @@ import jax
 
 from lopt.cli.recipes import RECIPES
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
+from lopt.mup import task_multipliers
 from lopt.outer import ESTIMATORS
 from lopt.outer.unroll import OBJECTIVE_ALIASES, OBJECTIVES, REMAT, WEIGHTINGS
 from lopt.rules import BASELINES, LEARNED
@@ -61,10 +62,13 @@ class RuleConfig:
 
     rule: str = "l2l_lstm"
     rule_config: str = ""  # JSON object of the rule's keyword arguments, e.g. '{"kind": "rnn_b"}'
+    mup: bool = False  # each step times the task's μP multipliers (μLO; lopt.mup): μP tasks only
 
     def validate(self) -> "RuleConfig":
         _one_of("rule", self.rule, LEARNED)
         self.rule_kwargs()
+        if not isinstance(self.mup, bool):
+            raise ConfigError(f"mup must be true or false; got {self.mup!r}")
         return self
 
     def rule_kwargs(self) -> dict:
@@ -248,6 +252,8 @@ class TrainConfig:
                 raise ConfigError(f"objective 'valid' needs a validation split; task "
                                   f"{self.evaluation.task!r} has no validation split in "
                                   f"{', '.join(missing)}")
+        if self.learned.mup:
+            check_mup_task(self.evaluation.task)
         devices = self.distribution.devices
         if devices is not None and self.outer.num_tasks % devices:
             raise ConfigError(f"num_tasks must be a multiple of devices ({devices}); "
@@ -266,6 +272,14 @@ def check_task(name) -> None:
         resolve(name)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def check_mup_task(name) -> None:
+    """One line naming the task unless every family of task ``name`` carries μP multipliers."""
+    try:
+        task_multipliers(make_family(name))
+    except ValueError as err:
+        raise ConfigError(f"task {name!r}: {err}") from None
 
 
 def tasks_without_validation(name) -> list:

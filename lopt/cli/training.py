@@ -19,6 +19,7 @@ from lopt.evaluation import normalize_all, plots
 from lopt.files.atomic import write_json
 from lopt.files.rule_file import save
 from lopt.files.run_folder import FolderLock, checkpoint_path
+from lopt.mup import mup_rule_for
 from lopt.outer import RunFiles, RunOptions, default_meta_optimizer, train
 from lopt.rules import make_rule
 from lopt.tasks import make_family
@@ -38,6 +39,8 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     except (ValueError, TypeError) as err:
         raise ConfigError(f"rule_config: {err}") from None
     family = make_family(cfg.evaluation.task)
+    if cfg.learned.mup:
+        rule = mup_rule_for(rule, family)
     if cfg.run.normalize:
         family = normalize_all(family, num_steps=cfg.outer.horizon)
     estimator = cfg.outer.build()

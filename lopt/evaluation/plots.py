@@ -93,6 +93,27 @@ def curves_with_spread(summaries: Sequence[dict], path: str, title: str,
     fig.savefig(path)
 
 
+def final_loss_versus(axis, series: Dict[str, Sequence], path: str, title: str,
+                      xlabel: str) -> None:
+    """Each optimizer's median final loss against a structural axis (log2 x, e.g. width), with
+    the 25–75% band over runs; diverged runs (NaN) are left out and counted in the legend."""
+    fig = Figure(figsize=(6.4, 4.2), dpi=110)
+    ax = fig.subplots()
+    for name, per_point in series.items():
+        per_point = [np.asarray(v, np.float64) for v in per_point]
+        ok = [v[np.isfinite(v)] for v in per_point]
+        x = [a for a, v in zip(axis, ok) if v.size]
+        if not x:
+            continue
+        q = np.array([np.quantile(v, [0.25, 0.5, 0.75]) for v in ok if v.size])
+        diverged = sum(int(np.sum(~np.isfinite(v))) for v in per_point)
+        line, = ax.plot(x, q[:, 1], marker="o", lw=1.6,
+                        label=name + (f" ({diverged} diverged)" if diverged else ""))
+        ax.fill_between(x, q[:, 0], q[:, 2], color=line.get_color(), alpha=0.15)
+    ax.set_xscale("log", base=2)
+    _finish(fig, ax, path, title, xlabel, "final loss (median, 25–75% band)")
+
+
 def interval_bars(estimates: Dict[str, dict], path: str, title: str, xlabel: str) -> None:
     """Horizontal bars of each optimizer's IQM with its confidence interval as an error bar."""
     names = list(estimates)

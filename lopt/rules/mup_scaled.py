@@ -13,7 +13,7 @@ from lopt.rules.base import UpdateRule
 def mup_scaled(rule: UpdateRule, multipliers_of: Callable) -> UpdateRule:
     """``rule`` with each update leaf times ``multipliers_of(params)``'s leaf (a tree of
     numbers with the parameters' structure, from their shapes: e.g.
-    ``lopt.tasks.models.mup_multipliers``). The name and config stay the inner rule's, so a
+    ``lopt.tasks.mup.mup_multipliers``). The name and config stay the inner rule's, so a
     saved file holds the rule itself and the multipliers, the model's, are applied where it is
     used (``lopt.mup.mulo_chain``)."""
     def update(theta, state, grads, params, loss=None):

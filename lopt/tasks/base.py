@@ -26,7 +26,9 @@ class Task:
       training mode and ``valid_loss_with_state(params, state, key)`` in inference mode;
     - ``test_metrics(params, state) -> {"loss", "accuracy"?}`` on the whole **test** split, for
       reports only;
-    - ``normalizer(loss) -> loss``: the meta-objective's view of a loss (task normalization).
+    - ``normalizer(loss) -> loss``: the meta-objective's view of a loss (task normalization);
+    - ``step_multipliers(params) -> tree of numbers``: the model's μP per-tensor step
+      multipliers (``lopt.tasks.mup``), which ``lopt.mup.mup_rule`` multiplies a rule's steps by.
     """
 
     init: Callable[[jax.Array], Params]
@@ -37,6 +39,7 @@ class Task:
     valid_loss_with_state: Optional[Callable] = None
     test_metrics: Optional[Callable] = None
     normalizer: Optional[Callable[[jax.Array], jax.Array]] = None
+    step_multipliers: Optional[Callable[[Params], Any]] = None
     # lopt 0.1's names of valid_loss and valid_loss_with_state, accepted for one release.
     eval_loss: dataclasses.InitVar[Optional[Callable]] = None
     eval_loss_with_state: dataclasses.InitVar[Optional[Callable]] = None

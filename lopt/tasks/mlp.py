@@ -9,8 +9,8 @@ import jax
 
 from lopt.tasks import datasets
 from lopt.tasks.base import Task, TaskFamily
-from lopt.tasks.models import (ACTIVATIONS, INITIALIZERS, MLP, Linear, MuMLP, check_choice,
-                               check_widths, linen_model, softmax_xent, squared_error)
+from lopt.tasks.models import (ACTIVATIONS, INITIALIZERS, MLP, Linear, check_choice, check_widths,
+                               linen_model, softmax_xent, squared_error)
 from lopt.tasks.supervised import supervised_family
 
 MAX_DEPTH = 10
@@ -40,27 +40,6 @@ def mlp_family(dataset: str = "digits", hidden: Sequence[int] = (20,),
     name = name or f"{dataset}_mlp_" + "x".join(map(str, hidden)) + f"_{activation}"
     return supervised_family(name, data, model, batch_size=batch_size, subset_size=subset_size,
                              init_scale=init_scale)
-
-
-def mup_mlp_family(dataset: str = "digits", width: int = 64, depth: int = 2,
-                   activation: str = "relu", batch_size: int = 128,
-                   name: Optional[str] = None) -> TaskFamily:
-    """Cross-entropy of a μP MLP (``models.MuMLP``: ``depth`` hidden layers of ``width``) on a
-    classification dataset: μLO's task, whose width is the axis a μP rule transfers along.
-    Its parameters' step multipliers are ``models.mup_multipliers`` (``lopt.mup.mup_rule``)."""
-    check_choice("activation", activation, ACTIVATIONS)
-    hidden = check_widths("width", (width,) * int(depth))
-    if not 2 <= len(hidden) <= MAX_DEPTH:
-        raise ValueError(f"depth must be between 2 and {MAX_DEPTH} (μP needs a hidden-to-hidden "
-                         f"layer); got {depth}")
-    data = datasets.load(dataset)
-    if data.kind != "classification":
-        raise ValueError(f"dataset must be a classification dataset for an MLP classifier; "
-                         f"{dataset!r} is {data.kind}")
-    model = linen_model(MuMLP(hidden=hidden, out=data.num_classes, activation=activation),
-                        softmax_xent)
-    name = name or f"{dataset}_mup_mlp_{depth}x{width}_{activation}"
-    return supervised_family(name, data, model, batch_size=batch_size)
 
 
 def mlp_classifier(dataset: str = "digits", hidden: Sequence[int] = (20,),

@@ -3,12 +3,14 @@ mixtures (``mixture:NAME`` or ``mixture:A+B+C`` of either)."""
 from __future__ import annotations
 
 import functools
+import re
 
 from lopt.tasks import augment
 from lopt.tasks.autoencoder import autoencoder_family, vae_family
 from lopt.tasks.conv import conv1d_family, conv_family
 from lopt.tasks.mixture import Mixture
 from lopt.tasks.mlp import linear_family, mlp_family
+from lopt.tasks.mup import MAX_WIDTH, mup_mlp_family, mup_transformer_family
 from lopt.tasks.quadratic import quadratic_family
 from lopt.tasks.samplers import SAMPLERS, sample_spec
 from lopt.tasks.sequence import char_rnn_family, sine_lstm_family, transformer_lm_family
@@ -96,6 +98,18 @@ FAMILIES = {
         "conv + pool (8, 16) on digits, globally reparameterized"),
 }
 
+# μP families named with their width, ``NAME_wWIDTH`` (``mup_mlp_w64``): width is their
+# transfer axis, so it is the one structural field a name sets. Their μP base width is 64
+# (``lopt.tasks.mup.BASE_WIDTH``): at width 64 they train as standard models do.
+WIDTH_FAMILIES = {
+    "mup_mlp": (P(mup_mlp_family, "mnist_5k_14"),
+                "μP MLP (2 ReLU layers of WIDTH) on MNIST 14x14 (μLO's task)"),
+    "mup_transformer": (mup_transformer_family,
+                        "μP causal transformer (1 layer, width WIDTH, 2 heads) character LM on "
+                        "pysource"),
+}
+_WIDTH_NAME = re.compile(r"^([a-z_]+)_w([0-9]+)$")
+
 MIXTURES = {
     "small": (("digits_mlp", "digits_conv", "char_rnn"),
               "an MLP, a conv net and a character LSTM"),
@@ -117,8 +131,16 @@ def _one(token: str):
         if not seed.isdigit():
             raise ValueError(f"task {token!r}: the seed after '@' must be a non-negative integer")
         return lambda: sample_spec(sampler, int(seed)).family()
+    match = _WIDTH_NAME.match(token)
+    if match and match.group(1) in WIDTH_FAMILIES and token not in FAMILIES:
+        width = int(match.group(2))
+        if not 8 <= width <= MAX_WIDTH:
+            raise ValueError(f"task {token!r}: the width after '_w' must be between 8 and "
+                             f"{MAX_WIDTH}; got {width}")
+        return lambda: WIDTH_FAMILIES[match.group(1)][0](width=width)
     if token not in FAMILIES:
-        raise ValueError(f"task must be one of {', '.join(FAMILIES)}, SAMPLER@SEED (samplers: "
+        raise ValueError(f"task must be one of {', '.join(FAMILIES)}, NAME_wWIDTH (μP: "
+                         f"{', '.join(WIDTH_FAMILIES)}), SAMPLER@SEED (samplers: "
                          f"{', '.join(SAMPLERS)}) or mixture:NAME; got {token!r}")
     return FAMILIES[token][0]
 

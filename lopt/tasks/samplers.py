@@ -14,6 +14,7 @@ from lopt.tasks.autoencoder import autoencoder_family, vae_family
 from lopt.tasks.base import TaskFamily
 from lopt.tasks.conv import conv_family
 from lopt.tasks.mlp import mlp_family
+from lopt.tasks.mup import mup_mlp_family, mup_transformer_family
 from lopt.tasks.quadratic import quadratic_family
 from lopt.tasks.sequence import char_rnn_family, transformer_lm_family
 
@@ -69,8 +70,8 @@ def _layers(rng, depths, widths):
     return tuple(_pick(rng, widths) for _ in range(_pick(rng, depths)))
 
 
-def _subset(dataset: str) -> int:
-    return int(SUBSET_FRACTION * datasets.load(dataset).train_x.shape[0])
+def _subset(dataset: str, **options) -> int:
+    return int(SUBSET_FRACTION * datasets.load(dataset, **options).train_x.shape[0])
 
 
 CHOICES = {
@@ -100,6 +101,12 @@ CHOICES = {
             "activation": ("relu", "elu", "tanh"), "batch_size": (32, 64)},
     "quadratic": {"dim": (4, 8, 10, 16, 32), "nonlinearity": ("none", "tanh", "softplus"),
                   "condition": (0.0, 1.0, 2.0, 3.0)},
+    # μP families: width is the axis (a μP rule meta-trained at one width is tested at others).
+    "mup_mlp": {"dataset": ("digits", "mnist_5k_8", "mnist_5k_14", "mnist1d"),
+                "width": (32, 64, 128, 256, 512, 1024, 2048, 4096), "depth": (2, 3),
+                "activation": ("relu", "gelu", "tanh"), "batch_size": (64, 128)},
+    "mup_transformer": {"width": (32, 64, 128, 256, 512, 1024), "layers": (1, 2),
+                        "heads": (1, 2, 4), "seq_len": (16, 32), "batch_size": (16, 32)},
 }
 
 
@@ -169,6 +176,10 @@ BUILDERS = {
                                                 name=s.name),
     "vae": lambda s: vae_family(**s.kwargs(), init_scale=INIT_SCALE, name=s.name),
     "quadratic": lambda s: quadratic_family(**s.kwargs()),
+    "mup_mlp": lambda s: mup_mlp_family(**s.kwargs(), subset_size=_subset(s.kwargs()["dataset"]),
+                                        name=s.name),
+    "mup_transformer": lambda s: mup_transformer_family(
+        **s.kwargs(), subset_size=_subset("pysource", seq_len=s.kwargs()["seq_len"]), name=s.name),
 }
 
 SAMPLERS = {
@@ -192,6 +203,12 @@ SAMPLERS = {
     "quadratic": Sampler(_draw_flat("quadratic"), "quadratics: dim 4-32, identity/tanh/"
                          "softplus output, 0-3 decades of conditioning", CHOICES["quadratic"],
                          "quadratic"),
+    "mup_mlp": Sampler(_draw_flat("mup_mlp"), "μP MLP classifiers (lopt.tasks.mup), width the "
+                       "axis: 2-3 layers of 32-4096 units, 4 image datasets",
+                       CHOICES["mup_mlp"], "mup_mlp"),
+    "mup_transformer": Sampler(_draw_flat("mup_transformer"), "μP causal transformer LMs, "
+                               "width the axis: 32-1024, 1-2 layers, 1-4 heads",
+                               CHOICES["mup_transformer"], "mup_transformer"),
 }
 
 
