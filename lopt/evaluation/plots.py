@@ -94,9 +94,11 @@ def curves_with_spread(summaries: Sequence[dict], path: str, title: str,
 
 
 def final_loss_versus(axis, series: Dict[str, Sequence], path: str, title: str,
-                      xlabel: str) -> None:
+                      xlabel: str) -> Dict[str, list]:
     """Each optimizer's median final loss against a structural axis (log2 x, e.g. width), with
-    the 25–75% band over runs; diverged runs (NaN) are left out and counted in the legend."""
+    the 25–75% band over runs; diverged runs (NaN) are left out and counted in the legend.
+    Returns what was drawn: legend label -> medians."""
+    drawn = {}
     fig = Figure(figsize=(6.4, 4.2), dpi=110)
     ax = fig.subplots()
     for name, per_point in series.items():
@@ -107,11 +109,13 @@ def final_loss_versus(axis, series: Dict[str, Sequence], path: str, title: str,
             continue
         q = np.array([np.quantile(v, [0.25, 0.5, 0.75]) for v in ok if v.size])
         diverged = sum(int(np.sum(~np.isfinite(v))) for v in per_point)
-        line, = ax.plot(x, q[:, 1], marker="o", lw=1.6,
-                        label=name + (f" ({diverged} diverged)" if diverged else ""))
+        label = name + (f" ({diverged} diverged)" if diverged else "")
+        line, = ax.plot(x, q[:, 1], marker="o", lw=1.6, label=label)
         ax.fill_between(x, q[:, 0], q[:, 2], color=line.get_color(), alpha=0.15)
+        drawn[label] = q[:, 1].tolist()
     ax.set_xscale("log", base=2)
     _finish(fig, ax, path, title, xlabel, "final loss (median, 25–75% band)")
+    return drawn
 
 
 def interval_bars(estimates: Dict[str, dict], path: str, title: str, xlabel: str) -> None:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.rules.base import state_dtype
+from lopt.rules.base import constant_dtype, state_dtype
 
 MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
 RMS_DECAYS = (0.999,)
@@ -31,7 +31,7 @@ def decays_from_offsets(initial: Sequence[float], offset) -> jax.Array:
     makes a second moment negative and its inverse square root NaN); lopt clips the momentum
     decays too, which changes nothing while they lie in [0, 1] and keeps a momentum from
     growing without bound when an offset walks past 1 − β₀ = e¹⁰ᵟ."""
-    base = jnp.log1p(-jnp.asarray(initial, jnp.float32)) / DECAY_SCALE
+    base = jnp.log1p(-jnp.asarray(initial, constant_dtype())) / DECAY_SCALE
     return jnp.clip(1.0 - jnp.exp((base + offset) * DECAY_SCALE), 0.0, 1.0)
 
 

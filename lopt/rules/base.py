@@ -81,6 +81,13 @@ def unzip(params: Params, tree: Any, count: int) -> tuple:
     return tuple(jax.tree.map(lambda _, t, i=i: t[i], params, tree) for i in range(count))
 
 
+def constant_dtype():
+    """float32, or float64 when jax's x64 mode is on: the dtype of a rule's own constants (its
+    decays, time and loss features), so that a run in float64 is float64 throughout — how the
+    conformance tests check a rule against its reference beyond float32's rounding."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
 def state_dtype(param_dtype):
     """The dtype a rule keeps its state in for parameters of ``param_dtype``: float32 at least
     (bfloat16 and float16 parameters get float32 accumulators, as optax's and the reference

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt.rules import adafactor_features as af
-from lopt.rules.base import UpdateRule, state_dtype
+from lopt.rules.base import UpdateRule, constant_dtype, state_dtype
 from lopt.rules.celo import FRACTION_CENTRES, GRAD_CLIP
 from lopt.rules.celo2 import apply_split_mlp, group_sizes, init_split_mlp
 from lopt.rules.nets import dense, init_dense
@@ -34,14 +34,15 @@ def loss_buffer(num_steps) -> dict:
 
 
 def loss_decays(num_steps) -> jax.Array:
-    halflife = jnp.logspace(1.0, jnp.log10(jnp.asarray(num_steps, jnp.float32)), LOSS_AVERAGES)
+    halflife = jnp.logspace(1.0, jnp.log10(jnp.asarray(num_steps, constant_dtype())),
+                            LOSS_AVERAGES)
     return jnp.exp(-1.0 / halflife)
 
 
 def update_loss_buffer(buf: dict, loss, decays) -> dict:
     """Bias-corrected averages (a loss above twice the largest average is clipped to it) and
     their running minima (``BufferLossAccumulators.update``)."""
-    loss = jnp.asarray(loss, jnp.float32)
+    loss = jnp.asarray(loss, constant_dtype())
     correction = 1 - decays ** (buf["iteration"] + 1)
     approx_max = jnp.where(buf["iteration"] == 0, loss, jnp.max(buf["means"] / correction))
     loss = jnp.minimum(jnp.abs(approx_max) * 2, loss)
@@ -131,7 +132,7 @@ def check_sizes(**sizes) -> None:
 
 def fixed_decays() -> tuple:
     """Celo's and VeLO's fixed momentum, RMS and factored decays as arrays."""
-    return tuple(jnp.asarray(d, jnp.float32)
+    return tuple(jnp.asarray(d, constant_dtype())
                  for d in (MOMENTUM_DECAYS, RMS_DECAYS, FACTORED_DECAYS))
 
 
@@ -183,8 +184,8 @@ def celo_reference(lstm_hidden: int = 64, hidden: int = 4, layers: int = 2,
     def schedule(theta, state, buf, n):
         """Per-tensor mixing weights [n, param_inits], step multipliers [n], next LSTM state."""
         sched = theta["scheduler"]
-        fraction = state["count"] / jnp.asarray(state["num_steps"], jnp.float32)
-        embed = jnp.tanh((fraction - jnp.asarray(FRACTION_CENTRES, jnp.float32)) * 10)
+        fraction = state["count"] / jnp.asarray(state["num_steps"], constant_dtype())
+        embed = jnp.tanh((fraction - jnp.asarray(FRACTION_CENTRES, constant_dtype())) * 10)
         x = jnp.broadcast_to(jnp.concatenate([embed, loss_features(buf, buf["decays"])]),
                              (n, N_SCHEDULER_INPUTS))
         pooled = jnp.max(jax.nn.relu(dense(sched["mix"], x)), axis=0, keepdims=True)

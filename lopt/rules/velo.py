@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt.rules.base import UpdateRule
+from lopt.rules.base import UpdateRule, constant_dtype
 from lopt.rules.celo import FRACTION_CENTRES
 from lopt.rules.celo_reference import (check_sizes, fixed_decays, hyper_state,
                                        init_hyper_theta, loss_features, lstm, mixed_mlp_steps,
@@ -44,7 +44,7 @@ def tensor_features(p, m, v, fraction, loss_feats) -> jax.Array:
     mean_v = jnp.mean(v, axis=axes, keepdims=True).reshape(-1)
     var_v = jnp.mean(jnp.square(v - mean_m), axis=axes)  # the reference centres v on m's mean
     rank = jax.nn.one_hot(int(np.sum(np.asarray(p.shape) > 1)), RANKS)
-    embed = jnp.tanh((fraction - jnp.asarray(FRACTION_CENTRES, jnp.float32)) * 10)
+    embed = jnp.tanh((fraction - jnp.asarray(FRACTION_CENTRES, constant_dtype())) * 10)
     # the reference concatenates its features in the order of their sorted names
     return jnp.concatenate([embed, loss_feats, clip_log_abs(mean_v), rank, clip_log_abs(var_m),
                             clip_log_abs(var_v)])
@@ -77,7 +77,7 @@ def velo(lstm_hidden: int = 512, hidden: int = 4, layers: int = 2, param_inits: 
     def update(theta, state, grads, params, loss=None):
         buf, treedef, p_leaves, g_leaves, acc_leaves = step_inputs(state, grads, params, loss,
                                                                    "velo")
-        fraction = state["count"] / jnp.asarray(state["num_steps"], jnp.float32)
+        fraction = state["count"] / jnp.asarray(state["num_steps"], constant_dtype())
         feats = loss_features(buf, buf["decays"])
         x = jnp.stack([tensor_features(p.astype(g.dtype), acc["m"], acc["v"], fraction, feats)
                        for p, g, acc in zip(p_leaves, g_leaves, acc_leaves)])

@@ -41,6 +41,10 @@ from lopt.tasks import FAMILIES
     (["train", "--rule", "multiscale_adam", "--rule-config", "{kind: 1}"], "rule_config"),
     (["train", "--rule", "rnnprop", "--rule-config", '{"kind": "x"}'], "rule_config"),
     (["train", "--recipe", "velo"], "recipe"),
+    (["train", "--task", "digits_mlp", "--mup"], "mup needs μP tasks"),
+    (["train", "--task", "mup_mlp_w3"], "width"),
+    (["train", "--task", "mixture:mup_mlp_w32+mup_transformer_w32", "--mup"],
+     "one μP parameterization"),
     (["eval", "/no/such/file.lopt"], "checkpoint"),
     (["frobnicate"], "frobnicate"),
     # Floats outside float32's range or sane bounds, and negative numbers in any notation.
@@ -186,6 +190,41 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
     cfg = train_config(args)
     preflight.check_checkpoint(cfg, make_rule(cfg.learned.rule, **cfg.learned.rule_kwargs()),
                                os.path.join(out, "checkpoints"))
+
+
+def test_mup_rules_are_trained_and_evaluated_scaled_by_their_tasks_multipliers(tmp_path,
+                                                                              monkeypatch):
+    """``lopt train --mup`` at width 8 meta-trains, and compares, the rule scaled by the 8-wide
+    model's μP multipliers; ``lopt eval`` of its file at width 16 by the 16-wide model's."""
+    import jax
+    import jax.numpy as jnp
+
+    import lopt.cli.compare
+    import lopt.cli.training
+    from lopt.tasks import make_family
+
+    seen = []
+    for module in (lopt.cli.training, lopt.cli.compare):  # the rule each command compares
+        monkeypatch.setattr(module, "run_comparison", lambda rule, theta, *a, **k:
+                            seen.append((rule, theta)))
+    out = str(tmp_path / "run")
+    assert main(["train", "--task", "mup_mlp_w8", "--rule", "adafac_mlp", "--mup", "--steps", "1",
+                 "--estimator", "es", "--num-tasks", "2", "--truncation", "2", "--horizon", "2",
+                 "--no-progress", "--out", out]) == 0
+    path = os.path.join(out, "adafac_mlp.lopt")
+    assert main(["eval", path, "--task", "mup_mlp_w16"]) == 0
+    plain, theta = lopt.load(path)
+    for (rule, _), width in zip(seen, (8, 16)):
+        family = make_family(f"mup_mlp_w{width}")
+        task = family.build(family.sample(jax.random.PRNGKey(0)))
+        params = task.init(jax.random.PRNGKey(0))
+        grads = jax.tree.map(jnp.ones_like, params)
+        ours = jax.jit(rule.update)(theta, rule.init(theta, params), grads, params)[0]
+        base = jax.jit(plain.update)(theta, plain.init(theta, params), grads, params)[0]
+        scales = task.step_multipliers(params)
+        assert scales["Dense_1"]["kernel"] == 64 / width
+        for u, b, m in zip(*(jax.tree.leaves(t) for t in (ours, base, scales))):
+            np.testing.assert_allclose(u, m * b, rtol=1e-6)
 
 
 def test_recipe_sets_every_value_and_flags_beside_it_override():

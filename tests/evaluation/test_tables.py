@@ -30,3 +30,16 @@ def test_transpose_holds_the_same_cells():
     assert [[r[i + 1] for r in flipped] for i in range(2)] == [r[1:] for r in plain]
     field = cells(tables.field_table(ROWS, ["x", "z"], "auc_mean", ".2f", transpose=True))
     assert field == [["x", "1.00", "0.40"], ["z", "0.60", "0.80"]]
+
+
+def test_loss_versus_width_plots_medians_and_counts_diverged_runs(tmp_path):
+    import numpy as np
+    from matplotlib.image import imread
+
+    from lopt.evaluation import plots
+
+    path = str(tmp_path / "width.png")
+    series = {"a": [[1.0, 2.0, 3.0], [0.5, np.nan, 0.7]], "all diverged": [[np.nan], [np.nan]]}
+    drawn = plots.final_loss_versus((32, 64), series, path, "t", "width")
+    assert drawn == {"a (1 diverged)": [2.0, 0.6]}  # medians; a series with no run left is not drawn
+    assert imread(path).shape[0] > 100

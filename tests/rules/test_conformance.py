@@ -45,7 +45,9 @@ def run_fixture(tx, data, leaves, run, loss_scale=1.0):
         params = {k: data[f"params_{k}"][run, t] for k in leaves}
         grads = {k: data[f"grads_{k}"][run, t] for k in leaves}
         loss = data["loss"][run, t] if "loss" in data.files else np.float32(1.0)
-        updates, state = update(grads, state, params, value=np.float32(loss * loss_scale))
+        # loss_scale None: the loss as recorded (a float64 fixture's, in float64)
+        loss = loss if loss_scale is None else np.float32(loss * loss_scale)
+        updates, state = update(grads, state, params, value=loss)
         out.append(updates)
     return out
 
@@ -128,6 +130,29 @@ def test_rule_equals_its_reference_on_the_reference_fixture(name, tmp_path):
     assert max(agree.values()) <= TOLERANCE_OF.get(name, TOLERANCE), worst
     for k in differs:  # still different: when the reference changes, this says so
         assert worst[k] > 0.1, (k, worst[k])
+
+
+def test_velo_equals_hyperv2_in_float64(tmp_path):
+    """The same check with both programs in float64 (the reference: learned_optimization with
+    every float32 made float64; lopt: x64 mode, where its constants follow): every update of
+    VeLO equals the reference's to ~1e-13, so what separates them in float32 is rounding."""
+    out = tmp_path / "velo.lopt"
+    published.import_weights("lo-checkpoint", os.path.join(HERE, "velo"), str(out))
+    saved, theta = lopt.load(str(out))
+    theta = jax.tree.map(lambda x: np.asarray(x, np.float64), theta)
+    data, leaves = fixture("velo_float64")
+    with jax.enable_x64(True):
+        rule = lopt.rules.velo(**saved.config)  # its fixed decays made in float64
+        tx = lopt.as_optax(rule, theta, num_steps=20)
+        worst = 0.0
+        for r in range(data[f"params_{leaves[0]}"].shape[0]):
+            for t, updates in enumerate(run_fixture(tx, data, leaves, r, loss_scale=None)):
+                assert updates[leaves[0]].dtype == np.float64
+                worst = max(worst, max(float(np.max(np.abs(updates[k] + data[f"step_{k}"][r, t]))
+                                             / np.max(np.abs(data[f"step_{k}"][r, t])))
+                                       for k in leaves))
+    print(f"velo in float64: max deviation {worst:.2g}")
+    assert worst < 1e-10, worst
 
 
 def test_every_rule_claiming_a_reference_has_a_fixture_and_a_documented_deviation():
