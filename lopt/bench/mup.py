@@ -97,8 +97,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench mup",
 
     series = {name: [finals(rows[w][i]) for w in sz.widths] for i, name in enumerate(ORDER)}
     plots.final_loss_versus(sz.widths, series, suite.figure("loss_vs_width.png"),
-                            f"final training loss after {sz.eval_steps} steps vs width "
-                            f"(meta-trained / tuned at width {sz.base_width})", "hidden width")
+                            f"loss after {sz.eval_steps} steps; trained or tuned at width "
+                            f"{sz.base_width}", "hidden width")
     largest = sz.widths[-1]
     plots.curves_with_spread(rows[largest], suite.figure(f"curves_width_{largest}.png"),
                              f"width {largest}: training loss (evaluation instances)")
