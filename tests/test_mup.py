@@ -33,19 +33,24 @@ def test_mup_scaled_rule_scales_each_update_and_passes_meta_gradients():
     theta = rule.init_meta(jax.random.PRNGKey(0))
     params = family.build(family.sample(jax.random.PRNGKey(0))).init(jax.random.PRNGKey(1))
     grads = jax.tree.map(jnp.ones_like, params)
-    ours, _ = jax.jit(rule.update)(theta, rule.init(theta, params), grads, params)
-    plain, _ = jax.jit(inner.update)(theta, inner.init(theta, params), grads, params)
-    for path, u in jax.tree_util.tree_leaves_with_path(ours):
-        layer, kind = path[0].key, path[1].key
-        m = mup_multipliers(params)[layer][kind]
-        np.testing.assert_allclose(u, m * plain[layer][kind], rtol=1e-6)
+
     # the meta-gradient of a loss after one μP-scaled step reaches the MLP
     def meta_loss(theta):
         updates, _ = rule.update(theta, rule.init(theta, params), grads, params, 1.0)
         return sum(jnp.sum(jnp.square(p + 100.0 * u - 0.5)) for p, u in
                    zip(jax.tree.leaves(params), jax.tree.leaves(updates)))
 
-    meta_grads = jax.jit(jax.grad(meta_loss))(theta)
+    @jax.jit  # one compile for all three
+    def both(theta):
+        return (rule.update(theta, rule.init(theta, params), grads, params)[0],
+                inner.update(theta, inner.init(theta, params), grads, params)[0],
+                jax.grad(meta_loss)(theta))
+
+    ours, plain, meta_grads = both(theta)
+    for path, u in jax.tree_util.tree_leaves_with_path(ours):
+        layer, kind = path[0].key, path[1].key
+        m = mup_multipliers(params)[layer][kind]
+        np.testing.assert_allclose(u, m * plain[layer][kind], rtol=1e-6)
     for path, g in jax.tree_util.tree_leaves_with_path(meta_grads):
         assert np.all(np.isfinite(g)), jax.tree_util.keystr(path)
     assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(meta_grads["mlp"]))

@@ -30,6 +30,8 @@ SUITES = {**PAPER_SUITES,
     "pretrained": ("lopt.bench.pretrained", "the shipped general-purpose learned optimizers on "
                                             "an out-of-distribution meta-test set vs default, "
                                             "globally tuned and per-task tuned Adam/AdamW"),
+    "diagnosis": ("lopt.bench.diagnosis", "why adafac_tiny trails tuned Adam in distribution: "
+                                          "controlled meta-trainings, one change each"),
     "perf": ("lopt.bench.perf.suite", "per-update time vs optax.adam and the FLOP floor, "
                                       "meta-training throughput, TBPTT memory, state bytes"),
 }

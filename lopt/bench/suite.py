@@ -117,9 +117,10 @@ class Suite:
                                                  for k in ("wall_s", "commit", "dirty")}}
 
     def meta_train(self, key: str, rule, family, estimator, *, steps: int, meta_lr: float = 3e-3,
-                   seed: int = 0):
-        """Meta-train ``rule`` (checkpointed under ``out/runs/key``, resumed when stopped) and
-        return theta; the rule is saved as ``out/runs/key/RULE.lopt``."""
+                   seed: int = 0, checkpoint_every: Optional[int] = None):
+        """Meta-train ``rule`` (checkpointed under ``out/runs/key`` every ``checkpoint_every``
+        outer steps, resumed when stopped) and return theta; the rule is saved as
+        ``out/runs/key/RULE.lopt``."""
 
         folder = os.path.join(self.out, "runs", key)
         rule_path = os.path.join(folder, f"{rule.name}.lopt")
@@ -137,7 +138,8 @@ class Suite:
                        checkpoint_path=checkpoint_path(folder),
                        # Short runs (the quick sizes) lose little when stopped: one
                        # checkpoint at the end; long ones every 100 steps.
-                       checkpoint_every=100 if steps >= 400 else max(1, steps), resume=True,
+                       checkpoint_every=checkpoint_every or (100 if steps >= 400
+                                                             else max(1, steps)), resume=True,
                        progress=False)
         save(rule_path, rule, result.theta, extra={"suite": self.name, "stage": key,
                                                    "family": family.name, "steps": steps})
