@@ -26,10 +26,11 @@ def test_mup_mlp_is_tensor_programs_v_table_8():
 
 
 def test_mup_scaled_rule_scales_each_update_and_passes_meta_gradients():
-    rule = lopt.mup.mup_rule(lopt.rules.adafac_mlp(init="momentum", step_scale=0.01),
-                             mup_multipliers)
+    # Any per-parameter rule (μLO's own, adafac_mlp, is checked against its reference in
+    # test_conformance); this one's meta-gradient compiles in 1 s rather than adafac_mlp's 15.
+    rule = lopt.mup.mup_rule(lopt.rules.per_parameter_mlp(), mup_multipliers)
     family = mup_mlp_family("digits", width=8, depth=2, batch_size=16)
-    inner = lopt.rules.adafac_mlp(init="momentum", step_scale=0.01)
+    inner = lopt.rules.per_parameter_mlp()
     theta = rule.init_meta(jax.random.PRNGKey(0))
     params = family.build(family.sample(jax.random.PRNGKey(0))).init(jax.random.PRNGKey(1))
     grads = jax.tree.map(jnp.ones_like, params)
@@ -53,5 +54,5 @@ def test_mup_scaled_rule_scales_each_update_and_passes_meta_gradients():
         np.testing.assert_allclose(u, m * plain[layer][kind], rtol=1e-6)
     for path, g in jax.tree_util.tree_leaves_with_path(meta_grads):
         assert np.all(np.isfinite(g)), jax.tree_util.keystr(path)
-    assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(meta_grads["mlp"]))
-    assert rule.name == "adafac_mlp"  # a saved file holds the rule; the model brings μP
+    assert all(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(meta_grads))
+    assert rule.name == inner.name  # a saved file holds the rule; the model brings μP

@@ -170,7 +170,7 @@ class Size:
 
 SIZES = {"full": Size(), "quick": Size(repeats=4, warmup=1, counts=(1, 2, 4),
                                        throughput_tasks=4, calls=2, bias_calls=50),
-         "tiny": Size(repeats=2, warmup=0, counts=(1, 2), throughput_tasks=2, calls=1,
+         "tiny": Size(repeats=2, warmup=0, counts=(1,), throughput_tasks=2, calls=1,
                       bias_calls=10)}
 
 

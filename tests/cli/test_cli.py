@@ -208,10 +208,11 @@ def test_mup_rules_are_trained_and_evaluated_scaled_by_their_tasks_multipliers(t
         monkeypatch.setattr(module, "run_comparison", lambda rule, theta, *a, **k:
                             seen.append((rule, theta)))
     out = str(tmp_path / "run")
-    assert main(["train", "--task", "mup_mlp_w8", "--rule", "adafac_mlp", "--mup", "--steps", "1",
+    assert main(["train", "--task", "mup_mlp_w8", "--rule", "per_parameter_mlp", "--mup",
+                 "--steps", "1",
                  "--estimator", "es", "--num-tasks", "2", "--truncation", "2", "--horizon", "2",
                  "--no-progress", "--out", out]) == 0
-    path = os.path.join(out, "adafac_mlp.lopt")
+    path = os.path.join(out, "per_parameter_mlp.lopt")
     assert main(["eval", path, "--task", "mup_mlp_w16"]) == 0
     plain, theta = lopt.load(path)
     for (rule, _), width in zip(seen, (8, 16)):
