@@ -82,22 +82,23 @@ def run(out: str, quick: bool = False, command: str = "lopt bench diagnosis",
     sz = SIZES["quick" if quick else "full"]
     family = normalize_all(make_family(TASK), num_steps=RECIPE["horizon"],
                            num_tasks=sz.reference_tasks)
-    suite = Suite("diagnosis", out, sz, command, len(sz.variants) + len(family.families),
-                  progress)
-    learned = {}
+    suite = Suite("diagnosis", out, sz, command,
+                  (len(sz.variants) + 1) * (1 + len(family.families)), progress)
+    adam = {"adam (tuned per family)": BASELINES["adam"][0]}
+    common = dict(num_tasks=sz.eval_tasks, tune_tasks=sz.tune_tasks, num_steps=sz.eval_steps)
+    # Adam first, tuned per family once; then each row evaluated as soon as it is trained, so
+    # a stopped suite has every finished row's numbers cached.
+    rows = {m.name.removesuffix("_normalized"): list(suite.compare(
+        f"adam_{m.name}", {}, adam, m, **common)) for m in family.families}
     budget = {}
     for name in sz.variants:
         rule, estimator, steps = variant_settings(name, sz.steps)
         theta = suite.meta_train(name, rule, family, estimator, steps=steps,
                                  meta_lr=RECIPE["meta_lr"], checkpoint_every=50)
-        learned[name] = (rule, theta)
         budget[name] = steps
-    adam = {"adam (tuned per family)": BASELINES["adam"][0]}
-    rows = {}
-    for member in family.families:
-        rows[member.name.removesuffix("_normalized")] = suite.compare(
-            f"eval_{member.name}", learned, adam, member, num_tasks=sz.eval_tasks,
-            tune_tasks=sz.tune_tasks, num_steps=sz.eval_steps)
+        for m in family.families:
+            rows[m.name.removesuffix("_normalized")][-1:-1] = suite.compare(
+                f"eval_{name}_{m.name}", {name: (rule, theta)}, {}, m, **common)
     columns = list(sz.variants) + list(adam)
     means = {c: float(np.nanmean([next(s["final_mean"] for s in r if s["name"] == c)
                                   for r in rows.values()])) for c in columns}
