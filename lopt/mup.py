@@ -7,8 +7,9 @@ one width steps correctly at another.
 (``jnp.nan_to_num``) and the step of each tensor scaled by the multiplier the μP model reports
 (``MuMLP``: hidden_lr_mult / fan-in for hidden matrices, 1 for the input and output layers and
 every bias). The step is linear in the multiplier, so it is the rule followed by a per-tensor
-scale: ``mulo_chain``. To meta-train such a rule in lopt, ``mup_rule(rule,
-mup_multipliers)`` on ``lopt.tasks.mup_mlp_family`` (μP MLPs whose width is the transfer axis).
+scale: ``mulo_chain``. To meta-train such a rule in lopt, ``mup_rule_for(rule, family)`` on a
+μP family of ``lopt.tasks.mup`` (whose tasks carry their model's multipliers; ``lopt train
+--mup``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import optax
 from lopt.harness import rule_and_theta
 from lopt.optax_adapter import as_optax
 from lopt.rules.mup_scaled import mup_scaled as mup_rule  # noqa: F401  (re-exported)
+from lopt.rules.mup_scaled import scale_leaves
 from lopt.tasks.mixture import Mixture
 from lopt.tasks.mup import mup_multipliers, mup_transformer_multipliers  # noqa: F401  (re-exported)
 
@@ -34,10 +36,7 @@ def finite_gradients() -> optax.GradientTransformation:
 def scale_updates(multipliers) -> optax.GradientTransformation:
     """Each leaf's update times its multiplier (a tree of numbers with the parameters'
     structure)."""
-    def scale(updates, params=None):
-        return jax.tree.map(lambda u, m: (u * m).astype(u.dtype), updates, multipliers)
-
-    return optax.stateless(scale)
+    return optax.stateless(lambda updates, params=None: scale_leaves(updates, multipliers))
 
 
 def mup_lr_multipliers(params, base_params, hidden_lr_mult: float = 1.0):

@@ -14,7 +14,7 @@ from lopt.evaluation import Instances, compare, normalize_all, plots, tables
 from lopt.files.atomic import write_json, write_text
 from lopt.files.provenance import markdown_line, provenance
 from lopt.files.rule_file import load, load_metadata
-from lopt.mup import mup_rule_for
+from lopt.mup import mup_rule
 from lopt.rules import BASELINES
 from lopt.tasks import Mixture, make_family
 
@@ -75,7 +75,6 @@ def cmd_eval(path: str, args, invocation: Invocation) -> int:
     out = args.out or os.path.dirname(os.path.abspath(path))
     normalize = bool(extra.get("train", {}).get("normalize"))
     if extra.get("train", {}).get("mup"):  # trained μP-scaled: scaled by this task's model
-        check_mup_task(cfg.task)
-        rule = mup_rule_for(rule, make_family(cfg.task))
+        rule = mup_rule(rule, check_mup_task(cfg.task))
     run_comparison(rule, theta, cfg, out, f"{rule.name} (learned)", invocation, normalize)
     return 0

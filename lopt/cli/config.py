@@ -274,10 +274,11 @@ def check_task(name) -> None:
         raise ConfigError(str(err)) from None
 
 
-def check_mup_task(name) -> None:
-    """One line naming the task unless every family of task ``name`` carries μP multipliers."""
+def check_mup_task(name):
+    """The μP multipliers every family of task ``name`` carries; one line naming the task when
+    one has none."""
     try:
-        task_multipliers(make_family(name))
+        return task_multipliers(make_family(name))
     except ValueError as err:
         raise ConfigError(f"task {name!r}: {err}") from None
 

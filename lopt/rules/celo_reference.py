@@ -94,6 +94,19 @@ def mixed_mlp_steps(ff_stack, controls, lr_mult, p_leaves, g_leaves, acc_leaves,
     return updates, accs
 
 
+def hyper_step(theta, state, inputs, controls, lr_mult, h, c, decays, exp_scale: float,
+               step_scale: float, mix_scale: float = 1.0) -> tuple:
+    """(updates, next state) of Celo and VeLO once their scheduler has run: ``inputs`` is
+    ``step_inputs``' tuple, (controls, lr_mult) the scheduler's outputs per tensor and (h, c)
+    its LSTM state to carry."""
+    buf, treedef, p_leaves, g_leaves, acc_leaves = inputs
+    updates, accs = mixed_mlp_steps(theta["ff"], controls, lr_mult, p_leaves, g_leaves,
+                                    acc_leaves, decays, exp_scale, step_scale, mix_scale)
+    new_state = {"acc": treedef.unflatten(accs), "count": state["count"] + 1,
+                 "num_steps": state["num_steps"], "h": h, "c": c, "loss": buf}
+    return treedef.unflatten(updates), new_state
+
+
 def hyper_state(theta, params, num_steps, horizon) -> dict:
     """The initial state of Celo and VeLO: accumulators, the learned initial LSTM state for
     every tensor and the loss averages over ``horizon`` steps (their decays kept, as the
@@ -194,14 +207,11 @@ def celo_reference(lstm_hidden: int = 64, hidden: int = 4, layers: int = 2,
         return controls, jnp.exp(dense(sched["step_size"], h)[:, 0]) * 0.1, h, c
 
     def update(theta, state, grads, params, loss=None):
-        buf, treedef, p_leaves, g_leaves, acc_leaves = step_inputs(state, grads, params, loss,
-                                                                   "celo_reference")
+        inputs = step_inputs(state, grads, params, loss, "celo_reference")
+        buf, p_leaves = inputs[0], inputs[2]
         controls, lr_mult, h, c = schedule(theta, state, buf, len(p_leaves))
-        updates, accs = mixed_mlp_steps(theta["ff"], controls, lr_mult, p_leaves, g_leaves,
-                                        acc_leaves, decays, exp_scale, step_scale)
-        new_state = {"acc": treedef.unflatten(accs), "count": state["count"] + 1,
-                     "num_steps": state["num_steps"], "h": h, "c": c, "loss": buf}
-        return treedef.unflatten(updates), new_state
+        return hyper_step(theta, state, inputs, controls, lr_mult, h, c, decays, exp_scale,
+                          step_scale)
 
     return UpdateRule(init_meta=init_meta, init=init, update=update, name="celo_reference",
                       wants_num_steps=True,

@@ -10,6 +10,11 @@ import jax
 from lopt.rules.base import UpdateRule
 
 
+def scale_leaves(updates, multipliers):
+    """Each update leaf times its multiplier, in the update's own dtype."""
+    return jax.tree.map(lambda u, m: (u * m).astype(u.dtype), updates, multipliers)
+
+
 def mup_scaled(rule: UpdateRule, multipliers_of: Callable) -> UpdateRule:
     """``rule`` with each update leaf times ``multipliers_of(params)``'s leaf (a tree of
     numbers with the parameters' structure, from their shapes: e.g.
@@ -20,8 +25,7 @@ def mup_scaled(rule: UpdateRule, multipliers_of: Callable) -> UpdateRule:
         if params is None:
             raise ValueError("a μP-scaled rule reads the parameters' shapes: pass params")
         updates, state = rule.update(theta, state, grads, params, loss)
-        scales = multipliers_of(params)
-        return jax.tree.map(lambda u, m: (u * m).astype(u.dtype), updates, scales), state
+        return scale_leaves(updates, multipliers_of(params)), state
 
     return UpdateRule(init_meta=rule.init_meta, init=rule.init, update=update, name=rule.name,
                       config=rule.config, wants_valid_loss=rule.wants_valid_loss,

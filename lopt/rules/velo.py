@@ -17,9 +17,8 @@ import numpy as np
 
 from lopt.rules.base import UpdateRule, constant_dtype
 from lopt.rules.celo import FRACTION_CENTRES
-from lopt.rules.celo_reference import (check_sizes, fixed_decays, hyper_state,
-                                       init_hyper_theta, loss_features, lstm, mixed_mlp_steps,
-                                       step_inputs)
+from lopt.rules.celo_reference import (check_sizes, fixed_decays, hyper_state, hyper_step,
+                                       init_hyper_theta, loss_features, lstm, step_inputs)
 from lopt.rules.nets import dense
 
 RANKS = 5  # the rank feature: one-hot of the number of axes longer than 1, 0..4
@@ -75,8 +74,8 @@ def velo(lstm_hidden: int = 512, hidden: int = 4, layers: int = 2, param_inits: 
         return hyper_state(theta, params, num_steps, horizon(num_steps))
 
     def update(theta, state, grads, params, loss=None):
-        buf, treedef, p_leaves, g_leaves, acc_leaves = step_inputs(state, grads, params, loss,
-                                                                   "velo")
+        inputs = step_inputs(state, grads, params, loss, "velo")
+        buf, _, p_leaves, g_leaves, acc_leaves = inputs
         fraction = state["count"] / jnp.asarray(state["num_steps"], constant_dtype())
         feats = loss_features(buf, buf["decays"])
         x = jnp.stack([tensor_features(p.astype(g.dtype), acc["m"], acc["v"], fraction, feats)
@@ -87,12 +86,8 @@ def velo(lstm_hidden: int = 512, hidden: int = 4, layers: int = 2, param_inits: 
         controls, lr_mult = dense(sched["controls"], h), dense(sched["step_size"], h)[:, 0]
         if bugged_next_lstm_state:
             h, c = state["h"], state["c"]
-        updates, accs = mixed_mlp_steps(theta["ff"], controls, lr_mult, p_leaves, g_leaves,
-                                        acc_leaves, decays, exp_scale, step_scale,
-                                        mix_scale=100.0)
-        new_state = {"acc": treedef.unflatten(accs), "count": state["count"] + 1,
-                     "num_steps": state["num_steps"], "h": h, "c": c, "loss": buf}
-        return treedef.unflatten(updates), new_state
+        return hyper_step(theta, state, inputs, controls, lr_mult, h, c, decays, exp_scale,
+                          step_scale, mix_scale=100.0)
 
     return UpdateRule(init_meta=init_meta, init=init, update=update, name="velo",
                       wants_num_steps=True,
