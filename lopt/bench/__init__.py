@@ -32,6 +32,9 @@ SUITES = {**PAPER_SUITES,
                                             "globally tuned and per-task tuned Adam/AdamW"),
     "diagnosis": ("lopt.bench.diagnosis", "why adafac_tiny trails tuned Adam in distribution: "
                                           "controlled meta-trainings, one change each"),
+    "step_scale": ("lopt.bench.step_scale", "the celo2_broad recipe's one learning rate, "
+                                            "chosen on its meta-training families' tuning "
+                                            "instances"),
     "perf": ("lopt.bench.perf.suite", "per-update time vs optax.adam and the FLOP floor, "
                                       "meta-training throughput, TBPTT memory, state bytes"),
 }

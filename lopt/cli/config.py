@@ -161,6 +161,11 @@ class RunConfig:
     checkpoint_every: int = 100
     resume: bool = True
     progress: bool = True
+    # Meta-validation: every validate_every outer steps (0: never), the current theta runs on
+    # validate_tasks held-out instances of each training family for validate_steps steps.
+    validate_every: int = 0
+    validate_tasks: int = 8
+    validate_steps: int = 300
 
     def validate(self) -> "RunConfig":
         if self.recipe:
@@ -170,6 +175,9 @@ class RunConfig:
         _positive("clip_grad_norm", self.clip_grad_norm, 1e-12, 1e30)
         _integer("seed", self.seed)
         _at_least("checkpoint_every", self.checkpoint_every, 1)
+        _at_least("validate_every", self.validate_every, 0)
+        _at_least("validate_tasks", self.validate_tasks, 1)
+        _at_least("validate_steps", self.validate_steps, 1)
         return self
 
 

@@ -18,7 +18,7 @@ from lopt.outer.mixture import build_estimator
 # where and how it reports, the comparison after it, and the device layout (resumes across
 # device counts are exact up to the reduction order).
 NOT_THE_RUN = frozenset({"steps", "out", "progress", "resume", "checkpoint_every", "recipe",
-                         "rule_config"}
+                         "rule_config", "validate_every", "validate_tasks", "validate_steps"}
                         | {f.name for f in dataclasses.fields(DistributionConfig)}
                         | {f.name for f in dataclasses.fields(EvalConfig)} - {"task"})
 

@@ -42,6 +42,21 @@ RECIPES = {
                     "with PES on mixture:tiny_images, normalized validation losses",
                     {**_COMMON, "rule": "adafac_mlp", "rule_config": '{"init": "momentum"}',
                      "steps": 2000}),
+    # The second generation (issue 24; benchmarks/pretrained/diagnosis.md): Celo2's step, its
+    # scale beta at the learning rate the untrained rule does best with on this mixture's
+    # tuning instances (lopt bench step_scale, fixed before meta-training), the training loss
+    # as the meta-objective, seven kinds of task on data no meta-test task uses, horizons up
+    # to 2,000 steps, and meta-validation on held-out instances every 100 outer steps.
+    "celo2_broad": ("celo2 (Celo2's normalized, orthogonalized step, started as Muon) meta-"
+                    "trained with PES on mixture:broad (image MLP and conv net, autoencoder, "
+                    "regression, tabular, char LSTM, tiny transformer), normalized training "
+                    "losses",
+                    {**_COMMON, "task": "mixture:broad", "rule": "celo2",
+                     "rule_config": '{"init": "momentum", "step_scale": 0.01}',
+                     "num_tasks": 28,  # 4 runs (2 antithetic pairs) per family
+                     "max_horizon": 2000, "objective": "train", "checkpoint_every": 50,
+                     "validate_every": 100, "validate_tasks": 4, "validate_steps": 300,
+                     "eval_tasks": 8, "tune_tasks": 4, "steps": 1500}),
 }
 
 

@@ -15,7 +15,7 @@ from lopt.cli import preflight
 from lopt.cli.compare import run_comparison
 from lopt.cli.config import ConfigError, TrainConfig
 from lopt.cli.invocation import Invocation
-from lopt.evaluation import normalize_all, plots
+from lopt.evaluation import meta_validation, normalize_all, plots
 from lopt.files.atomic import write_json
 from lopt.files.rule_file import save
 from lopt.files.run_folder import FolderLock, checkpoint_path
@@ -55,9 +55,12 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     files = RunFiles(log_path=os.path.join(out_dir, "train_log.jsonl"),
                      checkpoint_path=checkpoint, checkpoint_every=cfg.run.checkpoint_every,
                      resume=cfg.run.resume, run_config=preflight.run_config(cfg))
+    validate = meta_validation(rule, family, num_tasks=cfg.run.validate_tasks,
+                               num_steps=cfg.run.validate_steps) if cfg.run.validate_every else None
     run = RunOptions(num_steps=cfg.run.steps, seed=cfg.run.seed, progress=cfg.run.progress,
                      meta_optimizer=default_meta_optimizer(cfg.run.meta_lr,
-                                                           cfg.run.clip_grad_norm))
+                                                           cfg.run.clip_grad_norm),
+                     validate=validate, validate_every=cfg.run.validate_every or 1)
     start = time.time()
     with contextlib.ExitStack() as stack:
         if lead:

@@ -28,7 +28,8 @@ def plot_curves(summaries: Sequence[dict], path: str, title: str) -> None:
 
 
 def plot_history(history: Sequence[dict], path: str, title: str) -> None:
-    """The meta-loss against outer step (with a running mean), saved as a PNG."""
+    """The meta-loss against outer step (with a running mean) and the meta-validation score
+    where it was logged, saved as a PNG."""
     steps = np.array([h["step"] for h in history])
     values = np.array([h["meta_loss"] for h in history])
     fig = Figure(figsize=(6.4, 3.6), dpi=120)
@@ -38,6 +39,10 @@ def plot_history(history: Sequence[dict], path: str, title: str) -> None:
     if len(values) >= width:
         smooth = np.convolve(values, np.ones(width) / width, mode="valid")
         ax.plot(steps[width - 1:], smooth, lw=1.8, label=f"running mean ({width})")
+    checked = [h for h in history if "valid/mean" in h]
+    if checked:  # meta-validation (lopt.evaluation.meta_validation) where it ran
+        ax.plot([h["step"] for h in checked], [h["valid/mean"] for h in checked], "o-",
+                ms=3, lw=1.2, label="meta-validation (held-out instances)")
     _finish(fig, ax, path, title, "outer step", "meta-loss")
 
 

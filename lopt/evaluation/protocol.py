@@ -13,6 +13,7 @@ EVAL_SEED = 12345  # evaluation instances: every reported number
 TUNE_SEED = 54321  # tuning instances of the baselines: never reported
 NORMALIZATION_SEED = 0x7A5C  # tuning instances of the normalization reference
 SEARCH_SEED = 0  # the hyperparameter draws of random-search baselines
+META_VALID_SEED = 0x3A11D  # meta-validation instances of the meta-training families
 
 
 def log_grid(low: float, high: float, points: int) -> tuple:

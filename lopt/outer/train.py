@@ -7,7 +7,7 @@ import dataclasses
 import os
 import signal
 import threading
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -120,17 +120,25 @@ def _all_finite(tree) -> jax.Array:
 class RunOptions:
     """How one meta-training goes: ``num_steps`` outer steps from ``seed`` with
     ``meta_optimizer`` (``default_meta_optimizer()`` when None), from ``theta`` (the rule's
-    ``init_meta`` when None), with a progress bar when ``progress``."""
+    ``init_meta`` when None), with a progress bar when ``progress``. With ``validate`` (theta
+    -> a dict of floats, e.g. ``lopt.evaluation.meta_validation``) the theta after every
+    ``validate_every``-th step (and the last) is scored and the dict joins that step's logged
+    metrics under ``valid/`` names: meta-validation, which never touches the meta-gradient."""
 
     num_steps: int
     seed: int = 0
     meta_optimizer: Optional[optax.GradientTransformation] = None
     theta: Any = None
     progress: bool = True
+    validate: Optional[Callable[[Any], dict]] = None
+    validate_every: int = 100
 
     def __post_init__(self):
         if not isinstance(self.num_steps, int) or self.num_steps < 0:
             raise ValueError(f"num_steps must be a non-negative integer, got {self.num_steps}")
+        if not isinstance(self.validate_every, int) or self.validate_every < 1:
+            raise ValueError(f"validate_every must be a positive integer, got "
+                             f"{self.validate_every}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,6 +284,10 @@ def _loop(step_fn, state, start: int, run: RunOptions, files: RunFiles, saver: _
             state, metrics = step_fn(state)
             metrics = jax.device_get(saver.placement.first(metrics))
             record = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+            if run.validate is not None and lead and (
+                    (step + 1) % run.validate_every == 0 or step + 1 == run.num_steps):
+                theta = saver.placement.to_host(state).theta
+                record.update({f"valid/{k}": float(v) for k, v in run.validate(theta).items()})
             history.append(record)
             if log_file:
                 log_file.write(log_line(record))

@@ -46,7 +46,7 @@ def _rescaled(family: TaskFamily, level: str, low: float, high: float, name: str
                           init=lambda key: jax.tree.map(jnp.divide, inner.init(key), scale),
                           to_inner=lambda p: jax.tree.map(jnp.multiply, scale, p))
 
-    return TaskFamily(sample=sample, build=build, name=name)
+    return TaskFamily(sample=sample, build=build, name=name, datasets=family.datasets)
 
 
 def random_scaling(family: TaskFamily, low: float = -3.0, high: float = 3.0) -> TaskFamily:
@@ -96,7 +96,8 @@ def with_convex(family: TaskFamily, dim: int = 10) -> TaskFamily:
 
         return map_params(inner, init=init, to_inner=lambda p: p["task"], extra_loss=convex)
 
-    return TaskFamily(sample=sample, build=build, name=f"{family.name}_plus_convex")
+    return TaskFamily(sample=sample, build=build, name=f"{family.name}_plus_convex",
+                      datasets=family.datasets)
 
 
 def _has_field(cfg, field) -> bool:
@@ -121,7 +122,7 @@ def _edit_cfg(family: TaskFamily, field: str, what: str, edit, name: str) -> Tas
         k_inner, k_edit = jax.random.split(key)
         return _edited(family.sample(k_inner), field, lambda old: edit(k_edit, old))
 
-    return TaskFamily(sample=sample, build=family.build, name=name)
+    return TaskFamily(sample=sample, build=family.build, name=name, datasets=family.datasets)
 
 
 def reduced_batch(family: TaskFamily, low: int = 1) -> TaskFamily:
@@ -170,4 +171,5 @@ def gradient_noise(family: TaskFamily, sigma: float = 0.1) -> TaskFamily:
 
         return dataclasses.replace(inner, loss=noisy(inner.loss))
 
-    return TaskFamily(sample=family.sample, build=build, name=f"{family.name}_noise{sigma:g}")
+    return TaskFamily(sample=family.sample, build=build, name=f"{family.name}_noise{sigma:g}",
+                      datasets=family.datasets)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 
@@ -93,6 +93,9 @@ class TaskFamily:
     sample: Callable[[jax.Array], Cfg]
     build: Callable[[Cfg], Task]
     name: str = "task_family"
+    # The datasets its tasks train on (``lopt.tasks.datasets`` names; empty for data-free
+    # problems): what keeps a meta-test set's data out of a meta-training mixture.
+    datasets: Tuple[str, ...] = ()
 
 
 def fixed_family(task: Task, name: str = "fixed") -> TaskFamily:
@@ -111,7 +114,8 @@ def pooled_family(family: TaskFamily, size: int, key) -> TaskFamily:
         i = jax.random.randint(k, (), 0, size)
         return jax.tree.map(lambda c: c[i], pool)
 
-    return TaskFamily(sample=sample, build=family.build, name=f"{family.name}_pool{size}")
+    return TaskFamily(sample=sample, build=family.build, name=f"{family.name}_pool{size}",
+                      datasets=family.datasets)
 
 
 def map_params(task: Task, init: Callable, to_inner: Callable,

@@ -20,7 +20,8 @@ def mlp_family(dataset: str = "digits", hidden: Sequence[int] = (20,),
                activation: str = "sigmoid", initializer: str = "lecun_normal",
                batch_size: int = 128, subset_size: Optional[int] = None,
                init_scale=(1.0, 1.0), name: Optional[str] = None) -> TaskFamily:
-    """Cross-entropy of an MLP (1–10 hidden layers) on a classification dataset.
+    """Cross-entropy of an MLP (1–10 hidden layers) on a classification dataset, or its
+    squared error on a regression dataset (one output).
 
     The default (20 hidden sigmoid units, batch 128) is the L2L MNIST optimizee of Andrychowicz et
     al. 2016, on the digits data. Instances differ in initialization and minibatches, and, when
@@ -32,11 +33,13 @@ def mlp_family(dataset: str = "digits", hidden: Sequence[int] = (20,),
     if len(hidden) > MAX_DEPTH:
         raise ValueError(f"hidden must have at most {MAX_DEPTH} layers; got {len(hidden)}")
     data = datasets.load(dataset)
-    if data.kind != "classification":
-        raise ValueError(f"dataset must be a classification dataset for an MLP classifier; "
+    if data.kind not in ("classification", "regression"):
+        raise ValueError(f"dataset must be a classification or regression dataset for an MLP; "
                          f"{dataset!r} is {data.kind}")
-    model = linen_model(MLP(hidden=hidden, out=data.num_classes, activation=activation,
-                            initializer=initializer), softmax_xent)
+    regression = data.kind == "regression"
+    model = linen_model(MLP(hidden=hidden, out=1 if regression else data.num_classes,
+                            activation=activation, initializer=initializer),
+                        squared_error if regression else softmax_xent)
     name = name or f"{dataset}_mlp_" + "x".join(map(str, hidden)) + f"_{activation}"
     return supervised_family(name, data, model, batch_size=batch_size, subset_size=subset_size,
                              init_scale=init_scale)

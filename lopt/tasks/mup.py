@@ -151,7 +151,8 @@ def with_step_multipliers(family: TaskFamily, multipliers: Callable) -> TaskFami
     def build(cfg):
         return dataclasses.replace(family.build(cfg), step_multipliers=multipliers)
 
-    return TaskFamily(sample=family.sample, build=build, name=family.name)
+    return TaskFamily(sample=family.sample, build=build, name=family.name,
+                      datasets=family.datasets)
 
 
 def _classification(dataset):

@@ -96,6 +96,37 @@ FAMILIES = {
     "digits_conv_reparam": (lambda: augment.reparameterize(
         conv_family(dataset="digits", channels=(8, 16)), "global"),
         "conv + pool (8, 16) on digits, globally reparameterized"),
+    # The `celo2_broad` recipe's meta-training set (mixture:broad): seven kinds of task on data
+    # no meta-test task uses (generated shapes, real photo patches, Friedman's regression, the
+    # wine table, English prose), every model at most 32 wide, each globally reparameterized.
+    "shapes8_mlp_reparam": (lambda: augment.reparameterize(
+        mlp_family(dataset="shapes_8", hidden=(32,), activation="relu"), "global"),
+        "ReLU MLP (32) on the generated 8x8 shapes, globally reparameterized"),
+    "shapes16_conv_reparam": (lambda: augment.reparameterize(
+        conv_family(dataset="shapes_16", channels=(8, 16)), "global"),
+        "conv + pool (8, 16) on the generated 16x16 shapes, globally reparameterized"),
+    "photo_autoencoder_reparam": (lambda: augment.reparameterize(
+        autoencoder_family("photo_patches", hidden=(32, 8)), "global"),
+        "MLP autoencoder 64-32-8-32-64 on 8x8 photo patches, globally reparameterized"),
+    "friedman_mlp_reparam": (lambda: augment.reparameterize(
+        mlp_family(dataset="friedman", hidden=(32,), activation="relu", batch_size=64),
+        "global"), "ReLU MLP (32) regression on Friedman #1, globally reparameterized"),
+    "wine_mlp_reparam": (lambda: augment.reparameterize(
+        mlp_family(dataset="wine", hidden=(32,), activation="relu", batch_size=32), "global"),
+        "ReLU MLP (32) on the wine table, globally reparameterized"),
+    "pydocs_char_rnn_reparam": (lambda: augment.reparameterize(
+        char_rnn_family(dataset="pydocs", hidden=32, seq_len=16, batch_size=16), "global"),
+        "character LSTM (32) on pydocs prose, 16-character windows, globally reparameterized"),
+    "pydocs_transformer_reparam": (lambda: augment.reparameterize(
+        transformer_lm_family(dataset="pydocs", d_model=16, seq_len=16, batch_size=16),
+        "global"), "1-layer causal transformer (width 16, 2 heads) on pydocs prose, "
+                   "globally reparameterized"),
+    # Meta-test tasks (lopt bench pretrained) beside the nine above.
+    "diabetes_mlp": (P(mlp_family, dataset="diabetes", hidden=(32,), activation="relu",
+                       batch_size=64), "ReLU MLP (32) regression on the diabetes table"),
+    "mnist_mlp_wide": (P(mlp_family, dataset="mnist_5k_14", hidden=(320,), activation="relu"),
+                       "ReLU MLP with 320 hidden units on MNIST 14x14 (10x the widest "
+                       "meta-training model)"),
 }
 
 # μP families named with their width, ``NAME_wWIDTH`` (``mup_mlp_w64``): width is their
@@ -118,6 +149,12 @@ MIXTURES = {
     "tiny_images": (("digits_mlp_reparam", "mnist8_mlp_reparam", "mnist14_mlp_reparam",
                      "digits_conv_reparam"), "the recipes' meta-training set: three image MLPs "
                                              "and a conv net, globally reparameterized"),
+    "broad": (("shapes8_mlp_reparam", "shapes16_conv_reparam", "photo_autoencoder_reparam",
+               "friedman_mlp_reparam", "wine_mlp_reparam", "pydocs_char_rnn_reparam",
+               "pydocs_transformer_reparam"),
+              "the celo2_broad recipe's meta-training set: an image MLP and conv net, an "
+              "autoencoder, a regression and a tabular MLP, a character LSTM and a tiny "
+              "transformer, on data no meta-test task uses, globally reparameterized"),
     "taskset": (("mlp@0", "conv_pool@0", "char_rnn@0", "transformer@0", "autoencoder@0",
                  "vae@0"), "one sampled spec from each of six TaskSet-style samplers"),
 }

@@ -13,6 +13,7 @@ from lopt.tasks.models import check_choice, linen_model, squared_error, token_xe
 from lopt.tasks.supervised import supervised_family
 
 CELLS = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "vanilla": nn.SimpleCell}
+TEXT_DATASETS = ("pysource", "pydocs")
 
 
 class SequenceRegressor(nn.Module):
@@ -62,16 +63,17 @@ class CharRNN(nn.Module):
 
 def char_rnn_family(cell: str = "lstm", hidden: int = 32, embed: int = 16, seq_len: int = 32,
                     batch_size: int = 32, init_scale=(1.0, 1.0),
-                    name: Optional[str] = None) -> TaskFamily:
-    """Next-character cross-entropy of a recurrent language model on the ``pysource`` text."""
+                    name: Optional[str] = None, dataset: str = "pysource") -> TaskFamily:
+    """Next-character cross-entropy of a recurrent language model on a text dataset
+    (``pysource`` or ``pydocs``)."""
     check_choice("cell", cell, CELLS)
     _check_range("hidden", hidden, 4, 512)
     _check_range("embed", embed, 2, 256)
     _check_range("seq_len", seq_len, 4, 256)
-    data = datasets.load("pysource", seq_len=seq_len)
+    data = _text(dataset, seq_len)
     model = linen_model(CharRNN(vocab=data.num_classes, hidden=hidden, embed=embed, cell=cell),
                         token_xent)
-    name = name or f"char_rnn_{cell}{hidden}_e{embed}_t{seq_len}"
+    name = name or f"char_rnn_{cell}{hidden}_e{embed}_t{seq_len}" + _suffix(dataset)
     return supervised_family(name, data, model, batch_size=batch_size,
                              init_scale=init_scale)
 
@@ -104,20 +106,33 @@ class TransformerLM(nn.Module):
 
 def transformer_lm_family(layers: int = 1, d_model: int = 32, heads: int = 2,
                           seq_len: int = 32, batch_size: int = 32,
-                          init_scale=(1.0, 1.0), name: Optional[str] = None) -> TaskFamily:
-    """Next-character cross-entropy of a 1–2 layer causal transformer on ``pysource``."""
+                          init_scale=(1.0, 1.0), name: Optional[str] = None,
+                          dataset: str = "pysource") -> TaskFamily:
+    """Next-character cross-entropy of a 1–2 layer causal transformer on a text dataset
+    (``pysource`` or ``pydocs``)."""
     if layers not in (1, 2):
         raise ValueError(f"layers must be 1 or 2; got {layers!r}")
     _check_range("d_model", d_model, 8, 512)
     if d_model % heads:
         raise ValueError(f"heads must divide d_model ({d_model}); got {heads!r}")
     _check_range("seq_len", seq_len, 4, 256)
-    data = datasets.load("pysource", seq_len=seq_len)
+    data = _text(dataset, seq_len)
     model = linen_model(TransformerLM(vocab=data.num_classes, d_model=d_model, heads=heads,
                                       layers=layers), token_xent)
-    name = name or f"transformer_lm_{layers}x{d_model}_h{heads}_t{seq_len}"
+    name = name or f"transformer_lm_{layers}x{d_model}_h{heads}_t{seq_len}" + _suffix(dataset)
     return supervised_family(name, data, model, batch_size=batch_size,
                              init_scale=init_scale)
+
+
+def _text(dataset: str, seq_len: int):
+    if dataset not in TEXT_DATASETS:
+        raise ValueError(f"dataset must be a text dataset ({', '.join(TEXT_DATASETS)}); got "
+                         f"{dataset!r}")
+    return datasets.load(dataset, seq_len=seq_len)
+
+
+def _suffix(dataset: str) -> str:
+    return "" if dataset == "pysource" else f"_{dataset}"  # pysource names stay as they were
 
 
 def _check_range(field, value, low, high):

@@ -128,7 +128,7 @@ def supervised_family(name: str, data: Dataset, model: Model, *, batch_size: int
         return Task(init=init, loss=loss, valid_loss=lambda p, k: valid_loss(p, {}, k),
                     test_metrics=test_metrics)
 
-    return TaskFamily(sample=sample, build=build, name=name)
+    return TaskFamily(sample=sample, build=build, name=name, datasets=(data.name,))
 
 
 def noisy_labels(noise_key, rate, idx, y, num_classes):

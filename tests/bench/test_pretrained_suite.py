@@ -1,7 +1,11 @@
-"""The pretrained meta-test suite's own arithmetic: the globally tuned lr."""
+"""The pretrained meta-test suite's own arithmetic (the globally tuned lr) and its promise that
+no meta-test task or dataset is in the celo2_broad recipe's meta-training mixture."""
 import numpy as np
 
-from lopt.bench.pretrained import GRID, global_lr_index
+from lopt.bench.pretrained import GRID, TASKS, global_lr_index
+from lopt.cli.recipes import recipe_config
+from lopt.tasks import MIXTURES, make_family
+from lopt.tasks.datasets import dataset_source
 
 
 def test_global_lr_ranks_divergences_first_then_the_mean_over_tasks():
@@ -11,3 +15,20 @@ def test_global_lr_ranks_divergences_first_then_the_mean_over_tasks():
     assert global_lr_index([task_a, task_b]) == 1  # lr 2 diverged somewhere; 0.35 < 0.45
     assert global_lr_index([task_b]) == 2
     assert len(GRID) == 14 and np.isclose(GRID[0], 1e-4) and np.isclose(GRID[-1], 1.0)
+
+
+def test_meta_test_tasks_and_their_data_are_never_in_celo2_broad_meta_training():
+    task = recipe_config("celo2_broad")["task"]
+    training_names = set(MIXTURES[task.removeprefix("mixture:")][0])
+    test_names = {name for name, _ in TASKS}
+    assert not training_names & test_names
+    training = make_family(task).families
+    assert len(training) == 7
+    train_data = {dataset_source(d) for f in training for d in f.datasets}
+    test_data = {dataset_source(d) for name in test_names for d in make_family(name).datasets}
+    # every family names its data, so the check below is about something
+    assert all(f.datasets for f in training) and len(test_data) >= 6
+    assert not train_data & test_data, train_data & test_data
+    # the "10x wider" rows: widest meta-training model is 32 (units, channels, d_model)
+    assert {"digits_mlp_wide", "mnist_mlp_wide", "diabetes_mlp"} <= test_names
+    assert ("digits_mlp_3x32", 3000) in TASKS

@@ -81,6 +81,47 @@ def test_text_windows_are_shifted_by_one_and_decode_to_source():
     assert text.num_classes == len(text.vocab) and text.kind == "text"
 
 
+def test_pydocs_is_prose_disjoint_from_pysource():
+    docs, source = datasets.load("pydocs"), datasets.load("pysource")
+    x = np.asarray(docs.train_x[:2000:2]).ravel()
+    prose = "".join(docs.vocab[i] for i in x)
+    assert " the " in prose and docs.kind == "text" and docs.num_classes == len(docs.vocab)
+    np.testing.assert_array_equal(np.asarray(docs.train_x)[:, 1:], np.asarray(docs.train_y)[:, :-1])
+    # the Python reference manual's help topics (the CPython this runs on may word them
+    # differently, so compare a phrase every version has)
+    import pydoc_data.topics
+    assert "assert_stmt" in prose or "assert_stmt" in pydoc_data.topics.topics["assert"]
+    windows = {"".join(source.vocab[i] for i in w) for w in np.asarray(source.train_x[::4])}
+    assert not any("".join(docs.vocab[i] for i in w) in windows
+                   for w in np.asarray(docs.train_x[::4]))
+
+
+def test_friedman_follows_its_formula_and_photo_patches_are_the_sample_photos():
+    from sklearn.datasets import load_sample_images, make_friedman1
+
+    data = datasets.load("friedman")
+    assert data.kind == "regression" and data.input_shape == (10,)
+    x, y = make_friedman1(2000, noise=1.0, random_state=0)
+    clean = 10 * np.sin(np.pi * x[:, 0] * x[:, 1]) + 20 * (x[:, 2] - 0.5) ** 2 + 10 * x[:, 3] \
+        + 5 * x[:, 4]
+    assert 0.5 < np.std(y - clean) < 1.5  # the noise is N(0, 1)
+    tr, _, _ = split_indices(2000, 0)
+    standardized = (y[tr] - y[tr].mean()) / y[tr].std()
+    np.testing.assert_allclose(np.asarray(data.train_y), standardized, rtol=1e-5, atol=1e-5)
+    patches = datasets.load("photo_patches")
+    assert patches.input_shape == (8, 8, 1) and patches.num_classes == 2
+    photos = [img.mean(axis=-1) / 255.0 for img in load_sample_images().images]
+    patch = np.asarray(patches.train_x[0, :, :, 0])
+    label = int(patches.train_y[0])
+    photo = photos[label]
+    # the patch is cut from its labelled photo: some 8x8 window of it matches exactly
+    windows = np.lib.stride_tricks.sliding_window_view(photo, (8, 8))
+    assert np.min(np.abs(windows - patch).max(axis=(2, 3))) < 1e-5
+    assert datasets.dataset_source("mnist_5k_14") == "mnist_5k"
+    assert datasets.dataset_source("shapes_16") == "shapes"
+    assert datasets.dataset_source("mnist1d") == "mnist1d"
+
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(3, 500), seed=st.integers(0, 2**31 - 1),
        valid=st.floats(0.0, 0.3), test=st.floats(0.0, 0.3))

@@ -9,8 +9,9 @@ import functools
 from lopt.tasks.datasets import offline, synthetic
 from lopt.tasks.datasets.base import KINDS, SPLITS, Dataset, from_arrays, split_indices, with_splits
 from lopt.tasks.datasets.offline import (breast_cancer, diabetes, digits, iris, mnist1d, mnist_5k,
-                                         wine)
-from lopt.tasks.datasets.synthetic import gaussian_clusters, pysource, shapes, sines
+                                         photo_patches, wine)
+from lopt.tasks.datasets.synthetic import (friedman, gaussian_clusters, pydocs, pysource, shapes,
+                                          sines)
 from lopt.tasks.datasets.tfds_source import TFDS_DATASETS, tfds_dataset
 
 DATASETS = {
@@ -28,6 +29,8 @@ DATASETS = {
                                              "2 classes (scikit-learn)"),
     "diabetes": (offline.diabetes, "diabetes progression: 442 x 10 features, regression "
                                    "(scikit-learn)"),
+    "photo_patches": (offline.photo_patches, "3,000 real 8x8 grayscale patches of scikit-learn's "
+                                             "two sample photographs; label: the photo"),
     "shapes_8": (functools.partial(synthetic.shapes, size=8),
                  "generated 8x8 images of 4 shapes at random places and sizes, seeded"),
     "shapes_16": (functools.partial(synthetic.shapes, size=16), "the shapes set at 16x16"),
@@ -37,9 +40,21 @@ DATASETS = {
                           "the sines set with noise 0.01 instead of 0.1"),
     "pysource": (synthetic.pysource, "character-level text: 260k characters of CPython "
                                      "stdlib source, shipped snapshot"),
+    "pydocs": (synthetic.pydocs, "character-level English prose: 260k characters of the Python "
+                                 "reference manual's help topics, shipped snapshot"),
+    "friedman": (synthetic.friedman, "Friedman #1 regression: 2,000 x 10 uniform features "
+                                     "(5 irrelevant), noise 1, seeded (scikit-learn)"),
     **{name: (functools.partial(tfds_dataset, name), description)
        for name, description in TFDS_DATASETS.items()},
 }
+
+
+def dataset_source(name: str) -> str:
+    """The data a dataset name comes from, its size variants merged: ``mnist_5k_14`` and
+    ``mnist_5k_8`` are both ``mnist_5k``, ``shapes_16`` is ``shapes`` (a trailing ``_SIZE``
+    is dropped)."""
+    head, _, tail = name.rpartition("_")
+    return head if head and tail.isdigit() else name
 
 
 def load(name: str, **options) -> Dataset:
@@ -54,7 +69,8 @@ def _load(name, options):
     return DATASETS[name][0](**dict(options))
 
 
-__all__ = ["Dataset", "DATASETS", "KINDS", "SPLITS", "TFDS_DATASETS", "load", "from_arrays",
+__all__ = ["Dataset", "DATASETS", "dataset_source", "KINDS", "SPLITS", "TFDS_DATASETS", "load", "from_arrays",
            "with_splits", "split_indices", "digits", "mnist_5k", "mnist1d", "iris", "wine",
            "breast_cancer", "diabetes", "shapes", "gaussian_clusters", "sines", "pysource",
+           "pydocs", "friedman", "photo_patches",
            "tfds_dataset"]

@@ -98,3 +98,25 @@ def diabetes(seed: int = 0) -> Dataset:
     """Diabetes progression: 442 patients, 10 features, a real-valued target (scikit-learn)."""
     from sklearn.datasets import load_diabetes
     return _sklearn("diabetes", load_diabetes, "regression", seed)
+
+
+def photo_patches(num_samples: int = 3000, size: int = 8, seed: int = 0) -> Dataset:
+    """Real photographs: ``num_samples`` grayscale size×size patches cut at seeded random places
+    from scikit-learn's two bundled sample photos (``china.jpg``, ``flower.jpg``; 427×640),
+    half from each, pixels / 255; the label is the photo. Real image statistics for an image
+    task whose data is neither digits nor MNIST."""
+    from sklearn.datasets import load_sample_images
+
+    photos = [img.astype(np.float32).mean(axis=-1) / 255.0 for img in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    n = int(num_samples)
+    labels = np.arange(n) % len(photos)
+    patches = np.empty((n, size, size), np.float32)
+    for i, label in enumerate(labels):
+        photo = photos[label]
+        r = rng.integers(0, photo.shape[0] - size + 1)
+        c = rng.integers(0, photo.shape[1] - size + 1)
+        patches[i] = photo[r:r + size, c:c + size]
+    return from_arrays(f"photo_patches_{size}", "classification", patches[..., None], labels,
+                       num_classes=len(photos), seed=seed, normalize="none",
+                       normalization="pixels / 255 (inputs in [0, 1]), channel mean")

@@ -6,7 +6,7 @@ import importlib.resources
 
 import numpy as np
 
-from lopt.tasks.datasets.base import Dataset, from_arrays, with_splits
+from lopt.tasks.datasets.base import Dataset, from_arrays, split_indices, with_splits
 
 SHAPES = ("square", "disk", "triangle", "cross")
 SHAPE_SIZES = (8, 16)
@@ -75,7 +75,24 @@ def pysource(seq_len: int = 32, seed: int = 0) -> Dataset:
     is cut into contiguous 80/10/10 train/valid/test parts (no window crosses a part);
     examples are windows of ``seq_len`` characters and y is x shifted by one."""
     del seed  # the split is contiguous, not random, so neighbouring windows cannot leak
-    ref = importlib.resources.files("lopt.tasks.datasets") / "data" / "pysource.txt.gz"
+    return _text_windows("pysource", seq_len)
+
+
+def pydocs(seq_len: int = 32, seed: int = 0) -> Dataset:
+    """Character-level English prose: 260,000 ASCII characters of the Python reference
+    manual's help topics (CPython 3.11 ``pydoc_data.topics`` in sorted key order, each
+    paragraph once, without ASCII tables and underlines, runs of spaces cut to 8; PSF
+    license), shipped as a fixed snapshot. A second corpus beside ``pysource`` (prose, not
+    code), cut and windowed the same way, so meta-training and meta-test language tasks can
+    use different text."""
+    del seed
+    return _text_windows("pydocs", seq_len)
+
+
+def _text_windows(name: str, seq_len: int) -> Dataset:
+    """The shipped ``data/NAME.txt.gz`` as windows of ``seq_len`` character ids: contiguous
+    80/10/10 train/valid/test parts, train windows overlapping by half."""
+    ref = importlib.resources.files("lopt.tasks.datasets") / "data" / f"{name}.txt.gz"
     text = gzip.decompress(ref.read_bytes()).decode("ascii")
     vocab = "".join(sorted(set(text)))
     ids = np.frombuffer(text.encode("ascii"), np.uint8)
@@ -89,7 +106,22 @@ def pysource(seq_len: int = 32, seed: int = 0) -> Dataset:
         w = np.stack([part[s:s + seq_len + 1] for s in starts])
         return w[:, :-1], w[:, 1:]
 
-    return with_splits("pysource", "text", windows(ids[:cut1], seq_len // 2),
+    return with_splits(name, "text", windows(ids[:cut1], seq_len // 2),
                        windows(ids[cut1:cut2], seq_len), windows(ids[cut2:], seq_len),
                        num_classes=len(vocab), normalize="none",
                        normalization="character ids", vocab=vocab)
+
+
+def friedman(num_samples: int = 2000, noise: float = 1.0, seed: int = 0) -> Dataset:
+    """Friedman's regression problem #1 (Friedman 1991; scikit-learn's ``make_friedman1``):
+    y = 10 sin(π x₁x₂) + 20 (x₃ − ½)² + 10 x₄ + 5 x₅ + N(0, noise²) on x ~ U(0, 1)¹⁰ (five
+    features are irrelevant), seeded; features and targets standardized on the train split."""
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(int(num_samples), noise=float(noise), random_state=int(seed))
+    tr, va, te = split_indices(len(x), seed)
+    mean, std = y[tr].mean(), y[tr].std()
+    y = ((y - mean) / std).astype(np.float32)
+    return with_splits("friedman", "regression", (x[tr], y[tr]), (x[va], y[va]), (x[te], y[te]),
+                       num_classes=0, normalization="per-feature standardized with train mean "
+                       "and std; targets standardized with train mean and std")

@@ -1,0 +1,121 @@
+"""``lopt bench step_scale``: the one learning rate (Celo2's step scale β) of the
+``celo2_broad`` recipe, chosen on its meta-training families only, never on a meta-test task.
+
+Two sweeps on the tuning instances (``TUNE_SEED``) of every family of ``mixture:broad``,
+normalized as meta-training sees them: (1) the untrained rule (Muon-like: the normalized,
+orthogonalized first momentum) over a 14-point log grid, whose best β meta-training then starts
+from and keeps; (2) once the recipe has run, its meta-trained theta at β × 2^k, k = −2…2, whose
+best is the shipped default. The best is the lr with the fewest diverged runs over all
+families, then the lowest mean over families of the mean final normalized loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+
+from lopt.bench.pretrained import global_lr_index
+from lopt.bench.suite import Suite
+from lopt.cli.recipes import recipe_config
+from lopt.evaluation import lr_sweep, normalize_all, score
+from lopt.evaluation.protocol import META_TEST_GRID, TUNE_SEED
+from lopt.files.rule_file import load
+from lopt.rules import make_rule
+from lopt.tasks import make_family
+
+RECIPE = "celo2_broad"
+# Where the recipe's run is committed (benchmarks/pretrained/runs/): sweep (2) reads it.
+TRAINED = os.path.join("benchmarks", "pretrained", "runs", RECIPE, "celo2.lopt")
+FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    steps: int
+    tune_tasks: int
+    grid: tuple
+    reference_tasks: int
+
+
+SIZES = {"full": Size(300, 4, META_TEST_GRID, 8),
+         "quick": Size(30, 2, META_TEST_GRID[4::3], 2)}
+
+
+def _families(sz: Size):
+    cfg = recipe_config(RECIPE)
+    mixture = normalize_all(make_family(cfg["task"]), num_steps=cfg["horizon"],
+                            num_tasks=sz.reference_tasks)
+    return cfg, mixture.families
+
+
+def _fixed_theta(name: str, kwargs: dict, theta):
+    """factory(learning_rate) -> the rule at step_scale = learning_rate whose init_meta gives
+    ``theta`` (what ``lr_sweep`` runs)."""
+    def factory(learning_rate):
+        rule = make_rule(name, **{**kwargs, "step_scale": learning_rate})
+        return dataclasses.replace(rule, init_meta=lambda key: theta)
+    return factory
+
+
+def _sweep(suite, label, factory, families, sz, grid) -> list:
+    """Per family, per lr: [diverged runs, mean final normalized loss]."""
+    return [suite.cached(f"{label}_{f.name}", lambda f=f: [list(score(c)) for c in lr_sweep(
+        factory, f, jax.random.PRNGKey(TUNE_SEED), num_tasks=sz.tune_tasks,
+        num_steps=sz.steps, grid=grid)], {"steps": sz.steps, "tune": sz.tune_tasks,
+                                          "grid": list(grid), "family": f.name, "what": label})
+            for f in families]
+
+
+def _table(grid, sweeps, families, best) -> str:
+    lines = ["| lr | " + " | ".join(f.name.removesuffix("_normalized") for f in families)
+             + " | mean | diverged |", "|---" * (len(families) + 3) + "|"]
+    for i, lr in enumerate(grid):
+        cells = [f"{s[i][1]:.3f}" for s in sweeps]
+        mean = float(np.mean([s[i][1] for s in sweeps]))
+        mark = "**" if i == best else ""
+        lines.append(f"| {mark}{lr:.3g}{mark} | " + " | ".join(cells)
+                     + f" | {mark}{mean:.3f}{mark} | {sum(s[i][0] for s in sweeps)} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(out: str, quick: bool = False, command: str = "lopt bench step_scale",
+        progress: bool = True) -> str:
+    sz = SIZES["quick" if quick else "full"]
+    cfg, families = _families(sz)
+    kwargs = json.loads(cfg["rule_config"])
+    trained = os.path.exists(TRAINED) and not quick
+    suite = Suite("step_scale", out, sz, command, len(families) * (1 + trained), progress)
+    rule = make_rule(cfg["rule"], **kwargs)
+    # The draw lopt.outer.train starts from (its first split of the seed's key).
+    theta0 = rule.init_meta(jax.random.split(jax.random.PRNGKey(cfg.get("seed", 0)), 3)[0])
+    initial = _sweep(suite, "initial", _fixed_theta(cfg["rule"], kwargs, theta0), families, sz,
+                     sz.grid)
+    best = global_lr_index(initial)
+    suite.section("The untrained rule", f"`{cfg['rule']}` {kwargs} at its initial theta (the "
+                  f"seed-{cfg.get('seed', 0)} draw meta-training starts from), {sz.tune_tasks} "
+                  f"tuning instances per family, {sz.steps} steps; mean final normalized loss "
+                  f"(0: tuned Adam, 1: the initial loss). Best: **{sz.grid[best]:.3g}** "
+                  f"(the recipe's step_scale is {kwargs['step_scale']:g}).\n\n"
+                  + _table(sz.grid, initial, families, best))
+    suite.payload.update({"initial": {"grid": list(sz.grid), "scores": initial,
+                                      "best": sz.grid[best]}})
+    if trained:
+        trained_rule, theta = load(TRAINED)
+        base = trained_rule.config["step_scale"]
+        grid = tuple(base * k for k in FACTORS)
+        config = {k: v for k, v in trained_rule.config.items() if k != "step_scale"}
+        sweeps = _sweep(suite, "trained", _fixed_theta(trained_rule.name, config, theta),
+                        families, sz, grid)
+        best_t = global_lr_index(sweeps)
+        suite.section("The meta-trained rule", f"`{TRAINED}` at β × (1/4 … 4) of its "
+                      f"training β = {base:g}, the same instances. Best: "
+                      f"**{grid[best_t]:.3g}**, the shipped default.\n\n"
+                      + _table(grid, sweeps, families, best_t))
+        suite.payload.update({"trained": {"grid": list(grid), "scores": sweeps,
+                                          "best": grid[best_t]}})
+    return suite.finish("The celo2_broad recipe's learning rate, chosen on meta-training "
+                        "families", "Issue 24: the rule gets one default learning rate, "
+                        "chosen here on tuning instances of the meta-training families only.")
