@@ -2,6 +2,7 @@
 2), a character-level RNN language model and a tiny causal transformer language model."""
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import flax.linen as nn
@@ -10,9 +11,14 @@ import jax.numpy as jnp
 from lopt.tasks import datasets
 from lopt.tasks.base import TaskFamily
 from lopt.tasks.models import check_choice, linen_model, squared_error, token_xent
+from lopt.tasks.orthogonal import orthogonal
 from lopt.tasks.supervised import supervised_family
 
-CELLS = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "vanilla": nn.SimpleCell}
+# Every cell's recurrent kernel starts orthogonal, as flax's defaults, computed without QR
+# (lopt.tasks.orthogonal says why).
+CELLS = {name: functools.partial(cell, recurrent_kernel_init=orthogonal())
+         for name, cell in (("lstm", nn.OptimizedLSTMCell), ("gru", nn.GRUCell),
+                            ("vanilla", nn.SimpleCell))}
 TEXT_DATASETS = ("pysource", "pydocs")
 
 
@@ -26,7 +32,7 @@ class SequenceRegressor(nn.Module):
     def __call__(self, x, train):
         del train
         for _ in range(self.layers):
-            x = nn.RNN(nn.OptimizedLSTMCell(self.hidden))(x)
+            x = nn.RNN(CELLS["lstm"](self.hidden))(x)
         return nn.Dense(1)(x[:, -1])
 
 

@@ -96,3 +96,23 @@ def test_only_the_last_checkpoints_are_kept_and_a_legacy_npz_run_goes_on(tmp_pat
     for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert read_metadata(old)["step"] == 6
+
+
+def test_meta_validation_is_logged_on_schedule_and_never_changes_training(tmp_path):
+    from lopt.evaluation import loss_curves, meta_validation
+    from lopt.evaluation.protocol import META_VALID_SEED
+
+    validate = meta_validation(RULE, FAMILY, num_tasks=3, num_steps=4)
+    plain = _run(tmp_path, "plain", 5)
+    checked = _run(tmp_path, "checked", 5, validate=validate, validate_every=3)
+    for a, b in zip(jax.tree.leaves(plain.state), jax.tree.leaves(checked.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    log = [json.loads(l) for l in open(tmp_path / "checked.jsonl")]
+    assert [r["step"] for r in log if "valid/mean" in r] == [2, 4]  # every 3rd and the last
+    curves = np.asarray(loss_curves(RULE, checked.theta, FAMILY, jax.random.PRNGKey(
+        META_VALID_SEED), num_tasks=3, num_steps=4))
+    np.testing.assert_allclose(log[-1]["valid/mean"], curves[-1].mean(), rtol=1e-6)
+    assert log[-1][f"valid/{FAMILY.name}"] == log[-1]["valid/mean"]
+    assert log[-1]["valid/diverged"] == 0
+    with pytest.raises(ValueError, match="validate_every"):
+        _run(tmp_path, "bad", 1, validate=validate, validate_every=0)
