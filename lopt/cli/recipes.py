@@ -52,7 +52,7 @@ RECIPES = {
                     "regression, tabular, char LSTM, tiny transformer), normalized training "
                     "losses",
                     {**_COMMON, "task": "mixture:broad", "rule": "celo2",
-                     "rule_config": '{"init": "momentum", "step_scale": 0.01}',
+                     "rule_config": '{"init": "momentum", "step_scale": 0.00701703828670383}',
                      "num_tasks": 28,  # 4 runs (2 antithetic pairs) per family
                      "max_horizon": 2000, "objective": "train", "checkpoint_every": 50,
                      "validate_every": 100, "validate_tasks": 4, "validate_steps": 300,

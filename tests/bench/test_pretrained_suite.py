@@ -32,3 +32,18 @@ def test_meta_test_tasks_and_their_data_are_never_in_celo2_broad_meta_training()
     # the "10x wider" rows: widest meta-training model is 32 (units, channels, d_model)
     assert {"digits_mlp_wide", "mnist_mlp_wide", "diabetes_mlp"} <= test_names
     assert ("digits_mlp_3x32", 3000) in TASKS
+
+
+def test_celo2_broad_learning_rate_is_the_committed_choice_on_meta_training_families():
+    import json
+    import pathlib
+
+    from lopt.evaluation.protocol import META_TEST_GRID
+
+    committed = json.loads((pathlib.Path(__file__).parents[2] / "benchmarks" / "pretrained"
+                            / "step_scale" / "results.json").read_text())
+    scores = committed["initial"]["scores"]  # per meta-training family, per lr
+    assert len(scores) == 7 and committed["initial"]["grid"] == list(META_TEST_GRID)
+    best = global_lr_index(scores)
+    step_scale = json.loads(recipe_config("celo2_broad")["rule_config"])["step_scale"]
+    assert step_scale == committed["initial"]["best"] == META_TEST_GRID[best]

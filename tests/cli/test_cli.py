@@ -41,6 +41,7 @@ from lopt.tasks import FAMILIES
     (["train", "--rule", "multiscale_adam", "--rule-config", "{kind: 1}"], "rule_config"),
     (["train", "--rule", "rnnprop", "--rule-config", '{"kind": "x"}'], "rule_config"),
     (["train", "--recipe", "velo"], "recipe"),
+    (["train", "--validate-every", "-1"], "validate_every"),
     (["train", "--task", "digits_mlp", "--mup"], "mup needs μP tasks"),
     (["train", "--task", "mup_mlp_w3"], "width"),
     (["train", "--task", "mixture:mup_mlp_w32+mup_transformer_w32", "--mup"],
@@ -121,12 +122,15 @@ def test_train_on_a_mixture_with_normalization_from_the_cli(tmp_path, capsys, mo
     argv = ["train", "--task", "mixture:quadratic+iris_logistic+rosenbrock", "--normalize",
             "--rule", "per_parameter_mlp", "--steps", "2", "--num-tasks", "3",
             "--truncation", "2", "--horizon", "4", "--eval-tasks", "2", "--eval-steps", "4",
-            "--baselines", "adam", "--no-progress", "--out", out]
+            "--baselines", "adam", "--no-progress", "--out", out, "--validate-every", "1",
+            "--validate-tasks", "2", "--validate-steps", "4"]
     assert main(argv) == 0
     log = [json.loads(line) for line in open(os.path.join(out, "train_log.jsonl"))]
     assert len(log) == 2
     for name in ("quadratic10", "iris_logistic", "rosenbrock2"):
         assert f"meta_loss/{name}_normalized" in log[0]
+        # meta-validation of every family on held-out instances, at every step
+        assert all(np.isfinite(r[f"valid/{name}_normalized"]) for r in log)
         result = json.load(open(os.path.join(out, f"comparison_{name}_normalized.json")))
         assert result["family"] == f"{name}_normalized"
         # Normalized curves start at 1 (the initial loss) for Adam on evaluation instances,
@@ -134,6 +138,7 @@ def test_train_on_a_mixture_with_normalization_from_the_cli(tmp_path, capsys, mo
         adam = [r for r in result["results"] if r["name"] == "adam"][0]
         assert -2.0 <= min(adam["mean_curve"]) and max(adam["mean_curve"]) <= 2.0
     assert len(os.listdir(tmp_path / "cache" / "normalization")) == 3
+    assert all(r["valid/diverged"] == 0 and "valid/mean" in r for r in log)
 
 
 def test_train_then_eval_end_to_end(tmp_path, capsys):
