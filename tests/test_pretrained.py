@@ -91,7 +91,7 @@ def test_celo_released_is_the_import_of_celos_published_file(tmp_path):
 @pytest.mark.parametrize("name", [n for n in ("celo_tiny", "adafac_tiny") if n in PRETRAINED])
 def test_general_purpose_file_is_the_one_its_committed_recipe_made(name):
     """The shipped bytes are the recipe run's output, and its committed config is the recipe."""
-    from lopt.cli.recipes import RECIPES
+    from lopt.recipes import RECIPES
 
     run = ROOT / "benchmarks" / "pretrained" / "runs" / name
     rule, _ = lopt.load(path(name))
@@ -104,3 +104,60 @@ def test_general_purpose_file_is_the_one_its_committed_recipe_made(name):
         assert stored == (list(value) if isinstance(value, tuple) else value), field
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(config["steps"]))
+
+
+@pytest.mark.skipif("celo2_broad" not in PRETRAINED, reason="celo2_broad is not shipped")
+def test_celo2_broad_is_its_recipe_run_at_the_step_scale_chosen_on_meta_training():
+    """The shipped theta is the recipe run's, its one learning rate the one lopt bench
+    step_scale chose on mixture:broad's tuning instances, and the run's log holds its
+    meta-validation."""
+    from lopt.recipes import RECIPES
+    from lopt.files.rule_file import load_metadata
+
+    run = ROOT / "benchmarks" / "pretrained" / "runs" / "celo2_broad"
+    (rule, theta), (trained, trained_theta) = lopt.load(path("celo2_broad")), \
+        lopt.load(str(run / "celo2.lopt"))
+    for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(trained_theta)):
+        np.testing.assert_array_equal(a, b)
+    chosen = json.loads((ROOT / "benchmarks" / "pretrained" / "step_scale" / "results.json")
+                        .read_text())["trained"]
+    assert rule.config == {**trained.config, "step_scale": chosen["best"]}
+    assert chosen["best"] in chosen["grid"]
+    extra = load_metadata(path("celo2_broad"))["extra"]
+    assert extra["meta_trained_step_scale"] == trained.config["step_scale"]
+    config = json.loads((run / "config.json").read_text())
+    for field, value in RECIPES["celo2_broad"][1].items():
+        assert config[field] == (list(value) if isinstance(value, tuple) else value), field
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(config["steps"]))
+    checked = [r["step"] for r in log if "valid/mean" in r]
+    assert checked == list(range(config["validate_every"] - 1, config["steps"],
+                                 config["validate_every"]))
+
+
+@pytest.mark.skipif("celo2_broad" not in PRETRAINED, reason="celo2_broad is not shipped")
+def test_celo2_broad_lowers_a_held_out_loss_through_celo2s_harness():
+    """The documented chain (learned step on matrices, AdamW on vectors, the shipped β as the
+    learning rate) trains an MLP on a table no meta-training task used."""
+    import optax
+
+    from lopt.tasks import make_family
+
+    rule, _ = lopt.load(path("celo2_broad"))
+    family = make_family("breast_cancer_mlp")
+    task = family.build(family.sample(jax.random.PRNGKey(3)))
+    params = task.init(jax.random.PRNGKey(4))
+    tx = lopt.celo2_chain("celo2_broad", learning_rate=rule.config["step_scale"])
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state, key):
+        loss, grads = jax.value_and_grad(task.loss)(params, key)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    losses = []
+    for k in range(60):
+        params, state, loss = step(params, state, jax.random.PRNGKey(k))
+        losses.append(float(loss))
+    assert np.isfinite(losses).all() and np.mean(losses[-10:]) < 0.5 * np.mean(losses[:3])

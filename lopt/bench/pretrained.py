@@ -16,6 +16,7 @@ learned optimizers; a run that diverges is counted and ranks below every run tha
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import jax
@@ -23,17 +24,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt.bench.suite import Suite, summarize
+from lopt.recipes import recipe_config
 from lopt.evaluation import Result, loss_curves, lr_sweep, plots, score, stats, tables
 from lopt.evaluation.metrics import format_speedup, speedup, state_bytes_per_parameter
 from lopt.evaluation.normalization import adam_reference
 from lopt.evaluation.protocol import EVAL_SEED, META_TEST_GRID, TUNE_SEED
 from lopt.files.rule_file import load
 from lopt.pretrained import PRETRAINED, path
-from lopt.rules import adam, adamw
+from lopt.rules import adam, adamw, make_rule
 from lopt.tasks import make_family, normalized
 
 # The recipes' optimizers, when shipped, and Celo's published weights (`lopt import celo`).
 GENERAL = ("celo_tiny", "adafac_tiny", "celo_released", "celo2_broad")
+UNTRAINED = "celo2 (untrained start)"
 GRID = META_TEST_GRID
 ADAMW_DECAY = 0.01
 DEFAULT_LR = 1e-3
@@ -73,9 +76,18 @@ def _label(task, steps, common):
 
 
 def shipped_general() -> dict:
-    """The general-purpose pretrained optimizers in the package: name -> (rule, theta)."""
+    """The general-purpose pretrained optimizers in the package: name -> (rule, theta), and
+    with celo2_broad its untrained start (the Muon-like rule at the same β) as an ablation:
+    what meta-training added."""
 
-    return {name: load(path(name)) for name in GENERAL if name in PRETRAINED}
+    learned = {name: load(path(name)) for name in GENERAL if name in PRETRAINED}
+    if "celo2_broad" in learned:
+        rule, _ = learned["celo2_broad"]
+        start = make_rule(rule.name, **{**rule.config, "step_scale": json.loads(
+            recipe_config("celo2_broad")["rule_config"])["step_scale"]})
+        learned[UNTRAINED] = (start, start.init_meta(jax.random.split(jax.random.PRNGKey(0),
+                                                                      3)[0]))
+    return learned
 
 
 def _sweep_scores(factory, family, steps, tune_tasks, grid) -> list:

@@ -11,6 +11,7 @@ families, then the lowest mean over families of the mean final normalized loss.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -19,12 +20,12 @@ import numpy as np
 
 from lopt.bench.pretrained import global_lr_index
 from lopt.bench.suite import Suite
-from lopt.cli.recipes import recipe_config
-from lopt.evaluation import lr_sweep, normalize_all, score
+from lopt.recipes import recipe_config
+from lopt.evaluation import lr_sweep, meta_validation, normalize_all, score
 from lopt.evaluation.protocol import META_TEST_GRID, TUNE_SEED
-from lopt.files.rule_file import load
+from lopt.files.rule_file import load, save
 from lopt.rules import make_rule
-from lopt.tasks import make_family
+from lopt.tasks import Mixture, make_family
 
 RECIPE = "celo2_broad"
 # Where the recipe's run is committed (benchmarks/pretrained/runs/): sweep (2) reads it.
@@ -87,7 +88,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench step_scale",
     cfg, families = _families(sz)
     kwargs = json.loads(cfg["rule_config"])
     trained = os.path.exists(TRAINED) and not quick
-    suite = Suite("step_scale", out, sz, command, len(families) * (1 + trained), progress)
+    suite = Suite("step_scale", out, sz, command, len(families) * (1 + trained) + 1,
+                  progress)
     rule = make_rule(cfg["rule"], **kwargs)
     # The draw lopt.outer.train starts from (its first split of the seed's key).
     theta0 = rule.init_meta(jax.random.split(jax.random.PRNGKey(cfg.get("seed", 0)), 3)[0])
@@ -102,6 +104,18 @@ def run(out: str, quick: bool = False, command: str = "lopt bench step_scale",
                   + _table(sz.grid, initial, families, best))
     suite.payload.update({"initial": {"grid": list(sz.grid), "scores": initial,
                                       "best": sz.grid[best]}})
+    # Where meta-training starts, on the instances its meta-validation scores (train_log's
+    # valid/mean): the line a meta-trained theta has to get below.
+    start = suite.cached("meta_validation_start", lambda: meta_validation(
+        rule, Mixture(families), num_tasks=cfg["validate_tasks"],
+        num_steps=cfg["validate_steps"])(theta0),
+        {"rule": rule.config, "tasks": cfg["validate_tasks"], "steps": cfg["validate_steps"]})
+    suite.section("Meta-validation before meta-training",
+                  f"The untrained rule at the recipe's β on the recipe's meta-validation "
+                  f"instances ({cfg['validate_tasks']} per family, {cfg['validate_steps']} "
+                  f"steps): mean **{start['mean']:.3f}** ({start['diverged']} diverged); "
+                  "`valid/mean` in the run's train_log.jsonl is the same measure.\n")
+    suite.payload["meta_validation_start"] = start
     if trained:
         trained_rule, theta = load(TRAINED)
         base = trained_rule.config["step_scale"]
@@ -116,6 +130,11 @@ def run(out: str, quick: bool = False, command: str = "lopt bench step_scale",
                       + _table(grid, sweeps, families, best_t))
         suite.payload.update({"trained": {"grid": list(grid), "scores": sweeps,
                                           "best": grid[best_t]}})
+        shipped = make_rule(trained_rule.name, **{**config, "step_scale": grid[best_t]})
+        save(os.path.join(out, f"{RECIPE}.lopt"), shipped, theta, extra={
+            "recipe": RECIPE, "meta_trained": TRAINED, "meta_trained_step_scale": base,
+            "step_scale_chosen_by": "lopt bench step_scale (tuning instances of mixture:broad)",
+            "meta_trained_sha256": hashlib.sha256(open(TRAINED, "rb").read()).hexdigest()})
     return suite.finish("The celo2_broad recipe's learning rate, chosen on meta-training "
                         "families", "Issue 24: the rule gets one default learning rate, "
                         "chosen here on tuning instances of the meta-training families only.")

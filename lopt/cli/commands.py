@@ -10,7 +10,7 @@ from lopt.cli.compare import cmd_eval
 from lopt.cli.config import ConfigError
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import EXIT_USAGE, build_parser, join_negative_values, train_config
-from lopt.cli.recipes import RECIPES
+from lopt.recipes import RECIPES
 from lopt.cli.training import EXIT_FAILED, RunFailed, cmd_train
 from lopt.files.published import SOURCES, import_weights
 from lopt.outer import ESTIMATORS

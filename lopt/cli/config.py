@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import jax
 
-from lopt.cli.recipes import RECIPES
+from lopt.recipes import RECIPES
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.mup import task_multipliers
 from lopt.outer import ESTIMATORS
@@ -151,7 +151,7 @@ class EstimatorConfig:
 class RunConfig:
     """How long meta-training runs, its meta-optimizer, and where it writes."""
 
-    recipe: str = ""  # a named recipe (lopt/cli/recipes.py) whose values are the defaults
+    recipe: str = ""  # a named recipe (lopt/recipes.py) whose values are the defaults
     steps: int = 1500
     normalize: bool = False  # meta-objective: normalized loss (initial 1, tuned Adam's best 0)
     meta_lr: float = 3e-3

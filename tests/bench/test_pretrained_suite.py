@@ -3,7 +3,7 @@ no meta-test task or dataset is in the celo2_broad recipe's meta-training mixtur
 import numpy as np
 
 from lopt.bench.pretrained import GRID, TASKS, global_lr_index
-from lopt.cli.recipes import recipe_config
+from lopt.recipes import recipe_config
 from lopt.tasks import MIXTURES, make_family
 from lopt.tasks.datasets import dataset_source
 

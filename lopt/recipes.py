@@ -55,8 +55,8 @@ RECIPES = {
                      "rule_config": '{"init": "momentum", "step_scale": 0.00701703828670383}',
                      "num_tasks": 28,  # 4 runs (2 antithetic pairs) per family
                      "max_horizon": 2000, "objective": "train", "checkpoint_every": 50,
-                     "validate_every": 100, "validate_tasks": 4, "validate_steps": 300,
-                     "eval_tasks": 8, "tune_tasks": 4, "steps": 1500}),
+                     "validate_every": 100, "validate_tasks": 8, "validate_steps": 300,
+                     "eval_tasks": 8, "tune_tasks": 4, "steps": 700}),
 }
 
 
