@@ -20,6 +20,12 @@ PRETRAINED = {
                     "on 8x8/14x14 image MLPs and a conv net). On 9 unseen tasks: 0 divergences, beats "
                     "Adam lr 1e-3 on all 9, IQM normalized loss 0.0078 vs Adam lr 1e-3 0.112, "
                     "globally tuned Adam 0.012, per-task Adam 0.008 (benchmarks/pretrained/)"),
+    "celo2_broad": ("celo2_broad.lopt",
+                    "general-purpose celo2 (Celo2's normalized, orthogonalized step, started as "
+                    "Muon) from `lopt train --recipe celo2_broad` (PES, 400 steps, 18 CPU-"
+                    "minutes, on mixture:broad: image MLP and conv net, autoencoder, regression, "
+                    "tabular, char LSTM, tiny transformer; no meta-test data); its one learning "
+                    "rate 0.0070 chosen on meta-training tasks. PENDING"),
     "celo_released": ("celo_released.lopt",
                       "Celo's published weights (Moudgil et al. 2025, amoudgl/celo: MIT, see "
                       "LICENSE.celo_released), meta-trained by its authors on 4 image MLP tasks "
