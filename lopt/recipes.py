@@ -47,7 +47,7 @@ RECIPES = {
     # tuning instances (lopt bench step_scale, fixed before meta-training), the training loss
     # as the meta-objective, seven kinds of task on data no meta-test task uses, horizons up
     # to 2,000 steps, and meta-validation on held-out instances every 100 outer steps. 400
-    # outer steps (18 minutes here): meta-validation went from 0.17 at the start to 0.20-0.24
+    # outer steps (33 minutes on 2 cores): meta-validation went from 0.17 at the start to 0.20-0.24
     # by step 300 (benchmarks/pretrained/runs/celo2_broad/train_log.jsonl), so more steps of
     # this recipe were not where the remaining budget went.
     "celo2_broad": ("celo2 (Celo2's normalized, orthogonalized step, started as Muon) meta-"

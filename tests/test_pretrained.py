@@ -39,7 +39,8 @@ def test_committed_benchmark_is_the_shipped_optimizer():
 # own kind (a 20-sigmoid MLP, on digits rather than MNIST), the general ones an unseen deeper
 # ReLU MLP. (celo_tiny barely moves the 20-sigmoid MLP in 40 steps: 2.38 -> 2.12.)
 HELD_OUT = {"l2l_lstm_quadratic": "quadratic", "celo_tiny": "digits_mlp_3x32",
-            "adafac_tiny": "digits_mlp_3x32", "celo_released": "digits_mlp_3x32"}
+            "adafac_tiny": "digits_mlp_3x32", "celo_released": "digits_mlp_3x32",
+            "celo2_broad": "digits_mlp_3x32"}
 
 
 @pytest.mark.parametrize("name", sorted(PRETRAINED))
@@ -106,7 +107,6 @@ def test_general_purpose_file_is_the_one_its_committed_recipe_made(name):
     assert [r["step"] for r in log] == list(range(config["steps"]))
 
 
-@pytest.mark.skipif("celo2_broad" not in PRETRAINED, reason="celo2_broad is not shipped")
 def test_celo2_broad_is_its_recipe_run_at_the_step_scale_chosen_on_meta_training():
     """The shipped theta is the recipe run's, its one learning rate the one lopt bench
     step_scale chose on mixture:broad's tuning instances, and the run's log holds its
@@ -136,7 +136,6 @@ def test_celo2_broad_is_its_recipe_run_at_the_step_scale_chosen_on_meta_training
                              | {config["steps"] - 1})
 
 
-@pytest.mark.skipif("celo2_broad" not in PRETRAINED, reason="celo2_broad is not shipped")
 def test_celo2_broad_lowers_a_held_out_loss_through_celo2s_harness():
     """The documented chain (learned step on matrices, AdamW on vectors, the shipped β as the
     learning rate) trains an MLP on a table no meta-training task used."""

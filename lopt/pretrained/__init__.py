@@ -22,10 +22,13 @@ PRETRAINED = {
                     "globally tuned Adam 0.012, per-task Adam 0.008 (benchmarks/pretrained/)"),
     "celo2_broad": ("celo2_broad.lopt",
                     "general-purpose celo2 (Celo2's normalized, orthogonalized step, started as "
-                    "Muon) from `lopt train --recipe celo2_broad` (PES, 400 steps, 18 CPU-"
-                    "minutes, on mixture:broad: image MLP and conv net, autoencoder, regression, "
+                    "Muon) from `lopt train --recipe celo2_broad` (PES, 400 steps, 33 minutes "
+                    "on 2 CPU cores, on mixture:broad: image MLP and conv net, autoencoder, regression, "
                     "tabular, char LSTM, tiny transformer; no meta-test data); its one learning "
-                    "rate 0.0070 chosen on meta-training tasks. PENDING"),
+                    "rate 0.0070 chosen on meta-training tasks. On 12 unseen tasks: 0 "
+                    "divergences, beats Adam lr 1e-3 on 11, IQM normalized loss 0.0016 vs "
+                    "per-task Adam 0.0065; IQM speedup 1.07 over Adam and 1.16 over AdamW tuned "
+                    "once, 0.82 over per-task Adam (benchmarks/pretrained/)"),
     "celo_released": ("celo_released.lopt",
                       "Celo's published weights (Moudgil et al. 2025, amoudgl/celo: MIT, see "
                       "LICENSE.celo_released), meta-trained by its authors on 4 image MLP tasks "
