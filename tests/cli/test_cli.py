@@ -122,15 +122,12 @@ def test_train_on_a_mixture_with_normalization_from_the_cli(tmp_path, capsys, mo
     argv = ["train", "--task", "mixture:quadratic+iris_logistic+rosenbrock", "--normalize",
             "--rule", "per_parameter_mlp", "--steps", "2", "--num-tasks", "3",
             "--truncation", "2", "--horizon", "4", "--eval-tasks", "2", "--eval-steps", "4",
-            "--baselines", "adam", "--no-progress", "--out", out, "--validate-every", "1",
-            "--validate-tasks", "2", "--validate-steps", "4"]
+            "--baselines", "adam", "--no-progress", "--out", out]
     assert main(argv) == 0
     log = [json.loads(line) for line in open(os.path.join(out, "train_log.jsonl"))]
     assert len(log) == 2
     for name in ("quadratic10", "iris_logistic", "rosenbrock2"):
         assert f"meta_loss/{name}_normalized" in log[0]
-        # meta-validation of every family on held-out instances, at every step
-        assert all(np.isfinite(r[f"valid/{name}_normalized"]) for r in log)
         result = json.load(open(os.path.join(out, f"comparison_{name}_normalized.json")))
         assert result["family"] == f"{name}_normalized"
         # Normalized curves start at 1 (the initial loss) for Adam on evaluation instances,
@@ -138,7 +135,6 @@ def test_train_on_a_mixture_with_normalization_from_the_cli(tmp_path, capsys, mo
         adam = [r for r in result["results"] if r["name"] == "adam"][0]
         assert -2.0 <= min(adam["mean_curve"]) and max(adam["mean_curve"]) <= 2.0
     assert len(os.listdir(tmp_path / "cache" / "normalization")) == 3
-    assert all(r["valid/diverged"] == 0 and "valid/mean" in r for r in log)
 
 
 def test_train_then_eval_end_to_end(tmp_path, capsys):
@@ -259,10 +255,12 @@ def test_train_flags_are_the_config_groups_fields_one_to_one():
     assert dests == set(fields)
     cfg = train_config(build_parser().parse_args(
         ["train", "--sigma", "0.5", "--devices", "2", "--num-tasks", "4", "--eval-steps", "7",
-         "--rule-config", '{"hidden": 3}', "--no-progress"]))
+         "--rule-config", '{"hidden": 3}', "--no-progress", "--validate-every", "5",
+         "--validate-tasks", "3"]))
     assert (cfg.outer.sigma, cfg.distribution.devices, cfg.outer.num_tasks,
-            cfg.evaluation.eval_steps, cfg.learned.rule_config, cfg.run.progress) == \
-        (0.5, 2, 4, 7, '{"hidden": 3}', False)
+            cfg.evaluation.eval_steps, cfg.learned.rule_config, cfg.run.progress,
+            cfg.run.validate_every, cfg.run.validate_tasks) == \
+        (0.5, 2, 4, 7, '{"hidden": 3}', False, 5, 3)
     assert TrainConfig.from_flat(**cfg.flat()) == cfg
     with pytest.raises(ValueError, match="unknown settings colour"):
         TrainConfig.from_flat(colour="red")

@@ -8,7 +8,7 @@ import pytest
 
 from lopt.evaluation import loss_curves
 from lopt.rules import adam
-from lopt.tasks import make_family
+from lopt.tasks.sequence import char_rnn_family
 from lopt.tasks.orthogonal import gram_schmidt, orthogonal
 
 
@@ -31,7 +31,7 @@ def test_gram_schmidt_matches_numpy_qr_with_positive_diagonal():
 
 
 def test_recurrent_task_unrolls_hold_no_lapack_call():
-    family = make_family("char_rnn")
+    family = char_rnn_family(hidden=4, embed=2, seq_len=4, batch_size=2)
     fn = jax.jit(lambda lr: loss_curves(adam(learning_rate=lr), {}, family,
                                         jax.random.PRNGKey(0), num_tasks=2, num_steps=1))
     text = fn.lower(jnp.float32(1e-3)).as_text()
