@@ -24,13 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt.bench.suite import Suite, summarize
-from lopt.recipes import recipe_config
 from lopt.evaluation import Result, loss_curves, lr_sweep, plots, score, stats, tables
 from lopt.evaluation.metrics import format_speedup, speedup, state_bytes_per_parameter
 from lopt.evaluation.normalization import adam_reference
 from lopt.evaluation.protocol import EVAL_SEED, META_TEST_GRID, TUNE_SEED
 from lopt.files.rule_file import load
 from lopt.pretrained import PRETRAINED, path
+from lopt.recipes import recipe_config
 from lopt.rules import adam, adamw, make_rule
 from lopt.tasks import make_family, normalized
 
@@ -82,12 +82,17 @@ def shipped_general() -> dict:
 
     learned = {name: load(path(name)) for name in GENERAL if name in PRETRAINED}
     if "celo2_broad" in learned:
-        rule, _ = learned["celo2_broad"]
-        start = make_rule(rule.name, **{**rule.config, "step_scale": json.loads(
-            recipe_config("celo2_broad")["rule_config"])["step_scale"]})
-        learned[UNTRAINED] = (start, start.init_meta(jax.random.split(jax.random.PRNGKey(0),
-                                                                      3)[0]))
+        learned[UNTRAINED] = recipe_start("celo2_broad")
     return learned
+
+
+def recipe_start(name: str) -> tuple:
+    """(rule, theta) where recipe ``name``'s meta-training starts: its rule and config, and
+    the theta ``lopt.outer.train`` draws from its seed (the first split of the seed's key)."""
+    cfg = recipe_config(name)
+    rule = make_rule(cfg["rule"], **json.loads(cfg.get("rule_config") or "{}"))
+    key = jax.random.split(jax.random.PRNGKey(cfg.get("seed", 0)), 3)[0]
+    return rule, rule.init_meta(key)
 
 
 def _sweep_scores(factory, family, steps, tune_tasks, grid) -> list:

@@ -18,12 +18,12 @@ import os
 import jax
 import numpy as np
 
-from lopt.bench.pretrained import global_lr_index
+from lopt.bench.pretrained import global_lr_index, recipe_start
 from lopt.bench.suite import Suite
-from lopt.recipes import recipe_config
 from lopt.evaluation import lr_sweep, meta_validation, normalize_all, score
 from lopt.evaluation.protocol import META_TEST_GRID, TUNE_SEED
 from lopt.files.rule_file import load, save
+from lopt.recipes import recipe_config
 from lopt.rules import make_rule
 from lopt.tasks import Mixture, make_family
 
@@ -90,9 +90,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench step_scale",
     trained = os.path.exists(TRAINED) and not quick
     suite = Suite("step_scale", out, sz, command, len(families) * (1 + trained) + 1,
                   progress)
-    rule = make_rule(cfg["rule"], **kwargs)
-    # The draw lopt.outer.train starts from (its first split of the seed's key).
-    theta0 = rule.init_meta(jax.random.split(jax.random.PRNGKey(cfg.get("seed", 0)), 3)[0])
+    rule, theta0 = recipe_start(RECIPE)
     initial = _sweep(suite, "initial", _fixed_theta(cfg["rule"], kwargs, theta0), families, sz,
                      sz.grid)
     best = global_lr_index(initial)
