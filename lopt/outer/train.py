@@ -175,9 +175,10 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator,
     gets an equal share of the runs and every outer step unrolls all of them
     (``lopt.outer.mixture``). Every outer step is one jitted call. With ``devices`` (an int or
     a list of local devices) the batch of inner runs is split over those devices, and over
-    every process of a ``jax.distributed`` job, with ``pmap``; meta-gradients are averaged
-    across all of them, so the same seed gives the same theta on any number of devices (up to
-    the order of the reduction). A resumed run equals an uninterrupted one bit for bit. A step
+    every process of a ``jax.distributed`` job: the outer step is a ``jax.shard_map`` over a
+    device mesh (``lopt.outer.placement``) and meta-gradients are averaged across it, so the
+    same seed gives the same theta on any number of devices (up to the order of the
+    reduction). A resumed run equals an uninterrupted one bit for bit. A step
     whose meta-gradient or updated theta is not finite is skipped (``skipped`` in its metrics).
     On Ctrl-C the step in flight finishes, the checkpoint is written and ``Interrupted`` is
     raised.
@@ -190,10 +191,10 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator,
     store = open_checkpoints(files.checkpoint_path, files.keep_checkpoints) \
         if files.checkpoint_path else None
     state = _resume(store, files, rule, run.num_steps, state)
-    step_fn = placement.compile(make_outer_step(est, meta_optimizer))
+    step_fn = placement.compile(make_outer_step(est, meta_optimizer), state)
     # The step donates its input: leaves that share one buffer (equal constants an init
-    # returned twice) must become distinct arrays first.
-    state = placement.to_devices(jax.tree.map(jnp.copy, state))
+    # returned twice) must become distinct arrays first, as placing them on the mesh does.
+    state = placement.to_devices(state)
     saver = _Saver(store, placement, rule, files.run_config)
     start = int(placement.first(state.step))
     state, history = _loop(step_fn, state, start, run, files, saver)
@@ -220,8 +221,7 @@ def _option_groups(run, files, options) -> tuple:
 
 def _build(estimator, rule, family, placement) -> Estimator:
     if hasattr(estimator, "build"):
-        return build_estimator(estimator, rule, family,
-                               axis_name=placement.AXIS if placement.sharded else None)
+        return build_estimator(estimator, rule, family, axis_name=placement.AXIS)
     if placement.sharded:
         raise ValueError("devices needs an estimator config (with build), not a built Estimator")
     return estimator
