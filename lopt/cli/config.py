@@ -12,6 +12,7 @@ import jax
 
 from lopt.recipes import RECIPES
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
+from lopt.files.metric_writers import wandb_available
 from lopt.mup import task_multipliers
 from lopt.outer import ESTIMATORS
 from lopt.outer.unroll import OBJECTIVE_ALIASES, OBJECTIVES, REMAT, WEIGHTINGS
@@ -166,6 +167,10 @@ class RunConfig:
     validate_every: int = 0
     validate_tasks: int = 8
     validate_steps: int = 300
+    # Metric writers besides OUT/train_log.jsonl: TensorBoard events in logdir (empty: none),
+    # and a Weights & Biases run (needs the wandb extra).
+    logdir: str = ""
+    wandb: bool = False
 
     def validate(self) -> "RunConfig":
         if self.recipe:
@@ -178,6 +183,8 @@ class RunConfig:
         _at_least("validate_every", self.validate_every, 0)
         _at_least("validate_tasks", self.validate_tasks, 1)
         _at_least("validate_steps", self.validate_steps, 1)
+        if self.wandb and not wandb_available():
+            raise ConfigError("wandb needs the wandb package: pip install 'lopt[wandb]'")
         return self
 
 

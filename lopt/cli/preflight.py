@@ -18,7 +18,8 @@ from lopt.outer.mixture import build_estimator
 # where and how it reports, the comparison after it, and the device layout (resumes across
 # device counts are exact up to the reduction order).
 NOT_THE_RUN = frozenset({"steps", "out", "progress", "resume", "checkpoint_every", "recipe",
-                         "rule_config", "validate_every", "validate_tasks", "validate_steps"}
+                         "rule_config", "validate_every", "validate_tasks", "validate_steps",
+                         "logdir", "wandb"}
                         | {f.name for f in dataclasses.fields(DistributionConfig)}
                         | {f.name for f in dataclasses.fields(EvalConfig)} - {"task"})
 
@@ -29,25 +30,25 @@ def run_config(cfg: TrainConfig) -> dict:
     return {k: v for k, v in cfg.flat().items() if k not in NOT_THE_RUN}
 
 
-def check_out_folder(path: str) -> None:
+def check_out_folder(path: str, field: str = "out") -> None:
     """One line unless ``path`` is an existing writable folder or can be created as one."""
     if os.path.exists(path):
         if not os.path.isdir(path):
-            raise ConfigError(f"out must be a folder; {path!r} is a file")
+            raise ConfigError(f"{field} must be a folder; {path!r} is a file")
 
         try:  # os.access says yes to root even where a write fails
             with tempfile.TemporaryFile(dir=path, prefix=".tmp-probe-"):
                 pass
         except OSError as err:
-            raise ConfigError(f"out folder {path!r} is not writable: {err.strerror}") from None
+            raise ConfigError(f"{field} folder {path!r} is not writable: {err.strerror}") from None
         return
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ConfigError(f"out {path!r} cannot be created: {parent!r} is a file")
+        raise ConfigError(f"{field} {path!r} cannot be created: {parent!r} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"out {path!r} cannot be created: {parent!r} is not writable")
+        raise ConfigError(f"{field} {path!r} cannot be created: {parent!r} is not writable")
 
 
 def make_out_folder(path: str) -> None:

@@ -46,6 +46,8 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     estimator = cfg.outer.build()
     # Everything that can refuse the run does so before the first byte is written.
     preflight.check_out_folder(out_dir)
+    if cfg.run.logdir:
+        preflight.check_out_folder(cfg.run.logdir, "logdir")
     preflight.check_memory(rule, family, estimator)
     checkpoint = checkpoint_path(out_dir)
     lead = not cfg.distribution.distributed or jax.process_index() == 0
@@ -54,7 +56,9 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     preflight.make_out_folder(out_dir)
     files = RunFiles(log_path=os.path.join(out_dir, "train_log.jsonl"),
                      checkpoint_path=checkpoint, checkpoint_every=cfg.run.checkpoint_every,
-                     resume=cfg.run.resume, run_config=preflight.run_config(cfg))
+                     resume=cfg.run.resume, run_config=preflight.run_config(cfg),
+                     logdir=cfg.run.logdir or None,
+                     writers=_wandb(cfg, out_dir) if cfg.run.wandb and lead else ())
     validate = meta_validation(rule, family, num_tasks=cfg.run.validate_tasks,
                                num_steps=cfg.run.validate_steps) if cfg.run.validate_every else None
     run = RunOptions(num_steps=cfg.run.steps, seed=cfg.run.seed, progress=cfg.run.progress,
@@ -80,6 +84,15 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     print(f"results in {out_dir}/: comparison*.md, comparison*.json, comparison*.png, "
           f"train_curve.png")
     return 0
+
+
+def _wandb(cfg: TrainConfig, out_dir: str) -> tuple:
+    """A Weights & Biases run named after the run folder, resumed with it."""
+    from lopt.files.metric_writers import WandbWriter
+
+    name = os.path.basename(os.path.abspath(out_dir))
+    return (WandbWriter(project="lopt", name=name, id=name, resume="allow", dir=out_dir,
+                        config=cfg.flat()),)
 
 
 def _start_distributed(cfg: TrainConfig) -> int:

@@ -70,7 +70,8 @@ def masked_mean_and_total_variance(tree, ok, axis_name=None):
 
 
 def run_metrics(values, out, ok, axis_name=None) -> dict:
-    """Meta-loss (mean over ok runs), mean inner loss over finite steps, and counts."""
+    """Meta-loss (mean over ok runs), mean inner loss over finite steps, and counts (the inner
+    steps unrolled among them: runs × steps, over every device)."""
     meta_loss, count = masked_mean(values, ok, axis_name)
     finite = out.finite
     inner = psum(jnp.where(finite, out.loss, 0).sum(), axis_name) / jnp.maximum(
@@ -78,7 +79,8 @@ def run_metrics(values, out, ok, axis_name=None) -> dict:
     return {"meta_loss": meta_loss, "inner_loss": inner,
             "resets": psum(out.reset.sum().astype(jnp.int32), axis_name),
             "nonfinite_runs": psum((~ok).sum().astype(jnp.int32), axis_name),
-            "ok_runs": count.astype(jnp.int32)}
+            "ok_runs": count.astype(jnp.int32),
+            "inner_steps": psum(jnp.asarray(out.loss.size, jnp.int32), axis_name)}
 
 
 def pair_halves(x):

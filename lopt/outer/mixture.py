@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from lopt.outer.base import Estimator
 from lopt.tasks.mixture import Mixture
 
-SUMMED = ("resets", "nonfinite_runs", "ok_runs")
+SUMMED = ("resets", "nonfinite_runs", "ok_runs", "inner_steps")
 
 
 def runs_per_family(num_tasks: int, mixture: Mixture) -> int:

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import threading
+import time
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -15,6 +16,7 @@ import optax
 from tqdm.auto import tqdm
 
 from lopt.files.checkpoints import open_checkpoints
+from lopt.files.metric_writers import open_writers
 from lopt.files.run_folder import check_resume, log_line, remove_stale_temporaries, trim_log
 from lopt.outer.base import Estimator
 from lopt.outer.mixture import build_estimator
@@ -149,7 +151,10 @@ class RunFiles:
     ``keep_checkpoints`` kept (``lopt.files.checkpoints``), and with ``resume`` the latest is
     continued. ``run_config`` (the settings that shape the run) is stored with each checkpoint:
     a resume whose rule, rule config, ``run_config`` or smaller ``num_steps`` differ is refused
-    (``ResumeMismatch``) before anything is written."""
+    (``ResumeMismatch``) before anything is written. With ``logdir`` every step's metrics,
+    its inner steps per second and the meta-validation scores are also written as TensorBoard
+    events there, and to each of ``writers`` (``lopt.files.metric_writers``, e.g. a
+    ``WandbWriter``); the JSONL log holds only what is deterministic (no wall times)."""
 
     log_path: Optional[str] = None
     checkpoint_path: Optional[str] = None
@@ -157,6 +162,8 @@ class RunFiles:
     keep_checkpoints: int = 2
     resume: bool = True
     run_config: Optional[dict] = None
+    logdir: Optional[str] = None
+    writers: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
@@ -279,10 +286,15 @@ def _loop(step_fn, state, start: int, run: RunOptions, files: RunFiles, saver: _
         log_file = open(log_path, "a") if log_path else None
         if log_file:
             stack.callback(log_file.close)
+        writers = open_writers(files.logdir, start, files.writers) if lead else []
+        for writer in writers:
+            stack.callback(writer.close)
         stop = stack.enter_context(_StopOnSigint())
         for step in range(start, run.num_steps):
+            began = time.perf_counter()
             state, metrics = step_fn(state)
             metrics = jax.device_get(saver.placement.first(metrics))
+            seconds = time.perf_counter() - began
             record = {"step": step, **{k: float(v) for k, v in metrics.items()}}
             if run.validate is not None and lead and (
                     (step + 1) % run.validate_every == 0 or step + 1 == run.num_steps):
@@ -292,6 +304,13 @@ def _loop(step_fn, state, start: int, run: RunOptions, files: RunFiles, saver: _
             if log_file:
                 log_file.write(log_line(record))
                 log_file.flush()
+            # Wall times go to the writers only: the log of a resumed run equals an
+            # uninterrupted one's.
+            timed = dict(record, seconds_per_step=seconds)
+            if "inner_steps" in record:
+                timed["inner_steps_per_s"] = record["inner_steps"] / max(seconds, 1e-9)
+            for writer in writers:
+                writer.write(step, {k: v for k, v in timed.items() if k != "step"})
             bar.update(1)
             bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}", refresh=False)
             if stop.requested:

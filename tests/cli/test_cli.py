@@ -85,6 +85,14 @@ def test_bad_values_give_one_line_naming_the_field_and_exit_2(argv, field, capsy
     assert len(err.strip().splitlines()) == 1 and field in err
 
 
+def test_wandb_without_the_package_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
+    assert main(["train", "--wandb", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'lopt[wandb]'" in err, err
+    assert os.listdir(tmp_path) == []
+
+
 def test_console_script_exit_code():
     proc = subprocess.run([sys.executable, "-m", "lopt", "train", "--horizon", "-5"],
                           capture_output=True, text=True)
@@ -141,8 +149,15 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
     out = str(tmp_path / "run")
     argv = ["train", "--steps", "3", "--num-tasks", "4", "--truncation", "3", "--horizon", "6",
             "--eval-tasks", "4", "--eval-steps", "5", "--baselines", "sgd,adam", "--no-progress",
-            "--out", out]
+            "--logdir", str(tmp_path / "tb"), "--eval-every", "2", "--validate-tasks", "2",
+            "--validate-steps", "4", "--out", out]
     assert main(argv) == 0
+    # TensorBoard events beside the JSONL log, meta-validation every 2nd step and the last.
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "files"))
+    from test_metric_writers import read_events
+    events = read_events(str(tmp_path / "tb"))
+    assert sorted(events["meta_loss"]) == [0, 1, 2] and sorted(events["valid/mean"]) == [1, 2]
+    assert "inner_steps_per_s" in events
     printed = capsys.readouterr().out
     assert "| l2l_lstm (learned) | learned |" in printed
     for name in ("l2l_lstm.lopt", "train_log.jsonl", "comparison.json",
