@@ -44,11 +44,35 @@ def _map_chunks(fn, args: list, n: int, chunk: int):
     return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), *outs)
 
 
-def _call(apply, theta, shared, inputs: list, n: int, chunk: int):
-    """vmap(apply) over n coordinates of inputs, one chunk at a time when n exceeds a chunk."""
+def _vmapped(apply, theta, shared, ndim: int):
+    """apply vmapped over the ``ndim`` leading axes of each input (theta and the leaf's shared
+    value broadcast)."""
     fixed = (theta,) if shared is None else (theta, shared)
-    fn = lambda *xs: jax.vmap(apply, in_axes=(None,) * len(fixed) + (0,) * len(xs))(*fixed, *xs)
-    return _map_chunks(fn, inputs, n, chunk) if n > chunk else fn(*inputs)
+    fn = lambda *xs: apply(*fixed, *xs)
+    for _ in range(ndim):
+        fn = jax.vmap(fn)
+    return fn
+
+
+def chunking_pays() -> bool:
+    """Whether leaves above a chunk are flattened and mapped chunk by chunk: on one CPU device,
+    where it keeps a chunk's intermediates in cache. Elsewhere every leaf keeps its shape
+    (nested vmaps, no reshape), so a tensor sharded along any axis stays sharded and the
+    update runs where its shards live."""
+    return jax.default_backend() == "cpu" and jax.device_count() == 1
+
+
+def _leaf(apply, theta, shared, inputs: list, shape: tuple, chunk: int):
+    """apply over every coordinate of one leaf of ``shape``."""
+    n = 1
+    for d in shape:
+        n *= d
+    if n <= chunk or not chunking_pays():
+        return _vmapped(apply, theta, shared, len(shape))(*inputs)
+    flat = [jax.tree.map(lambda x: x.reshape((n,) + x.shape[len(shape):]), col)
+            for col in inputs]
+    out = _map_chunks(_vmapped(apply, theta, shared, 1), flat, n, chunk)
+    return jax.tree.map(lambda o: o.reshape(shape + o.shape[1:]), out)
 
 
 def per_coordinate(apply: Callable, chunk: int = DEFAULT_CHUNK) -> Callable:
@@ -70,12 +94,8 @@ def per_coordinate(apply: Callable, chunk: int = DEFAULT_CHUNK) -> Callable:
         p_leaves, treedef = jax.tree.flatten(params)
         columns = [p_leaves] + [_leaves_of(params, t) for t in trees]
         shared = [None] * len(p_leaves) if per_tensor is None else _leaves_of(params, per_tensor)
-        results = []
-        for i, p in enumerate(p_leaves):
-            flat = [jax.tree.map(lambda x, s=p.shape: x.reshape((p.size,) + x.shape[len(s):]),
-                                 col[i]) for col in columns]
-            out = _call(apply, theta, shared[i], flat, p.size, chunk)
-            results.append(jax.tree.map(lambda o, s=p.shape: o.reshape(s + o.shape[1:]), out))
+        results = [_leaf(apply, theta, shared[i], [col[i] for col in columns], p.shape, chunk)
+                   for i, p in enumerate(p_leaves)]
         return jax.tree.unflatten(treedef, results)
 
     return lifted

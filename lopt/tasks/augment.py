@@ -44,7 +44,8 @@ def _rescaled(family: TaskFamily, level: str, low: float, high: float, name: str
         scale = cfg["scale"]
         return map_params(inner,
                           init=lambda key: jax.tree.map(jnp.divide, inner.init(key), scale),
-                          to_inner=lambda p: jax.tree.map(jnp.multiply, scale, p))
+                          to_inner=lambda p: jax.tree.map(lambda c, x: c.astype(x.dtype) * x,
+                                                          scale, p))
 
     return TaskFamily(sample=sample, build=build, name=name, datasets=family.datasets)
 
@@ -172,4 +173,50 @@ def gradient_noise(family: TaskFamily, sigma: float = 0.1) -> TaskFamily:
         return dataclasses.replace(inner, loss=noisy(inner.loss))
 
     return TaskFamily(sample=family.sample, build=build, name=f"{family.name}_noise{sigma:g}",
+                      datasets=family.datasets)
+
+
+PRECISIONS = {"bf16": jnp.bfloat16, "f16": jnp.float16}
+
+
+def low_precision(family: TaskFamily, dtype: str = "bf16") -> TaskFamily:
+    """The task with its parameters stored, and its activations computed, in ``dtype``
+    (bfloat16 by default); every loss it returns is float32.
+
+    The optimizer sees low-precision parameters and gradients; lopt's rules keep their state
+    and do their arithmetic in float32 and cast each step back to the parameters' dtype
+    (``tests/rules/test_state_dtypes.py``), as mixed-precision training does. Activations
+    follow the parameters: supervised tasks cast each input batch to the parameters' dtype
+    and their logits back to float32 before the loss (``lopt.tasks.supervised``), and token
+    models embed into it. learned_optimization's float-dtype task augmentation, for
+    meta-training and meta-testing in bf16."""
+    if dtype not in PRECISIONS:
+        raise ValueError(f"dtype must be one of {', '.join(PRECISIONS)}; got {dtype!r}")
+    low = PRECISIONS[dtype]
+
+    def cast(tree):
+        return jax.tree.map(lambda x: x.astype(low) if jnp.issubdtype(x.dtype, jnp.floating)
+                            else x, tree)
+
+    def f32(fn, has_state=False):
+        if fn is None:
+            return None
+        if has_state:
+            def with_state(*args):
+                loss, state = fn(*args)
+                return loss.astype(jnp.float32), state
+            return with_state
+        return lambda *args: jnp.asarray(fn(*args)).astype(jnp.float32)
+
+    def build(cfg):
+        inner = family.build(cfg)
+        metrics = None if inner.test_metrics is None else (
+            lambda *args: jax.tree.map(lambda v: jnp.asarray(v, jnp.float32),
+                                       inner.test_metrics(*args)))
+        return dataclasses.replace(
+            inner, init=lambda key: cast(inner.init(key)), loss=f32(inner.loss),
+            valid_loss=f32(inner.valid_loss), loss_and_state=f32(inner.loss_and_state, True),
+            valid_loss_with_state=f32(inner.valid_loss_with_state), test_metrics=metrics)
+
+    return TaskFamily(sample=family.sample, build=build, name=f"{family.name}_{dtype}",
                       datasets=family.datasets)

@@ -48,7 +48,7 @@ class VAE(nn.Module):
         for width in self.hidden:
             h = act(nn.Dense(width)(h))
         mean, log_var = nn.Dense(self.latent)(h), nn.Dense(self.latent)(h)
-        eps = jax.random.normal(self.make_rng("sample"), mean.shape)
+        eps = jax.random.normal(self.make_rng("sample"), mean.shape, mean.dtype)
         z = mean + jnp.exp(0.5 * log_var) * eps
         for width in reversed(self.hidden):
             z = act(nn.Dense(width)(z))

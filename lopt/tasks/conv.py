@@ -36,7 +36,7 @@ class ConvNet(nn.Module):
         for c in self.channels:
             x = nn.Conv(c, (self.kernel, self.kernel), use_bias=not self.batch_norm)(x)
             if self.batch_norm:
-                x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=x.dtype)(x)
             x = act(x)
             if x.shape[1] > 2 and x.shape[2] > 2:
                 x = pool(x, (2, 2), strides=(2, 2))

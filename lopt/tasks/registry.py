@@ -161,6 +161,11 @@ MIXTURES = {
 
 
 def _one(token: str):
+    for suffix in augment.PRECISIONS:
+        base = token[:-len(suffix) - 1]
+        if token.endswith("_" + suffix) and token not in FAMILIES and base:
+            inner = _one(base)
+            return lambda: augment.low_precision(inner(), suffix)
     if "@" in token:
         sampler, _, seed = token.partition("@")
         if sampler not in SAMPLERS:
@@ -178,7 +183,8 @@ def _one(token: str):
     if token not in FAMILIES:
         raise ValueError(f"task must be one of {', '.join(FAMILIES)}, NAME_wWIDTH (μP: "
                          f"{', '.join(WIDTH_FAMILIES)}), SAMPLER@SEED (samplers: "
-                         f"{', '.join(SAMPLERS)}) or mixture:NAME; got {token!r}")
+                         f"{', '.join(SAMPLERS)}), any of these + _bf16 (low precision) or "
+                         f"mixture:NAME; got {token!r}")
     return FAMILIES[token][0]
 
 

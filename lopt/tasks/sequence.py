@@ -32,7 +32,7 @@ class SequenceRegressor(nn.Module):
     def __call__(self, x, train):
         del train
         for _ in range(self.layers):
-            x = nn.RNN(CELLS["lstm"](self.hidden))(x)
+            x = nn.RNN(CELLS["lstm"](self.hidden, param_dtype=x.dtype))(x)
         return nn.Dense(1)(x[:, -1])
 
 
@@ -63,7 +63,9 @@ class CharRNN(nn.Module):
     def __call__(self, x, train):
         del train
         h = nn.Embed(self.vocab, self.embed)(x)
-        h = nn.RNN(CELLS[self.cell](self.hidden))(h)
+        # The carry starts in the activations' dtype (param_dtype sets it; the parameters
+        # themselves are given), so a low-precision task stays in it through the scan.
+        h = nn.RNN(CELLS[self.cell](self.hidden, param_dtype=h.dtype))(h)
         return nn.Dense(self.vocab)(h)
 
 
@@ -102,12 +104,14 @@ class TransformerLM(nn.Module):
         h = h + nn.Embed(self.max_len, self.d_model)(jnp.arange(t))[None]
         mask = nn.make_causal_mask(x)
         for _ in range(self.layers):
-            a = nn.MultiHeadDotProductAttention(num_heads=self.heads)(
-                nn.LayerNorm()(h), mask=mask)
+            # Normalization and attention compute in the activations' dtype (statistics in
+            # float32 inside), so a low-precision task stays in it.
+            a = nn.MultiHeadDotProductAttention(num_heads=self.heads, dtype=h.dtype)(
+                nn.LayerNorm(dtype=h.dtype)(h), mask=mask)
             h = h + a
-            m = nn.Dense(4 * self.d_model)(nn.LayerNorm()(h))
+            m = nn.Dense(4 * self.d_model)(nn.LayerNorm(dtype=h.dtype)(h))
             h = h + nn.Dense(self.d_model)(nn.gelu(m))
-        return nn.Dense(self.vocab)(nn.LayerNorm()(h))
+        return nn.Dense(self.vocab)(nn.LayerNorm(dtype=h.dtype)(h))
 
 
 def transformer_lm_family(layers: int = 1, d_model: int = 32, heads: int = 2,

@@ -79,7 +79,7 @@ def supervised_family(name: str, data: Dataset, model: Model, *, batch_size: int
         def init_state(key):
             return model.init(key, data.train_x[:1])[1]
 
-        def train_batch(key):
+        def train_batch(key, dtype):
             pool = cfg["subset"].shape[0] if "subset" in cfg else n_train
             k_idx, k_model = jax.random.split(key)
             idx = jax.random.randint(k_idx, (batch_size,), 0, pool)
@@ -89,16 +89,16 @@ def supervised_family(name: str, data: Dataset, model: Model, *, batch_size: int
             if classification:
                 y = noisy_labels(cfg["noise_key"], cfg["label_noise"], idx, y,
                                  data.num_classes)
-            return data.train_x[idx], y, k_model
+            return _as(data.train_x[idx], dtype), y, k_model
 
         def weighted_mean(values):
             keep = (jnp.arange(batch_size) < cfg["batch_keep"]).astype(values.dtype)
             return jnp.sum(values * keep) / jnp.maximum(jnp.sum(keep), 1.0)
 
         def loss_and_state(params, state, key):
-            x, y, k_model = train_batch(key)
+            x, y, k_model = train_batch(key, _float_dtype(params))
             out, state = model.apply(params, state, x, k_model, True)
-            per_example, _ = model.objective(out, x, y)
+            per_example, _ = model.objective(_as(out, jnp.float32), x, y)
             return cfg["loss_scale"] * weighted_mean(per_example), state
 
         def loss(params, key):
@@ -112,8 +112,9 @@ def supervised_family(name: str, data: Dataset, model: Model, *, batch_size: int
         def valid_loss(params, state, key):
             k_idx, k_model = jax.random.split(key)
             idx = jax.random.randint(k_idx, (batch_size,), 0, data.valid_x.shape[0])
-            out, _ = model.apply(params, state, data.valid_x[idx], k_model, False)
-            per_example, _ = model.objective(out, data.valid_x[idx], data.valid_y[idx])
+            x = _as(data.valid_x[idx], _float_dtype(params))
+            out, _ = model.apply(params, state, x, k_model, False)
+            per_example, _ = model.objective(_as(out, jnp.float32), x, data.valid_y[idx])
             return cfg["loss_scale"] * jnp.mean(per_example)
 
         def test_metrics(params, state=None):
@@ -129,6 +130,19 @@ def supervised_family(name: str, data: Dataset, model: Model, *, batch_size: int
                     test_metrics=test_metrics)
 
     return TaskFamily(sample=sample, build=build, name=name, datasets=(data.name,))
+
+
+def _float_dtype(params):
+    """The dtype activations are computed in: the parameters' (float32 unless a task runs in
+    low precision, ``lopt.tasks.augment.low_precision``)."""
+    floats = [x.dtype for x in jax.tree.leaves(params) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return floats[0] if floats else jnp.float32
+
+
+def _as(tree, dtype):
+    """Floating arrays in ``dtype`` (a no-op when they are in it); integers (tokens) unchanged."""
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
+                        else x, tree)
 
 
 def noisy_labels(noise_key, rate, idx, y, num_classes):
@@ -157,8 +171,9 @@ def full_split_metrics(model: Model, params, state, x, y, loss_scale=1.0) -> dic
 
     def one(args):
         xc, yc, vc = args
+        xc = _as(xc, _float_dtype(params))
         out, _ = model.apply(params, state, xc, jax.random.PRNGKey(0), False)
-        losses, correct = model.objective(out, xc, yc)
+        losses, correct = model.objective(_as(out, jnp.float32), xc, yc)
         sums = (jnp.sum(jnp.where(vc, losses, 0.0)),)
         # Whether the objective reports correctness is known when tracing: only classifiers
         # return an accuracy sum.
