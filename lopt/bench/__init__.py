@@ -35,6 +35,9 @@ SUITES = {**PAPER_SUITES,
     "step_scale": ("lopt.bench.step_scale", "the celo2_broad recipe's one learning rate, "
                                             "chosen on its meta-training families' tuning "
                                             "instances"),
+    "accelerator": ("lopt.bench.perf.accelerator", "for a lent GPU/TPU: every learned rule's "
+                                                    "update at 1M-100M parameters, peak memory, "
+                                                    "meta-training and bigger-task step times"),
     "perf": ("lopt.bench.perf.suite", "per-update time vs optax.adam and the FLOP floor, "
                                       "meta-training throughput, TBPTT memory, state bytes"),
 }

@@ -12,6 +12,7 @@ from lopt.tasks.mixture import Mixture
 from lopt.tasks.mlp import linear_family, mlp_family
 from lopt.tasks.mup import MAX_WIDTH, mup_mlp_family, mup_transformer_family
 from lopt.tasks.quadratic import quadratic_family
+from lopt.tasks.bigger import mixer_family, resnet_family, vit_family
 from lopt.tasks.samplers import SAMPLERS, sample_spec
 from lopt.tasks.sequence import char_rnn_family, sine_lstm_family, transformer_lm_family
 from lopt.tasks.synthetic import (FUNCTIONS, function_family, log_sum_exp_family, rosenbrock_family,
@@ -127,6 +128,20 @@ FAMILIES = {
     "mnist_mlp_wide": (P(mlp_family, dataset="mnist_5k_14", hidden=(320,), activation="relu"),
                        "ReLU MLP with 320 hidden units on MNIST 14x14 (10x the widest "
                        "meta-training model)"),
+    # Bigger than anything in meta-training (lopt.tasks.bigger).
+    "mnist_resnet": (P(resnet_family, "mnist_5k", widths=(16, 32, 64), blocks=2),
+                     "pre-activation ResNet (3 stages of 16/32/64 channels, 2 blocks, group "
+                     "norm) on 28x28 MNIST"),
+    "mnist_vit": (P(vit_family, "mnist_5k", patch=4, width=64, depth=4, heads=4),
+                  "ViT (4x4 patches, width 64, 4 blocks, 4 heads) on 28x28 MNIST"),
+    "mnist_mixer": (P(mixer_family, "mnist_5k", patch=4, width=64, depth=4),
+                    "MLP-Mixer (4x4 patches, width 64, 4 blocks) on 28x28 MNIST"),
+    "pydocs_transformer_4l": (P(transformer_lm_family, layers=4, d_model=64, heads=4,
+                                seq_len=64, batch_size=16, dataset="pydocs"),
+                              "4-layer causal transformer LM (width 64, 4 heads, window 64) "
+                              "on pydocs prose"),
+    "cifar10_resnet": (P(resnet_family, "cifar10", widths=(16, 32, 64), blocks=2),
+                       "the ResNet on CIFAR-10 (tfds; needs prepared data)"),
 }
 
 # μP families named with their width, ``NAME_wWIDTH`` (``mup_mlp_w64``): width is their

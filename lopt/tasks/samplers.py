@@ -12,6 +12,7 @@ import numpy as np
 from lopt.tasks import datasets
 from lopt.tasks.autoencoder import autoencoder_family, vae_family
 from lopt.tasks.base import TaskFamily
+from lopt.tasks.bigger import mixer_family, resnet_family, vit_family
 from lopt.tasks.conv import conv_family
 from lopt.tasks.mlp import mlp_family
 from lopt.tasks.mup import mup_mlp_family, mup_transformer_family
@@ -107,6 +108,16 @@ CHOICES = {
                 "activation": ("relu", "gelu", "tanh"), "batch_size": (64, 128)},
     "mup_transformer": {"width": (32, 64, 128, 256, 512, 1024), "layers": (1, 2),
                         "heads": (1, 2, 4), "seq_len": (16, 32), "batch_size": (16, 32)},
+    # Bigger models than any meta-training family (lopt.tasks.bigger).
+    "resnet": {"dataset": ("mnist_5k", "shapes_16"), "widths": (8, 16, 32, 64),
+               "blocks": (1, 2, 3), "batch_size": (32, 64)},
+    "vit": {"dataset": ("mnist_5k", "shapes_16"), "patch": (4,), "width": (32, 64, 128),
+            "depth": (2, 4, 6), "heads": (2, 4), "batch_size": (32, 64)},
+    "mixer": {"dataset": ("mnist_5k", "shapes_16"), "patch": (4,), "width": (32, 64, 128),
+              "depth": (2, 4, 6), "token_hidden": (32, 64), "channel_hidden": (64, 128, 256),
+              "batch_size": (32, 64)},
+    "transformer_big": {"layers": (3, 4), "d_model": (32, 64, 128), "heads": (2, 4),
+                        "seq_len": (32, 64), "batch_size": (16, 32)},
 }
 
 
@@ -160,6 +171,14 @@ def _draw_vae(rng):
             "batch_size": _pick(rng, c["batch_size"])}
 
 
+def _draw_resnet(rng):
+    c = CHOICES["resnet"]
+    base, stages = _pick(rng, (8, 16)), _pick(rng, (2, 3))  # channels double per stage
+    return {"dataset": _pick(rng, c["dataset"]), "widths": tuple(base * 2**i for i in
+                                                                  range(stages)),
+            "blocks": _pick(rng, c["blocks"]), "batch_size": _pick(rng, c["batch_size"])}
+
+
 def _classifier_extra(spec):
     return {"subset_size": _subset(spec.kwargs()["dataset"]), "init_scale": INIT_SCALE,
             "name": spec.name}
@@ -180,6 +199,11 @@ BUILDERS = {
                                         name=s.name),
     "mup_transformer": lambda s: mup_transformer_family(
         **s.kwargs(), subset_size=_subset("pysource", seq_len=s.kwargs()["seq_len"]), name=s.name),
+    "resnet": lambda s: resnet_family(**s.kwargs(), name=s.name),
+    "vit": lambda s: vit_family(**s.kwargs(), name=s.name),
+    "mixer": lambda s: mixer_family(**s.kwargs(), name=s.name),
+    "transformer_big": lambda s: transformer_lm_family(**s.kwargs(), init_scale=INIT_SCALE,
+                                                       name=s.name, dataset="pydocs"),
 }
 
 SAMPLERS = {
@@ -209,6 +233,16 @@ SAMPLERS = {
     "mup_transformer": Sampler(_draw_flat("mup_transformer"), "μP causal transformer LMs, "
                                "width the axis: 32-1024, 1-2 layers, 1-4 heads",
                                CHOICES["mup_transformer"], "mup_transformer"),
+    "resnet": Sampler(_draw_resnet, "pre-activation ResNets with group norm on 28x28 "
+                      "MNIST or 16x16 shapes: 2-3 stages of 8-64 channels, 1-3 blocks each",
+                      CHOICES["resnet"], "resnet"),
+    "vit": Sampler(_draw_flat("vit"), "small Vision Transformers: 4x4 patches, width 32-128, "
+                   "2-6 blocks, 2-4 heads", CHOICES["vit"], "vit"),
+    "mixer": Sampler(_draw_flat("mixer"), "MLP-Mixers: 4x4 patches, width 32-128, 2-6 blocks",
+                     CHOICES["mixer"], "mixer"),
+    "transformer_big": Sampler(_draw_flat("transformer_big"), "3-4 layer causal transformer "
+                               "LMs on pydocs: width 32-128, 2-4 heads, windows 32-64",
+                               CHOICES["transformer_big"], "transformer_big"),
 }
 
 

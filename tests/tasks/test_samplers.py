@@ -65,6 +65,6 @@ def test_sampled_specs_build_families_whose_cfg_varies_per_instance(sampler):
 
 def test_bad_sampler_or_seed_is_one_line():
     with pytest.raises(ValueError, match="sampler must be one of"):
-        sample_spec("resnet", 0)
+        sample_spec("densenet", 0)
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         sample_spec("mlp", -1)

@@ -6,6 +6,8 @@ import numpy as np
 import optax
 import pytest
 
+from lopt.tasks.bigger import mixer_family, resnet_family, vit_family
+
 from lopt import tasks
 from lopt.tasks import FAMILIES, make_family
 from lopt.tasks.datasets import TFDS_DATASETS
@@ -32,6 +34,12 @@ KINDS = [
     P(lambda: tasks.quadratic_family(dim=6, nonlinearity="tanh", condition=1.0), 0.1,
       id="quadratic_tanh"),
     P(lambda: tasks.rosenbrock_family(3), 0.1, id="rosenbrock"),
+    P(lambda: resnet_family("shapes_16", widths=(4, 8), blocks=1, batch_size=16), 0.05,
+      id="resnet"),
+    P(lambda: vit_family("shapes_16", patch=4, width=16, depth=1, heads=2, batch_size=16),
+      0.05, id="vit"),
+    P(lambda: mixer_family("shapes_16", patch=4, width=16, depth=1, token_hidden=8,
+                           channel_hidden=16, batch_size=16), 0.05, id="mixer"),
     P(lambda: tasks.log_sum_exp_family(), 0.1, id="log_sum_exp"),
     P(lambda: tasks.sparse_softmax_family(), 0.02, id="sparse_softmax"),
 ] + [P(lambda name=name: tasks.function_family(name), 0.01, id=name)
@@ -70,7 +78,7 @@ def test_task_kind_is_finite_deterministic_vmappable_and_adam_learns(make, min_d
 
 
 @pytest.mark.parametrize("name", [n for n in FAMILIES
-                                  if n not in ("cifar10_conv", "fashion_mnist_mlp")])
+                                  if n not in ("cifar10_conv", "fashion_mnist_mlp", "cifar10_resnet")])
 def test_every_registered_task_traces_with_finite_shapes(name):
     family = make_family(name)
 
