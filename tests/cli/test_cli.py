@@ -22,7 +22,7 @@ from lopt.tasks import FAMILIES
     (["train", "--task", "mixture:nope"], "mixture"),
     (["train", "--task", "mixture:quadratic+quadratic"], "twice"),
     (["train", "--task", "mlp@x"], "seed"),
-    (["train", "--task", "resnet@1"], "sampler"),
+    (["train", "--task", "densenet@1"], "sampler"),
     (["train", "--task", "digits_mlp", "--num-tasks", "4", "--devices", "3"], "devices"),
     (["train", "--baselines", "sgd,velo"], "baselines"),
     (["train", "--eval-tasks", "1"], "eval_tasks"),
