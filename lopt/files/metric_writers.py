@@ -35,9 +35,6 @@ class TensorBoardWriter:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self._writer.add_scalar(name, float(value), step)
 
-    def flush(self) -> None:
-        self._writer.flush()
-
     def close(self) -> None:
         self._writer.close()
 

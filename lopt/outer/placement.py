@@ -12,11 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lopt.files.checkpoints import RUNS_FIELD
 from lopt.outer.mixture import runs_per_family
 from lopt.tasks.mixture import Mixture
-
-# The TrainState field whose arrays lead with the batch of inner runs; the rest is replicated.
-RUNS_FIELD = "est_state"
 
 
 def runs_per_split(estimator, family) -> int:

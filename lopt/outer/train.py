@@ -271,6 +271,15 @@ class _Saver:
                                "step": int(host.step), "run": self.run_config})
 
 
+def _write(writers, record: dict, seconds: float) -> None:
+    timed = {k: v for k, v in record.items() if k != "step"}
+    timed["seconds_per_step"] = seconds
+    if "inner_steps" in record:
+        timed["inner_steps_per_s"] = record["inner_steps"] / max(seconds, 1e-9)
+    for writer in writers:
+        writer.write(record["step"], timed)
+
+
 def _loop(step_fn, state, start: int, run: RunOptions, files: RunFiles, saver: _Saver):
     """Outer steps ``start`` … ``run.num_steps - 1``: metrics logged and shown, checkpoints on
     schedule, a Ctrl-C honoured after the step in flight."""
@@ -304,13 +313,10 @@ def _loop(step_fn, state, start: int, run: RunOptions, files: RunFiles, saver: _
             if log_file:
                 log_file.write(log_line(record))
                 log_file.flush()
-            # Wall times go to the writers only: the log of a resumed run equals an
-            # uninterrupted one's.
-            timed = dict(record, seconds_per_step=seconds)
-            if "inner_steps" in record:
-                timed["inner_steps_per_s"] = record["inner_steps"] / max(seconds, 1e-9)
-            for writer in writers:
-                writer.write(step, {k: v for k, v in timed.items() if k != "step"})
+            if writers:
+                # Wall times go to the writers only: the log of a resumed run equals an
+                # uninterrupted one's.
+                _write(writers, record, seconds)
             bar.update(1)
             bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}", refresh=False)
             if stop.requested:

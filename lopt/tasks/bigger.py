@@ -173,13 +173,3 @@ def mixer_family(dataset: str = "mnist_5k", patch: int = 4, width: int = 64, dep
     name = name or f"{dataset}_mixer_p{patch}_w{width}_d{depth}"
     return supervised_family(name, data, model, batch_size=batch_size)
 
-
-def num_params(family: TaskFamily) -> int:
-    """Parameters of one instance of ``family`` (from shapes alone)."""
-    import math
-
-    import jax
-
-    task = family.build(family.sample(jax.random.PRNGKey(0)))
-    shapes = jax.eval_shape(task.init, jax.random.PRNGKey(0))
-    return sum(math.prod(s.shape) for s in jax.tree.leaves(shapes))

@@ -155,7 +155,7 @@ def test_unroll_carries_task_state_and_final_test_metrics_read_it():
     (lambda: tasks.conv_family(dataset="wine"), "image classification"),
     (lambda: tasks.char_rnn_family(hidden=2), "hidden"),
     (lambda: tasks.char_rnn_family(cell="lstmish"), "cell"),
-    (lambda: tasks.transformer_lm_family(layers=3), "layers"),
+    (lambda: tasks.transformer_lm_family(layers=9), "layers"),
     (lambda: tasks.transformer_lm_family(d_model=30, heads=4), "heads"),
     (lambda: tasks.sine_lstm_family(noise="huge"), "noise"),
     (lambda: tasks.vae_family(latent=0), "latent"),

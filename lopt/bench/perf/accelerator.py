@@ -15,12 +15,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt.bench.perf.probe import median_time, throughput
+from lopt.bench.perf.probe import median_time, throughput, update_step
 from lopt.bench.suite import Suite
 from lopt.optax_adapter import as_optax
 from lopt.rules import LEARNED, make_rule
 from lopt.tasks import make_family
-from lopt.tasks.bigger import num_params
 
 BIGGER = ("mnist_resnet", "mnist_vit", "mnist_mixer", "pydocs_transformer_4l")
 
@@ -63,25 +62,13 @@ def _params(n: int):
     return tree
 
 
-def _update(name: str, params):
-    if name == "optax.adam":
-        tx = optax.adam(1e-3)
-    else:
-        rule = make_rule(name)
-        tx = as_optax(rule, rule.init_meta(jax.random.PRNGKey(0)), num_steps=1000)
-    state = tx.init(params)
-    # The updates are returned: a step returning the state alone lets XLA drop the network.
-    step = jax.jit(lambda s, g, p: tx.update(g, s, p), donate_argnums=0)
-    return step, state
-
-
 def update_row(name: str, n: int, repeats: int) -> dict:
     """Seconds per jitted update (state donated and fed back) of ``name`` at ``n`` parameters,
     and the peak device memory after it; an out-of-memory is a result, not a crash."""
     try:
         params = _params(n)
         grads = jax.tree.map(lambda p: jnp.ones_like(p) * 1e-3, params)
-        step, state = _update(name, params)
+        step, state = update_step(name, params, grads)
         seconds = median_time(step, (state, grads, params), repeats,
                               feed=lambda a, out: (out[1], a[1], a[2]))
         row = {"rule": name, "params": n, "ms": 1e3 * seconds, "peak_bytes": _peak_bytes()}
@@ -97,7 +84,7 @@ def task_row(task: str, rule_name: str, steps: int) -> dict:
     inner = family.build(family.sample(jax.random.PRNGKey(0)))
     params = inner.init(jax.random.PRNGKey(1))
     if rule_name == "optax.adam":
-        tx = optax.adam(1e-3)
+        tx = optax.with_extra_args_support(optax.adam(1e-3))
     else:
         rule = make_rule(rule_name)
         tx = as_optax(rule, rule.init_meta(jax.random.PRNGKey(0)), num_steps=1000)
@@ -105,13 +92,13 @@ def task_row(task: str, rule_name: str, steps: int) -> dict:
     @jax.jit
     def step(params, state, key):
         loss, grads = jax.value_and_grad(inner.loss)(params, key)
-        updates, state = tx.update(grads, state, params, value=loss) if rule_name != \
-            "optax.adam" else tx.update(grads, state, params)
+        updates, state = tx.update(grads, state, params, value=loss)
         return optax.apply_updates(params, updates), state
 
     seconds = median_time(step, (params, tx.init(params), jax.random.PRNGKey(2)), steps,
                           feed=lambda a, out: (out[0], out[1], jax.random.fold_in(a[2], 1)))
-    return {"task": task, "rule": rule_name, "params": num_params(family), "ms": 1e3 * seconds}
+    return {"task": task, "rule": rule_name, "ms": 1e3 * seconds,
+            "params": sum(x.size for x in jax.tree.leaves(params))}
 
 
 def _throughput(size: Size) -> list:

@@ -125,7 +125,7 @@ def big_pytree(width: int):
             "w2": 0.03 * jax.random.normal(k2, (width, width)), "b": jnp.zeros(width)}
 
 
-def _update_step(rule_name: str, params, grads):
+def update_step(rule_name: str, params, grads):
     """(jitted update with donated state, its first state) of a rule, or of optax.adam."""
 
     if rule_name == "optax.adam":
@@ -152,7 +152,7 @@ def update_times(job: dict) -> list:
     steps, states, times = {}, {}, {}
     # The baseline commit's lopt lacks the rules added after it.
     for name in [n for n in job["rules"] if n == "optax.adam" or n in RULES]:
-        steps[name], state = _update_step(name, params, grads)
+        steps[name], state = update_step(name, params, grads)
         states[name] = jax.block_until_ready(steps[name](state, grads, params))[1]
         times[name] = []
     for _ in range(job["repeats"]):
