@@ -101,14 +101,15 @@ class Placement:
         """A replicated output (the step's metrics) as one value."""
         return jax.tree.map(_replica, tree)
 
-    def compile(self, outer_step, state_template):
-        """``outer_step`` as one jitted ``shard_map`` over the mesh, its input donated."""
+    def compile(self, outer_step, state_template, donate: bool = True):
+        """``outer_step`` as one jitted ``shard_map`` over the mesh, its input donated (unless
+        ``donate=False``: a profile calls it on one state again and again)."""
         specs = self._specs(state_template, PartitionSpec(self.AXIS), PartitionSpec())
         # Across devices jax checks that what leaves replicated was reduced; on one device a
         # hand-built estimator without reductions is replicated trivially.
         mapped = jax.shard_map(outer_step, mesh=self.mesh, in_specs=(specs,),
                                out_specs=(specs, PartitionSpec()), check_vma=self.sharded)
-        return jax.jit(mapped, donate_argnums=0)
+        return jax.jit(mapped, donate_argnums=0 if donate else ())
 
 
 def _replica(x):

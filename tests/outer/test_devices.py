@@ -12,10 +12,12 @@ WORKER = str(pathlib.Path(__file__).with_name("distributed_worker.py"))
 
 
 def _env(device_count=None):
+    # The suite's XLA flags (conftest: faster compiles) stay; the device count is added.
     env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
+    flags = env.get("XLA_FLAGS", "")
     if device_count:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={device_count}"
+        flags += f" --xla_force_host_platform_device_count={device_count}"
+    env["XLA_FLAGS"] = flags
     return env
 
 

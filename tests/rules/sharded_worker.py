@@ -1,9 +1,11 @@
 """Every learned rule's update on parameters sharded over a 2- and a 4-device mesh, beside the
 same update unsharded. Run by tests/rules/test_sharded_updates.py in a process with 4 forced
-CPU devices; prints one JSON line per (rule, mesh size)."""
+CPU devices; prints one JSON line per (rule, mesh size).
+usage: sharded_worker.py MESH_SIZE [MESH_SIZE ...]"""
 import json
 import os
 import re
+import sys
 
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + \
     " --xla_force_host_platform_device_count=4"
@@ -45,7 +47,7 @@ def main():
             return jax.tree.map(jnp.add, p, u), s
 
         reference, _ = jax.jit(two_steps)(params, grads, tx.init(params))
-        for size in (2, 4):
+        for size in [int(a) for a in sys.argv[1:]]:
             mesh = Mesh(np.array(jax.devices()[:size]), ("model",))
             shardings = {k: NamedSharding(mesh, s) for k, s in SPECS.items()}
             ps = jax.device_put(params, shardings)

@@ -20,10 +20,9 @@ SMALLEST_MATRIX = 48 * 32
 
 @pytest.fixture(scope="module")
 def rows():
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, WORKER], env=env, capture_output=True, text=True,
-                          timeout=600)
+    # The worker keeps the suite's XLA flags (faster compiles) and adds the device count.
+    proc = subprocess.run([sys.executable, WORKER, "2", "4"], env=dict(os.environ),
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 

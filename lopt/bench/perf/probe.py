@@ -204,6 +204,34 @@ def throughput(config: dict) -> dict:
             "inner_steps_per_s": runs * k / median}
 
 
+def outer_throughput(config: dict) -> dict:
+    """Inner steps/s of a whole outer step (PES meta-gradient, skip check and adam(3e-4)
+    meta-update) on one device, compiled and donated as ``lopt.outer.train`` compiles it."""
+    from lopt.outer import placement
+    from lopt.outer.train import TrainState, make_outer_step
+
+    rule, family = make_rule(config["rule"]), FAMILIES[config["family"]]()
+    n, k = config["num_tasks"], config["truncation"]
+    place = placement.Placement(placement.resolve_devices(None), n)
+    # Before the mesh (the baseline commit) one device meant no axis and a plain jit.
+    mesh = hasattr(place, "mesh")
+    est = PES(num_tasks=n, truncation=k, horizon=config["horizon"],
+              max_horizon=config.get("max_horizon"), sigma=0.01).build(
+        rule, family, axis_name=place.AXIS if mesh else None)
+    meta_opt = optax.adam(3e-4)
+    k_theta, k_est, k_train = jax.random.split(jax.random.PRNGKey(0), 3)
+    theta = rule.init_meta(k_theta)
+    state = TrainState(theta, meta_opt.init(theta), est.init(k_est, theta), k_train,
+                       jnp.zeros((), jnp.int32))
+    step = make_outer_step(est, meta_opt)
+    fn = place.compile(step, state) if mesh else place.compile(step)
+    state = place.to_devices(jax.tree.map(jnp.copy, state))
+    median = median_time(lambda s: fn(s)[0], (state,), config["repeats"],
+                         feed=lambda a, out: (out,))
+    return {**config, "runs": 2 * n, "seconds_per_outer_step": median,
+            "inner_steps_per_s": 2 * n * k / median}
+
+
 def run_jobs(jobs: list) -> list:
     """Every job ({"kind": "updates" | "throughput" | "matmul", ...}) measured in order."""
     out = []
@@ -212,6 +240,8 @@ def run_jobs(jobs: list) -> list:
             out += update_times(job)
         elif job["kind"] == "throughput":
             out.append(throughput(job))
+        elif job["kind"] == "outer":
+            out.append(outer_throughput(job))
         else:
             out.append({**job, "gflops": matmul_rate()})
     return out

@@ -105,6 +105,27 @@ def meta_gradient_profile(estimator: str) -> list:
     return _trace_ops(jax.jit(est.grad), (theta, state, jax.random.PRNGKey(2)))
 
 
+def outer_step_profile(family_name: str) -> list:
+    """The whole outer step of ``lopt bench throughput``'s configuration on ``family_name``
+    (sum_of_squares or teacher_mlp), compiled as ``lopt.outer.train`` compiles it."""
+    import optax
+
+    from lopt.bench.perf.probe import FAMILIES
+    from lopt.outer import placement
+    from lopt.outer.train import TrainState, make_outer_step
+
+    rule, family = make_rule("per_parameter_mlp"), FAMILIES[family_name]()
+    place = placement.Placement(placement.resolve_devices(None), 16)
+    est = PES(num_tasks=16, truncation=50, horizon=100, max_horizon=1000, sigma=0.01).build(
+        rule, family, axis_name=place.AXIS)
+    meta_opt = optax.adam(3e-4)
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    state = TrainState(theta, meta_opt.init(theta), est.init(jax.random.PRNGKey(1), theta),
+                       jax.random.PRNGKey(2), jnp.zeros((), jnp.int32))
+    fn = place.compile(make_outer_step(est, meta_opt), state, donate=False)
+    return _trace_ops(fn, (place.to_devices(state),))
+
+
 def _table(rows: list) -> str:
     lines = ["| operation | ms per call | times per call | result | from |",
              "|---|---|---|---|---|"]
