@@ -76,7 +76,13 @@ def _trace_ops(fn, args, calls: int = 2) -> list:
             total[name] += e.get("dur", 0)
             count[name] += 1
     hlo = fn.lower(*args).compile().as_text()
-    rows = []
+    # Loops and conditionals contain the ops they run: summing them would count time twice.
+    leaf = [n for n in total if not re.match(r"^(while|cond|conditional|call)", n)]
+    rows = [{"op": "(one call, wall time)", "ms_per_call": 1e3 * median_time(fn, args, 5),
+             "runs_per_call": 1, "shape": "", "source": ""},
+            {"op": "(operations run inside it: their summed time, under tracing)", "ms_per_call":
+             sum(total[n] for n in leaf) / 1e3 / calls,
+             "runs_per_call": sum(count[n] for n in leaf) // calls, "shape": "", "source": ""}]
     for name, us in total.most_common(12):
         m = re.search(r"%" + re.escape(name) + r" = (\S+) .*?op_name=\"([^\"]*)\"", hlo)
         rows.append({"op": name, "ms_per_call": us / 1e3 / calls, "runs_per_call": count[name]
@@ -140,7 +146,9 @@ def main(out: str = "benchmarks/perf") -> None:
               "update_l2l_lstm": update_profile("l2l_lstm"),
               "update_per_parameter_mlp": update_profile("per_parameter_mlp"),
               "pes_teacher_mlp": meta_gradient_profile("pes"),
-              "tbptt_teacher_mlp": meta_gradient_profile("tbptt")}
+              "tbptt_teacher_mlp": meta_gradient_profile("tbptt"),
+              "outer_sum_of_squares": outer_step_profile("sum_of_squares"),
+              "outer_teacher_mlp": outer_step_profile("teacher_mlp")}
     result["provenance"] = provenance("python -m lopt.bench.perf.profile " + out,
                                       time.time() - start)
     write_json(os.path.join(out, "profile.json"), result)
@@ -155,7 +163,10 @@ def main(out: str = "benchmarks/perf") -> None:
               "update_per_parameter_mlp": "One `per_parameter_mlp` update on the same pytree",
               "pes_teacher_mlp": "One PES meta-gradient: per_parameter_mlp, 16 pairs of the "
                                  "16→32→4 MLP, truncation 50",
-              "tbptt_teacher_mlp": "One TBPTT meta-gradient, same setting (16 runs)"}
+              "tbptt_teacher_mlp": "One TBPTT meta-gradient, same setting (16 runs)",
+              "outer_sum_of_squares": "One whole outer step (lopt bench throughput): PES, "
+                                      "16 pairs, truncation 50, 10-d sum of squares",
+              "outer_teacher_mlp": "The same outer step on the 16→32→4 MLP"}
     for key, title in titles.items():
         md += ["", f"## {title}", "", "The 12 most expensive XLA operations (jax.profiler).", "",
                _table(result[key])]
