@@ -39,3 +39,19 @@ def test_update_ratios_are_formed_within_each_process():
     # floor: 1000 FLOPs x 1e6 coordinates at 100 and at 50 GFLOP/s = 10 ms and 20 ms.
     assert np.isclose(row["x_floor"], (0.010 / 0.010 + 0.030 / 0.020) / 2)
     assert np.isclose(row["speedup"], 80 / 20)
+
+
+def test_throughput_in_turns_reports_medians_ranges_and_the_median_of_round_ratios():
+    from lopt.bench.perf import turns
+
+    def round_(quad, mlp):
+        return [{"family": "sum_of_squares", "inner_steps_per_s": quad},
+                {"family": "teacher_mlp", "inner_steps_per_s": mlp}]
+
+    data = {"head": [round_(10, 1), round_(30, 3), round_(20, 2)],
+            "baseline": [round_(5, 2), round_(30, 1), round_(10, 2)]}
+    quad, mlp = turns.summary(data)
+    assert quad["head_median"] == 20 and quad["head_range"] == [10, 30]
+    assert quad["baseline_median"] == 10 and quad["baseline_range"] == [5, 30]
+    assert quad["ratio_median"] == 2.0  # rounds: 2, 1, 2
+    assert mlp["ratio_median"] == 1.0  # rounds: 0.5, 3, 1

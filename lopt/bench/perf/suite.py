@@ -69,7 +69,7 @@ def update_jobs(size: Size) -> list:
              "repeats": size.repeats}]
 
 
-def _probe(jobs: list, pythonpath: str = "") -> list:
+def run_probe(jobs: list, pythonpath: str = "") -> list:
     """probe.py's results for ``jobs``, in a fresh process importing lopt from ``pythonpath``
     (this checkout when empty)."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py")
@@ -88,7 +88,7 @@ def _probe(jobs: list, pythonpath: str = "") -> list:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _baseline_tree(commit: str):
+def baseline_tree(commit: str):
     """A temporary folder holding the ``lopt`` package at ``commit``, or None outside git."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
@@ -105,11 +105,11 @@ def _baseline_tree(commit: str):
 def _both(jobs: list, size: Size) -> dict:
     """Today's code, then the baseline's, then today's again: the median-of-two for today
     smooths a load change in between."""
-    out = {"head": _probe(jobs)}
-    base = _baseline_tree(BASELINE_COMMIT) if size.baseline else None
+    out = {"head": run_probe(jobs)}
+    base = baseline_tree(BASELINE_COMMIT) if size.baseline else None
     if base is not None:
-        out["baseline"] = _probe(jobs, base)
-        out["head_again"] = _probe(jobs)
+        out["baseline"] = run_probe(jobs, base)
+        out["head_again"] = run_probe(jobs)
     return out
 
 

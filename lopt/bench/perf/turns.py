@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from lopt.bench.perf.suite import _baseline_tree, _probe
+from lopt.bench.perf.suite import baseline_tree, run_probe
 from lopt.bench.suite import Suite
 
 BASELINE_COMMIT = "c55e3f5"  # main when issue 25's throughput numbers were taken
@@ -39,12 +39,15 @@ def jobs(size: Size) -> list:
 def in_turns(size: Size) -> dict:
     """{"head": [[job results] per round], "baseline": [...]}: head first in even rounds,
     the baseline first in odd ones."""
-    tree = _baseline_tree(size.baseline)
+    tree = baseline_tree(size.baseline)
+    if tree is None:  # not a git checkout, or the commit is unknown: nothing to compare with
+        raise RuntimeError(f"lopt bench throughput needs the git history holding commit "
+                           f"{size.baseline}")
     out = {"head": [], "baseline": []}
     for r in range(size.rounds):
         order = ("head", "baseline") if r % 2 == 0 else ("baseline", "head")
         for side in order:
-            out[side].append(_probe(jobs(size), tree if side == "baseline" else ""))
+            out[side].append(run_probe(jobs(size), tree if side == "baseline" else ""))
     return out
 
 
