@@ -55,8 +55,9 @@ def test_float32_tasks_stay_float32():
 
 def test_meta_training_on_a_bf16_mixture_keeps_the_dtypes():
     family = make_family("mixture:digits_mlp_bf16+digits_conv_bn_bf16")
-    result = train(make_rule("celo2"), family, PES(num_tasks=4, truncation=3, horizon=8,
-                                                   sigma=0.01), num_steps=2, progress=False)
+    estimator = PES(num_tasks=4, truncation=3, horizon=8, sigma=0.01)
+    result = train(make_rule("per_parameter_mlp"), family, estimator, num_steps=2,
+                   progress=False)
     assert all(np.isfinite(h["meta_loss"]) and not h["skipped"] for h in result.history)
     for runs in result.state.est_state:  # one PES state per family
         assert {x.dtype for x in jax.tree.leaves(runs.pos.params)} == {jnp.dtype(jnp.bfloat16)}
