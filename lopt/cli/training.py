@@ -51,25 +51,28 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     preflight.check_memory(rule, family, estimator)
     checkpoint = checkpoint_path(out_dir)
     lead = not cfg.distribution.distributed or jax.process_index() == 0
-    if not cfg.distribution.distributed:  # orbax reads checkpoints collectively: a
-        preflight.check_checkpoint(cfg, rule, checkpoint)  # distributed job checks in train
     preflight.make_out_folder(out_dir)
-    files = RunFiles(log_path=os.path.join(out_dir, "train_log.jsonl"),
-                     checkpoint_path=checkpoint, checkpoint_every=cfg.run.checkpoint_every,
-                     resume=cfg.run.resume, run_config=preflight.run_config(cfg),
-                     logdir=cfg.run.logdir or None,
-                     writers=_wandb(cfg, out_dir) if cfg.run.wandb and lead else ())
-    validate = meta_validation(rule, family, num_tasks=cfg.run.validate_tasks,
-                               num_steps=cfg.run.validate_steps) if cfg.run.validate_every else None
-    run = RunOptions(num_steps=cfg.run.steps, seed=cfg.run.seed, progress=cfg.run.progress,
-                     meta_optimizer=default_meta_optimizer(cfg.run.meta_lr,
-                                                           cfg.run.clip_grad_norm),
-                     validate=validate, validate_every=cfg.run.validate_every or 1)
-    start = time.time()
     with contextlib.ExitStack() as stack:
         if lead:
+            # Nothing reads or writes the run folder's files before holding it.
             stack.enter_context(FolderLock(out_dir))
+        if not cfg.distribution.distributed:  # orbax reads checkpoints collectively: a
+            preflight.check_checkpoint(cfg, rule, checkpoint)  # distributed job checks in train
+        if lead:
             write_json(os.path.join(out_dir, "config.json"), cfg.flat())
+        files = RunFiles(log_path=os.path.join(out_dir, "train_log.jsonl"),
+                         checkpoint_path=checkpoint, checkpoint_every=cfg.run.checkpoint_every,
+                         resume=cfg.run.resume, run_config=preflight.run_config(cfg),
+                         logdir=cfg.run.logdir or None,
+                         writers=_wandb(cfg, out_dir) if cfg.run.wandb and lead else ())
+        validate = meta_validation(rule, family, num_tasks=cfg.run.validate_tasks,
+                                   num_steps=cfg.run.validate_steps) \
+            if cfg.run.validate_every else None
+        run = RunOptions(num_steps=cfg.run.steps, seed=cfg.run.seed, progress=cfg.run.progress,
+                         meta_optimizer=default_meta_optimizer(cfg.run.meta_lr,
+                                                               cfg.run.clip_grad_norm),
+                         validate=validate, validate_every=cfg.run.validate_every or 1)
+        start = time.time()
         try:
             result = train(rule, family, estimator, run, files, devices=devices)
         except Exception as err:

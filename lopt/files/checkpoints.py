@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from typing import Optional
 
 import jax
@@ -68,15 +69,28 @@ class Checkpoints:
         self.keep = keep
         self._manager = None
         self._multi = jax.process_count() > 1
+        self._writing = False
 
     def _mgr(self):
         if self._manager is None:
             ocp = _ocp()
+            # Orbax's own clean-up of temporary folders runs in a background thread whenever a
+            # manager opens: a mere reader (a refused second `lopt train`, `lopt eval`) would
+            # delete the folder a running job is writing. Only the writer cleans, in save().
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=self.keep, enable_async_checkpointing=False,
-                cleanup_tmp_directories=True, create=True)
+                cleanup_tmp_directories=False, create=False)
             self._manager = ocp.CheckpointManager(self.folder, options=options)
         return self._manager
+
+    def _start_writing(self) -> None:
+        """Create the folder and remove the temporaries an interrupted save left (the primary
+        process only; the caller holds the run folder, so no save is in flight)."""
+        os.makedirs(self.folder, exist_ok=True)
+        if jax.process_index() == 0:
+            for name in stale_temporaries(self.folder):
+                shutil.rmtree(os.path.join(self.folder, name), ignore_errors=True)
+        self._writing = True
 
     def all_steps(self) -> list:
         return sorted(self._mgr().all_steps()) if os.path.isdir(self.folder) else []
@@ -108,6 +122,8 @@ class Checkpoints:
         """Write ``state`` (host layout; in a multi-process job this process's runs) at
         ``metadata["step"]``."""
         ocp = _ocp()
+        if not self._writing:
+            self._start_writing()
         if int(metadata["step"]) in self._mgr().all_steps():
             return  # this step is saved already (the same state: a run is deterministic)
         tree = self._global(state) if self._multi else jax.device_get(state)
@@ -168,6 +184,13 @@ class Checkpoints:
     def _local(state):
         """This process's part of every global array: its one shard (see ``_shardings``)."""
         return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data), state)
+
+
+def stale_temporaries(folder: str) -> list:
+    """The names of the unfinished checkpoint folders orbax left in ``folder``."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder) if ".orbax-checkpoint-tmp" in n)
 
 
 def _first_line(err) -> str:

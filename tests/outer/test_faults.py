@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from lopt.files.checkpoints import Checkpoints
+from lopt.files.checkpoints import Checkpoints, stale_temporaries
 from lopt.outer import train
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -55,7 +55,14 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, mode):
                       and len(open(os.path.join(folder, "log.jsonl")).readlines()) >= 5, proc)
         else:
             _wait_for(lambda: os.path.exists(os.path.join(folder, "stalled")), proc)
-            assert any("tmp" in n for n in os.listdir(ckpt))
+            in_flight = stale_temporaries(ckpt)
+            assert in_flight
+            # Reading a busy run's checkpoints (what a refused second `lopt train` or a
+            # `lopt eval` does) leaves the folder the job is writing alone.
+            reader = Checkpoints(ckpt)
+            assert reader.latest_step() == 2 and reader.metadata()["step"] == 2
+            time.sleep(0.5)
+            assert stale_temporaries(ckpt) == in_flight and proc.poll() is None
     finally:
         proc.kill()
         proc.wait()
