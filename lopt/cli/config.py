@@ -194,6 +194,8 @@ class DistributionConfig:
     (all three of coordinator, num_processes and process_id, or none to let jax detect them)."""
 
     devices: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
+    # Devices per block of runs: a runs × model mesh for tensor-parallel (NAME_tp) tasks.
+    model_parallel: int = dataclasses.field(default=1, metadata={"type": int})
     distributed: bool = False
     coordinator: Optional[str] = dataclasses.field(default=None, metadata={"type": str})
     num_processes: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
@@ -202,6 +204,13 @@ class DistributionConfig:
     def validate(self) -> "DistributionConfig":
         if self.devices is not None:
             _at_least("devices", self.devices, 1)
+        _at_least("model_parallel", self.model_parallel, 1)
+        if self.model_parallel > 1 and self.devices is None and not self.distributed:
+            raise ConfigError(f"model_parallel ({self.model_parallel}) needs --devices: the "
+                              "devices its runs × model mesh is laid over")
+        if self.devices is not None and self.devices % self.model_parallel:
+            raise ConfigError(f"model_parallel ({self.model_parallel}) must divide devices "
+                              f"({self.devices})")
         manual = (self.coordinator, self.num_processes, self.process_id)
         if any(v is not None for v in manual) and not self.distributed:
             raise ConfigError("coordinator, num_processes and process_id need --distributed")
@@ -270,8 +279,10 @@ class TrainConfig:
         if self.learned.mup:
             check_mup_task(self.evaluation.task)
         devices = self.distribution.devices
-        if devices is not None and self.outer.num_tasks % devices:
-            raise ConfigError(f"num_tasks must be a multiple of devices ({devices}); "
+        groups = None if devices is None else devices // self.distribution.model_parallel
+        if groups is not None and self.outer.num_tasks % groups:
+            what = "devices" if groups == devices else "devices / model_parallel"
+            raise ConfigError(f"num_tasks must be a multiple of {what} ({groups}); "
                               f"got {self.outer.num_tasks}")
         return self
 

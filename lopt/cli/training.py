@@ -74,7 +74,8 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
                          validate=validate, validate_every=cfg.run.validate_every or 1)
         start = time.time()
         try:
-            result = train(rule, family, estimator, run, files, devices=devices)
+            result = train(rule, family, estimator, run, files, devices=devices,
+                           model_parallel=cfg.distribution.model_parallel)
         except Exception as err:
             if not (cfg.distribution.distributed and _peer_failure(err)):
                 raise

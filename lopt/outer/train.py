@@ -173,7 +173,7 @@ class RunFiles:
 
 def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator,
           run: Optional[RunOptions] = None, files: Optional[RunFiles] = None, *, devices=None,
-          **options) -> TrainResult:
+          model_parallel: int = 1, **options) -> TrainResult:
     """Meta-train ``rule`` on ``family`` with ``estimator`` (e.g. ``TBPTT(...)``).
 
     ``run`` (RunOptions) says how long and from where, ``files`` (RunFiles) what is logged and
@@ -185,13 +185,17 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator,
     every process of a ``jax.distributed`` job: the outer step is a ``jax.shard_map`` over a
     device mesh (``lopt.outer.placement``) and meta-gradients are averaged across it, so the
     same seed gives the same theta on any number of devices (up to the order of the
-    reduction). A resumed run equals an uninterrupted one bit for bit. A step
+    reduction). With ``model_parallel`` = m > 1 the devices form a ``runs × model`` mesh:
+    each group of m devices holds one block of runs, and a tensor-parallel task
+    (``lopt.tasks.tensor_parallel``) splits its model over the group. A resumed run equals an
+    uninterrupted one bit for bit. A step
     whose meta-gradient or updated theta is not finite is skipped (``skipped`` in its metrics).
     On Ctrl-C the step in flight finishes, the checkpoint is written and ``Interrupted`` is
     raised.
     """
     run, files = _option_groups(run, files, options)
-    placement = Placement(resolve_devices(devices), runs_per_split(estimator, family))
+    placement = Placement(resolve_devices(devices), runs_per_split(estimator, family),
+                          model=model_parallel)
     est = _build(estimator, rule, family, placement)
     meta_optimizer = run.meta_optimizer or default_meta_optimizer()
     state = _initial_state(rule, est, run, meta_optimizer, placement)

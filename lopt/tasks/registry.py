@@ -15,6 +15,7 @@ from lopt.tasks.quadratic import quadratic_family
 from lopt.tasks.bigger import mixer_family, resnet_family, vit_family
 from lopt.tasks.samplers import SAMPLERS, sample_spec
 from lopt.tasks.sequence import char_rnn_family, sine_lstm_family, transformer_lm_family
+from lopt.tasks.tensor_parallel import tensor_parallel
 from lopt.tasks.synthetic import (FUNCTIONS, function_family, log_sum_exp_family, rosenbrock_family,
                                   sparse_softmax_family)
 
@@ -176,6 +177,9 @@ MIXTURES = {
 
 
 def _one(token: str):
+    if token.endswith("_tp") and token not in FAMILIES and token[:-3]:
+        inner_tp = _one(token[:-3])
+        return lambda: tensor_parallel(inner_tp())
     for suffix in augment.PRECISIONS:
         base = token[:-len(suffix) - 1]
         if token.endswith("_" + suffix) and token not in FAMILIES and base:
@@ -198,8 +202,8 @@ def _one(token: str):
     if token not in FAMILIES:
         raise ValueError(f"task must be one of {', '.join(FAMILIES)}, NAME_wWIDTH (μP: "
                          f"{', '.join(WIDTH_FAMILIES)}), SAMPLER@SEED (samplers: "
-                         f"{', '.join(SAMPLERS)}), any of these + _bf16 (low precision) or "
-                         f"mixture:NAME; got {token!r}")
+                         f"{', '.join(SAMPLERS)}), any of these + _bf16 (low precision) or + _tp "
+                         f"(tensor-parallel), or mixture:NAME; got {token!r}")
     return FAMILIES[token][0]
 
 
