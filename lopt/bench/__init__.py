@@ -38,6 +38,9 @@ SUITES = {**PAPER_SUITES,
     "accelerator": ("lopt.bench.perf.accelerator", "for a lent GPU/TPU: every learned rule's "
                                                     "update at 1M-100M parameters, peak memory, "
                                                     "meta-training and bigger-task step times"),
+    "tensor_parallel": ("lopt.bench.perf.tensor_parallel", "meta-training a tensor-parallel "
+                                                           "transformer on runs x model "
+                                                           "meshes (needs >= 2 devices)"),
     "throughput": ("lopt.bench.perf.turns", "meta-training inner steps/s of the whole outer "
                                             "step on tiny tasks, in turns against an "
                                             "earlier commit"),
