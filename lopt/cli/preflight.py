@@ -13,6 +13,7 @@ from lopt.cli.config import ConfigError, DistributionConfig, EvalConfig, TrainCo
 from lopt.files.checkpoints import open_checkpoints
 from lopt.files.run_folder import check_resume
 from lopt.outer.mixture import build_estimator
+from lopt.outer.placement import Placement, resolve_devices, runs_per_split
 
 # Settings that do not change the meta-training trajectory: how long (steps may only grow),
 # where and how it reports, the comparison after it, and the device layout (resumes across
@@ -47,8 +48,12 @@ def check_out_folder(path: str, field: str = "out") -> None:
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise ConfigError(f"{field} {path!r} cannot be created: {parent!r} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{field} {path!r} cannot be created: {parent!r} is not writable")
+    try:  # as above: only a real write tells (root, read-only and virtual file systems)
+        with tempfile.TemporaryFile(dir=parent, prefix=".tmp-probe-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{field} {path!r} cannot be created: {parent!r} is not writable "
+                          f"({err.strerror})") from None
 
 
 def make_out_folder(path: str) -> None:
@@ -92,6 +97,15 @@ def check_memory(rule, family, estimator, limit: int | None = None) -> None:
         raise ConfigError(f"num_tasks: the inner runs' state needs at least {needed / 2**30:.1f} "
                           f"GiB, more than this machine's {limit / 2**30:.1f} GiB; use fewer "
                           "tasks or smaller rule sizes")
+
+
+def check_devices(devices, estimator, family, model_parallel: int) -> None:
+    """One line unless the inner runs split over these local devices as a runs × model mesh."""
+    try:
+        Placement(resolve_devices(devices), runs_per_split(estimator, family),
+                  model=model_parallel)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_checkpoint(cfg: TrainConfig, rule, checkpoint: str) -> None:

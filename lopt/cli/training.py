@@ -49,6 +49,14 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     if cfg.run.logdir:
         preflight.check_out_folder(cfg.run.logdir, "logdir")
     preflight.check_memory(rule, family, estimator)
+    if not cfg.distribution.distributed:  # a job's devices are known once it has started
+        preflight.check_devices(devices, estimator, family, cfg.distribution.model_parallel)
+    validate = meta_validation(rule, family, num_tasks=cfg.run.validate_tasks,
+                               num_steps=cfg.run.validate_steps) if cfg.run.validate_every else None
+    run = RunOptions(num_steps=cfg.run.steps, seed=cfg.run.seed, progress=cfg.run.progress,
+                     meta_optimizer=default_meta_optimizer(cfg.run.meta_lr,
+                                                           cfg.run.clip_grad_norm),
+                     validate=validate, validate_every=cfg.run.validate_every or 1)
     checkpoint = checkpoint_path(out_dir)
     lead = not cfg.distribution.distributed or jax.process_index() == 0
     preflight.make_out_folder(out_dir)
@@ -65,13 +73,6 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
                          resume=cfg.run.resume, run_config=preflight.run_config(cfg),
                          logdir=cfg.run.logdir or None,
                          writers=_wandb(cfg, out_dir) if cfg.run.wandb and lead else ())
-        validate = meta_validation(rule, family, num_tasks=cfg.run.validate_tasks,
-                                   num_steps=cfg.run.validate_steps) \
-            if cfg.run.validate_every else None
-        run = RunOptions(num_steps=cfg.run.steps, seed=cfg.run.seed, progress=cfg.run.progress,
-                         meta_optimizer=default_meta_optimizer(cfg.run.meta_lr,
-                                                               cfg.run.clip_grad_norm),
-                         validate=validate, validate_every=cfg.run.validate_every or 1)
         start = time.time()
         try:
             result = train(rule, family, estimator, run, files, devices=devices,
@@ -112,9 +113,12 @@ def _start_distributed(cfg: TrainConfig) -> int:
 
 
 def _save_and_report(cfg: TrainConfig, rule, family, result, files: RunFiles, seconds) -> None:
-    """The rule file and the meta-training curve; a run whose every step was skipped fails."""
-    if result.history and all(h.get("skipped") for h in result.history):
-        raise RunFailed(f"all {len(result.history)} outer steps of this run were skipped (non-"
+    """The rule file and the meta-training curve; a run whose every step was skipped fails —
+    counted over the whole run's log, so running the same command again fails again."""
+    with open(files.log_path) as f:
+        history = [_nan_for_null(json.loads(line)) for line in f if line.strip()]
+    if history and all(h.get("skipped") for h in history):
+        raise RunFailed(f"all {len(history)} outer steps of this run were skipped (non-"
                         "finite meta-gradient or theta), so theta did not change; lower "
                         f"--meta-lr or --sigma, or set --loss-clip (checkpoint "
                         f"{files.checkpoint_path})")
@@ -123,8 +127,6 @@ def _save_and_report(cfg: TrainConfig, rule, family, result, files: RunFiles, se
     save(rule_path, rule, result.theta,
          extra={"task": cfg.evaluation.task, "train": cfg.flat(),
                 "eval": dataclasses.asdict(cfg.evaluation)})
-    with open(files.log_path) as f:
-        history = [_nan_for_null(json.loads(line)) for line in f if line.strip()]
     if history:
         plots.plot_history(history, os.path.join(out_dir, "train_curve.png"),
                            f"meta-training {cfg.learned.rule} on {family.name}")

@@ -282,3 +282,22 @@ def test_train_flags_are_the_config_groups_fields_one_to_one():
     assert TrainConfig.from_flat(**cfg.flat()) == cfg
     with pytest.raises(ValueError, match="unknown settings colour"):
         TrainConfig.from_flat(colour="red")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--devices", "2", "--num-tasks", "4"],  # one device here
+    ["--rule-config", '{"hidden": 65536}'],
+    ["--logdir", "A_FILE"],
+    ["--logdir", "/proc/lopt-no-logdir"],  # a folder no one can create, root included
+])
+def test_a_refused_run_leaves_an_existing_run_folder_as_it_was(tmp_path, capsys, argv):
+    """Every refusal comes before the first write: nothing in --out changes (issue 26)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text('{"an": "earlier run"}')
+    (tmp_path / "a_file").write_text("")
+    argv = [str(tmp_path / "a_file") if a == "A_FILE" else a for a in argv]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["train", "--task", "quadratic", "--steps", "2", "--out", str(out)] + argv) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

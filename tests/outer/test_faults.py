@@ -154,13 +154,16 @@ def test_a_run_whose_every_step_is_skipped_exits_1_with_one_line(tmp_path, capsy
 
     monkeypatch.setattr("lopt.cli.training.default_meta_optimizer",
                         lambda lr, clip: optax.sgd(1e39))
-    code = main(["train", "--task", "quadratic", "--steps", "2", "--num-tasks", "4",
-                 "--truncation", "3", "--horizon", "8", "--rule-config",
-                 '{"hidden": 4, "layers": 1}', "--no-progress", "--out", str(tmp_path / "r")])
-    err = capsys.readouterr().err
-    assert code == 1 and len(err.strip().splitlines()) == 1
-    assert "all 2 outer steps of this run were skipped" in err
-    assert not os.path.exists(tmp_path / "r" / "l2l_lstm.lopt")
+    argv = ["train", "--task", "quadratic", "--steps", "2", "--num-tasks", "4",
+            "--truncation", "3", "--horizon", "8", "--rule-config",
+            '{"hidden": 4, "layers": 1}', "--no-progress", "--out", str(tmp_path / "r")]
+    # The same command again resumes a finished run: still every step skipped, still no rule.
+    for _ in range(2):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.strip().splitlines()) == 1
+        assert "all 2 outer steps of this run were skipped" in err
+        assert not os.path.exists(tmp_path / "r" / "l2l_lstm.lopt")
 
 
 def test_a_second_run_on_one_out_folder_is_refused(tmp_path, capsys):
