@@ -66,7 +66,8 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
         if _all_float(updates):
             new, state = rule.update(theta, state, updates, params, value)
             return _in_dtypes_of(new, updates), state
-        # As optax leaves integer and boolean parameters alone: zero updates, no state.
+        # As optax leaves integer and boolean parameters alone: zero updates, no state (and
+        # so for empty leaves).
         new, state = rule.update(theta, state, float_leaves(updates),
                                  None if params is None else float_leaves(params), value)
         return _merge(updates, new), state
@@ -80,7 +81,10 @@ def load_named(source: str) -> tuple:
 
 
 def _is_float(x) -> bool:
-    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+    """Whether the rule updates leaf ``x``: a float leaf with at least one coordinate. An empty
+    leaf has no update to give, and a rule's per-tensor statistics (an RMS, a mean) of it
+    would be NaN and spread to every other leaf through cross-tensor features."""
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact) and jnp.size(x) > 0
 
 
 def _all_float(tree) -> bool:
@@ -88,8 +92,8 @@ def _all_float(tree) -> bool:
 
 
 def float_leaves(tree):
-    """``tree`` with every non-float leaf (integer, boolean, float0) replaced by an empty
-    ``optax.MaskedNode``, which the rule's tree maps skip."""
+    """``tree`` with every non-float leaf (integer, boolean, float0) and every empty one
+    replaced by an empty ``optax.MaskedNode``, which the rule's tree maps skip."""
     if _all_float(tree):
         return tree
     return jax.tree.map(lambda x: x if _is_float(x) else optax.MaskedNode(), tree)

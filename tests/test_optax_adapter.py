@@ -147,3 +147,27 @@ def test_integer_and_boolean_leaves_are_left_alone(name, kw):
         assert new["count"].dtype == jnp.int32 and int(new["count"]) == 7
     assert {np.dtype(x.dtype) for x in jax.tree.leaves(state)} <= \
         {np.dtype(x.dtype) for x in jax.tree.leaves(alone)}
+
+
+@pytest.mark.parametrize("name", ["celo", "velo", "celo2", "adafac_mlp", "celo_tiny"])
+def test_empty_leaves_get_empty_updates_and_leave_the_others_as_if_absent(name):
+    """A zero-size leaf ((0,) or (3, 0)) has nothing to update; before, its NaN per-tensor
+    statistics reached every other leaf through the rules' cross-tensor features (issue 26)."""
+    if name in lopt.rules.LEARNED:
+        rule = lopt.rules.make_rule(name)
+        tx = lopt.as_optax(rule, rule.init_meta(jax.random.PRNGKey(0)), num_steps=20)
+    else:
+        tx = lopt.as_optax(name, num_steps=20)
+    floats = {"w": jnp.linspace(-1, 1, 6).reshape(3, 2), "b": jnp.ones(2)}
+    params = {**floats, "empty": jnp.zeros((0,)), "no_cols": jnp.zeros((3, 0))}
+    grads = {"w": jnp.linspace(0.5, -0.2, 6).reshape(3, 2), "b": jnp.array([0.1, -0.3]),
+             "empty": jnp.zeros((0,)), "no_cols": jnp.zeros((3, 0))}
+    state, alone = tx.init(params), tx.init(floats)
+    for _ in range(2):
+        updates, state = tx.update(grads, state, params, value=jnp.float32(1.5))
+        ref, alone = tx.update({k: grads[k] for k in floats}, alone, floats,
+                               value=jnp.float32(1.5))
+        for k in floats:
+            assert np.all(np.isfinite(updates[k]))
+            np.testing.assert_array_equal(updates[k], ref[k])
+        assert updates["empty"].shape == (0,) and updates["no_cols"].shape == (3, 0)
