@@ -171,3 +171,37 @@ def test_empty_leaves_get_empty_updates_and_leave_the_others_as_if_absent(name):
             assert np.all(np.isfinite(updates[k]))
             np.testing.assert_array_equal(updates[k], ref[k])
         assert updates["empty"].shape == (0,) and updates["no_cols"].shape == (3, 0)
+
+
+def test_apply_if_finite_skips_a_nan_gradient_and_training_goes_on():
+    """Unwrapped, one NaN gradient poisons the rule's state for good (as with optax.adam);
+    through optax.apply_if_finite that step leaves parameters and state alone, so the run
+    equals one that never saw the bad gradient."""
+    def run(tx, bad_step):
+        params = {"w": jnp.linspace(-1, 1, 6).reshape(3, 2)}
+        state = tx.init(params)
+        for step in range(4):
+            if step == bad_step:
+                grads = {"w": jnp.full((3, 2), jnp.nan)}
+            else:
+                grads = {"w": params["w"] * 0.5 + 0.1}
+            updates, state = tx.update(grads, state, params, value=jnp.float32(1.0))
+            params = optax.apply_updates(params, updates)
+        return params["w"]
+
+    plain = lopt.as_optax("l2l_lstm_mnist")
+    assert not np.any(np.isfinite(run(plain, bad_step=1)))
+    guarded = optax.apply_if_finite(lopt.as_optax("l2l_lstm_mnist"), max_consecutive_errors=3)
+    skipped = run(guarded, bad_step=1)
+
+    # The reference: the same three good gradients, no bad one.
+    def clean():
+        tx = lopt.as_optax("l2l_lstm_mnist")
+        params = {"w": jnp.linspace(-1, 1, 6).reshape(3, 2)}
+        state = tx.init(params)
+        for _ in range(3):
+            updates, state = tx.update({"w": params["w"] * 0.5 + 0.1}, state, params)
+            params = optax.apply_updates(params, updates)
+        return params["w"]
+
+    np.testing.assert_allclose(skipped, clean(), rtol=1e-6)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import math
 import typing
 from typing import Optional, Sequence
 
 import jax
 
+from lopt.cli.json_input import JsonInputError, json_object
 from lopt.recipes import RECIPES
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.files.metric_writers import wandb_available
@@ -77,11 +77,9 @@ class RuleConfig:
         if not self.rule_config:
             return {}
         try:
-            kwargs = json.loads(self.rule_config)
-        except json.JSONDecodeError as err:
+            kwargs = json_object(self.rule_config)
+        except JsonInputError as err:
             raise ConfigError(f"rule_config must be a JSON object; {err}") from None
-        if not isinstance(kwargs, dict):
-            raise ConfigError(f"rule_config must be a JSON object; got {self.rule_config!r}")
         allowed = set(inspect.signature(LEARNED[self.rule][0]).parameters)
         unknown = sorted(set(kwargs) - allowed)
         if unknown:

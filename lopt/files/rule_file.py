@@ -34,6 +34,11 @@ def save(path: str, rule: UpdateRule, theta, extra: dict | None = None) -> None:
         raise ValueError(f"theta does not match rule {rule.name!r}: {problem}")
     tensors = {jax.tree_util.keystr(p): np.ascontiguousarray(jax.device_get(x))
                for p, x in jax.tree_util.tree_flatten_with_path(theta)[0]}
+    for name, x in tensors.items():
+        # A NaN theta saved is a rule that poisons every run it is used in.
+        if np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
+            raise ValueError(f"theta{name} holds NaN or inf; a rule file keeps only finite "
+                             "meta-parameters")
     header = {"format": FORMAT, "version": VERSION, "rule": rule.name, "config": rule.config,
               "extra": extra or {}, "sha256": _digest(tensors)}
     data = st_save(tensors, metadata={HEADER_KEY: json.dumps(header)})

@@ -189,8 +189,9 @@ def _one(token: str):
         sampler, _, seed = token.partition("@")
         if sampler not in SAMPLERS:
             raise ValueError(f"task sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
-        if not seed.isdigit():
-            raise ValueError(f"task {token!r}: the seed after '@' must be a non-negative integer")
+        if not seed.isdigit() or int(seed) >= 2**31:
+            raise ValueError(f"task {token!r}: the seed after '@' must be an integer in "
+                             "[0, 2**31)")
         return lambda: sample_spec(sampler, int(seed)).family()
     match = _WIDTH_NAME.match(token)
     if match and match.group(1) in WIDTH_FAMILIES and token not in FAMILIES:

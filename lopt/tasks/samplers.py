@@ -53,8 +53,10 @@ class Sampler:
     kind: str
 
     def sample(self, seed: int) -> Spec:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+        # The bound of every other seed (a jax PRNG seed); larger ones are typos.
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or \
+                not 0 <= seed < 2**31:
+            raise ValueError(f"sampler seed must be an integer in [0, 2**31); got {seed!r}")
         fields = self.draw(np.random.default_rng([int(seed), _tag(self.kind)]))
         return Spec(self.kind, tuple(fields.items()))
 

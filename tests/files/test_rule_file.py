@@ -54,3 +54,13 @@ def test_atomic_write_leaves_the_old_file_when_saving_fails(tmp_path, monkeypatc
         save_pytree(str(path), {"a": np.zeros(3)}, {"v": 2})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]
+
+
+def test_a_non_finite_theta_is_not_saved(tmp_path):
+    rule = l2l_lstm(hidden=4, layers=1)
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    theta["cells"][0]["w"] = theta["cells"][0]["w"].at[0, 0].set(np.nan)
+    path = tmp_path / "nan.lopt"
+    with pytest.raises(ValueError, match=r"theta\['cells'\]\[0\]\['w'\] holds NaN or inf"):
+        lopt.save(str(path), rule, theta)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
