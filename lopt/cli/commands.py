@@ -10,6 +10,7 @@ from lopt.cli.compare import cmd_eval
 from lopt.cli.config import ConfigError
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import EXIT_USAGE, build_parser, join_negative_values, train_config
+from lopt.cli.preflight import check_out_folder
 from lopt.recipes import RECIPES
 from lopt.cli.training import EXIT_FAILED, RunFailed, cmd_train
 from lopt.files.published import SOURCES, import_weights
@@ -27,6 +28,7 @@ def cmd_bench(args, invocation: Invocation) -> int:
     if args.suite not in SUITES:
         raise ConfigError(f"suite must be one of {', '.join(sorted(SUITES))}; got {args.suite!r}")
     out = args.out or os.path.join("benchmarks", args.suite)
+    check_out_folder(out)  # before the suite's work, which can take hours
     # Every suite is a lopt.bench.suite.Suite with this one run() signature.
     module = importlib.import_module(SUITES[args.suite][0])
     print(module.run(out, quick=args.quick, command=invocation.line, progress=args.progress))

@@ -10,6 +10,7 @@ import time
 from lopt.cli.config import ConfigError, EvalConfig, check_mup_task
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import eval_config
+from lopt.cli.preflight import check_out_folder
 from lopt.evaluation import Instances, compare, normalize_all, plots, tables
 from lopt.files.atomic import write_json, write_text
 from lopt.files.provenance import markdown_line, provenance
@@ -67,14 +68,35 @@ def cmd_eval(path: str, args, invocation: Invocation) -> int:
     if not os.path.exists(path):
         raise ConfigError(f"checkpoint must be an existing rule file; {path!r} does not exist")
     rule, theta = load(path)
-    extra = load_metadata(path).get("extra", {})
+    stored, train = _stored_settings(path)
     known = {f.name for f in dataclasses.fields(EvalConfig)}
-    base = EvalConfig(**{k: (tuple(v) if isinstance(v, list) else v)
-                         for k, v in extra.get("eval", {}).items() if k in known})
+    try:
+        base = EvalConfig(**{k: (tuple(v) if isinstance(v, list) else v)
+                             for k, v in stored.items() if k in known}).validate()
+    except ConfigError as err:
+        raise ConfigError(f"{path}: its stored evaluation settings: {err}") from None
     cfg = eval_config(args, base)
     out = args.out or os.path.dirname(os.path.abspath(path))
-    normalize = bool(extra.get("train", {}).get("normalize"))
-    if extra.get("train", {}).get("mup"):  # trained μP-scaled: scaled by this task's model
+    check_out_folder(out)  # before the evaluation, not after it
+    normalize = bool(train.get("normalize"))
+    if train.get("mup"):  # trained μP-scaled: scaled by this task's model
         rule = mup_rule(rule, check_mup_task(cfg.task))
     run_comparison(rule, theta, cfg, out, f"{rule.name} (learned)", invocation, normalize)
     return 0
+
+
+def _stored_settings(path: str) -> tuple:
+    """The evaluation and training settings a rule file's header keeps under ``extra``
+    (written by ``lopt train``; absent from files saved from Python), each a JSON object."""
+    extra = load_metadata(path).get("extra", {})
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{path}: header field extra must be a JSON object; got "
+                          f"{type(extra).__name__}")
+    out = []
+    for field in ("eval", "train"):
+        value = extra.get(field, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: header field extra.{field} must be a JSON object; got "
+                              f"{type(value).__name__}")
+        out.append(value)
+    return tuple(out)

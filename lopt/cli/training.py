@@ -18,7 +18,7 @@ from lopt.cli.invocation import Invocation
 from lopt.evaluation import meta_validation, normalize_all, plots
 from lopt.files.atomic import write_json
 from lopt.files.rule_file import save
-from lopt.files.run_folder import FolderLock, checkpoint_path
+from lopt.files.run_folder import FolderLock, checkpoint_path, remove_stale_temporaries
 from lopt.mup import mup_rule_for
 from lopt.outer import RunFiles, RunOptions, default_meta_optimizer, train
 from lopt.rules import make_rule
@@ -67,6 +67,8 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
         if not cfg.distribution.distributed:  # orbax reads checkpoints collectively: a
             preflight.check_checkpoint(cfg, rule, checkpoint)  # distributed job checks in train
         if lead:
+            # A kill during a final save left its temporary (.tmp-*.lopt) here.
+            remove_stale_temporaries(out_dir)
             write_json(os.path.join(out_dir, "config.json"), cfg.flat())
         files = RunFiles(log_path=os.path.join(out_dir, "train_log.jsonl"),
                          checkpoint_path=checkpoint, checkpoint_every=cfg.run.checkpoint_every,

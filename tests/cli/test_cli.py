@@ -157,7 +157,10 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
             "--eval-tasks", "4", "--eval-steps", "5", "--baselines", "sgd,adam", "--no-progress",
             "--logdir", str(tmp_path / "tb"), "--eval-every", "2", "--validate-tasks", "2",
             "--validate-steps", "4", "--out", out]
+    os.makedirs(out)
+    open(os.path.join(out, ".tmp-k9l2.lopt"), "w").close()  # a kill during a final save
     assert main(argv) == 0
+    assert not any(n.startswith(".tmp-") for n in os.listdir(out))
     # TensorBoard events beside the JSONL log, meta-validation every 2nd step and the last.
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "files"))
     from test_metric_writers import read_events
@@ -176,6 +179,10 @@ def test_train_then_eval_end_to_end(tmp_path, capsys):
     rule, theta = lopt.load(os.path.join(out, "l2l_lstm.lopt"))
     assert rule.name == "l2l_lstm"
 
+    # An --out eval cannot write is refused before the evaluation, in one line.
+    capsys.readouterr()
+    assert main(["eval", os.path.join(out, "l2l_lstm.lopt"), "--out", "/proc/lopt-x"]) == 2
+    assert "cannot be created" in capsys.readouterr().err
     # eval re-runs the same comparison from the saved settings and gets the same numbers.
     assert main(["eval", os.path.join(out, "l2l_lstm.lopt")]) == 0
     again = json.load(open(os.path.join(out, "comparison.json")))
@@ -304,3 +311,9 @@ def test_a_refused_run_leaves_an_existing_run_folder_as_it_was(tmp_path, capsys,
     assert main(["train", "--task", "quadratic", "--steps", "2", "--out", str(out)] + argv) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_bench_refuses_an_out_folder_it_cannot_write_before_any_work(capsys):
+    assert main(["bench", "estimators", "--quick", "--out", "/proc/lopt-bench"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be created" in err[0]

@@ -183,3 +183,17 @@ def test_a_damaged_orbax_checkpoint_is_one_line(tmp_path, orbax_run, damage):
         store.metadata()
         store.restore(orbax_run[1])
     assert str(err.value).startswith(str(folder)) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("extra,problem", [
+    ({"eval": 5}, "header field extra.eval must be a JSON object; got int"),
+    ({"train": "x"}, "header field extra.train must be a JSON object; got str"),
+    ({"eval": {"eval_tasks": "many"}}, "stored evaluation settings: eval_tasks must be"),
+])
+def test_lopt_eval_on_wrong_typed_stored_settings_is_one_line(tmp_path, capsys, extra, problem):
+    path = str(tmp_path / "rule.lopt")
+    lopt.save(path, RULE, RULE.init_meta(jax.random.PRNGKey(0)), extra=extra)
+    assert main(["eval", path, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and path in err[0] and problem in err[0]
+    assert not (tmp_path / "out").exists()
