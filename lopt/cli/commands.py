@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from lopt.bench import SUITES
 from lopt.cli.compare import cmd_eval
@@ -15,13 +17,12 @@ from lopt.recipes import RECIPES
 from lopt.cli.training import EXIT_FAILED, RunFailed, cmd_train
 from lopt.files.published import SOURCES, import_weights
 from lopt.outer import ESTIMATORS
-from lopt.outer.train import Interrupted
+from lopt.outer.train import Abandoned, Interrupted
 from lopt.pretrained import PRETRAINED
 from lopt.rules import BASELINES, CONFORMANCE, LEARNED
 from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS, WIDTH_FAMILIES
 from lopt.tasks.datasets import DATASETS
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def cmd_bench(args, invocation: Invocation) -> int:
@@ -73,11 +74,27 @@ def cmd_list() -> int:
     return 0
 
 
+def _terminate_as_interrupt(signum, frame):
+    raise Abandoned(signum)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     words = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(join_negative_values(words))
     invocation = Invocation.now(words)
+    # SIGTERM (a scheduler, a preemptible VM) ends any command with one line like Ctrl-C;
+    # inside meta-training the loop takes both over to checkpoint first (lopt.outer.train).
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) \
+        if threading.current_thread() is threading.main_thread() else None
+    try:
+        return _run(args, invocation)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args, invocation) -> int:
     try:
         if args.command == "train":
             return cmd_train(train_config(args), invocation)
@@ -96,10 +113,14 @@ def main(argv=None) -> int:
         return EXIT_FAILED
     except Interrupted as err:
         sys.stderr.write(f"lopt {args.command}: {err}; run the same command to resume\n")
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        sys.stderr.write(f"lopt {args.command}: interrupted\n")
-        return EXIT_INTERRUPTED
+        return 128 + err.signum
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        what = "interrupted" if signum == signal.SIGINT else \
+            f"terminated ({signal.Signals(signum).name})"
+        sys.stderr.write(f"lopt {args.command}: {what}; nothing saved since the last "
+                         "checkpoint\n")
+        return 128 + signum
 
 
 if __name__ == "__main__":

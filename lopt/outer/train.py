@@ -37,12 +37,24 @@ class TrainState(NamedTuple):
 
 
 class Interrupted(Exception):
-    """Ctrl-C (SIGINT) stopped meta-training after a whole outer step; its checkpoint is saved."""
+    """Ctrl-C (SIGINT) or SIGTERM (what schedulers and preemptible VMs send first) stopped
+    meta-training after a whole outer step; its checkpoint is saved."""
 
-    def __init__(self, step: int, checkpoint: Optional[str]):
+    def __init__(self, step: int, checkpoint: Optional[str], signum: int = signal.SIGINT):
         where = f"checkpoint saved to {checkpoint}" if checkpoint else "no checkpoint path given"
-        super().__init__(f"interrupted after outer step {step}; {where}")
-        self.step, self.checkpoint = step, checkpoint
+        what = "interrupted" if signum == signal.SIGINT else \
+            f"terminated ({signal.Signals(signum).name})"
+        super().__init__(f"{what} after outer step {step}; {where}")
+        self.step, self.checkpoint, self.signum = step, checkpoint, signum
+
+
+class Abandoned(KeyboardInterrupt):
+    """A second SIGINT or SIGTERM: the step in flight was abandoned, nothing saved since the
+    last checkpoint."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 @dataclasses.dataclass
@@ -57,29 +69,37 @@ def default_meta_optimizer(learning_rate: float = 1e-3, clip_grad_norm: float = 
     return optax.chain(optax.clip_by_global_norm(clip_grad_norm), optax.adam(learning_rate))
 
 
-class _StopOnSigint:
-    """While active, the first SIGINT only asks the loop to stop after the step in flight
-    (whose input buffers are donated, so it cannot be abandoned midway); a second one
-    interrupts at once. Outside the main thread signals cannot be caught: it does nothing."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _StopOnSignal:
+    """While active, the first SIGINT or SIGTERM only asks the loop to stop after the step in
+    flight (whose input buffers are donated, so it cannot be abandoned midway) and checkpoint;
+    a second one abandons the step at once (``Abandoned``). Outside the main thread signals
+    cannot be caught: it does nothing."""
 
     def __init__(self):
-        self.requested = False
-        self._previous = None
+        self.requested = None  # the signal that asked to stop
+        self._previous = {}
 
     def _handle(self, signum, frame):
-        if self.requested:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.requested is not None:
+            self._restore()
+            raise Abandoned(signum)
+        self.requested = signum
+
+    def _restore(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        self._restore()
         return False
 
 
@@ -190,8 +210,8 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator,
     (``lopt.tasks.tensor_parallel``) splits its model over the group. A resumed run equals an
     uninterrupted one bit for bit. A step
     whose meta-gradient or updated theta is not finite is skipped (``skipped`` in its metrics).
-    On Ctrl-C the step in flight finishes, the checkpoint is written and ``Interrupted`` is
-    raised.
+    On Ctrl-C or SIGTERM the step in flight finishes, the checkpoint is written and
+    ``Interrupted`` is raised; a second one abandons the step (``Abandoned``).
     """
     run, files = _option_groups(run, files, options)
     placement = Placement(resolve_devices(devices), runs_per_split(estimator, family),
@@ -302,7 +322,7 @@ def _loop(step_fn, state, start: int, run: RunOptions, files: RunFiles, saver: _
         writers = open_writers(files.logdir, start, files.writers) if lead else []
         for writer in writers:
             stack.callback(writer.close)
-        stop = stack.enter_context(_StopOnSigint())
+        stop = stack.enter_context(_StopOnSignal())
         for step in range(start, run.num_steps):
             began = time.perf_counter()
             state, metrics = step_fn(state)
@@ -323,10 +343,10 @@ def _loop(step_fn, state, start: int, run: RunOptions, files: RunFiles, saver: _
                 _write(writers, record, seconds)
             bar.update(1)
             bar.set_postfix(meta_loss=f"{record['meta_loss']:.4g}", refresh=False)
-            if stop.requested:
+            if stop.requested is not None:
                 if saver.store is not None:
                     saver.save(state)
-                raise Interrupted(step + 1, saver.folder)
+                raise Interrupted(step + 1, saver.folder, stop.requested)
             if saver.store is not None and (step + 1) % files.checkpoint_every == 0:
                 saver.save(state)
     return state, history

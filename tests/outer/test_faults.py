@@ -115,7 +115,12 @@ def test_full_disk_during_a_log_append_then_resume(tmp_path, monkeypatch):
     assert _log(folder) == _log(str(tmp_path / "reference"))
 
 
-def test_ctrl_c_writes_a_checkpoint_and_exits_130_with_one_line(tmp_path):
+@pytest.mark.parametrize("signum,code,said", [
+    (signal.SIGINT, 130, "interrupted"),
+    # What schedulers and preemptible VMs send before killing: the same, exit 128 + 15.
+    (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_exits_with_one_line(tmp_path, signum, code,
+                                                                       said):
     out = str(tmp_path / "run")
     proc = subprocess.Popen(
         [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "1000000",
@@ -124,12 +129,12 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130_with_one_line(tmp_path):
          "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = os.path.join(out, "train_log.jsonl")
     _wait_for(lambda: os.path.exists(log) and len(open(log).readlines()) >= 3, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == code
     assert len(err.strip().splitlines()) == 1, err
     step = Checkpoints(os.path.join(out, "checkpoints")).latest_step()
-    assert f"interrupted after outer step {step}; checkpoint saved to" in err
+    assert f"{said} after outer step {step}; checkpoint saved to" in err
     assert [json.loads(line)["step"] for line in open(log)] == list(range(step))
     assert not os.path.exists(os.path.join(out, ".lopt-train.lock"))
 
@@ -214,3 +219,27 @@ def test_a_dead_process_gives_the_survivor_one_line_not_a_hang(tmp_path):
     assert procs[0].returncode == 1
     assert len(lines) == 1 and "another process of the distributed job stopped" in lines[0], err
     assert "Traceback" not in err and "Check failure" not in err
+
+
+def test_a_second_signal_abandons_the_step_with_one_line_and_the_signal_s_code(monkeypatch,
+                                                                               capsys):
+    from lopt.cli import main
+    from lopt.outer.train import Abandoned, _StopOnSignal
+
+    with _StopOnSignal() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert stop.requested == signal.SIGTERM
+        with pytest.raises(Abandoned) as raised:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    assert raised.value.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def abandoned(cfg, invocation):
+        raise Abandoned(signal.SIGTERM)
+
+    monkeypatch.setattr("lopt.cli.commands.cmd_train", abandoned)
+    assert main(["train", "--steps", "2"]) == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lopt train: terminated (SIGTERM); nothing saved since the last checkpoint"]
