@@ -38,6 +38,8 @@ SUITES = {**PAPER_SUITES,
     "accelerator": ("lopt.bench.perf.accelerator", "for a lent GPU/TPU: every learned rule's "
                                                     "update at 1M-100M parameters, peak memory, "
                                                     "meta-training and bigger-task step times"),
+    "soak": ("lopt.bench.soak", "a 100k-step lopt train with its resident memory sampled: "
+                                "flat within 5% after warm-up"),
     "tensor_parallel": ("lopt.bench.perf.tensor_parallel", "meta-training a tensor-parallel "
                                                            "transformer on runs x model "
                                                            "meshes (needs >= 2 devices)"),

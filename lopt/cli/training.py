@@ -134,7 +134,7 @@ def _save_and_report(cfg: TrainConfig, rule, family, result, files: RunFiles, se
                            f"meta-training {cfg.learned.rule} on {family.name}")
     skipped = sum(int(h.get("skipped", 0)) for h in history)
     print(f"meta-trained {cfg.learned.rule} on {family.name}: {cfg.run.steps} outer steps "
-          f"({len(result.history)} this run, {seconds:.0f} s), {skipped} skipped; saved "
+          f"({result.steps_run} this run, {seconds:.0f} s), {skipped} skipped; saved "
           f"{rule_path}")
 
 

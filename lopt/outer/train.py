@@ -2,6 +2,7 @@
 resumes."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import os
@@ -57,11 +58,20 @@ class Abandoned(KeyboardInterrupt):
         self.signum = signum
 
 
+# The records train() returns: the last this many steps'; the log file holds every one, so a
+# job of millions of steps runs in flat memory.
+HISTORY_LIMIT = 10_000
+
+
 @dataclasses.dataclass
 class TrainResult:
+    """The meta-trained theta, the last ``HISTORY_LIMIT`` steps' metrics of this invocation
+    (``steps_run`` counts them all; ``RunFiles.log_path`` keeps every step of the run) and
+    the final TrainState."""
     theta: Any
     history: list
     state: TrainState
+    steps_run: int = 0
 
 
 def default_meta_optimizer(learning_rate: float = 1e-3, clip_grad_norm: float = 1.0):
@@ -232,7 +242,8 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator,
     if store is not None and run.num_steps > start:
         saver.save(state)
     host = placement.to_host(state)
-    return TrainResult(theta=host.theta, history=history, state=host)
+    return TrainResult(theta=host.theta, history=list(history), state=host,
+                       steps_run=max(0, run.num_steps - start))
 
 
 def _option_groups(run, files, options) -> tuple:
@@ -312,7 +323,7 @@ def _loop(step_fn, state, start: int, run: RunOptions, files: RunFiles, saver: _
     if log_path:
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
         trim_log(log_path, start)
-    history = []
+    history = collections.deque(maxlen=HISTORY_LIMIT)
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=run.num_steps, initial=start, desc="meta-train",
                                        unit="step", disable=not (run.progress and lead)))

@@ -243,3 +243,14 @@ def test_a_second_signal_abandons_the_step_with_one_line_and_the_signal_s_code(m
     assert main(["train", "--steps", "2"]) == 143
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["lopt train: terminated (SIGTERM); nothing saved since the last checkpoint"]
+
+
+def test_train_keeps_a_bounded_history_and_the_log_keeps_every_step(tmp_path, monkeypatch):
+    """A days-long job runs in flat memory: train() returns the last HISTORY_LIMIT records,
+    the log file all of them (benchmarks/soak/ measures the RSS over 100k steps)."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("lopt.outer.train"), "HISTORY_LIMIT", 3)
+    result = run(str(tmp_path), 5)
+    assert [h["step"] for h in result.history] == [2, 3, 4] and result.steps_run == 5
+    assert [r["step"] for r in _log(str(tmp_path))] == [0, 1, 2, 3, 4]

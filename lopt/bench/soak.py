@@ -1,0 +1,122 @@
+"""``lopt bench soak``: a long ``lopt train`` at tiny size with its resident memory sampled,
+to show that meta-training runs in flat memory (the log streams to disk; ``train()`` keeps a
+bounded history; checkpoints are rotated).
+
+The job runs as a child process (the real CLI, checkpointing every 1,000 steps); every
+``interval`` seconds its RSS (``/proc/PID/status``) and the steps logged so far are recorded.
+Growth is measured after a warm-up (the first 10% of steps: compiles, first checkpoints)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from lopt.bench.suite import Suite
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    steps: int
+    interval: float
+
+
+FULL = Size(steps=100_000, interval=5.0)
+QUICK = Size(steps=3_000, interval=1.0)
+WARM_UP = 0.1
+FLAT = 0.05  # the bound: RSS after warm-up within 5% of its value at the end of warm-up
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def command(out: str, steps: int) -> list:
+    return [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", str(steps),
+            "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
+            '{"hidden": 4, "layers": 1}', "--checkpoint-every", "1000", "--eval-tasks", "4",
+            "--eval-steps", "20", "--baselines", "adam", "--no-progress", "--out", out]
+
+
+def soak(size: Size) -> dict:
+    """Run the job to its end, sampling (seconds, steps logged, RSS MiB)."""
+    with tempfile.TemporaryDirectory(prefix="lopt-soak-") as out:
+        log = os.path.join(out, "train_log.jsonl")
+        proc = subprocess.Popen(command(out, size.steps), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        samples, lines, offset, start = [], 0, 0, time.time()
+        while proc.poll() is None:
+            time.sleep(size.interval)
+            if os.path.exists(log):
+                with open(log, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                offset += len(chunk)
+                lines += chunk.count(b"\n")
+            try:
+                samples.append((time.time() - start, lines, _rss_mib(proc.pid)))
+            except (FileNotFoundError, RuntimeError):
+                break  # it has just exited
+        err = proc.communicate()[1]
+        if proc.returncode != 0:
+            raise RuntimeError(f"the soak job failed (exit {proc.returncode}): {err[-500:]}")
+    return {"samples": samples, "seconds": time.time() - start}
+
+
+def growth(samples: list, steps: int) -> dict:
+    """RSS at the end of warm-up, its maximum over the training steps after it, and the
+    relative growth (training samples only: the comparison after training is not the loop)."""
+    train = [(t, n, r) for t, n, r in samples if WARM_UP * steps <= n < steps]
+    if len(train) < 2:
+        raise RuntimeError("too few samples after warm-up; lower the interval")
+    base = train[0][2]
+    peak = max(r for _, _, r in train)
+    last = train[-1][2]
+    return {"warm_rss_mib": base, "max_rss_mib": peak, "last_rss_mib": last,
+            "growth": (peak - base) / base, "flat": (peak - base) / base <= FLAT,
+            "kib_per_step": 1024 * (last - base) / max(1, train[-1][1] - train[0][1])}
+
+
+def run(out: str, quick: bool = False, command: str = "lopt bench soak",
+        progress: bool = True) -> str:
+    size = QUICK if quick else FULL
+    suite = Suite("soak", out, size, command, 1, progress)
+    result = suite.cached("soak", lambda: soak(size))
+    g = growth(result["samples"], size.steps)
+    suite.payload.update(result=result, growth=g)
+    lines = [f"`lopt train` on the 3-d quadratic (l2l_lstm 4×1, TBPTT 4 runs, truncation 3), "
+             f"{size.steps:,} outer steps, a checkpoint every 1,000, RSS sampled every "
+             f"{size.interval:g} s; {result['seconds']:.0f} s in all.", "",
+             "| RSS after warm-up (MiB) | max after (MiB) | at the last step (MiB) | growth | "
+             "KiB per step | flat within 5% |", "|---|---|---|---|---|---|",
+             f"| {g['warm_rss_mib']:.0f} | {g['max_rss_mib']:.0f} | {g['last_rss_mib']:.0f} | "
+             f"{100 * g['growth']:.1f}% | {g['kib_per_step']:.3f} | "
+             f"{'yes' if g['flat'] else 'no'} |"]
+    suite.section("Resident memory over the run", "\n".join(lines))
+    _plot(result["samples"], size.steps, suite.figure("rss.png"))
+    return suite.finish("Soak: meta-training memory over a long run",
+                        f"Warm-up is the first {WARM_UP:.0%} of the steps.")
+
+
+def _plot(samples: list, steps: int, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = np.asarray(samples)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(s[:, 1], s[:, 2])
+    ax.axvline(WARM_UP * steps, color="grey", ls=":", label="end of warm-up")
+    ax.set(xlabel="outer steps logged", ylabel="RSS (MiB)", title="lopt train, resident memory")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
