@@ -115,5 +115,6 @@ def check_checkpoint(cfg: TrainConfig, rule, checkpoint: str) -> None:
     store = open_checkpoints(checkpoint)
     if store.latest_step() is None:
         return
-    check_resume(store.folder, store.metadata(), rule_name=rule.name,
+    meta = store.newest_metadata() if hasattr(store, "newest_metadata") else store.metadata()
+    check_resume(store.folder, meta, rule_name=rule.name,
                  rule_config=rule.config, run_config=run_config(cfg), num_steps=cfg.run.steps)

@@ -7,6 +7,7 @@ A checkpoint is a TrainState (its inner runs in global order) plus JSON metadata
 config, the step and the run's settings (``lopt.files.run_folder.check_resume``)."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -120,13 +121,14 @@ class Checkpoints:
 
     def save(self, state, metadata: dict) -> None:
         """Write ``state`` (host layout; in a multi-process job this process's runs) at
-        ``metadata["step"]``."""
+        ``metadata["step"]``, with a sha256 of each field in the metadata."""
         ocp = _ocp()
         if not self._writing:
             self._start_writing()
         if int(metadata["step"]) in self._mgr().all_steps():
             return  # this step is saved already (the same state: a run is deterministic)
         tree = self._global(state) if self._multi else jax.device_get(state)
+        metadata = dict(metadata, sha256=self._digests(jax.device_get(state)))
         self._mgr().save(int(metadata["step"]), args=ocp.args.Composite(
             state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(metadata)), force=True)
         self._mgr().wait_until_finished()
@@ -151,7 +153,63 @@ class Checkpoints:
             raise FileFormatError(f"{self.folder}/{step}: does not hold this run's state "
                                   f"({_first_line(err)})") from None
         out = self._local(out) if self._multi else out
-        return jax.tree.map(lambda x: jax.numpy.asarray(np.asarray(x)), out)
+        out = jax.tree.map(lambda x: jax.numpy.asarray(np.asarray(x)), out)
+        self._check(out, step)
+        return out
+
+    def latest_intact(self, template, check=None) -> tuple:
+        """(step, metadata, state, skipped) of the newest checkpoint that reads back whole
+        and matches its checksums; ``skipped`` lists (step, reason) for each newer one that
+        does not (a damaged file, a foreign state folder, a stray empty folder). ``check``
+        (metadata -> None, raising) runs on each one's metadata before its state is read.
+        Raises FileFormatError, naming each, when none is intact."""
+        skipped = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                meta = self.metadata(step)
+            except FileFormatError as err:
+                skipped.append((step, str(err)))
+                continue
+            if check is not None:
+                check(meta)
+            try:
+                return step, meta, self.restore(template, step), skipped
+            except FileFormatError as err:
+                skipped.append((step, str(err)))
+        raise FileFormatError("; ".join(reason for _, reason in skipped) or
+                              f"{self.folder}: no checkpoint")
+
+    def newest_metadata(self) -> dict:
+        """The metadata of the newest checkpoint whose metadata reads (what a resume will
+        check; a stray or damaged newer folder is passed over, as ``latest_intact`` does)."""
+        errors = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                return self.metadata(step)
+            except FileFormatError as err:
+                errors.append(str(err))
+        raise FileFormatError("; ".join(errors) or f"{self.folder}: no checkpoint")
+
+    # A sha256 per field of the host-layout state: orbax and tensorstore check structure and
+    # offsets, not contents, so a flipped byte or a state folder from another run would load.
+    # In a multi-process job each process holds only its runs, so the inner runs' field is
+    # not covered there; theta, the meta-optimizer state, key and step always are.
+    def _digests(self, state) -> dict:
+        return {name: _sha256(getattr(state, name)) for name in state._fields
+                if not (self._multi and name == RUNS_FIELD)}
+
+    def _check(self, state, step) -> None:
+        stored = self.metadata(step).get("sha256")
+        if stored is None:
+            return  # written before checksums (lopt <= 0.2)
+        if not isinstance(stored, dict):
+            raise FileFormatError(f"{self.folder}/{step}: its checksums must be a JSON object")
+        mine = self._digests(state)
+        for name, digest in stored.items():
+            if name in mine and mine[name] != digest:
+                raise FileFormatError(f"{self.folder}/{step}: its {name} does not match its "
+                                      "checksum (a damaged file, or a state folder from "
+                                      "another run)")
 
     # In a multi-process job the runs axis is split over processes and the rest replicated.
     def _shardings(self, state):
@@ -184,6 +242,16 @@ class Checkpoints:
     def _local(state):
         """This process's part of every global array: its one shard (see ``_shardings``)."""
         return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data), state)
+
+
+def _sha256(tree) -> str:
+    """sha256 over every leaf's path, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        x = np.ascontiguousarray(np.asarray(x))
+        h.update(f"{jax.tree_util.keystr(path)}|{x.dtype.str}|{x.shape}|".encode())
+        h.update(x.tobytes())
+    return h.hexdigest()
 
 
 def stale_temporaries(folder: str) -> list:

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable, NamedTuple, Optional
@@ -283,9 +284,18 @@ def _resume(store, files: RunFiles, rule, num_steps: int, state: TrainState) -> 
     if store is None:
         return state
     if files.resume and store.latest_step() is not None:
-        check_resume(store.folder, store.metadata(), rule_name=rule.name,
-                     rule_config=rule.config, run_config=files.run_config, num_steps=num_steps)
-        state = store.restore(state)
+        def check(meta):
+            check_resume(store.folder, meta, rule_name=rule.name, rule_config=rule.config,
+                         run_config=files.run_config, num_steps=num_steps)
+
+        if hasattr(store, "latest_intact"):
+            step, _, state, skipped = store.latest_intact(state, check)
+            for bad, reason in skipped:  # said, never silent: the run redoes those steps
+                print(f"lopt: checkpoint {bad} is not usable ({reason}); resuming from "
+                      f"checkpoint {step}", file=sys.stderr)
+        else:  # lopt <= 0.1's one-file checkpoint
+            check(store.metadata())
+            state = store.restore(state)
     remove_stale_temporaries(store.folder)
     return state
 

@@ -254,3 +254,48 @@ def test_train_keeps_a_bounded_history_and_the_log_keeps_every_step(tmp_path, mo
     result = run(str(tmp_path), 5)
     assert [h["step"] for h in result.history] == [2, 3, 4] and result.steps_run == 5
     assert [r["step"] for r in _log(str(tmp_path))] == [0, 1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def six_steps(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("reference"))
+    return run(folder, 6), _log(folder)
+
+
+@pytest.mark.parametrize("damage", ["flip a data byte", "a state folder from another seed",
+                                    "an empty stray folder"])
+def test_a_damaged_foreign_or_stray_checkpoint_falls_back_to_the_newest_intact_one(
+        tmp_path, capsys, six_steps, damage):
+    """Checkpoints prove themselves (a sha256 per field in their metadata): the resume says
+    which one it passed over and why, resumes from the newest intact one, and still equals
+    a run that was never interrupted (issue 26)."""
+    import glob
+    import shutil
+
+    folder = str(tmp_path / "run")
+    ckpt = os.path.join(folder, "checkpoints")
+    run(folder, 4)  # keeps checkpoints 3 and 4
+    bad, good = 4, 3
+    if damage == "flip a data byte":
+        data = max(glob.glob(f"{ckpt}/4/state/d/*"), key=os.path.getsize)
+        raw = bytearray(open(data, "rb").read())
+        raw[len(raw) // 2] ^= 0x10
+        open(data, "wb").write(bytes(raw))
+    elif damage == "a state folder from another seed":
+        other = str(tmp_path / "other")
+        train(RULE, FAMILY, EST, num_steps=4, seed=8, progress=False, checkpoint_every=4,
+              checkpoint_path=f"{other}/checkpoints")
+        shutil.rmtree(f"{ckpt}/4/state")
+        shutil.copytree(f"{other}/checkpoints/4/state", f"{ckpt}/4/state")
+    else:
+        os.makedirs(f"{ckpt}/999")
+        bad, good = 999, 4
+    capsys.readouterr()
+    resumed = run(folder, 6)
+    err = capsys.readouterr().err
+    assert f"checkpoint {bad} is not usable" in err and f"resuming from checkpoint {good}" in err
+    if damage == "a state folder from another seed":
+        assert "does not match its checksum" in err
+    reference, log = six_steps
+    _assert_same_run(reference, resumed)
+    assert _log(folder) == log
