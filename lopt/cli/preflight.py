@@ -63,6 +63,9 @@ def make_out_folder(path: str) -> None:
         raise ConfigError(f"out {path!r} cannot be created: {err.strerror}") from None
 
 
+PER_STEP_BYTES = 16
+
+
 def physical_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -89,13 +92,34 @@ def check_memory(rule, family, estimator, limit: int | None = None) -> None:
         theta = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
     except (ValueError, TypeError) as err:
         raise ConfigError(f"rule_config: {err}") from None
-    if _nbytes(theta) > limit:
-        raise ConfigError(f"rule_config: theta alone needs {_nbytes(theta) / 2**30:.1f} GiB, more "
-                          f"than this machine's {limit / 2**30:.1f} GiB; use smaller sizes")
-    needed = estimated_state_bytes(rule, family, estimator)
+    gib = lambda n: f"{n / 2**30:.1f} GiB"  # noqa: E731
+    t = _nbytes(theta)
+    if t > limit:
+        raise ConfigError(f"rule_config: theta alone needs {gib(t)}, more than this machine's "
+                          f"{gib(limit)}; use smaller sizes")
+    # Meta-training holds theta, its meta-gradient and Adam's two moments at once.
+    if 4 * t > limit:
+        raise ConfigError(f"rule_config: meta-training needs at least {gib(4 * t)} (theta, its "
+                          f"meta-gradient and Adam's two moments: 4 x {gib(t)}), more than "
+                          f"this machine's {gib(limit)}; use smaller sizes")
+    runs = getattr(estimator, "num_tasks", 1) * (2 if hasattr(estimator, "sigma") else 1)
+    # Perturbation estimators (ES, PES) give every inner run its own theta.
+    per_run = runs * t if hasattr(estimator, "sigma") else 0
+    if 4 * t + per_run > limit:
+        raise ConfigError(f"num_tasks: the {runs} inner runs' perturbed thetas need "
+                          f"{gib(per_run)}, more than this machine's {gib(limit)}; use fewer "
+                          "tasks or smaller rule sizes")
+    # Every step of a truncation keeps a few numbers per run (losses, weights, flags).
+    per_step = getattr(estimator, "truncation", 1) * runs * PER_STEP_BYTES
+    if per_step > limit:
+        raise ConfigError(f"truncation x num_tasks: {getattr(estimator, 'truncation', 1)} "
+                          f"steps of {runs} runs need at least {gib(per_step)} for their "
+                          f"per-step losses alone, more than this machine's {gib(limit)}; use "
+                          "a shorter truncation or fewer tasks")
+    needed = estimated_state_bytes(rule, family, estimator) + 3 * t + per_run + per_step
     if needed > limit:
-        raise ConfigError(f"num_tasks: the inner runs' state needs at least {needed / 2**30:.1f} "
-                          f"GiB, more than this machine's {limit / 2**30:.1f} GiB; use fewer "
+        raise ConfigError(f"num_tasks: the inner runs' state and meta-training need at least "
+                          f"{gib(needed)}, more than this machine's {gib(limit)}; use fewer "
                           "tasks or smaller rule sizes")
 
 

@@ -79,6 +79,13 @@ from lopt.tasks import FAMILIES
     (["train", "--num-tasks", "100000000", "--out", "/tmp/lopt-never-written"], "num_tasks"),
     (["train", "--rule-config", '{"hidden": 65536}', "--out", "/tmp/lopt-never-written"],
      "rule_config: theta alone needs"),
+    # 16 GiB thetas pass "theta alone"; with the meta-gradient and Adam's moments they cannot.
+    (["train", "--rule", "celo", "--rule-config", '{"hidden": 65536}', "--out",
+      "/tmp/lopt-never-written"], "rule_config: meta-training needs at least 64.0 GiB"),
+    (["train", "--rule", "adafac_mlp", "--rule-config", '{"hidden": 65536}', "--out",
+      "/tmp/lopt-never-written"], "rule_config: meta-training needs at least 64.0 GiB"),
+    (["train", "--horizon", "2147483647", "--truncation", "2147483647", "--out",
+      "/tmp/lopt-never-written"], "truncation x num_tasks: 2147483647 steps of 128 runs need"),
     (["train", "--out", "/proc/lopt-cannot-exist"], "out"),
 ])
 def test_bad_values_give_one_line_naming_the_field_and_exit_2(argv, field, capsys):
