@@ -25,9 +25,12 @@ def write_atomically(path: str, write: Callable, suffix: str = "", mode: str = "
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; keep the usual mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError) and err.filename is None:
+            # Name the file a failed write (a full disk) was for.
+            raise OSError(err.errno, err.strerror, path) from None
         raise
 
 

@@ -7,6 +7,7 @@ A checkpoint is a TrainState (its inner runs in global order) plus JSON metadata
 config, the step and the run's settings (``lopt.files.run_folder.check_resume``)."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -129,9 +130,20 @@ class Checkpoints:
             return  # this step is saved already (the same state: a run is deterministic)
         tree = self._global(state) if self._multi else jax.device_get(state)
         metadata = dict(metadata, sha256=self._digests(jax.device_get(state)))
-        self._mgr().save(int(metadata["step"]), args=ocp.args.Composite(
-            state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(metadata)), force=True)
-        self._mgr().wait_until_finished()
+        step = int(metadata["step"])
+        try:
+            self._mgr().save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(metadata)), force=True)
+            self._mgr().wait_until_finished()
+        except Exception as err:
+            # tensorstore reports a full disk as RESOURCE_EXHAUSTED in a ValueError: a write
+            # that failed is an OSError here (exit 1), never a usage error; the unfinished
+            # folder is removed by the next run's first save.
+            full = "No space left on device" in str(err) or \
+                getattr(err, "errno", None) == errno.ENOSPC
+            what = "no space left on device" if full else _first_line(err)
+            raise OSError(errno.ENOSPC if full else errno.EIO,
+                          f"writing checkpoint {step} in {self.folder} failed: {what}") from None
 
     def restore(self, template, step: Optional[int] = None):
         """The TrainState of ``step`` (the latest when None) in the structure of ``template``

@@ -131,8 +131,14 @@ class FolderLock:
             raise ValueError(f"out folder {os.path.dirname(self.path)} is in use by another "
                              f"lopt train (pid {holder}, lock {self.path}); wait for it or "
                              "choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as err:
+            # A full disk at launch: leave no empty lock file behind.
+            os.remove(self.path)
+            os.close(fd)
+            raise OSError(err.errno, err.strerror, self.path) from None
         self._fd = fd
         return self
 

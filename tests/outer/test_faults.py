@@ -299,3 +299,42 @@ def test_a_damaged_foreign_or_stray_checkpoint_falls_back_to_the_newest_intact_o
     reference, log = six_steps
     _assert_same_run(reference, resumed)
     assert _log(folder) == log
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 400 KiB file system (tmpfs), where one can be mounted (root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if made.returncode:
+        pytest.skip(f"no tmpfs can be mounted here: {made.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_exit_1_with_one_line_naming_the_path(small_disk):
+    """Filled mid-run (a checkpoint's write) and full at launch (the lock file): exit 1, one
+    line naming what could not be written, no usage-error code, no empty lock file left."""
+    out = str(small_disk / "run")
+    argv = [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "100000",
+            "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
+            '{"hidden": 4, "layers": 1}', "--checkpoint-every", "10", "--no-progress",
+            "--out", out]
+    mid = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    err = mid.stderr.strip().splitlines()
+    assert mid.returncode == 1 and len(err) == 1, mid.stderr[-2000:]
+    assert "no space left on device" in err[0].lower() and small_disk.name in err[0]
+    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)  # whatever is left
+    try:
+        while True:
+            os.write(fd, b"\0" * 1024)
+    except OSError:
+        pass
+    os.close(fd)
+    launch = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    err = launch.stderr.strip().splitlines()
+    assert launch.returncode == 1 and len(err) == 1, launch.stderr[-2000:]
+    assert "No space left on device" in err[0] and out in err[0]
+    assert not os.path.exists(os.path.join(out, ".lopt-train.lock"))
