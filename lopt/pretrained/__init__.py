@@ -25,10 +25,10 @@ PRETRAINED = {
                     "Muon) from `lopt train --recipe celo2_broad` (PES, 400 steps, 33 minutes "
                     "on 2 CPU cores, on mixture:broad: image MLP and conv net, autoencoder, regression, "
                     "tabular, char LSTM, tiny transformer; no meta-test data); its one learning "
-                    "rate 0.0070 chosen on meta-training tasks. On 13 unseen tasks: 0 "
-                    "divergences, beats Adam lr 1e-3 on 12, IQM normalized loss 0.0015 vs "
-                    "per-task Adam 0.0049; IQM speedup 0.98 over Adam and 1.05 over AdamW tuned "
-                    "once, 0.77 over per-task Adam (benchmarks/pretrained/)"),
+                    "rate 0.0070 chosen on meta-training tasks. On 14 unseen tasks: 0 "
+                    "divergences, beats Adam lr 1e-3 on 12, IQM normalized loss 0.0029 vs "
+                    "per-task Adam 0.0049; IQM speedup 0.96 over Adam and 1.02 over AdamW tuned "
+                    "once, 0.73 over per-task Adam (benchmarks/pretrained/)"),
     "celo_released": ("celo_released.lopt",
                       "Celo's published weights (Moudgil et al. 2025, amoudgl/celo: MIT, see "
                       "LICENSE.celo_released), meta-trained by its authors on 4 image MLP tasks "
