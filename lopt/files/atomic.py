@@ -28,7 +28,7 @@ def write_atomically(path: str, write: Callable, suffix: str = "", mode: str = "
     except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(err, OSError) and err.filename is None:
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
             # Name the file a failed write (a full disk) was for.
             raise OSError(err.errno, err.strerror, path) from None
         raise

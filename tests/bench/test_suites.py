@@ -23,6 +23,7 @@ def run_quick(name, out, monkeypatch):
         return json.load(f)
 
 
+@pytest.mark.suites
 @pytest.mark.parametrize("name", SUITES)
 def test_quick_path_writes_results_with_provenance_and_protocol(name, tmp_path, monkeypatch):
     monkeypatch.setenv("LOPT_CACHE_DIR", str(tmp_path / "cache"))
@@ -58,6 +59,7 @@ def test_quick_path_writes_results_with_provenance_and_protocol(name, tmp_path, 
         assert "momentum" in names and "adam" in names
 
 
+@pytest.mark.suites
 @pytest.mark.parametrize("name", ["mixture", "estimators"])
 def test_every_suite_has_the_one_layout(name, tmp_path, monkeypatch):
     """The suites beside the papers' write the same files through the same Suite."""

@@ -1,5 +1,5 @@
-"""Meta-training a tensor-parallel transformer on a 2 × 2 (runs × model) mesh of forced CPU
-devices, beside the same run on one device. Run by tests/outer/test_tensor_parallel.py; prints
+"""Meta-training a tensor-parallel MLP on a 2 × 2 (runs × model) mesh of forced CPU devices,
+beside the same run on one device. Run by tests/outer/test_tensor_parallel.py; prints
 one JSON line."""
 import json
 import os
@@ -13,7 +13,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from tensor_parallel_setup import EST, FAMILY, RULE  # noqa: E402
+from tensor_parallel_setup import EST, MESH_FAMILY as FAMILY, RULE  # noqa: E402
 
 from lopt.outer.placement import Placement  # noqa: E402
 from lopt.outer.train import RunOptions, _build, _initial_state, make_outer_step  # noqa: E402
