@@ -198,6 +198,8 @@ class DistributionConfig:
     coordinator: Optional[str] = dataclasses.field(default=None, metadata={"type": str})
     num_processes: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
     process_id: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
+    # Seconds a process waits for the whole job to join before it gives up with one line.
+    join_timeout: int = dataclasses.field(default=120, metadata={"type": int})
 
     def validate(self) -> "DistributionConfig":
         if self.devices is not None:
@@ -216,6 +218,7 @@ class DistributionConfig:
                 any(v is not None for v in manual):
             raise ConfigError("coordinator, num_processes and process_id go together: give all "
                               "three, or none to let jax.distributed detect the cluster")
+        _at_least("join_timeout", self.join_timeout, 1)
         if self.num_processes is not None:
             _at_least("num_processes", self.num_processes, 1)
         if self.process_id is not None:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import sys
+import threading
 import time
 
 import jax
@@ -109,9 +110,28 @@ def _start_distributed(cfg: TrainConfig) -> int:
     # A peer that dies outside a collective is noticed when its heartbeats stop: after
     # 30 s rather than jax's default 100.
     d = cfg.distribution
+    # A peer that never starts makes jax abort in C++ (a stack trace, no Python error) when its
+    # initialization times out: a watchdog ends the process first, in one line.
+    joined = threading.Event()
+    threading.Thread(target=_join_watchdog, args=(joined, d), daemon=True).start()
     jax.distributed.initialize(coordinator_address=d.coordinator, num_processes=d.num_processes,
-                               process_id=d.process_id, heartbeat_timeout_seconds=30)
+                               process_id=d.process_id, heartbeat_timeout_seconds=30,
+                               initialization_timeout=d.join_timeout + 60)
+    joined.set()
     return jax.local_device_count()
+
+
+def _join_watchdog(joined: threading.Event, d) -> None:
+    if joined.wait(d.join_timeout):
+        return
+    who = (f"the other {d.num_processes - 1} process(es) did not all join"
+           if d.process_id == 0 else f"the coordinator (process 0) at {d.coordinator} did not "
+           "answer") if d.process_id is not None else "the job's processes did not all join"
+    sys.stderr.write(f"lopt train: failed: process {d.process_id} waited {d.join_timeout} s "
+                     f"for the job ({who}); start every process, then run the same command "
+                     "again (--join-timeout sets the wait)\n")
+    sys.stderr.flush()
+    os._exit(EXIT_FAILED)
 
 
 def _save_and_report(cfg: TrainConfig, rule, family, result, files: RunFiles, seconds) -> None:

@@ -339,3 +339,29 @@ def test_a_full_disk_is_exit_1_with_one_line_naming_the_path(small_disk):
     assert launch.returncode == 1 and len(err) == 1, launch.stderr[-2000:]
     assert "No space left on device" in err[0] and out in err[0]
     assert not os.path.exists(os.path.join(out, ".lopt-train.lock"))
+
+
+@pytest.mark.parametrize("process_id,said", [
+    (0, "the other 1 process(es) did not all join"),
+    (1, "the coordinator (process 0) at 127.0.0.1:"),
+])
+def test_a_job_whose_peer_never_starts_ends_in_one_line_within_the_join_timeout(
+        tmp_path, process_id, said):
+    """jax aborts in C++ when its initialization times out; lopt's watchdog ends the process
+    first, with one line naming who is missing and how to go on (issue 26)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        coordinator = f"127.0.0.1:{s.getsockname()[1]}"
+    out = tmp_path / "run"
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-m", "lopt", "train", "--distributed", "--coordinator", coordinator,
+         "--num-processes", "2", "--process-id", str(process_id), "--join-timeout", "3",
+         "--out", str(out)], capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(err) == 1, proc.stderr[-2000:]
+    assert f"process {process_id} waited 3 s" in err[0] and said in err[0]
+    assert "run the same command again" in err[0]
+    assert time.time() - start < 60 and not out.exists()
