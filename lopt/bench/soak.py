@@ -107,16 +107,15 @@ def run(out: str, quick: bool = False, command: str = "lopt bench soak",
 
 
 def _plot(samples: list, steps: int, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Without pyplot, as lopt.evaluation.plots draws: the caller's backend stays as it was.
+    from matplotlib.figure import Figure
 
     s = np.asarray(samples)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5), dpi=120)
+    ax = fig.subplots()
     ax.plot(s[:, 1], s[:, 2])
     ax.axvline(WARM_UP * steps, color="grey", ls=":", label="end of warm-up")
     ax.set(xlabel="outer steps logged", ylabel="RSS (MiB)", title="lopt train, resident memory")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path)

@@ -128,8 +128,9 @@ class Checkpoints:
             self._start_writing()
         if int(metadata["step"]) in self._mgr().all_steps():
             return  # this step is saved already (the same state: a run is deterministic)
-        tree = self._global(state) if self._multi else jax.device_get(state)
-        metadata = dict(metadata, sha256=self._digests(jax.device_get(state)))
+        host = jax.device_get(state)
+        tree = self._global(host) if self._multi else host
+        metadata = dict(metadata, sha256=self._digests(host))
         step = int(metadata["step"])
         try:
             self._mgr().save(step, args=ocp.args.Composite(
@@ -176,31 +177,37 @@ class Checkpoints:
         (metadata -> None, raising) runs on each one's metadata before its state is read.
         Raises FileFormatError, naming each, when none is intact."""
         skipped = []
-        for step in sorted(self.all_steps(), reverse=True):
-            try:
-                meta = self.metadata(step)
-            except FileFormatError as err:
-                skipped.append((step, str(err)))
-                continue
+        for step, meta in self._readable(skipped):
             if check is not None:
                 check(meta)
             try:
                 return step, meta, self.restore(template, step), skipped
             except FileFormatError as err:
                 skipped.append((step, str(err)))
-        raise FileFormatError("; ".join(reason for _, reason in skipped) or
-                              f"{self.folder}: no checkpoint")
+        raise self._none_intact(skipped)
 
     def newest_metadata(self) -> dict:
         """The metadata of the newest checkpoint whose metadata reads (what a resume will
         check; a stray or damaged newer folder is passed over, as ``latest_intact`` does)."""
-        errors = []
+        skipped = []
+        for _, meta in self._readable(skipped):
+            return meta
+        raise self._none_intact(skipped)
+
+    def _readable(self, skipped: list):
+        """(step, metadata) newest first of each step whose metadata reads; (step, reason)
+        of each one whose does not is appended to ``skipped``."""
         for step in sorted(self.all_steps(), reverse=True):
             try:
-                return self.metadata(step)
+                meta = self.metadata(step)
             except FileFormatError as err:
-                errors.append(str(err))
-        raise FileFormatError("; ".join(errors) or f"{self.folder}: no checkpoint")
+                skipped.append((step, str(err)))
+                continue
+            yield step, meta
+
+    def _none_intact(self, skipped: list) -> FileFormatError:
+        return FileFormatError("; ".join(reason for _, reason in skipped) or
+                               f"{self.folder}: no checkpoint")
 
     # A sha256 per field of the host-layout state: orbax and tensorstore check structure and
     # offsets, not contents, so a flipped byte or a state folder from another run would load.

@@ -56,33 +56,21 @@ def megatron_spec(path, shape, size: int) -> P:
     return P()
 
 
-def _bias_follows_kernel(params, specs):
-    """A column-parallel dense layer's bias splits with its outputs."""
-    def fix(path, spec, x):
-        names = _names(path)
-        if names[-1] != "bias" or len(x.shape) != 1:
-            return spec
-        parent = _lookup(params, path[:-1])
-        kernel = parent.get("kernel") if isinstance(parent, dict) else None
-        if kernel is None or len(kernel.shape) != 2:
-            return spec
-        kspec = _lookup(specs, path[:-1])["kernel"]
-        return P(MODEL_AXIS) if tuple(kspec) == (None, MODEL_AXIS) else spec
-    return jax.tree_util.tree_map_with_path(fix, specs, params,
-                                            is_leaf=lambda s: isinstance(s, P))
-
-
-def _lookup(tree, path):
-    for k in path:
-        tree = tree[getattr(k, "key", getattr(k, "idx", k))]
-    return tree
-
-
 def megatron_specs(params, size: int):
-    """``megatron_spec`` of every leaf of ``params`` (a pytree of arrays or shapes)."""
-    specs = jax.tree_util.tree_map_with_path(
-        lambda path, x: megatron_spec(path, tuple(x.shape), size), params)
-    return _bias_follows_kernel(params, specs)
+    """``megatron_spec`` of every leaf of ``params`` (a pytree of arrays or shapes); a
+    column-parallel dense layer's bias splits with its outputs."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    names = [tuple(_names(path)) for path, _ in flat]
+    specs = {n: megatron_spec(path, tuple(x.shape), size) for n, (path, x) in zip(names, flat)}
+
+    def with_bias(n, x):
+        kernel = specs.get(n[:-1] + ("kernel",))
+        if n[-1] == "bias" and len(x.shape) == 1 and kernel == P(None, MODEL_AXIS):
+            return P(MODEL_AXIS)
+        return specs[n]
+
+    return jax.tree_util.tree_unflatten(treedef, [with_bias(n, x) for n, (_, x) in
+                                                  zip(names, flat)])
 
 
 def constrain(params, specs=megatron_specs):

@@ -113,11 +113,11 @@ def _fmt(x, digits=2):
 
 
 def _plot(updates: list, size: Size, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Without pyplot, as lopt.evaluation.plots draws: the caller's backend stays as it was.
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.subplots()
     for rule in size.rules:
         rows = [r for r in updates if r["rule"] == rule and r["ms"] is not None]
         ax.plot([r["params"] for r in rows], [r["ms"] for r in rows], "o-", label=rule)
@@ -125,8 +125,7 @@ def _plot(updates: list, size: Size, path: str) -> None:
            title=f"one update on {device_name()}")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path)
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench accelerator",

@@ -124,14 +124,13 @@ def _per_run(row: dict) -> float:
 
 
 def _plot(rows: list, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Without pyplot, as lopt.evaluation.plots draws: the caller's backend stays as it was.
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5), dpi=120)
+    ax = fig.subplots()
     ax.bar([f"{r['blocks']}×{r['model']}" for r in rows], [_per_run(r) / 1e6 for r in rows])
     ax.set(xlabel="mesh (runs × model)", ylabel="MB per inner run on one device")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path)
 

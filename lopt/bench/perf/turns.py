@@ -65,20 +65,19 @@ def summary(turns: dict) -> list:
 
 
 def _plot(turns: dict, size: Size, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Without pyplot, as lopt.evaluation.plots draws: the caller's backend stays as it was.
+    from matplotlib.figure import Figure
 
     families = [j["family"] for j in turns["head"][0]]
-    fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3))
+    fig = Figure(figsize=(4 * len(families), 3), dpi=120)
+    axes = fig.subplots(1, len(families))
     for i, (ax, family) in enumerate(zip(np.atleast_1d(axes), families)):
         for side, label in (("head", "this commit"), ("baseline", size.baseline)):
             ax.plot([r[i]["inner_steps_per_s"] for r in turns[side]], "o-", label=label)
         ax.set(title=family, xlabel="round", ylabel="inner steps / s")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path)
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench throughput",
