@@ -61,12 +61,14 @@ class Size:
 # celo2_broad's mixture:broad (tests/bench/test_pretrained_suite.py checks). Issue 25 added
 # the wide digits MLP in bfloat16 (parameters and activations; lopt.tasks.augment) and an
 # MLP-Mixer on 28x28 MNIST (95k parameters, 3x the largest model here before; token mixing
-# and layer norm, neither in any meta-training task).
+# and layer norm, neither in any meta-training task), then a residual conv net with group norm,
+# a ViT and a 4-layer transformer LM (78k-229k parameters).
 TASKS = (("digits_mlp_wide", 300), ("digits_mlp_3x32", 300), ("mnist_conv_fc", 300),
          ("mnist1d_conv", 300), ("digits_autoencoder", 300), ("char_rnn", 300),
          ("transformer_lm", 300), ("breast_cancer_mlp", 300), ("breast_cancer_mlp", 10000),
          ("diabetes_mlp", 300), ("mnist_mlp_wide", 300), ("digits_mlp_3x32", 3000),
-         ("digits_mlp_wide_bf16", 300), ("mnist_mixer", 300))
+         ("digits_mlp_wide_bf16", 300), ("mnist_mixer", 300), ("mnist14_resnet", 300),
+         ("mnist_vit_p7", 300), ("pysource_transformer_4l", 300))
 SIZES = {
     "full": Size(TASKS, 300, 8, 4, 4, GRID, ("digits_mlp_wide", "mnist_conv_fc",
                                              "transformer_lm")),

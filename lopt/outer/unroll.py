@@ -264,8 +264,12 @@ def truncated_unroll(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerS
         return inner_step(rule, family, theta, inst, second_derivatives=second_derivatives,
                           objective=objective, reset_nonfinite=reset_nonfinite)
 
+    step_runs = jax.vmap(one_step)
+    if family.sequential_runs and jax.default_backend() == "cpu":
+        step_runs = lambda th, runs: jax.lax.map(lambda a: one_step(*a), (th, runs))  # noqa: E731
+
     def body(carry, _):
-        carry, out, reset_keys = jax.vmap(one_step)(thetas, carry)
+        carry, out, reset_keys = step_runs(thetas, carry)
         done = out.reset
         if paired:
             half = done.shape[0] // 2

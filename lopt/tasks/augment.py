@@ -47,7 +47,7 @@ def _rescaled(family: TaskFamily, level: str, low: float, high: float, name: str
                           to_inner=lambda p: jax.tree.map(lambda c, x: c.astype(x.dtype) * x,
                                                           scale, p))
 
-    return TaskFamily(sample=sample, build=build, name=name, datasets=family.datasets)
+    return dataclasses.replace(family, sample=sample, build=build, name=name)
 
 
 def random_scaling(family: TaskFamily, low: float = -3.0, high: float = 3.0) -> TaskFamily:
@@ -97,8 +97,7 @@ def with_convex(family: TaskFamily, dim: int = 10) -> TaskFamily:
 
         return map_params(inner, init=init, to_inner=lambda p: p["task"], extra_loss=convex)
 
-    return TaskFamily(sample=sample, build=build, name=f"{family.name}_plus_convex",
-                      datasets=family.datasets)
+    return dataclasses.replace(family, sample=sample, build=build, name=f"{family.name}_plus_convex")
 
 
 def _has_field(cfg, field) -> bool:
@@ -123,7 +122,7 @@ def _edit_cfg(family: TaskFamily, field: str, what: str, edit, name: str) -> Tas
         k_inner, k_edit = jax.random.split(key)
         return _edited(family.sample(k_inner), field, lambda old: edit(k_edit, old))
 
-    return TaskFamily(sample=sample, build=family.build, name=name, datasets=family.datasets)
+    return dataclasses.replace(family, sample=sample, build=family.build, name=name)
 
 
 def reduced_batch(family: TaskFamily, low: int = 1) -> TaskFamily:
@@ -172,8 +171,7 @@ def gradient_noise(family: TaskFamily, sigma: float = 0.1) -> TaskFamily:
 
         return dataclasses.replace(inner, loss=noisy(inner.loss))
 
-    return TaskFamily(sample=family.sample, build=build, name=f"{family.name}_noise{sigma:g}",
-                      datasets=family.datasets)
+    return dataclasses.replace(family, sample=family.sample, build=build, name=f"{family.name}_noise{sigma:g}")
 
 
 PRECISIONS = {"bf16": jnp.bfloat16, "f16": jnp.float16}
@@ -218,5 +216,4 @@ def low_precision(family: TaskFamily, dtype: str = "bf16") -> TaskFamily:
             valid_loss=f32(inner.valid_loss), loss_and_state=f32(inner.loss_and_state, True),
             valid_loss_with_state=f32(inner.valid_loss_with_state), test_metrics=metrics)
 
-    return TaskFamily(sample=family.sample, build=build, name=f"{family.name}_{dtype}",
-                      datasets=family.datasets)
+    return dataclasses.replace(family, sample=family.sample, build=build, name=f"{family.name}_{dtype}")

@@ -96,6 +96,11 @@ class TaskFamily:
     # The datasets its tasks train on (``lopt.tasks.datasets`` names; empty for data-free
     # problems): what keeps a meta-test set's data out of a meta-training mixture.
     datasets: Tuple[str, ...] = ()
+    # Step the runs of a batch one after another (``lax.map``) rather than batched (``vmap``)
+    # on a CPU: convolutions whose kernels differ per run batch into grouped convolutions,
+    # which XLA:CPU runs 4-5x slower per run than one run at a time (the ResNet, whose step is
+    # mostly convolution). Values are the same up to float rounding.
+    sequential_runs: bool = False
 
 
 def fixed_family(task: Task, name: str = "fixed") -> TaskFamily:
@@ -114,8 +119,7 @@ def pooled_family(family: TaskFamily, size: int, key) -> TaskFamily:
         i = jax.random.randint(k, (), 0, size)
         return jax.tree.map(lambda c: c[i], pool)
 
-    return TaskFamily(sample=sample, build=family.build, name=f"{family.name}_pool{size}",
-                      datasets=family.datasets)
+    return dataclasses.replace(family, sample=sample, build=family.build, name=f"{family.name}_pool{size}")
 
 
 def map_params(task: Task, init: Callable, to_inner: Callable,

@@ -4,12 +4,15 @@ MLP-Mixer (Tolstikhin et al. 2021). The 4-layer transformer LM is
 ``lopt.tasks.sequence.transformer_lm_family(layers=4)``."""
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Sequence
 
 import flax.linen as nn
 
 from lopt.tasks import datasets
 from lopt.tasks.base import TaskFamily
+from lopt.tasks.loop_conv import Conv
 from lopt.tasks.models import check_widths, linen_model, softmax_xent
 from lopt.tasks.supervised import supervised_family
 
@@ -27,10 +30,10 @@ class ResidualBlock(nn.Module):
         h = nn.relu(nn.GroupNorm(num_groups=min(self.groups, x.shape[-1]), dtype=x.dtype)(x))
         skip = x
         if self.stride != 1 or x.shape[-1] != self.width:
-            skip = nn.Conv(self.width, (1, 1), strides=self.stride, use_bias=False)(h)
-        h = nn.Conv(self.width, (3, 3), strides=self.stride, use_bias=False)(h)
+            skip = Conv(self.width, (1, 1), strides=self.stride, use_bias=False)(h)
+        h = Conv(self.width, (3, 3), strides=self.stride, use_bias=False)(h)
         h = nn.relu(nn.GroupNorm(num_groups=min(self.groups, self.width), dtype=h.dtype)(h))
-        h = nn.Conv(self.width, (3, 3), use_bias=False)(h)
+        h = Conv(self.width, (3, 3), use_bias=False)(h)
         return skip + h
 
 
@@ -45,7 +48,7 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x, train):
         del train
-        h = nn.Conv(self.widths[0], (3, 3), use_bias=False)(x)
+        h = Conv(self.widths[0], (3, 3), use_bias=False)(x)
         for stage, width in enumerate(self.widths):
             for b in range(self.blocks):
                 h = ResidualBlock(width, stride=2 if stage > 0 and b == 0 else 1)(h)
@@ -141,7 +144,8 @@ def resnet_family(dataset: str = "mnist_5k", widths: Sequence[int] = (16, 32, 64
     model = linen_model(ResNet(widths=widths, blocks=blocks, num_classes=data.num_classes),
                         softmax_xent)
     name = name or f"{dataset}_resnet_" + "x".join(map(str, widths)) + f"_b{blocks}"
-    return supervised_family(name, data, model, batch_size=batch_size)
+    return dataclasses.replace(supervised_family(name, data, model, batch_size=batch_size),
+                               sequential_runs=True)
 
 
 def vit_family(dataset: str = "mnist_5k", patch: int = 4, width: int = 64, depth: int = 4,

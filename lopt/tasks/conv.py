@@ -8,6 +8,7 @@ import flax.linen as nn
 
 from lopt.tasks import datasets
 from lopt.tasks.base import TaskFamily
+from lopt.tasks.loop_conv import Conv
 from lopt.tasks.models import ACTIVATIONS, check_choice, check_widths, linen_model, softmax_xent
 from lopt.tasks.supervised import supervised_family
 
@@ -34,7 +35,7 @@ class ConvNet(nn.Module):
         act = ACTIVATIONS[self.activation]
         pool = nn.max_pool if self.pool == "max" else nn.avg_pool
         for c in self.channels:
-            x = nn.Conv(c, (self.kernel, self.kernel), use_bias=not self.batch_norm)(x)
+            x = Conv(c, (self.kernel, self.kernel), use_bias=not self.batch_norm)(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=x.dtype)(x)
             x = act(x)
@@ -89,7 +90,7 @@ class Conv1DNet(nn.Module):
         act = ACTIVATIONS[self.activation]
         x = x[..., None]
         for c in self.channels:
-            x = act(nn.Conv(c, (self.kernel,), strides=(2,))(x))
+            x = act(Conv(c, (self.kernel,), strides=(2,))(x))
         return nn.Dense(self.num_classes)(x.mean(axis=1))
 
 

@@ -151,8 +151,7 @@ def with_step_multipliers(family: TaskFamily, multipliers: Callable) -> TaskFami
     def build(cfg):
         return dataclasses.replace(family.build(cfg), step_multipliers=multipliers)
 
-    return TaskFamily(sample=family.sample, build=build, name=family.name,
-                      datasets=family.datasets)
+    return dataclasses.replace(family, sample=family.sample, build=build, name=family.name)
 
 
 def _classification(dataset):

@@ -46,5 +46,4 @@ def normalized(family: TaskFamily, reference: AdamReference) -> TaskFamily:
     def build(cfg):
         return dataclasses.replace(family.build(cfg), normalizer=reference.normalize)
 
-    return TaskFamily(sample=family.sample, build=build, name=f"{family.name}_normalized",
-                      datasets=family.datasets)
+    return dataclasses.replace(family, sample=family.sample, build=build, name=f"{family.name}_normalized")

@@ -141,6 +141,19 @@ FAMILIES = {
                                 seq_len=64, batch_size=16, dataset="pydocs"),
                               "4-layer causal transformer LM (width 64, 4 heads, window 64) "
                               "on pydocs prose"),
+    # The meta-test's bigger rows (lopt bench pretrained), sized so that each costs this 2-core
+    # CPU about an hour there (10-18 ms an instance step with Adam): every one is still 25-70x
+    # the largest model of any meta-training set; the 4-layer LM reads pysource, which no
+    # meta-training set does.
+    "mnist14_resnet": (P(resnet_family, "mnist_5k_14", widths=(16, 32, 64), blocks=1),
+                       "pre-activation ResNet (3 stages of 16/32/64 channels, 1 block each, "
+                       "group norm) on MNIST 14x14"),
+    "mnist_vit_p7": (P(vit_family, "mnist_5k", patch=7, width=64, depth=4, heads=4),
+                     "ViT (7x7 patches, 16 tokens, width 64, 4 blocks, 4 heads) on 28x28 MNIST"),
+    "pysource_transformer_4l": (P(transformer_lm_family, layers=4, d_model=64, heads=4,
+                                  seq_len=32, batch_size=16, dataset="pysource"),
+                                "4-layer causal transformer LM (width 64, 4 heads, window 32) "
+                                "on pysource"),
     "cifar10_resnet": (P(resnet_family, "cifar10", widths=(16, 32, 64), blocks=2),
                        "the ResNet on CIFAR-10 (tfds; needs prepared data)"),
 }

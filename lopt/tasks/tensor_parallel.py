@@ -8,6 +8,8 @@ the same function as its plain one on one device: meta-training on a ``runs × m
 (``lopt.outer.placement``) and a plain ``jax.jit`` on a laptop give equal losses."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 from jax.sharding import PartitionSpec as P
 
@@ -93,5 +95,4 @@ def tensor_parallel(family: TaskFamily, specs=megatron_specs) -> TaskFamily:
         place = lambda p: constrain(p, specs)  # noqa: E731
         return map_params(inner, init=lambda key: place(inner.init(key)), to_inner=place)
 
-    return TaskFamily(sample=family.sample, build=build, name=f"{family.name}_tp",
-                      datasets=family.datasets)
+    return dataclasses.replace(family, sample=family.sample, build=build, name=f"{family.name}_tp")
