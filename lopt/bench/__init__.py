@@ -38,6 +38,9 @@ SUITES = {**PAPER_SUITES,
     "accelerator": ("lopt.bench.perf.accelerator", "for a lent GPU/TPU: every learned rule's "
                                                     "update at 1M-100M parameters, peak memory, "
                                                     "meta-training and bigger-task step times"),
+    "conv_loop": ("lopt.bench.perf.conv_loop", "convolution gradients inside lax.scan on "
+                                                "XLA:CPU: lopt's loop_conv against lax's, "
+                                                "and the conv tasks before and after"),
     "soak": ("lopt.bench.soak", "a 100k-step lopt train with its resident memory sampled: "
                                 "flat within 5% after warm-up"),
     "tensor_parallel": ("lopt.bench.perf.tensor_parallel", "meta-training a tensor-parallel "

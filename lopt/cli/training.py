@@ -16,6 +16,7 @@ from lopt.cli import preflight
 from lopt.cli.compare import run_comparison
 from lopt.cli.config import ConfigError, TrainConfig
 from lopt.cli.invocation import Invocation
+from lopt.cli.liveness import PeerWatch, exit_on_silence
 from lopt.evaluation import meta_validation, normalize_all, plots
 from lopt.files.atomic import write_json
 from lopt.files.rule_file import save
@@ -34,7 +35,11 @@ class RunFailed(RuntimeError):
 
 def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     out_dir = cfg.out_dir
-    devices = _start_distributed(cfg) if cfg.distribution.distributed else cfg.distribution.devices
+    watch = None
+    if cfg.distribution.distributed:
+        devices, watch = _start_distributed(cfg)
+    else:
+        devices = cfg.distribution.devices
     try:
         rule = make_rule(cfg.learned.rule, **cfg.learned.rule_kwargs())
     except (ValueError, TypeError) as err:
@@ -84,6 +89,9 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
             if not (cfg.distribution.distributed and _peer_failure(err)):
                 raise
             _peer_lost(err, checkpoint)
+        finally:
+            if watch is not None:
+                watch.finish()
     if not lead:
         return 0  # process 0 saves and reports
     _save_and_report(cfg, rule, family, result, files, time.time() - start)
@@ -103,8 +111,9 @@ def _wandb(cfg: TrainConfig, out_dir: str) -> tuple:
                         config=cfg.flat()),)
 
 
-def _start_distributed(cfg: TrainConfig) -> int:
-    """Join the ``jax.distributed`` job; returns the local device count."""
+def _start_distributed(cfg: TrainConfig) -> tuple:
+    """Join the ``jax.distributed`` job; returns the local device count and the watch on the
+    other processes (``lopt.cli.liveness``: a stopped peer ends the job in one line)."""
     # CPU processes need a collectives backend; accelerators bring their own.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     # A peer that dies outside a collective is noticed when its heartbeats stop: after
@@ -118,7 +127,9 @@ def _start_distributed(cfg: TrainConfig) -> int:
                                process_id=d.process_id, heartbeat_timeout_seconds=30,
                                initialization_timeout=d.join_timeout + 60)
     joined.set()
-    return jax.local_device_count()
+    watch = PeerWatch(jax.process_index(), jax.process_count(),
+                      exit_on_silence(jax.process_index(), cfg.out_dir, EXIT_FAILED)).start()
+    return jax.local_device_count(), watch
 
 
 def _join_watchdog(joined: threading.Event, d) -> None:

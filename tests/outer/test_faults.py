@@ -365,3 +365,82 @@ def test_a_job_whose_peer_never_starts_ends_in_one_line_within_the_join_timeout(
     assert f"process {process_id} waited 3 s" in err[0] and said in err[0]
     assert "run the same command again" in err[0]
     assert time.time() - start < 60 and not out.exists()
+
+
+@pytest.mark.parametrize("stopped,said", [
+    (1, "process 1 of the distributed job has not answered"),
+    (0, "the coordinator (process 0) of the distributed job has not answered"),
+])
+def test_a_stopped_peer_ends_the_job_in_one_line_within_the_silence_limit(tmp_path, stopped,
+                                                                          said):
+    """A SIGSTOPped process keeps its sockets open, so no collective fails; jax would abort
+    the survivor in C++ after the 30 s heartbeat timeout. lopt.cli.liveness sees the stopped
+    process's counter stand still and ends the survivor first, in one line (issue 26)."""
+    import socket
+
+    from lopt.cli.liveness import SILENCE_LIMIT
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        coordinator = f"127.0.0.1:{s.getsockname()[1]}"
+    out = str(tmp_path / "run")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "1000000",
+         "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
+         '{"hidden": 4, "layers": 1}', "--checkpoint-every", "1000000", "--no-progress",
+         "--out", out, "--distributed", "--coordinator", coordinator, "--num-processes", "2",
+         "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    survivor = procs[1 - stopped]
+    log = os.path.join(out, "train_log.jsonl")
+    try:
+        _wait_for(lambda: os.path.exists(log) and len(open(log).readlines()) >= 8, procs[0],
+                  seconds=180)
+        procs[stopped].send_signal(signal.SIGSTOP)
+        start = time.time()
+        _, err = survivor.communicate(timeout=60)
+        waited = time.time() - start
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    lines = [line for line in err.strip().splitlines() if not line.startswith("[Gloo]")]
+    assert survivor.returncode == 1, err[-2000:]
+    assert len(lines) == 1 and said in lines[0], err[-2000:]
+    assert "run the same command again" in lines[0] and out in lines[0]
+    assert SILENCE_LIMIT <= waited < SILENCE_LIMIT + 15, waited
+    assert "Traceback" not in err and "Check failure" not in err
+
+
+class _Store:
+    """The job's key-value store as jaxlib's client presents it, in one process."""
+
+    def __init__(self):
+        self.values, self.lock = {}, __import__("threading").Lock()
+
+    def key_value_set(self, key, value, allow_overwrite=False):
+        with self.lock:
+            self.values[key] = value
+
+    def key_value_try_get(self, key):
+        with self.lock:
+            if key not in self.values:
+                raise RuntimeError(f"NOT_FOUND: {key}")
+            return self.values[key]
+
+
+def test_peer_watch_flags_a_silent_peer_and_never_one_that_finished():
+    from lopt.cli.liveness import PeerWatch
+
+    store, silent = _Store(), []
+    watches = [PeerWatch(p, 3, lambda p, s: silent.append(p), limit=0.6, beat=0.05,
+                         client=store).start() for p in range(3)]
+    time.sleep(0.3)
+    watches[2].finish()  # done training: its counter stops, and that is not a hang
+    time.sleep(1.2)
+    assert silent == []
+    watches[1].stopped.set()  # stops counting without saying it is done: a stopped process
+    time.sleep(1.2)
+    assert silent == [1]
+    for w in watches:
+        w.finish()

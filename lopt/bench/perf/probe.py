@@ -232,8 +232,22 @@ def outer_throughput(config: dict) -> dict:
             "inner_steps_per_s": 2 * n * k / median}
 
 
+def curve_time(config: dict) -> dict:
+    """Seconds per inner step of one run, Adam training ``family``'s ``num_tasks`` runs for
+    ``steps`` steps as ``lopt.evaluation.loss_curves`` does (the unroll's ``lax.scan``)."""
+    from lopt.evaluation import loss_curves
+    from lopt.rules import adam
+
+    family, n, steps = make_family(config["family"]), config["num_tasks"], config["steps"]
+    run = jax.jit(lambda key: loss_curves(adam(1e-3), {}, family, key, num_tasks=n,
+                                          num_steps=steps))
+    median = median_time(run, (jax.random.PRNGKey(0),), config["repeats"])
+    return {**config, "seconds_per_run_step": median / (n * steps)}
+
+
 def run_jobs(jobs: list) -> list:
-    """Every job ({"kind": "updates" | "throughput" | "matmul", ...}) measured in order."""
+    """Every job ({"kind": "updates" | "throughput" | "outer" | "curve" | "matmul", ...})
+    measured in order."""
     out = []
     for job in jobs:
         if job["kind"] == "updates":
@@ -242,6 +256,8 @@ def run_jobs(jobs: list) -> list:
             out.append(throughput(job))
         elif job["kind"] == "outer":
             out.append(outer_throughput(job))
+        elif job["kind"] == "curve":
+            out.append(curve_time(job))
         else:
             out.append({**job, "gflops": matmul_rate()})
     return out
