@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt.outer.unroll import UnrollOptions, broadcast_runs, truncated_unroll
-from lopt.rules.base import UpdateRule
+from lopt.rules.base import UpdateRule, check_rule
 from lopt.tasks.base import TaskFamily
 
 
@@ -30,6 +30,10 @@ def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: 
     A run that diverges stays on its instance and its curve is NaN from the first step whose
     loss (the rule's minibatch loss or the curve's own) was non-finite: see ``diverged``.
     """
+    check_rule(rule)
+    for argument, value in (("num_tasks", num_tasks), ("num_steps", num_steps)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{argument} must be a positive integer, got {value!r}")
     opts = evaluation_unroll(num_tasks, num_steps)
     batch = opts.init_runs(rule, family, theta, key)
     _, out = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch, opts,

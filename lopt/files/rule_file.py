@@ -17,7 +17,7 @@ from lopt.files.atomic import write_atomically
 from lopt.files.errors import FileFormatError, check_readable, reading
 from lopt.files.pytree_file import arrays_to_tree, load_pytree, read_metadata
 from lopt.rules import make_rule
-from lopt.rules.base import UpdateRule, theta_mismatch
+from lopt.rules.base import UpdateRule, check_rule, theta_mismatch
 
 FORMAT = "lopt-rule"
 VERSION = 2
@@ -29,6 +29,7 @@ def save(path: str, rule: UpdateRule, theta, extra: dict | None = None) -> None:
     """Write ``rule`` (registry name and config) and ``theta`` to ``path`` atomically.
 
     ``theta`` must have the structure, shapes and dtypes of ``rule.init_meta``'s output."""
+    check_rule(rule)
     problem = theta_mismatch(rule, theta)
     if problem:
         raise ValueError(f"theta does not match rule {rule.name!r}: {problem}")

@@ -23,7 +23,7 @@ from lopt.files.run_folder import check_resume, log_line, remove_stale_temporari
 from lopt.outer.base import Estimator
 from lopt.outer.mixture import build_estimator
 from lopt.outer.placement import Placement, resolve_devices, runs_per_split
-from lopt.rules.base import UpdateRule
+from lopt.rules.base import UpdateRule, check_rule
 from lopt.tasks.base import TaskFamily
 from lopt.tasks.mixture import Mixture
 
@@ -168,7 +168,7 @@ class RunOptions:
 
     def __post_init__(self):
         if not isinstance(self.num_steps, int) or self.num_steps < 0:
-            raise ValueError(f"num_steps must be a non-negative integer, got {self.num_steps}")
+            raise ValueError(f"num_steps must be a non-negative integer, got {self.num_steps!r}")
         if not isinstance(self.validate_every, int) or self.validate_every < 1:
             raise ValueError(f"validate_every must be a positive integer, got "
                              f"{self.validate_every}")
@@ -224,6 +224,13 @@ def train(rule: UpdateRule, family: TaskFamily | Mixture, estimator,
     On Ctrl-C or SIGTERM the step in flight finishes, the checkpoint is written and
     ``Interrupted`` is raised; a second one abandons the step (``Abandoned``).
     """
+    check_rule(rule)
+    if not isinstance(family, (TaskFamily, Mixture)):
+        raise TypeError("family must be a TaskFamily or a Mixture (lopt.tasks.make_family(NAME)); "
+                        f"got {type(family).__name__}")
+    if not (hasattr(estimator, "build") or isinstance(estimator, Estimator)):
+        raise TypeError("estimator must be an estimator config such as lopt.outer.PES(...) or "
+                        f"TBPTT(...), or a built Estimator; got {type(estimator).__name__}")
     run, files = _option_groups(run, files, options)
     placement = Placement(resolve_devices(devices), runs_per_split(estimator, family),
                           model=model_parallel)

@@ -1,6 +1,6 @@
 """Update rules (DESIGN.md: UpdateRule): hand-designed ones backed by optax, and learned ones."""
 from lopt.rules.adafac_mlp import adafac_mlp
-from lopt.rules.base import UpdateRule, per_coordinate, unzip, zeros_per_coordinate
+from lopt.rules.base import UpdateRule, check_settings, per_coordinate, unzip, zeros_per_coordinate
 from lopt.rules.celo import celo
 from lopt.rules.celo2 import celo2, celo2_base
 from lopt.rules.celo_reference import celo_reference
@@ -64,6 +64,7 @@ def make_rule(name: str, **config) -> UpdateRule:
     """The rule registered under ``name``, built with ``config`` as keyword arguments."""
     if name not in RULES:
         raise ValueError(f"rule must be one of {sorted(RULES)}, got {name!r}")
+    check_settings(name, RULES[name][0], config)
     return RULES[name][0](**config)
 
 

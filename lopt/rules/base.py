@@ -3,6 +3,8 @@ pytree."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import numbers
 from typing import Any, Callable, Optional
 
 import jax
@@ -48,6 +50,48 @@ class UpdateRule:
             raise ValueError(f"rule {self.name!r} schedules its steps over the run: pass "
                              f"num_steps, the number of training steps")
         return self.init(theta, params, num_steps)
+
+
+def check_rule(rule, argument: str = "rule") -> None:
+    """A TypeError naming ``argument`` when ``rule`` is not an UpdateRule."""
+    if not isinstance(rule, UpdateRule):
+        raise TypeError(f"{argument} must be an UpdateRule (lopt.rules.make_rule(NAME), or the "
+                        f"rule of lopt.load(PATH)); got {type(rule).__name__}")
+
+
+def _kind_error(default, value) -> Optional[str]:
+    """What a setting whose default is ``default`` must be, when ``value`` is not that."""
+    number = (isinstance(value, numbers.Real) and not isinstance(value, bool)) or (
+        getattr(value, "shape", None) == () and np.issubdtype(np.asarray(value).dtype, np.number))
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if number and float(value).is_integer() else "an integer"
+    if isinstance(default, float):
+        # optax takes a schedule wherever it takes a number
+        return None if number or callable(value) else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    if isinstance(default, tuple):
+        return None if isinstance(value, (tuple, list)) else "a list"
+    return None
+
+
+def check_settings(name: str, factory: Callable, config: dict) -> None:
+    """One error naming the setting when ``config`` holds a keyword ``factory`` does not take
+    or a value of another kind than its default's."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key, value in config.items():
+        if key not in params:
+            raise TypeError(f"rule {name!r} has no setting {key!r}; its settings: "
+                            f"{', '.join(params) or 'none'}")
+        default = params[key].default
+        want = None if default is inspect.Parameter.empty else _kind_error(default, value)
+        if want:
+            raise TypeError(f"rule {name!r}: {key} must be {want} (default {default!r}); got "
+                            f"{value!r}")
 
 
 def theta_mismatch(rule: UpdateRule, theta) -> Optional[str]:

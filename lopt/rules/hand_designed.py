@@ -6,6 +6,8 @@ and Rprop as Misra writes it (``scale_by_sign_rprop``), which optax's ``rprop`` 
 """
 from __future__ import annotations
 
+import numbers
+
 from typing import Any, NamedTuple
 
 import jax
@@ -19,6 +21,11 @@ def from_optax(tx: optax.GradientTransformation, name: str, config: dict,
                eval_params=None) -> UpdateRule:
     """Wrap an optax transformation as an UpdateRule whose theta is empty (``eval_params``:
     where the rule is measured, for schedule-free methods)."""
+    lr = config.get("learning_rate", 0.0)
+    if not (callable(lr) or (isinstance(lr, numbers.Real) and not isinstance(lr, bool))
+            or isinstance(lr, jax.Array)):
+        raise TypeError(f"{name}: learning_rate must be a number or an optax schedule; got "
+                        f"{lr!r}")
     tx = optax.with_extra_args_support(tx)
 
     def init(theta, params):
