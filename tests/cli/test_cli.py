@@ -324,3 +324,14 @@ def test_bench_refuses_an_out_folder_it_cannot_write_before_any_work(capsys):
     assert main(["bench", "estimators", "--quick", "--out", "/proc/lopt-bench"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot be created" in err[0]
+
+
+def test_bench_takes_no_repeat_count_to_abort_on(capsys):
+    """Issue 26 item 5: `lopt bench estimators --repeats 99999999999999` once aborted the
+    process (rc -6); a suite's sizes are its --quick or full presets, and an unknown flag is
+    refused in one line."""
+    with pytest.raises(SystemExit) as raised:
+        main(["bench", "estimators", "--repeats", "99999999999999", "--out", "/tmp/x"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert raised.value.code == 2 and len(err) == 1
+    assert "unrecognized arguments: --repeats 99999999999999" in err[0]

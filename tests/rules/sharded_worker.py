@@ -53,9 +53,10 @@ def main():
             ps = jax.device_put(params, shardings)
             gs = jax.device_put(grads, shardings)
             state = jax.jit(tx.init)(ps)
-            step = jax.jit(two_steps)
+            # One compile serves both the run and the program text.
+            step = jax.jit(two_steps).lower(ps, gs, state).compile()
             out, _ = step(ps, gs, state)
-            hlo = step.lower(ps, gs, state).compile().as_text()
+            hlo = step.as_text()
             collectives = [(kind, [int(d) for d in dims.split(",") if d])
                            for _, dims, kind in COLLECTIVE.findall(hlo)]
             print(json.dumps({

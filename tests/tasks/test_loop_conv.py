@@ -126,12 +126,12 @@ def test_vmap_over_kernels_and_what_it_does_not_cover():
 def test_sequential_runs_keep_the_curves_and_survive_wrappers():
     """A ResNet family steps its runs one after another on a CPU; the curves equal batched
     stepping's within float rounding, and every wrapper keeps the flag."""
-    family = resnet_family("shapes_16", widths=(4, 8), blocks=1, batch_size=8)
+    family = resnet_family("shapes_16", widths=(4,), blocks=1, batch_size=4)
     assert family.sequential_runs
     batched = dataclasses.replace(family, sequential_runs=False)
     key = jax.random.PRNGKey(0)
-    a = loss_curves(adam(1e-2), {}, family, key, num_tasks=2, num_steps=4)
-    b = loss_curves(adam(1e-2), {}, batched, key, num_tasks=2, num_steps=4)
+    a = loss_curves(adam(1e-2), {}, family, key, num_tasks=2, num_steps=2)
+    b = loss_curves(adam(1e-2), {}, batched, key, num_tasks=2, num_steps=2)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     reference = AdamReference(family.name, 2.0, 0.5, 1e-3, 4, 2, 0, (1e-3,))
     wrapped = [augment.reparameterize(family, "global"), augment.low_precision(family),
