@@ -185,17 +185,14 @@ def test_a_second_run_on_one_out_folder_is_refused(tmp_path, capsys):
     assert os.listdir(out) == []
 
 
-def test_a_dead_process_gives_the_survivor_one_line_not_a_hang(tmp_path):
-    """Two `lopt train --distributed` processes; process 1 is killed mid-run. Process 0's next
-    collective (a step's all-reduce) fails, and it exits 1 within seconds with one line saying
-    what happened, instead of waiting for the dead peer and aborting with coordination-service
-    logs."""
+def _endless_two_process_job(out: str) -> list:
+    """Both processes of a `lopt train --distributed` job that would run for days, once
+    process 0 has logged 8 outer steps."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         coordinator = f"127.0.0.1:{s.getsockname()[1]}"
-    out = str(tmp_path / "run")
     procs = [subprocess.Popen(
         [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "1000000",
          "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
@@ -207,6 +204,22 @@ def test_a_dead_process_gives_the_survivor_one_line_not_a_hang(tmp_path):
     try:
         _wait_for(lambda: os.path.exists(log) and len(open(log).readlines()) >= 8, procs[0],
                   seconds=180)
+    except BaseException:
+        for p in procs:
+            p.kill()
+            p.wait()
+        raise
+    return procs
+
+
+def test_a_dead_process_gives_the_survivor_one_line_not_a_hang(tmp_path):
+    """Two `lopt train --distributed` processes; process 1 is killed mid-run. Process 0's next
+    collective (a step's all-reduce) fails, and it exits 1 within seconds with one line saying
+    what happened, instead of waiting for the dead peer and aborting with coordination-service
+    logs."""
+    out = str(tmp_path / "run")
+    procs = _endless_two_process_job(out)
+    try:
         procs[1].kill()
         start = time.time()
         _, err = procs[0].communicate(timeout=60)
@@ -376,26 +389,12 @@ def test_a_stopped_peer_ends_the_job_in_one_line_within_the_silence_limit(tmp_pa
     """A SIGSTOPped process keeps its sockets open, so no collective fails; jax would abort
     the survivor in C++ after the 30 s heartbeat timeout. lopt.cli.liveness sees the stopped
     process's counter stand still and ends the survivor first, in one line (issue 26)."""
-    import socket
-
     from lopt.cli.liveness import SILENCE_LIMIT
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        coordinator = f"127.0.0.1:{s.getsockname()[1]}"
     out = str(tmp_path / "run")
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "1000000",
-         "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
-         '{"hidden": 4, "layers": 1}', "--checkpoint-every", "1000000", "--no-progress",
-         "--out", out, "--distributed", "--coordinator", coordinator, "--num-processes", "2",
-         "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
+    procs = _endless_two_process_job(out)
     survivor = procs[1 - stopped]
-    log = os.path.join(out, "train_log.jsonl")
     try:
-        _wait_for(lambda: os.path.exists(log) and len(open(log).readlines()) >= 8, procs[0],
-                  seconds=180)
         procs[stopped].send_signal(signal.SIGSTOP)
         start = time.time()
         _, err = survivor.communicate(timeout=60)
