@@ -54,6 +54,7 @@ def thetas(tmp_path_factory):
 
 # One test for the whole module: its fixture is 4 processes, and pytest-xdist would build a
 # module fixture once per worker that runs one of its tests.
+@pytest.mark.devices
 def test_same_theta_on_two_devices_on_two_processes_and_after_resumes(thetas, tmp_path):
     assert {"one", "two_devices", "two_processes"} <= set(thetas)
     for other in ("two_devices", "two_processes"):

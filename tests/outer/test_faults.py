@@ -212,6 +212,7 @@ def _endless_two_process_job(out: str) -> list:
     return procs
 
 
+@pytest.mark.devices
 def test_a_dead_process_gives_the_survivor_one_line_not_a_hang(tmp_path):
     """Two `lopt train --distributed` processes; process 1 is killed mid-run. Process 0's next
     collective (a step's all-reduce) fails, and it exits 1 within seconds with one line saying
@@ -380,6 +381,7 @@ def test_a_job_whose_peer_never_starts_ends_in_one_line_within_the_join_timeout(
     assert time.time() - start < 60 and not out.exists()
 
 
+@pytest.mark.devices
 @pytest.mark.parametrize("stopped,said", [
     (1, "process 1 of the distributed job has not answered"),
     (0, "the coordinator (process 0) of the distributed job has not answered"),

@@ -80,12 +80,14 @@ def worker():
     return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
 
 
+@pytest.mark.devices
 def test_meta_training_on_a_runs_by_model_mesh_equals_one_device(worker):
     assert worker["theta_diff"] < 1e-5
     one, mesh = worker["meta_loss"]
     np.testing.assert_allclose(mesh, one, rtol=1e-5)
 
 
+@pytest.mark.devices
 def test_the_inner_state_stays_split_over_the_model_axis_and_nothing_is_gathered(worker):
     layout = worker["layout"]
     for field in ("params", "rule_state['moms']"):

@@ -34,6 +34,7 @@ def _size(dims):
     return n
 
 
+@pytest.mark.devices
 def test_every_learned_rule_on_sharded_parameters(rows):
     assert {(r["rule"], r["devices"]) for r in rows} == \
         {(name, k) for name in LEARNED for k in (2, 4)}
