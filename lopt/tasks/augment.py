@@ -97,7 +97,8 @@ def with_convex(family: TaskFamily, dim: int = 10) -> TaskFamily:
 
         return map_params(inner, init=init, to_inner=lambda p: p["task"], extra_loss=convex)
 
-    return dataclasses.replace(family, sample=sample, build=build, name=f"{family.name}_plus_convex")
+    return dataclasses.replace(family, sample=sample, build=build,
+                               name=f"{family.name}_plus_convex")
 
 
 def _has_field(cfg, field) -> bool:
@@ -122,7 +123,7 @@ def _edit_cfg(family: TaskFamily, field: str, what: str, edit, name: str) -> Tas
         k_inner, k_edit = jax.random.split(key)
         return _edited(family.sample(k_inner), field, lambda old: edit(k_edit, old))
 
-    return dataclasses.replace(family, sample=sample, build=family.build, name=name)
+    return dataclasses.replace(family, sample=sample, name=name)
 
 
 def reduced_batch(family: TaskFamily, low: int = 1) -> TaskFamily:
@@ -171,7 +172,7 @@ def gradient_noise(family: TaskFamily, sigma: float = 0.1) -> TaskFamily:
 
         return dataclasses.replace(inner, loss=noisy(inner.loss))
 
-    return dataclasses.replace(family, sample=family.sample, build=build, name=f"{family.name}_noise{sigma:g}")
+    return dataclasses.replace(family, build=build, name=f"{family.name}_noise{sigma:g}")
 
 
 PRECISIONS = {"bf16": jnp.bfloat16, "f16": jnp.float16}
@@ -216,4 +217,4 @@ def low_precision(family: TaskFamily, dtype: str = "bf16") -> TaskFamily:
             valid_loss=f32(inner.valid_loss), loss_and_state=f32(inner.loss_and_state, True),
             valid_loss_with_state=f32(inner.valid_loss_with_state), test_metrics=metrics)
 
-    return dataclasses.replace(family, sample=family.sample, build=build, name=f"{family.name}_{dtype}")
+    return dataclasses.replace(family, build=build, name=f"{family.name}_{dtype}")

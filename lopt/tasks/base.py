@@ -119,7 +119,7 @@ def pooled_family(family: TaskFamily, size: int, key) -> TaskFamily:
         i = jax.random.randint(k, (), 0, size)
         return jax.tree.map(lambda c: c[i], pool)
 
-    return dataclasses.replace(family, sample=sample, build=family.build, name=f"{family.name}_pool{size}")
+    return dataclasses.replace(family, sample=sample, name=f"{family.name}_pool{size}")
 
 
 def map_params(task: Task, init: Callable, to_inner: Callable,

@@ -101,8 +101,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         pads = padding
     pads = tuple((int(lo), int(hi)) for lo, hi in pads)
     if min(min(p) for p in pads) < 0:  # cropping, which jnp.pad cannot undo
-        return lax.conv_general_dilated(lhs, rhs, strides, pads, dimension_numbers=dimension_numbers,
-                                        precision=precision)
+        return lax.conv_general_dilated(lhs, rhs, strides, pads, precision=precision,
+                                        dimension_numbers=dimension_numbers)
     return _conv(lhs, rhs, strides, pads, precision)
 
 

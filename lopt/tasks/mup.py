@@ -151,7 +151,7 @@ def with_step_multipliers(family: TaskFamily, multipliers: Callable) -> TaskFami
     def build(cfg):
         return dataclasses.replace(family.build(cfg), step_multipliers=multipliers)
 
-    return dataclasses.replace(family, sample=family.sample, build=build, name=family.name)
+    return dataclasses.replace(family, build=build)
 
 
 def _classification(dataset):

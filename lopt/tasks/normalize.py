@@ -46,4 +46,4 @@ def normalized(family: TaskFamily, reference: AdamReference) -> TaskFamily:
     def build(cfg):
         return dataclasses.replace(family.build(cfg), normalizer=reference.normalize)
 
-    return dataclasses.replace(family, sample=family.sample, build=build, name=f"{family.name}_normalized")
+    return dataclasses.replace(family, build=build, name=f"{family.name}_normalized")

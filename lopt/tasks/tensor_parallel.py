@@ -95,4 +95,4 @@ def tensor_parallel(family: TaskFamily, specs=megatron_specs) -> TaskFamily:
         place = lambda p: constrain(p, specs)  # noqa: E731
         return map_params(inner, init=lambda key: place(inner.init(key)), to_inner=place)
 
-    return dataclasses.replace(family, sample=family.sample, build=build, name=f"{family.name}_tp")
+    return dataclasses.replace(family, build=build, name=f"{family.name}_tp")
