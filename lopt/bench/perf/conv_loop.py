@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from lopt.bench.perf.probe import median_time
-from lopt.bench.perf.suite import baseline_tree, run_probe
+from lopt.bench.perf.turns import alternate
 from lopt.bench.suite import Suite
 from lopt.tasks.loop_conv import conv_general_dilated
 
@@ -74,17 +74,9 @@ def layer_row(name, x_shape, k_shape, strides, size: Size) -> dict:
 
 
 def task_turns(size: Size) -> dict:
-    tree = baseline_tree(BASELINE_COMMIT)
-    if tree is None:
-        raise RuntimeError(f"lopt bench conv_loop needs the git history holding commit "
-                           f"{BASELINE_COMMIT}")
     jobs = [{"kind": "curve", "family": f, "num_tasks": n, "steps": s, "repeats": size.repeats}
             for f, n, s in size.tasks]
-    out = {"head": [], "baseline": []}
-    for r in range(size.rounds):
-        for side in (("head", "baseline") if r % 2 == 0 else ("baseline", "head")):
-            out[side].append(run_probe(jobs, tree if side == "baseline" else ""))
-    return out
+    return alternate(jobs, size.rounds, BASELINE_COMMIT, "conv_loop")
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench conv_loop",

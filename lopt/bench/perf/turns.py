@@ -36,19 +36,24 @@ def jobs(size: Size) -> list:
     return [dict(base, family="sum_of_squares"), dict(base, family="teacher_mlp")]
 
 
-def in_turns(size: Size) -> dict:
-    """{"head": [[job results] per round], "baseline": [...]}: head first in even rounds,
-    the baseline first in odd ones."""
-    tree = baseline_tree(size.baseline)
+def alternate(job_list: list, rounds: int, commit: str, suite: str) -> dict:
+    """{"head": [[job results] per round], "baseline": [...]}: ``job_list`` measured in fresh
+    processes, this checkout and ``commit``'s lopt in turns, head first in even rounds, the
+    baseline first in odd ones."""
+    tree = baseline_tree(commit)
     if tree is None:  # not a git checkout, or the commit is unknown: nothing to compare with
-        raise RuntimeError(f"lopt bench throughput needs the git history holding commit "
-                           f"{size.baseline}")
+        raise RuntimeError(f"lopt bench {suite} needs the git history holding commit {commit}")
     out = {"head": [], "baseline": []}
-    for r in range(size.rounds):
+    for r in range(rounds):
         order = ("head", "baseline") if r % 2 == 0 else ("baseline", "head")
         for side in order:
-            out[side].append(run_probe(jobs(size), tree if side == "baseline" else ""))
+            out[side].append(run_probe(job_list, tree if side == "baseline" else ""))
     return out
+
+
+def in_turns(size: Size) -> dict:
+    """The throughput jobs in turns against ``size.baseline`` (``alternate``)."""
+    return alternate(jobs(size), size.rounds, size.baseline, "throughput")
 
 
 def summary(turns: dict) -> list:
