@@ -142,9 +142,9 @@ FAMILIES = {
                               "4-layer causal transformer LM (width 64, 4 heads, window 64) "
                               "on pydocs prose"),
     # The meta-test's bigger rows (lopt bench pretrained), sized so that each costs this 2-core
-    # CPU about an hour there (10-18 ms an instance step with Adam): every one is still 25-70x
-    # the largest model of any meta-training set; the 4-layer LM reads pysource, which no
-    # meta-training set does.
+    # CPU about an hour there (10-18 ms an instance step with Adam): 78k-229k parameters, 7-21x
+    # mixture:broad's largest model (the 10.9k-parameter character LSTM); the 4-layer LM reads
+    # pysource, which no meta-training set does.
     "mnist14_resnet": (P(resnet_family, "mnist_5k_14", widths=(16, 32, 64), blocks=1),
                        "pre-activation ResNet (3 stages of 16/32/64 channels, 1 block each, "
                        "group norm) on MNIST 14x14"),
