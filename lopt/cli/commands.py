@@ -68,8 +68,10 @@ def cmd_list() -> int:
                          ("pretrained (lopt.as_optax(NAME))", PRETRAINED),
                          ("import sources (lopt import SOURCE FILE --out NAME.lopt)", sources)):
         print(f"{title}:")
+        # One column per table, as wide as its names up to 24 (longer ones push their line).
+        width = min(24, max(12, *map(len, table)))
         for name, (_, description) in table.items():
-            print(f"  {name:<{max(12, len(name))}} {description}")
+            print(f"  {name:<{max(width, len(name))}} {description}")
     return 0
 
 
