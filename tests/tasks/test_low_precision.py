@@ -29,9 +29,9 @@ def _matmul_result_types(fn, *args):
 def test_parameters_and_activations_are_bf16_and_the_loss_float32(name):
     family, task = _task(name + "_bf16")
     assert family.name.endswith("_bf16")
-    params = task.init(KEY)
+    params = jax.jit(task.init)(KEY)
     assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}
-    loss, grads = jax.value_and_grad(task.loss)(params, KEY)
+    loss, grads = jax.jit(jax.value_and_grad(task.loss))(params, KEY)
     assert loss.dtype == jnp.float32
     assert {x.dtype for x in jax.tree.leaves(grads)} == {jnp.dtype(jnp.bfloat16)}
     # Every matmul and convolution of the forward pass runs in bf16.
@@ -42,7 +42,7 @@ def test_parameters_and_activations_are_bf16_and_the_loss_float32(name):
     _, full = _task(name)
     as_f32 = jax.tree.map(lambda x: x.astype(jnp.float32), params)
     assert set(_matmul_result_types(full.loss, as_f32, KEY)) == {"f32"}
-    np.testing.assert_allclose(float(loss), float(full.loss(as_f32, KEY)), rtol=3e-2)
+    np.testing.assert_allclose(float(loss), float(jax.jit(full.loss)(as_f32, KEY)), rtol=3e-2)
 
 
 def test_float32_tasks_stay_float32():
