@@ -1,6 +1,7 @@
 """The shipped L2L LSTM does what the committed benchmark says, on quadratics it never saw."""
 import json
 import pathlib
+import re
 
 import jax
 import numpy as np
@@ -135,3 +136,29 @@ def test_celo2_broad_is_its_recipe_run_at_the_step_scale_chosen_on_meta_training
     assert checked == sorted(set(range(every - 1, config["steps"], every))
                              | {config["steps"] - 1})
 
+
+
+def _as_printed(value: float, printed: str) -> float:
+    """``value`` rounded to as many significant digits as ``printed`` shows."""
+    digits = len(printed.replace(".", "").lstrip("0"))
+    return float(f"{value:.{digits}g}")
+
+
+@pytest.mark.parametrize("name", ["celo_tiny", "adafac_tiny", "celo2_broad", "celo_released"])
+def test_descriptions_quote_the_committed_meta_test(name):
+    """What ``lopt list`` says of a general optimizer (task count, wins over default Adam, IQM
+    loss, IQM speedup over Adam tuned once) is what benchmarks/pretrained/results.json holds."""
+    table = json.loads((ROOT / "benchmarks" / "pretrained" / "results.json").read_text())
+    text = PRETRAINED[name][1]
+    assert f"On {len(table['tasks'])} unseen tasks" in text
+    loss = re.search(r"IQM normalized loss ([0-9.]+)", text).group(1)
+    assert float(loss) == _as_printed(table["iqm_loss"][name]["iqm"], loss)
+    speedup = re.search(r"IQM speedup ([0-9.]+) over (?:globally tuned )?Adam", text).group(1)
+    assert float(speedup) == _as_printed(
+        table["iqm_speedup"][f"{name} vs adam (global lr)"]["iqm"], speedup)
+    wins = re.search(r"beats Adam lr 1e-3 on (\d+)", text)
+    if wins:
+        mean = {label: {s["name"]: s["final_mean"] for s in rows}
+                for label, rows in table["results"].items()}
+        beaten = sum(m[name] < m["adam (lr 1e-3)"] for m in mean.values())
+        assert int(wins.group(1)) == beaten
