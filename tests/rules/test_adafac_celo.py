@@ -319,10 +319,14 @@ def test_rules_compose_with_optax_chain_and_step_a_flax_nnx_model(make):
     def loss_fn(model):
         return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
 
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    updates = optimizer.update(model, grads, value=loss)
-    own, _ = rule.update(theta, rule.start(theta, raw, 10), nnx.as_pure(nnx.state(grads)),
-                         raw, loss)
+    @nnx.jit  # one compile; op by op the rule's network costs hundreds
+    def train_step(model, optimizer):
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        return loss, grads, optimizer.update(model, grads, value=loss)
+
+    loss, grads, updates = train_step(model, optimizer)
+    own, _ = jax.jit(rule.update)(theta, rule.start(theta, raw, 10),
+                                  nnx.as_pure(nnx.state(grads)), raw, loss)
     expected = jax.tree.map(lambda u, p: scale * (u + 1e-2 * p), own, raw)
     for a, b in zip(jax.tree.leaves(nnx.as_pure(updates)), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
