@@ -11,7 +11,7 @@ from lopt.tasks.mlp import linear_family, mlp_classifier, mlp_family
 from lopt.tasks.mup import mup_mlp_family, mup_transformer_family
 from lopt.tasks.normalize import AdamReference, normalized
 from lopt.tasks.quadratic import quadratic_family
-from lopt.tasks.registry import FAMILIES, MIXTURES, WIDTH_FAMILIES, make_family, resolve
+from lopt.tasks.registry import BIGGER, FAMILIES, MIXTURES, WIDTH_FAMILIES, make_family, resolve
 from lopt.tasks.samplers import SAMPLERS, Spec, sample_spec
 from lopt.tasks.sequence import char_rnn_family, sine_lstm_family, transformer_lm_family
 from lopt.tasks.supervised import Model, supervised_family
@@ -26,4 +26,4 @@ __all__ = ["Task", "TaskFamily", "fixed_family", "map_params", "pooled_family", 
            "vae_family", "quadratic_family", "rosenbrock_family", "function_family",
            "log_sum_exp_family", "sparse_softmax_family", "Model", "supervised_family",
            "SAMPLERS", "Spec", "sample_spec", "AdamReference", "normalized",
-           "FAMILIES", "MIXTURES", "WIDTH_FAMILIES", "make_family", "resolve"]
+           "BIGGER", "FAMILIES", "MIXTURES", "WIDTH_FAMILIES", "make_family", "resolve"]

@@ -158,6 +158,12 @@ FAMILIES = {
                        "the ResNet on CIFAR-10 (tfds; needs prepared data)"),
 }
 
+# The registered tasks bigger than anything in meta-training (lopt.tasks.bigger), the first
+# four at full size, then the meta-test's rows; one training step of each is timed by
+# `lopt bench accelerator`, tuned Adam on the meta-test's by `lopt bench pretrained`.
+BIGGER = ("mnist_resnet", "mnist_vit", "mnist_mixer", "pydocs_transformer_4l", "mnist14_resnet",
+          "mnist_vit_p7", "pysource_transformer_4l", "cifar10_resnet")
+
 # μP families named with their width, ``NAME_wWIDTH`` (``mup_mlp_w64``): width is their
 # transfer axis, so it is the one structural field a name sets. Their μP base width is 64
 # (``lopt.tasks.mup.BASE_WIDTH``): at width 64 they train as standard models do.

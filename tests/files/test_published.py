@@ -48,7 +48,7 @@ def test_import_writes_a_lopt_file_that_as_optax_loads(source, tmp_path, capsys)
                       sum(float(np.sum(x)) for x in ref.values()), rtol=1e-6)
     tx = lopt.as_optax(str(out), num_steps=10)
     params = {"w": np.ones((3, 4), np.float32), "b": np.zeros((4,), np.float32)}
-    updates, _ = tx.update(params, tx.init(params), params, value=1.0)
+    updates, _ = jax.jit(tx.update)(params, jax.jit(tx.init)(params), params, value=1.0)
     assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))
 
 
@@ -139,7 +139,14 @@ def test_imported_velo_steps_a_flax_nnx_model(tmp_path):
     optimizer = nnx.Optimizer(model, lopt.as_optax(str(out), num_steps=5), wrt=nnx.Param)
     x = jax.random.normal(jax.random.PRNGKey(0), (16, 8))
     loss_fn = lambda m: optax.l2_loss(m(x) - 1.0).mean()
-    for _ in range(3):
+
+    @nnx.jit
+    def train_step(model, optimizer):
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         optimizer.update(model, grads, value=loss)
+
+    before = np.asarray(model.kernel[...]).copy()
+    for _ in range(3):
+        train_step(model, optimizer)
     assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    assert not np.allclose(np.asarray(model.kernel[...]), before)
