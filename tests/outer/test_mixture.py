@@ -59,7 +59,7 @@ def test_a_mixture_meta_trains_and_lowers_every_familys_loss():
 
     theta0 = rule.init_meta(jax.random.split(jax.random.PRNGKey(0), 3)[0])
     result = train(rule, mixture, TBPTT(num_tasks=12, truncation=8, horizon=8, stagger=False,
-                                        second_derivatives=True), num_steps=20, seed=0,
+                                        second_derivatives=False), num_steps=20, seed=0,
                    progress=False, meta_optimizer=default_meta_optimizer(1e-2))
     before, after = np.asarray(objective(theta0)), np.asarray(objective(result.theta))
     assert np.all(after < before), (before, after)
