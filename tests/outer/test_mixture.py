@@ -36,9 +36,9 @@ def test_mixture_gradient_is_the_mean_over_families_with_healthy_runs():
     grad, _, metrics = jax.jit(est.grad)(theta, states, jax.random.PRNGKey(2))
 
     per = TBPTT(num_tasks=2, truncation=3, horizon=8, second_derivatives=True)
-    parts = [jax.jit(per.build(rule, f).grad)(theta, s, None)
-             for f, s in zip(families, states)]
-    healthy = parts[:2]  # the NaN family has no healthy run and is left out
+    # The NaN family has no healthy run and is left out.
+    healthy = [jax.jit(per.build(rule, f).grad)(theta, s, None)
+               for f, s in zip(families[:2], states[:2])]
     expected = jax.tree.map(lambda *g: sum(g) / 2, *[p[0] for p in healthy])
     for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
