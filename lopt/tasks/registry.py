@@ -159,8 +159,8 @@ FAMILIES = {
 }
 
 # The registered tasks bigger than anything in meta-training (lopt.tasks.bigger), the first
-# four at full size, then the meta-test's rows; one training step of each is timed by
-# `lopt bench accelerator`, tuned Adam on the meta-test's by `lopt bench pretrained`.
+# four at full size (`lopt bench accelerator` times a training step of each), then the
+# meta-test's rows (tuned Adam in `lopt bench pretrained`; timed by `accelerator --quick`).
 BIGGER = ("mnist_resnet", "mnist_vit", "mnist_mixer", "pydocs_transformer_4l", "mnist14_resnet",
           "mnist_vit_p7", "pysource_transformer_4l", "cifar10_resnet")
 
