@@ -137,18 +137,22 @@ def test_celo2_broad_is_its_recipe_run_at_the_step_scale_chosen_on_meta_training
                              | {config["steps"] - 1})
 
 
-
 def _as_printed(value: float, printed: str) -> float:
     """``value`` rounded to as many significant digits as ``printed`` shows."""
     digits = len(printed.replace(".", "").lstrip("0"))
     return float(f"{value:.{digits}g}")
 
 
+@pytest.fixture(scope="module")
+def meta_test():
+    return json.loads((ROOT / "benchmarks" / "pretrained" / "results.json").read_text())
+
+
 @pytest.mark.parametrize("name", ["celo_tiny", "adafac_tiny", "celo2_broad", "celo_released"])
-def test_descriptions_quote_the_committed_meta_test(name):
+def test_descriptions_quote_the_committed_meta_test(name, meta_test):
     """What ``lopt list`` says of a general optimizer (task count, wins over default Adam, IQM
     loss, IQM speedup over Adam tuned once) is what benchmarks/pretrained/results.json holds."""
-    table = json.loads((ROOT / "benchmarks" / "pretrained" / "results.json").read_text())
+    table = meta_test
     text = PRETRAINED[name][1]
     assert f"On {len(table['tasks'])} unseen tasks" in text
     loss = re.search(r"IQM normalized loss ([0-9.]+)", text).group(1)

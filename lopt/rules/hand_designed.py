@@ -7,7 +7,6 @@ and Rprop as Misra writes it (``scale_by_sign_rprop``), which optax's ``rprop`` 
 from __future__ import annotations
 
 import numbers
-
 from typing import Any, NamedTuple
 
 import jax
