@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
 import typing
 from typing import Optional, Sequence
 
@@ -15,6 +16,7 @@ from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.files.metric_writers import wandb_available
 from lopt.mup import task_multipliers
 from lopt.outer import ESTIMATORS
+from lopt.pretrained import PRETRAINED
 from lopt.outer.unroll import OBJECTIVE_ALIASES, OBJECTIVES, REMAT, WEIGHTINGS
 from lopt.rules import BASELINES, LEARNED
 from lopt.tasks import Mixture, make_family, resolve
@@ -151,6 +153,8 @@ class RunConfig:
     """How long meta-training runs, its meta-optimizer, and where it writes."""
 
     recipe: str = ""  # a named recipe (lopt/recipes.py) whose values are the defaults
+    # Warm start: theta from a shipped optimizer's name or a .lopt file (empty: init_meta).
+    init_from: str = ""
     steps: int = 1500
     normalize: bool = False  # meta-objective: normalized loss (initial 1, tuned Adam's best 0)
     meta_lr: float = 3e-3
@@ -173,6 +177,10 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         if self.recipe:
             _one_of("recipe", self.recipe, RECIPES)
+        if self.init_from and not (os.path.isfile(self.init_from)
+                                   or self.init_from in PRETRAINED):
+            raise ConfigError(f"init_from must be a shipped optimizer ({', '.join(PRETRAINED)}) "
+                              f"or an existing .lopt file; got {self.init_from!r}")
         _at_least("steps", self.steps, 1)
         _positive("meta_lr", self.meta_lr, 1e-12, 10.0)
         _positive("clip_grad_norm", self.clip_grad_norm, 1e-12, 1e30)

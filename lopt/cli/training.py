@@ -20,13 +20,32 @@ from lopt.cli.liveness import PeerWatch, exit_on_silence
 from lopt.evaluation import meta_validation, normalize_all, plots
 from lopt.files.atomic import write_json
 from lopt.files.rule_file import save
+from lopt.optax_adapter import load_named
 from lopt.files.run_folder import FolderLock, checkpoint_path, remove_stale_temporaries
 from lopt.mup import mup_rule_for
 from lopt.outer import RunFiles, RunOptions, default_meta_optimizer, train
 from lopt.rules import make_rule
+from lopt.rules.base import theta_mismatch
 from lopt.tasks import make_family
 
 EXIT_FAILED = 1
+
+
+def _warm_start(rule, source: str):
+    """The theta of ``source`` (a shipped name or a .lopt path) for ``rule``, or None: refused
+    in one line when its arrays do not fit ``rule``'s architecture (the rule's name may differ,
+    e.g. celo2 -> celo2_base, whose meta-parameters are the same network)."""
+    if not source:
+        return None
+    try:
+        stored, theta = load_named(source)
+    except ValueError as err:
+        raise ConfigError(f"init_from: {err}") from None
+    problem = theta_mismatch(rule, theta)
+    if problem:
+        raise ConfigError(f"init_from: {source!r} holds a {stored.name} theta that does not fit "
+                          f"rule {rule.name} as configured: {problem}")
+    return theta
 
 
 class RunFailed(RuntimeError):
@@ -60,6 +79,7 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     validate = meta_validation(rule, family, num_tasks=cfg.run.validate_tasks,
                                num_steps=cfg.run.validate_steps) if cfg.run.validate_every else None
     run = RunOptions(num_steps=cfg.run.steps, seed=cfg.run.seed, progress=cfg.run.progress,
+                     theta=_warm_start(rule, cfg.run.init_from),
                      meta_optimizer=default_meta_optimizer(cfg.run.meta_lr,
                                                            cfg.run.clip_grad_norm),
                      validate=validate, validate_every=cfg.run.validate_every or 1)

@@ -175,6 +175,28 @@ def gradient_noise(family: TaskFamily, sigma: float = 0.1) -> TaskFamily:
     return dataclasses.replace(family, build=build, name=f"{family.name}_noise{sigma:g}")
 
 
+def loss_scale(family: TaskFamily, scale: float) -> TaskFamily:
+    """The family's training and validation losses times a constant ``scale``: the same
+    problem at a loss scale far from 1 (so its gradients are ``scale`` times as large), which a
+    learned rule must handle without a retuned learning rate."""
+    if not (isinstance(scale, (int, float)) and 0 < scale < float("inf")):
+        raise ValueError(f"scale must be a positive finite number; got {scale!r}")
+
+    def scaled(fn):
+        return None if fn is None else (lambda *args: scale * fn(*args))
+
+    def build(cfg):
+        inner = family.build(cfg)
+        with_state = inner.loss_and_state
+        return dataclasses.replace(
+            inner, loss=scaled(inner.loss), valid_loss=scaled(inner.valid_loss),
+            valid_loss_with_state=scaled(inner.valid_loss_with_state),
+            loss_and_state=None if with_state is None else (
+                lambda *args: (lambda out: (scale * out[0], out[1]))(with_state(*args))))
+
+    return dataclasses.replace(family, build=build, name=f"{family.name}_loss_x{scale:g}")
+
+
 PRECISIONS = {"bf16": jnp.bfloat16, "f16": jnp.float16}
 
 

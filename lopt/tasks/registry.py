@@ -123,6 +123,27 @@ FAMILIES = {
         transformer_lm_family(dataset="pydocs", d_model=16, seq_len=16, batch_size=16),
         "global"), "1-layer causal transformer (width 16, 2 heads) on pydocs prose, "
                    "globally reparameterized"),
+    # What broke celo2_broad as a drop-in (issue 35), added for the `celo2_graft` recipe's
+    # mixture:robust, on the same data as mixture:broad (none a meta-test task reads): deep
+    # and wide ReLU MLPs, a regression at a loss scale of 10^3 and a classification at 10^-2,
+    # a 2-layer transformer.
+    "friedman_mlp_deep_x1e3": (lambda: augment.reparameterize(augment.loss_scale(
+        mlp_family(dataset="friedman", hidden=(128, 128, 128), activation="relu",
+                   batch_size=64), 1e3), "global"),
+        "ReLU MLP 3 x 128 regression on Friedman #1, loss x 1000, globally reparameterized"),
+    "shapes16_mlp_wide": (lambda: augment.reparameterize(
+        mlp_family(dataset="shapes_16", hidden=(256,), activation="relu"), "global"),
+        "ReLU MLP (256) on the generated 16x16 shapes, globally reparameterized"),
+    "photo_mlp_tanh_x1e-2": (lambda: augment.reparameterize(augment.loss_scale(
+        mlp_family(dataset="photo_patches", hidden=(64, 64), activation="tanh",
+                   batch_size=64), 1e-2), "global"),
+        "tanh MLP 2 x 64 telling the two photos' 8x8 patches apart, loss x 0.01, globally "
+        "reparameterized"),
+    "pydocs_transformer_2l": (lambda: augment.reparameterize(
+        transformer_lm_family(layers=2, dataset="pydocs", d_model=32, seq_len=16,
+                              batch_size=16), "global"),
+        "2-layer causal transformer (width 32, 2 heads) on pydocs prose, globally "
+        "reparameterized"),
     # Meta-test tasks (lopt bench pretrained) beside the nine above.
     "diabetes_mlp": (P(mlp_family, dataset="diabetes", hidden=(32,), activation="relu",
                        batch_size=64), "ReLU MLP (32) regression on the diabetes table"),
@@ -190,6 +211,13 @@ MIXTURES = {
               "the celo2_broad recipe's meta-training set: an image MLP and conv net, an "
               "autoencoder, a regression and a tabular MLP, a character LSTM and a tiny "
               "transformer, on data no meta-test task uses, globally reparameterized"),
+    "robust": (("shapes8_mlp_reparam", "shapes16_conv_reparam", "photo_autoencoder_reparam",
+                "friedman_mlp_reparam", "wine_mlp_reparam", "pydocs_char_rnn_reparam",
+                "pydocs_transformer_reparam", "friedman_mlp_deep_x1e3", "shapes16_mlp_wide",
+                "photo_mlp_tanh_x1e-2", "pydocs_transformer_2l"),
+               "the celo2_graft recipe's meta-training set: mixture:broad and what broke "
+               "celo2_broad as a drop-in (a deep MLP regression at loss scale 10^3, a 256-wide "
+               "MLP, a tanh MLP at loss scale 10^-2, a 2-layer transformer), same data"),
     "taskset": (("mlp@0", "conv_pool@0", "char_rnn@0", "transformer@0", "autoencoder@0",
                  "vae@0"), "one sampled spec from each of six TaskSet-style samplers"),
 }

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -87,6 +88,11 @@ from lopt.tasks import FAMILIES
     (["train", "--horizon", "2147483647", "--truncation", "2147483647", "--out",
       "/tmp/lopt-never-written"], "truncation x num_tasks: 2147483647 steps of 128 runs need"),
     (["train", "--out", "/proc/lopt-cannot-exist"], "out"),
+    (["train", "--init-from", "/no/such/rule.lopt"], "init_from"),
+    # A warm start whose arrays do not fit the rule, refused before anything is written.
+    (["train", "--task", "quadratic", "--init-from", "celo2_broad", "--out",
+      "/tmp/lopt-never-written"], "init_from: 'celo2_broad' holds a celo2 theta that does not "
+                                  "fit rule l2l_lstm"),
 ])
 def test_bad_values_give_one_line_naming_the_field_and_exit_2(argv, field, capsys):
     try:
@@ -96,6 +102,17 @@ def test_bad_values_give_one_line_naming_the_field_and_exit_2(argv, field, capsy
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and field in err
+
+
+def test_init_from_starts_meta_training_from_the_files_theta():
+    from lopt.cli.training import _warm_start
+
+    stored, theta = lopt.load(lopt.pretrained.path("celo2_broad"))
+    rule = lopt.rules.make_rule("celo2_base", magnitude="adam")  # same network, other rule
+    got = _warm_start(rule, "celo2_broad")
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(theta)):
+        np.testing.assert_array_equal(a, b)
+    assert _warm_start(rule, "") is None
 
 
 def test_wandb_without_the_package_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path):

@@ -148,3 +148,20 @@ def test_gradient_noise_is_zero_mean_with_its_scale():
     clean = np.asarray(jax.grad(inner.loss)(params, None)["theta"])
     np.testing.assert_allclose(np.asarray(grads).mean(0), clean, atol=0.05)
     np.testing.assert_allclose(np.asarray(grads).std(0), 0.5, rtol=0.05)
+
+
+def test_loss_scale_multiplies_the_training_and_validation_losses():
+    from lopt.tasks import make_family
+    from lopt.tasks.augment import loss_scale
+
+    base = make_family("breast_cancer_mlp")
+    family = loss_scale(base, 1e3)
+    cfg = family.sample(jax.random.PRNGKey(0))
+    task, inner = family.build(cfg), base.build(cfg)
+    params, key = inner.init(jax.random.PRNGKey(1)), jax.random.PRNGKey(2)
+    np.testing.assert_allclose(task.loss(params, key), 1e3 * inner.loss(params, key), rtol=1e-6)
+    np.testing.assert_allclose(task.valid_loss(params, key), 1e3 * inner.valid_loss(params, key),
+                               rtol=1e-6)
+    assert family.name.endswith("_loss_x1000")
+    with pytest.raises(ValueError, match="scale must be a positive finite number"):
+        loss_scale(base, 0.0)

@@ -1,0 +1,96 @@
+"""Celo2's Adam-grafted magnitude (issue 35): the normalized step takes the per-tensor RMS of
+Adam's step, checked against Adam's equations in plain numpy and against optax.adam itself."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lopt
+from lopt.rules import celo2, celo2_base
+
+BETA = 0.01
+PARAMS = {"w": jax.random.normal(jax.random.PRNGKey(0), (16, 12)), "b": jnp.ones(12),
+          "k": jax.random.normal(jax.random.PRNGKey(1), (3, 3, 2, 4))}
+
+
+def _grads(t, scale=1.0):
+    return jax.tree.map(lambda p: scale * (jax.random.normal(jax.random.PRNGKey(t), p.shape)
+                                           + 0.3), PARAMS)
+
+
+def test_untrained_adam_start_without_orthogonalization_is_optax_adam():
+    """Equal where every gradient element is well above 10⁻⁴ (the start's direction reads
+    m/√(v + 10⁻⁸) on the uncorrected v, so its ε differs from Adam's for tiny elements)."""
+    rule = celo2_base(init="adam", magnitude="adam", step_scale=BETA)
+    ours = lopt.as_optax(rule, rule.init_meta(jax.random.PRNGKey(0)))
+    adam = optax.adam(BETA, b1=0.9, b2=0.95)
+    s_ours, s_adam, params = ours.init(PARAMS), adam.init(PARAMS), PARAMS
+    for t in range(12):
+        g = jax.tree.map(lambda x: jnp.sign(x) * (0.5 + jnp.abs(x)), _grads(t))
+        u_ours, s_ours = ours.update(g, s_ours, params, value=1.0)
+        u_adam, s_adam = adam.update(g, s_adam, params)
+        for a, b in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_adam)):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7 * BETA)
+        params = optax.apply_updates(params, u_adam)
+
+
+def _adam_step_rms(grads_so_far, axes):
+    """RMS over ``axes`` of Adam's bias-corrected step (β = 0.9, 0.95, ε = 1e-8), numpy."""
+    m = v = 0.0
+    for g in grads_so_far:
+        g = np.asarray(g, np.float64)
+        m, v = 0.9 * m + 0.1 * g, 0.95 * v + 0.05 * g * g
+    t = len(grads_so_far)
+    step = (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.95**t)) + 1e-8)
+    return np.sqrt(np.mean(step**2, axis=axes, keepdims=True))
+
+
+@pytest.mark.parametrize("make", [celo2, celo2_base])
+def test_adam_magnitude_gives_each_tensor_adams_step_rms_and_keeps_the_direction(make):
+    graft = make(magnitude="adam", step_scale=BETA)
+    fixed = make(step_scale=BETA)
+    theta = graft.init_meta(jax.random.PRNGKey(3))
+    s_graft, s_fixed = graft.init(theta, PARAMS), fixed.init(theta, PARAMS)
+    seen = []
+    for t in range(6):
+        g = _grads(t, scale=10.0 ** -(t % 3))
+        seen.append(g)
+        u_graft, s_graft = graft.update(theta, s_graft, g, PARAMS, 1.0)
+        u_fixed, s_fixed = fixed.update(theta, s_fixed, g, PARAMS, 1.0)
+        for name in PARAMS:
+            axes = tuple(range(PARAMS[name].ndim))[-2:]
+            rms = _adam_step_rms([s[name] for s in seen], axes)
+            # celo2's own step has RMS β per slice, so the graft is that step times Adam's RMS
+            np.testing.assert_allclose(u_graft[name], u_fixed[name] * rms, rtol=1e-4,
+                                       atol=1e-9)
+            got = np.sqrt(np.mean(np.square(u_graft[name]), axis=axes, keepdims=True))
+            np.testing.assert_allclose(got, BETA * rms, rtol=1e-4)
+
+
+def test_a_noisy_gradient_shrinks_the_grafted_step_but_not_celo2s():
+    """Celo2's step RMS is β whatever the gradients say; the graft's follows Adam's, which
+    falls when the gradient's sign flips from step to step (the diagnosis of issue 35)."""
+    graft, fixed = celo2_base(magnitude="adam", step_scale=BETA), celo2_base(step_scale=BETA)
+    theta = graft.init_meta(jax.random.PRNGKey(0))
+    s_graft, s_fixed = graft.init(theta, PARAMS), fixed.init(theta, PARAMS)
+    for t in range(40):
+        g = jax.tree.map(lambda p: (-1.0) ** t * jnp.ones_like(p), PARAMS)
+        u_graft, s_graft = graft.update(theta, s_graft, g, PARAMS, 1.0)
+        u_fixed, s_fixed = fixed.update(theta, s_fixed, g, PARAMS, 1.0)
+    rms = lambda u: float(jnp.sqrt(jnp.mean(jnp.square(u["w"]))))
+    assert rms(u_fixed) == pytest.approx(BETA, rel=1e-4)
+    assert rms(u_graft) < 0.2 * BETA
+
+
+def test_settings_are_checked_and_the_config_round_trips(tmp_path):
+    with pytest.raises(ValueError, match="magnitude must be one of rms, adam"):
+        celo2(magnitude="sign")
+    with pytest.raises(ValueError, match="init must be one of"):
+        celo2(init="sgd")
+    assert "magnitude" not in celo2().config  # files from before the setting read the same
+    rule = celo2_base(magnitude="adam", init="adam", step_scale=BETA)
+    theta = rule.init_meta(jax.random.PRNGKey(0))
+    lopt.save(tmp_path / "g.lopt", rule, theta)
+    loaded, _ = lopt.load(tmp_path / "g.lopt")
+    assert loaded.config == rule.config and loaded.config["magnitude"] == "adam"
