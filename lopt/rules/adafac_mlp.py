@@ -50,7 +50,7 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
                rms_decays: Sequence[float] = af.RMS_DECAYS,
                factored_decays: Sequence[float] = af.FACTORED_DECAYS,
                exp_scale: float = 1e-3, step_scale: float = 1e-3,
-               init: str = "random") -> UpdateRule:
+               init: str = "random", feature_semantics: str = "reference") -> UpdateRule:
     """Δθ = −d · exp(α·m) · β, (d, m) the outputs of a per-parameter MLP (``layers`` ReLU layers
     of ``hidden``; 2 × 4 in the paper) on ``adafactor_features.feature_groups`` — each feature
     divided by its RMS over the tensor — and tanh embeddings of the step. The momentum, RMS and
@@ -62,10 +62,14 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
     ``init``: "random" (the paper's) or "momentum" — the MLP starts as exactly d = the
     normalized m/√v feature of the first momentum decay (``plant_identity``), so the untrained
     rule is Adam-like with step β per tensor RMS instead of a random walk that meta-training
-    first has to learn to stop."""
+    first has to learn to stop.
+
+    ``feature_semantics``: "reference" (learned_optimization's) or "lopt_v1" (what
+    ``adafac_tiny`` was meta-trained under; ``adafactor_features.FEATURE_SEMANTICS``)."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers)
     af.check_init(init, hidden)
+    af.check_semantics(feature_semantics)
     sizes = af.group_sizes(len(moms), len(rmss), len(facs))
     n_feat = sum(sizes)
     # m/√v at the first momentum decay: after g, p, the momenta and the second moments.
@@ -83,7 +87,7 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
 
     def update(theta, state, grads, params, loss=None):
         del loss
-        d_mom, d_rms, d_fac = af.current_decays(theta, moms, rmss, facs)
+        d_mom, d_rms, d_fac = af.current_decays(theta, moms, rmss, facs, feature_semantics)
         mlp = theta["mlp"]
         # The step embedding is the same for every coordinate: its share of the first layer
         # is one vector per step, folded into the bias.
@@ -91,7 +95,8 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
 
         def leaf(p, g, acc):
             acc = af.update_accumulators(acc, g, d_mom, d_rms, d_fac)
-            groups = [af.second_moment_normalize(x) for x in af.feature_groups(p, g, acc)]
+            groups = [af.second_moment_normalize(x)
+                      for x in af.feature_groups(p, g, acc, semantics=feature_semantics)]
             out = apply_mlp(mlp, groups, context)
             step = out[..., 0] * jnp.exp(out[..., 1] * exp_scale) * step_scale
             return -step.astype(p.dtype), acc
@@ -103,8 +108,10 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
         acc = treedef.unflatten([a for _, a in flat])
         return updates, {"acc": acc, "count": state["count"] + 1}
 
+    config = {"hidden": hidden, "layers": layers, "momentum_decays": list(moms),
+              "rms_decays": list(rmss), "factored_decays": list(facs), "exp_scale": exp_scale,
+              "step_scale": step_scale, "init": init}
+    if feature_semantics != "reference":  # files from before the setting read the same
+        config["feature_semantics"] = feature_semantics
     return UpdateRule(init_meta=init_meta, init=init_state, update=update, name="adafac_mlp",
-                      config={"hidden": hidden, "layers": layers,
-                              "momentum_decays": list(moms), "rms_decays": list(rmss),
-                              "factored_decays": list(facs), "exp_scale": exp_scale,
-                              "step_scale": step_scale, "init": init})
+                      config=config)

@@ -23,16 +23,30 @@ FACTORED_DECAYS = (0.9, 0.99, 0.999)
 # A decay β is learned as the offset δ in β = 1 − exp(10·(log(1 − β₀)/10 + δ)): δ = 0 is the
 # initial decay and one unit of δ moves (1 − β) by a factor e¹⁰.
 DECAY_SCALE = 10.0
+# How the features are computed, stored in a rule file's config so that a file computes the way
+# it was made: "reference" (learned_optimization's epsilons and clamps, decays clipped to
+# [0, 1]) or "lopt_v1" (lopt before 2026-12-01, under which celo_tiny and adafac_tiny were
+# meta-trained: v̂ = R·C/(mean R + 10⁻³⁰) under rsqrt(· + 10⁻³⁰), a vector's full moment likewise,
+# decays unclipped).
+FEATURE_SEMANTICS = ("reference", "lopt_v1")
 
 
-def decays_from_offsets(initial: Sequence[float], offset) -> jax.Array:
+def check_semantics(semantics: str) -> None:
+    """One line unless ``semantics`` is one of ``FEATURE_SEMANTICS``."""
+    if semantics not in FEATURE_SEMANTICS:
+        raise ValueError(f"feature_semantics must be one of {', '.join(FEATURE_SEMANTICS)}; "
+                         f"got {semantics!r}")
+
+
+def decays_from_offsets(initial: Sequence[float], offset, clip: bool = True) -> jax.Array:
     """β = clip(1 − (1 − β₀)·exp(10·δ), 0, 1): the decays at learned offsets δ (zeros: the
     initial ones). The reference clips its RMS and factored decays to [0, 1] (a negative decay
     makes a second moment negative and its inverse square root NaN); lopt clips the momentum
     decays too, which changes nothing while they lie in [0, 1] and keeps a momentum from
     growing without bound when an offset walks past 1 − β₀ = e¹⁰ᵟ."""
     base = jnp.log1p(-jnp.asarray(initial, constant_dtype())) / DECAY_SCALE
-    return jnp.clip(1.0 - jnp.exp((base + offset) * DECAY_SCALE), 0.0, 1.0)
+    decays = 1.0 - jnp.exp((base + offset) * DECAY_SCALE)
+    return jnp.clip(decays, 0.0, 1.0) if clip else decays
 
 
 def decay_offsets(n_mom: int, n_rms: int, n_fac: int) -> dict:
@@ -41,12 +55,14 @@ def decay_offsets(n_mom: int, n_rms: int, n_fac: int) -> dict:
             "factored": jnp.zeros((n_fac,))}
 
 
-def current_decays(theta, momentum_decays, rms_decays, factored_decays) -> tuple:
-    """The decays theta's offsets make of the initial ones: (momentum, rms, factored)."""
-    d = theta["decays"]
-    return (decays_from_offsets(momentum_decays, d["momentum"]),
-            decays_from_offsets(rms_decays, d["rms"]),
-            decays_from_offsets(factored_decays, d["factored"]))
+def current_decays(theta, momentum_decays, rms_decays, factored_decays,
+                   semantics: str = "reference") -> tuple:
+    """The decays theta's offsets make of the initial ones: (momentum, rms, factored), clipped
+    to [0, 1] except under the "lopt_v1" semantics."""
+    d, clip = theta["decays"], semantics == "reference"
+    return (decays_from_offsets(momentum_decays, d["momentum"], clip),
+            decays_from_offsets(rms_decays, d["rms"], clip),
+            decays_from_offsets(factored_decays, d["factored"], clip))
 
 
 def factored_dims(shape: Sequence[int]) -> Optional[Tuple[int, int]]:
@@ -129,7 +145,21 @@ def factored_features(acc: dict, shape) -> Tuple[jax.Array, jax.Array, jax.Array
             jnp.broadcast_to(col, full))
 
 
-def feature_groups(p, g, acc: dict, celo: bool = False) -> list:
+def factored_features_v1(acc: dict, shape) -> Tuple[jax.Array, jax.Array, jax.Array]:
+    """``factored_features`` under the "lopt_v1" semantics: the preconditioner
+    rsqrt(v̂ + 10⁻³⁰) with v̂ = R·C/(mean(R) + 10⁻³⁰), and for a vector rsqrt(v + 10⁻³⁰)."""
+    if "full" in acc:
+        return jax.lax.rsqrt(acc["full"] + 1e-30), acc["full"], acc["full"]
+    row_axis, col_axis = factored_dims(shape)
+    row = jnp.expand_dims(acc["row"], col_axis)
+    col = jnp.expand_dims(acc["col"], row_axis)
+    v_hat = row * col / (jnp.mean(row, axis=row_axis, keepdims=True) + 1e-30)
+    full = shape + (row.shape[-1],)
+    return (jnp.broadcast_to(jax.lax.rsqrt(v_hat + 1e-30), full), jnp.broadcast_to(row, full),
+            jnp.broadcast_to(col, full))
+
+
+def feature_groups(p, g, acc: dict, celo: bool = False, semantics: str = "reference") -> list:
     """The per-parameter features of one leaf as a list of [..., k] groups, with the
     reference's epsilons (learned_optimization's ``adafac_mlp_lopt._mod``).
 
@@ -137,13 +167,18 @@ def feature_groups(p, g, acc: dict, celo: bool = False) -> list:
     g/√v̂ (v̂ the factored estimate, ``factored_features``), the row and column moments and
     1/√(· + 10⁻⁸) of each, and m/√v̂ (pairing the i-th momentum with the i-th factored decay;
     for a vector m/√(v_full + 10⁻⁶), as the reference). ``celo`` adds Celo's clip(g, ±0.1) and
-    g/√(v + 10⁻⁶) (the unfactored RMS-normalized gradient)."""
+    g/√(v + 10⁻⁶) (the unfactored RMS-normalized gradient). ``semantics`` "lopt_v1":
+    ``factored_features_v1`` for every preconditioned feature."""
     m, v = acc["m"], acc["v"]
     gx = g[..., None].astype(m.dtype)
     p = p.astype(m.dtype)
-    precondition, row, col = factored_features(acc, p.shape)
+    if semantics == "lopt_v1":
+        precondition, row, col = factored_features_v1(acc, p.shape)
+        fac_mom = m * precondition
+    else:
+        precondition, row, col = factored_features(acc, p.shape)
+        fac_mom = m * (jax.lax.rsqrt(acc["full"] + 1e-6) if "full" in acc else precondition)
     rs_v = jax.lax.rsqrt(v + 1e-6)
-    fac_mom = m * (jax.lax.rsqrt(acc["full"] + 1e-6) if "full" in acc else precondition)
     groups = [gx, p[..., None], m, v, m * rs_v, rs_v, gx * precondition,
               row, col, jax.lax.rsqrt(row + 1e-8), jax.lax.rsqrt(col + 1e-8), fac_mom]
     if celo:

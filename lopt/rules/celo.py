@@ -67,7 +67,8 @@ def celo(hidden: int = 8, layers: int = 2, scheduler_hidden: int = 16,
          momentum_decays: Sequence[float] = af.MOMENTUM_DECAYS,
          rms_decays: Sequence[float] = af.RMS_DECAYS,
          factored_decays: Sequence[float] = af.FACTORED_DECAYS,
-         exp_scale: float = 1e-3, step_scale: float = 1e-3) -> UpdateRule:
+         exp_scale: float = 1e-3, step_scale: float = 1e-3,
+         feature_semantics: str = "reference") -> UpdateRule:
     """Δθ = −β · exp(s) · u / RMS(u), with u = d · exp(α·m) from a per-parameter MLP (``layers``
     ReLU layers of ``hidden``) on the Adafactor features plus Celo's clip(g, ±0.1) and g/√v, each
     feature divided by its RMS over the tensor; RMS(u) over the tensor (Celo2's per-step output
@@ -78,10 +79,13 @@ def celo(hidden: int = 8, layers: int = 2, scheduler_hidden: int = 16,
     input; its output layer starts at zero, so an untrained rule steps β = ``step_scale`` per
     tensor RMS. Gradients are clipped to ±1000 first. The run length is an input:
     ``lopt.as_optax(..., num_steps=N)``. State: as ``adafac_mlp`` (16 bytes per parameter),
-    plus 2 × ``scheduler_hidden`` floats per tensor and the loss averages."""
+    plus 2 × ``scheduler_hidden`` floats per tensor and the loss averages.
+    ``feature_semantics``: as ``adafac_mlp``'s ("lopt_v1": what ``celo_tiny`` was meta-trained
+    under)."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers,
                                          scheduler_hidden=scheduler_hidden)
+    af.check_semantics(feature_semantics)
     n_feat = sum(af.group_sizes(len(moms), len(rmss), len(facs), celo=True))
     n_sched = len(FRACTION_CENTRES) + LOSS_AVERAGES - 1 + 2
 
@@ -123,7 +127,7 @@ def celo(hidden: int = 8, layers: int = 2, scheduler_hidden: int = 16,
             raise ValueError("celo needs the training loss (pass value=loss)")
         if isinstance(loss, dict):
             loss = loss["train"]
-        d_mom, d_rms, d_fac = af.current_decays(theta, moms, rmss, facs)
+        d_mom, d_rms, d_fac = af.current_decays(theta, moms, rmss, facs, feature_semantics)
         decays = loss_decays(state["num_steps"])
         buf = update_loss_buffer(state["loss"], loss, decays)
         treedef = jax.tree.structure(params)
@@ -136,7 +140,8 @@ def celo(hidden: int = 8, layers: int = 2, scheduler_hidden: int = 16,
         for i, (p, g, acc) in enumerate(zip(p_leaves, g_leaves, acc_leaves)):
             acc = af.update_accumulators(acc, g, d_mom, d_rms, d_fac)
             groups = [af.second_moment_normalize(x)
-                      for x in af.feature_groups(p, g, acc, celo=True)]
+                      for x in af.feature_groups(p, g, acc, celo=True,
+                                                 semantics=feature_semantics)]
             out = apply_mlp(theta["mlp"], groups)
             u = out[..., 0] * jnp.exp(out[..., 1] * exp_scale)
             u = u * jax.lax.rsqrt(jnp.mean(u**2) + 1e-12)
@@ -146,10 +151,10 @@ def celo(hidden: int = 8, layers: int = 2, scheduler_hidden: int = 16,
                      "num_steps": state["num_steps"], "h": h, "c": c, "loss": buf}
         return treedef.unflatten(updates), new_state
 
+    config = {"hidden": hidden, "layers": layers, "scheduler_hidden": scheduler_hidden,
+              "momentum_decays": list(moms), "rms_decays": list(rmss),
+              "factored_decays": list(facs), "exp_scale": exp_scale, "step_scale": step_scale}
+    if feature_semantics != "reference":  # files from before the setting read the same
+        config["feature_semantics"] = feature_semantics
     return UpdateRule(init_meta=init_meta, init=init, update=update, name="celo",
-                      wants_num_steps=True,
-                      config={"hidden": hidden, "layers": layers,
-                              "scheduler_hidden": scheduler_hidden,
-                              "momentum_decays": list(moms), "rms_decays": list(rmss),
-                              "factored_decays": list(facs), "exp_scale": exp_scale,
-                              "step_scale": step_scale})
+                      wants_num_steps=True, config=config)

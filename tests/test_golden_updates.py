@@ -1,0 +1,74 @@
+"""Every shipped optimizer still computes what it computed when it was shipped: its updates over
+24 steps (gradient scales 1 ... 1e-6 mixed within the run and across tensors, a noisy loss)
+against the golden sequence in tests/fixtures/golden/, at 1e-6 relative. A code change that
+moves one fails here; the fix is a new rule version or a retrained file, never silent drift
+(docs/pretrained.md). celo_tiny's and adafac_tiny's sequences were written by the code that
+shipped them (commit 3abe2f1), which their files' feature_semantics "lopt_v1" restores."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lopt
+from lopt.pretrained import PRETRAINED
+
+HERE = os.path.join(os.path.dirname(__file__), "fixtures", "golden")
+RTOL = 1e-6
+
+
+def _golden(name):
+    data = np.load(os.path.join(HERE, f"{name}.npz"))
+    meta = json.loads(bytes(data["meta"]))
+    keys = sorted({k.split("/")[1] for k in data.files if k.startswith("params/")})
+    return data, meta, keys
+
+
+def test_every_shipped_optimizer_has_a_golden_sequence():
+    names = {f[:-4] for f in os.listdir(HERE) if f.endswith(".npz")}
+    assert names == set(PRETRAINED)
+
+
+def _replay(tx, data, keys, meta):
+    """(step, tensor, ours, golden) for every step, ``tx`` fed the golden's own parameters,
+    gradients and losses."""
+    steps = data["losses"].shape[0]
+    update = jax.jit(lambda g, s, p, v: tx.update(g, s, p, value=v))
+    state = tx.init({k: jnp.asarray(data[f"params/{k}"][0]) for k in keys})
+    for t in range(steps):
+        params = {k: jnp.asarray(data[f"params/{k}"][t]) for k in keys}
+        grads = {k: jnp.asarray(data[f"grads/{k}"][t]) for k in keys}
+        updates, state = update(grads, state, params, jnp.float32(data["losses"][t]))
+        for k in keys:
+            yield t, k, np.asarray(updates[k]), data[f"updates/{k}"][t]
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_shipped_updates_equal_the_golden_sequence(name):
+    data, meta, keys = _golden(name)
+    assert meta["name"] == name and len(meta["commit"]) == 40
+    assert data["losses"].shape[0] >= 20
+    scales = [np.abs(data[f"grads/{k}"]).max(axis=tuple(range(1, data[f"grads/{k}"].ndim)))
+              for k in keys]
+    assert max(s.max() / s.min() for s in scales) >= 1e5  # scales mixed within the run
+    assert np.any(np.diff(data["losses"]) > 0) and np.any(np.diff(data["losses"]) < 0)
+    tx = lopt.as_optax(name, num_steps=meta["num_steps"])
+    for t, k, ours, want in _replay(tx, data, keys, meta):
+        np.testing.assert_allclose(
+            ours, want, rtol=RTOL, atol=RTOL * float(np.abs(want).max()),
+            err_msg=f"{name}: step {t}, tensor {k!r} moved from its golden update "
+                    f"(recorded at commit {meta['commit'][:10]})")
+
+
+def test_the_golden_sequence_catches_the_december_feature_change():
+    """adafac_tiny's theta under today's reference features (what it silently ran with from
+    2026-12-01 until its file recorded "lopt_v1") is far from its golden updates."""
+    data, meta, keys = _golden("adafac_tiny")
+    rule, theta = lopt.load(lopt.pretrained.path("adafac_tiny"))
+    assert rule.config["feature_semantics"] == "lopt_v1"
+    moved = lopt.rules.make_rule(rule.name, **{**rule.config, "feature_semantics": "reference"})
+    worst = max(float(np.abs(ours - want).max() / np.abs(want).max())
+                for _, _, ours, want in _replay(lopt.as_optax(moved, theta), data, keys, meta))
+    assert worst > 1e-2
