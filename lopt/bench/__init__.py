@@ -32,6 +32,9 @@ SUITES = {**PAPER_SUITES,
                                             "globally tuned and per-task tuned Adam/AdamW"),
     "diagnosis": ("lopt.bench.diagnosis", "why adafac_tiny trails tuned Adam in distribution: "
                                           "controlled meta-trainings, one change each"),
+    "drop_in": ("lopt.bench.drop_in", "why celo2_broad fails as a drop-in: weight norms and step "
+                                      "RMS on deep/wide/long regressions, schedules, weight "
+                                      "decay, grafted magnitude; step cost; adafac_tiny's drift"),
     "step_scale": ("lopt.bench.step_scale", "the celo2_broad recipe's one learning rate, "
                                             "chosen on its meta-training families' tuning "
                                             "instances"),

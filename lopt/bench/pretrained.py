@@ -23,24 +23,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import optax
+
+from lopt.bench.pretrained_report import report, task_speedup  # noqa: F401 (task_speedup: API)
 from lopt.bench.suite import Suite, summarize
-from lopt.evaluation import Result, loss_curves, lr_sweep, plots, score, stats, tables
-from lopt.evaluation.metrics import format_speedup, speedup, state_bytes_per_parameter
+from lopt.evaluation import Result, loss_curves, lr_sweep, score
+from lopt.evaluation.curves import curves_and_norm_growth
+from lopt.evaluation.metrics import state_bytes_per_parameter
 from lopt.evaluation.normalization import adam_reference
 from lopt.evaluation.protocol import EVAL_SEED, META_TEST_GRID, TUNE_SEED
 from lopt.files.rule_file import load
 from lopt.pretrained import PRETRAINED, path
 from lopt.recipes import recipe_config
 from lopt.rules import adam, adamw, make_rule
+from lopt.rules.base import scaled_by_schedule
 from lopt.tasks import make_family, normalized
 
 # The recipes' optimizers, when shipped, and Celo's published weights (`lopt import celo`).
-GENERAL = ("celo_tiny", "adafac_tiny", "celo_released", "celo2_broad")
+GENERAL = ("celo_tiny", "adafac_tiny", "celo_released", "celo2_broad", "celo2_graft")
 UNTRAINED = "celo2 (untrained start)"
 GRID = META_TEST_GRID
 ADAMW_DECAY = 0.01
 DEFAULT_LR = 1e-3
 REFERENCE_REACH = 2  # baselines run REFERENCE_REACH × T steps, so speedups up to it are measured
+COSINE = " + cosine"  # the common schedule's rows: linear warm-up over 5%, cosine decay to 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Size:
     reference_tasks: int
     grid: tuple
     timing_tasks: tuple
+    tuned_learned: tuple  # learned optimizers whose step scale is also tuned (equal budgets)
 
 
 # 300 steps is the median of the tiny recipes' horizons (log-uniform in [100, 1000]); the
@@ -68,12 +75,21 @@ TASKS = (("digits_mlp_wide", 300), ("digits_mlp_3x32", 300), ("mnist_conv_fc", 3
          ("transformer_lm", 300), ("breast_cancer_mlp", 300), ("breast_cancer_mlp", 10000),
          ("diabetes_mlp", 300), ("mnist_mlp_wide", 300), ("digits_mlp_3x32", 3000),
          ("digits_mlp_wide_bf16", 300), ("mnist_mixer", 300), ("mnist14_resnet", 300),
-         ("mnist_vit_p7", 300), ("pysource_transformer_4l", 300))
+         ("mnist_vit_p7", 300), ("pysource_transformer_4l", 300),
+         # Issue 35: what broke celo2_broad as a drop-in. Wide (256) MLPs for regression and
+         # classification, loss scales of 10^4 and 10^-3, one more attention model, and long
+         # horizons on four kinds of model (an MLP to 5,000 steps, a 1-D conv net, a character
+         # LSTM and a transformer LM).
+         ("diabetes_mlp_deep_wide", 300), ("diabetes_mlp_deep_wide", 1000),
+         ("breast_cancer_mlp_wide", 300), ("diabetes_mlp_loss_x1e4", 300),
+         ("digits_mlp_loss_x1e-3", 300), ("digits_vit", 300), ("diabetes_mlp", 5000),
+         ("mnist1d_conv", 1000), ("char_rnn", 1000), ("transformer_lm", 2000))
 SIZES = {
     "full": Size(TASKS, 300, 8, 4, 4, GRID, ("digits_mlp_wide", "mnist_conv_fc",
-                                             "transformer_lm")),
+                                             "transformer_lm"),
+                 ("celo_tiny", "adafac_tiny", "celo_released", "celo2_broad", "celo2_graft")),
     "quick": Size((("digits_mlp_wide", 60), ("mnist1d_conv", 60), ("breast_cancer_mlp", 120)),
-                  60, 4, 2, 2, GRID[::4], ("digits_mlp_wide",)),
+                  60, 4, 2, 2, GRID[::4], ("digits_mlp_wide",), ("celo2_broad",)),
 }
 
 
@@ -121,42 +137,56 @@ def global_lr_index(sweeps: list) -> int:
     return min(range(len(sweeps[0])), key=key)
 
 
-def _evaluate(rule, theta, family, steps, name, num_tasks) -> dict:
-    """Summary over the evaluation instances at ``steps`` steps."""
-
-    run = jax.jit(lambda th: loss_curves(rule, th, family, jax.random.PRNGKey(EVAL_SEED),
-                                         num_tasks=num_tasks, num_steps=steps))
-    return summarize(Result(name=name, curves=np.asarray(run(theta))))
+def cosine(steps: int):
+    """The common schedule every optimizer also runs under: a multiplier rising linearly from
+    0 over the first 5% of ``steps``, then cosine-decayed to 0 at ``steps``."""
+    return optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, steps // 20), steps, 0.0)
 
 
 _RUNNERS: dict = {}  # one compile per (optimizer, task): the lr is an argument
 
 
-def _baseline(factory, opt, lr, family, label, steps, name, num_tasks) -> dict:
-    """A baseline run REFERENCE_REACH × T steps: its summary at T, and its mean curve and
-    divergence count over the whole run for speedups."""
-
-    key = (opt, label, steps, num_tasks)
+def _row(factory, lr, raw, reference, steps, reach, name, num_tasks, key) -> dict:
+    """``factory(lr)`` on the evaluation instances of the raw family for ``reach`` × ``steps``
+    steps: the summary of its normalized curves at ``steps`` (``reference.normalize``, as
+    meta-training sees a loss), every run's raw initial and final loss there, its weight-norm
+    growth at the run's end, and with ``reach`` > 1 the normalized mean curve of the whole run
+    for speedups. ``key`` names the compiled runner (the lr is its argument)."""
     if key not in _RUNNERS:
-        _RUNNERS[key] = jax.jit(lambda lr: loss_curves(
-            factory(learning_rate=lr), {}, family, jax.random.PRNGKey(EVAL_SEED),
-            num_tasks=num_tasks, num_steps=REFERENCE_REACH * steps))
-    curves = np.asarray(_RUNNERS[key](jnp.asarray(lr, jnp.float32)))
-    summary = summarize(Result(name=name, curves=curves[:steps + 1], learning_rate=lr))
-    whole = Result(name=name, curves=curves).summary()
-    summary["long_curve"], summary["long_diverged"] = whole["mean_curve"], whole["diverged"]
+        def run(lr_arg):
+            rule, theta = factory(None if lr is None else lr_arg)
+            return curves_and_norm_growth(rule, theta, raw, jax.random.PRNGKey(EVAL_SEED),
+                                          num_tasks=num_tasks, num_steps=reach * steps)
+        _RUNNERS[key] = jax.jit(run)
+    raw_curves, growth = _RUNNERS[key](jnp.asarray(0.0 if lr is None else lr, jnp.float32))
+    curves = np.asarray(reference.normalize(raw_curves), np.float64)
+    raw_curves = np.asarray(raw_curves, np.float64)
+    summary = summarize(Result(name=name, curves=curves[:steps + 1],
+                               learning_rate=None if lr is None else float(lr)))
+    summary["raw_initial"] = raw_curves[0].tolist()
+    summary["raw_final"] = [None if not np.isfinite(v) else float(v)
+                            for v in raw_curves[steps]]
+    summary["norm_growth"] = np.asarray(growth, np.float64).tolist()
+    if reach > 1:
+        whole = Result(name=name, curves=curves).summary()
+        summary["long_curve"], summary["long_diverged"] = whole["mean_curve"], whole["diverged"]
     return summary
 
 
-def task_speedup(learned: dict, reference: dict) -> dict:
-    """``metrics.speedup`` of a learned rule's summary over a reference's REFERENCE_REACH × T
-    run (its ``long_curve``), so speedups up to REFERENCE_REACH are measured."""
-    steps = len(learned["mean_curve"] or [0]) - 1
-    long_curve = reference["long_curve"]
-    if long_curve is None:  # every reference run diverged: it reaches nothing
-        long_curve = [np.nan] * (REFERENCE_REACH * steps + 1)
-    return speedup(learned["mean_curve"], long_curve, diverged=learned["diverged"],
-                   reference_diverged=reference["long_diverged"])
+def _hand(factory, schedule_steps=None):
+    """lr -> (rule, {}) of a hand-designed ``factory``, under ``cosine`` when given steps."""
+    def make(lr):
+        rule = factory(learning_rate=lr)
+        return (scaled_by_schedule(rule, cosine(schedule_steps)) if schedule_steps else rule), {}
+    return make
+
+
+def _learned(rule, theta, schedule_steps=None):
+    """lr -> (rule at step_scale lr, theta); None keeps the rule's own step scale."""
+    def make(lr):
+        r = rule if lr is None else make_rule(rule.name, **{**rule.config, "step_scale": lr})
+        return (scaled_by_schedule(r, cosine(schedule_steps)) if schedule_steps else r), theta
+    return make
 
 
 def _step_time_ratios(learned: dict, task: str) -> dict:
@@ -184,43 +214,65 @@ def _stage(label: str) -> str:
     return label.replace(", ", "_").replace(" ", "_")
 
 
-def _adam_side(suite: Suite, sz: Size):
-    """Everything that does not depend on the learned optimizers, each stage cached: the
-    normalized families, the grid sweeps on the tuning instances, the globally tuned lr and
-    the four Adam rows on the evaluation instances."""
-
+def _families(sz: Size) -> tuple:
+    """labels, steps, raw families, their Adam references and the normalized families."""
     labels = [_label(t, n, sz.steps) for t, n in sz.tasks]
-    families, steps = {}, {}
+    steps, raw, refs, norm = {}, {}, {}, {}
     for (task, n), label in zip(sz.tasks, labels):
-        steps[label] = n
-        raw = make_family(task)
-        families[label] = normalized(raw, adam_reference(raw, num_steps=n,
-                                                         num_tasks=sz.reference_tasks))
-    factories = {"adam": adam, "adamw": lambda learning_rate: adamw(learning_rate, ADAMW_DECAY)}
-    sweeps = {(label, opt): suite.cached(
-        f"sweep_{opt}_{_stage(label)}",
-        lambda label=label, f=f: _sweep_scores(f, families[label], steps[label], sz.tune_tasks,
+        steps[label], raw[label] = n, make_family(task)
+        refs[label] = adam_reference(raw[label], num_steps=n, num_tasks=sz.reference_tasks)
+        norm[label] = normalized(raw[label], refs[label])
+    return labels, steps, raw, refs, norm
+
+
+def _tuned(suite, sz, labels, steps, norm, factories, tags=None) -> tuple:
+    """Each factory's sweep over the grid on every task's tuning instances (cached; ``tags``:
+    name -> what else identifies the factory, e.g. its theta), the one lr best across the suite
+    and the best per task."""
+    sweeps = {(label, name): suite.cached(
+        f"sweep_{_stage(name)}_{_stage(label)}",
+        lambda label=label, f=f: _sweep_scores(f, norm[label], steps[label], sz.tune_tasks,
                                                sz.grid),
         {"steps": steps[label], "tune": sz.tune_tasks, "grid": list(sz.grid),
-         "family": families[label].name}) for label in labels for opt, f in factories.items()}
-    global_lr = {opt: sz.grid[global_lr_index([sweeps[(label, opt)] for label in labels])]
-                 for opt in factories}
+         "family": norm[label].name, **(tags or {}).get(name, {})})
+        for label in labels for name, f in factories.items()}
+    once = {name: sz.grid[global_lr_index([sweeps[(label, name)] for label in labels])]
+            for name in factories}
+    per_task = {(label, name): sz.grid[_best(sweeps[(label, name)])]
+                for label in labels for name in factories}
+    return once, per_task
+
+
+def _rows(suite, sz, labels, steps, raw, refs, plan, reach) -> dict:
+    """label -> [summary] for every (row name, factory, lr or {label: lr}, schedule, tag) of
+    ``plan``, each a cached stage (``tag``: what else identifies the row, e.g. its theta)."""
     rows = {}
     for label in labels:
-        per_task = {opt: sz.grid[_best(sweeps[(label, opt)])] for opt in factories}
-        plan = (("adam (lr 1e-3)", "adam", DEFAULT_LR),
-                ("adam (global lr)", "adam", global_lr["adam"]),
-                ("adamw (global lr)", "adamw", global_lr["adamw"]),
-                ("adam (per-task lr)", "adam", per_task["adam"]),
-                ("adamw (per-task lr)", "adamw", per_task["adamw"]))
-        rows[label] = [suite.cached(
-            f"eval_{_stage(label)}_{name.split(' ')[0]}_{name.split(' ')[1].strip('(')}",
-            lambda opt=opt, lr=lr, label=label, name=name: _baseline(
-                factories[opt], opt, lr, families[label], label, steps[label], name,
-                sz.eval_tasks),
-            {"lr": lr, "steps": steps[label], "eval": sz.eval_tasks,
-             "family": families[label].name}) for name, opt, lr in plan]
-    return labels, families, steps, global_lr, rows
+        rows[label] = []
+        for name, make, lr, scheduled, tag in plan:
+            lr = lr.get(label) if isinstance(lr, dict) else lr
+            factory = make(steps[label] * reach if scheduled else None)
+            rows[label].append(suite.cached(
+                f"eval_{_stage(label)}_{_stage(name)}",
+                lambda factory=factory, lr=lr, label=label, name=name: _row(
+                    factory, lr, raw[label], refs[label], steps[label], reach, name,
+                    sz.eval_tasks, (name, label)),
+                {"lr": lr, "steps": steps[label], "eval": sz.eval_tasks, "reach": reach,
+                 "family": raw[label].name, "version": 2, **tag}))
+    return rows
+
+
+def _fixed_theta(rule, theta):
+    """factory(learning_rate) -> ``rule`` at step_scale = learning_rate whose init_meta gives
+    ``theta`` (what ``lr_sweep`` runs)."""
+    def factory(learning_rate):
+        r = make_rule(rule.name, **{**rule.config, "step_scale": learning_rate})
+        return dataclasses.replace(r, init_meta=lambda key: theta)
+    return factory
+
+
+def _checksum(theta) -> float:
+    return float(sum(np.sum(np.abs(np.asarray(x))) for x in jax.tree.leaves(theta)))
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
@@ -232,107 +284,67 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
     if not learned:
         raise ValueError(f"no general-purpose pretrained optimizer ({', '.join(GENERAL)}) is "
                          "shipped in lopt/pretrained: run its recipe first (lopt train --recipe)")
-    stages = len(sz.tasks) * (6 + len(learned)) + 1
+    tuned = [n for n in sz.tuned_learned if n in learned
+             and "step_scale" in learned[n][0].config]
+    stages = len(sz.tasks) * (8 + 2 * len(learned) + 2 * len(tuned) * (1 + len(sz.grid))) + 1
     suite = Suite("pretrained", out, sz, command, stages, progress)
-    labels, families, steps, global_lr, adam_rows = _adam_side(suite, sz)
-    results = {}
+    labels, steps, raw, refs, norm = _families(sz)
+    hand = {"adam": adam, "adamw": lambda learning_rate: adamw(learning_rate, ADAMW_DECAY)}
+    once, per_task = _tuned(suite, sz, labels, steps, norm, hand)
+    ids = {n: {"rule": rule.name, "config": rule.config, "theta_sum": _checksum(theta)}
+           for n, (rule, theta) in learned.items()}
+    once_l, per_task_l = _tuned(suite, sz, labels, steps, norm, {
+        n: _fixed_theta(*learned[n]) for n in tuned}, ids)
+    plan = [(f"{n}{COSINE if cos else ''}", lambda s, r=rule, t=theta: _learned(r, t, s), None,
+             cos, ids[n]) for n, (rule, theta) in learned.items() for cos in (False, True)]
+    for n in tuned:
+        rule, theta = learned[n]
+        make = lambda s, r=rule, t=theta: _learned(r, t, s)
+        plan += [(f"{n} (global lr)", make, once_l[n], False, ids[n]),
+                 (f"{n} (per-task lr)", make, {label: per_task_l[(label, n)] for label in labels},
+                  False, ids[n])]
+    plan.append((f"adam (global lr){COSINE}", lambda s: _hand(adam, s), once["adam"], True, {}))
+    results = _rows(suite, sz, labels, steps, raw, refs, plan, 1)
+    # The references run REFERENCE_REACH x T steps, so speedups up to it are measured.
+    references = [("adam (lr 1e-3)", adam, DEFAULT_LR), ("adam (global lr)", adam, once["adam"]),
+                  ("adamw (global lr)", hand["adamw"], once["adamw"]),
+                  ("adam (per-task lr)", adam,
+                   {label: per_task[(label, "adam")] for label in labels}),
+                  ("adamw (per-task lr)", hand["adamw"],
+                   {label: per_task[(label, "adamw")] for label in labels})]
+    baselines = _rows(suite, sz, labels, steps, raw, refs,
+                      [(name, lambda s, f=f: _hand(f, s), lr, False, {})
+                       for name, f, lr in references], REFERENCE_REACH)
     for label in labels:
-        rows = [suite.cached(
-            f"eval_{_stage(label)}_{name}",
-            lambda rule=rule, theta=theta, label=label, name=name: _evaluate(
-                rule, theta, families[label], steps[label], name, sz.eval_tasks),
-            {"rule": rule.name, "config": rule.config, "steps": steps[label],
-             "eval": sz.eval_tasks, "family": families[label].name,
-             "theta_sum": float(sum(np.sum(np.abs(np.asarray(x)))
-                                    for x in jax.tree.leaves(theta)))})
-                for name, (rule, theta) in learned.items()]
-        results[label] = rows + adam_rows[label]
+        results[label] += baselines[label]
         for s in results[label]:
             s["lr_at_grid_edge"] = s["learning_rate"] in (sz.grid[0], sz.grid[-1])
     overhead = suite.cached("step_time", lambda: {t: _step_time_ratios(learned, t)
                                                   for t in sz.timing_tasks},
                             {"learned": sorted(learned), "tasks": list(sz.timing_tasks)})
-    probe = families[labels[0]]
+    probe = norm[labels[0]]
     params = probe.build(probe.sample(jax.random.PRNGKey(0))).init(jax.random.PRNGKey(0))
     state_bytes = {name: state_bytes_per_parameter(rule, theta, params)
                    for name, (rule, theta) in learned.items()}
-    _report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes)
+    report(suite, sz, learned, labels, results, {**once, **once_l}, overhead, state_bytes,
+           REFERENCE_REACH)
     return suite.finish(
         "Pretrained learned optimizers on an out-of-distribution meta-test set",
         f"The shipped general-purpose optimizers ({', '.join(learned)}; celo_tiny and "
         "adafac_tiny made by `lopt train --recipe NAME` on mixture:tiny_images (digits and "
-        "MNIST: the same data as four meta-test tasks), celo2_broad by `lopt train --recipe "
-        "celo2_broad` on mixture:broad (no meta-test task or dataset), see "
+        "MNIST: the same data as four meta-test tasks), celo2_broad and celo2_graft by their "
+        "recipes on mixture:broad and mixture:robust (no meta-test task or dataset), see "
         "benchmarks/pretrained/runs/; celo_released is Celo's published weights, meta-trained "
         "by its authors on 4 image MLP tasks, imported with `lopt import celo`) on tasks they "
         f"never saw, {sz.steps} steps (the long-horizon rows: their own count), against Adam "
         f"at lr {DEFAULT_LR:g}, Adam and AdamW each at the one lr best across the suite's "
-        f"tuning instances ({global_lr['adam']:.3g}, {global_lr['adamw']:.3g}), and Adam and "
+        f"tuning instances ({once['adam']:.3g}, {once['adamw']:.3g}), and Adam and "
         f"AdamW (weight decay {ADAMW_DECAY:g}) tuned per task "
-        f"on a {len(sz.grid)}-point log grid from {sz.grid[0]:g} to {sz.grid[-1]:g}. "
-        f"{sz.eval_tasks} evaluation instances (seed {EVAL_SEED}), tuning on {sz.tune_tasks} "
-        f"separate ones (seed {TUNE_SEED}); diverged runs counted, never dropped.")
-
-
-def _report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes) -> None:
-    columns = [s["name"] for s in results[labels[0]]]
-    suite.section("Final normalized loss per task",
-                  "Mean ± standard error over the runs that did not diverge (0: tuned Adam's "
-                  "best on the normalization's instances, 1: the initial loss); diverged runs "
-                  "in brackets; the per-task learning rates are those tuned on the tuning "
-                  "instances.\n\n"
-                  + tables.matrix_table({l: results[l] for l in labels}, columns, transpose=True))
-    refs = [c for c in columns if c not in learned]
-    speed = {name: {ref: [task_speedup(_named(results[l], name), _named(results[l], ref))
-                          for l in labels] for ref in refs} for name in learned}
-    lines = ["| learned | reference | " + " | ".join(labels) + " |",
-             "|---|---" + "|---" * len(labels) + "|"]
-    for name in learned:
-        for ref in refs:
-            cells = [format_speedup(s, ".2f") for s in speed[name][ref]]
-            lines.append(f"| {name} | {ref} | " + " | ".join(cells) + " |")
-    suite.section("Speedup over Adam per task",
-                  "Steps the reference's mean curve needs to reach the learned rule's final "
-                  f"mean loss, over the rule's steps; references run {REFERENCE_REACH}× as "
-                  f"long, so `≥ {REFERENCE_REACH}` means Adam never got there. Above 1: the "
-                  "learned optimizer is faster.\n\n" + "\n".join(lines) + "\n")
-    finals = {c: stats.scores_matrix([_finals(_named(results[l], c)) for l in labels])
-              for c in columns}
-    loss_iqm = stats.iqm_with_ci(finals)
-    speed_iqm = stats.iqm_with_ci({f"{n} vs {r}": np.array([[s["value"]] for s in speed[n][r]])
-                                   for n in learned for r in refs})
-    lines = tables.iqm_table(loss_iqm, finals, "IQM final normalized loss")
-    lines += ["", "| learned vs reference | IQM speedup over tasks | 95% CI |", "|---|---|---|"]
-    for k, e in speed_iqm.items():
-        lines.append(f"| {k} | {e['iqm']:.3g} | [{e['low']:.3g}, {e['high']:.3g}] |")
-    suite.section("Aggregate over the meta-test set",
-                  "IQM over all runs of all tasks with a 95% stratified-bootstrap interval "
-                  "(rliable; runs resampled within tasks; a diverged run scores +inf). The "
-                  "speedup IQM is over the per-task speedups, its interval from resampling "
-                  "tasks.\n\n" + "\n".join(lines) + "\n")
-    lines = ["| learned | " + " | ".join(f"step time / adam on {t}" for t in overhead)
-             + " | state bytes / parameter |", "|---" * (len(overhead) + 2) + "|"]
-    for name in learned:
-        lines.append(f"| {name} | " + " | ".join(f"{overhead[t][name]:.2f}" for t in overhead)
-                     + f" | {state_bytes[name]:.1f} |")
-    suite.section("Wall-clock overhead and memory",
-                  "Seconds per inner step (8 instances, 20 steps, best of 3 after compiling) "
-                  "relative to optax.adam's on the same task, measured back to back; optimizer-"
-                  f"state bytes per parameter on {labels[0]}.\n\n" + "\n".join(lines) + "\n")
-    plots.interval_bars(loss_iqm, suite.figure("iqm.png"), "pretrained on the meta-test set",
-                        "IQM of final normalized loss (lower is better)")
-    for label in labels:
-        plots.curves_with_spread(results[label], suite.figure(
-            f"curves_{_stage(label)}.png"),
-            f"{label} (meta-test)", "normalized loss")
-    suite.payload.update({"tasks": labels, "global_lr": global_lr, "results": results,
-                          "speedup": speed, "iqm_loss": loss_iqm, "iqm_speedup": speed_iqm,
-                          "step_time_vs_adam": overhead, "state_bytes": state_bytes})
-
-
-def _finals(summary) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in summary["final"]], np.float64)
-
-
-def _named(summaries, name):
-    return next(s for s in summaries if s["name"] == name)
+        f"on a {len(sz.grid)}-point log grid from {sz.grid[0]:g} to {sz.grid[-1]:g}. Equal "
+        f"tuning budgets: {', '.join(tuned) or 'no learned optimizer'} also get their step "
+        "scale tuned on the same grid and instances, once for the suite and per task. "
+        f"`{COSINE.strip(' +')}` rows: every learned optimizer and Adam at its suite-wide lr "
+        "under one schedule (linear warm-up over 5% of the run, cosine decay to 0 at its "
+        f"end). {sz.eval_tasks} evaluation instances (seed {EVAL_SEED}), tuning on "
+        f"{sz.tune_tasks} separate ones (seed {TUNE_SEED}); diverged runs counted, never "
+        "dropped; catastrophic runs counted beside them.")

@@ -34,17 +34,29 @@ def loss_curves(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: 
     for argument, value in (("num_tasks", num_tasks), ("num_steps", num_steps)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{argument} must be a positive integer, got {value!r}")
+    return curves_and_norm_growth(rule, theta, family, key, num_tasks=num_tasks,
+                                  num_steps=num_steps)[0]
+
+
+def curves_and_norm_growth(rule: UpdateRule, theta, family: TaskFamily, key, *, num_tasks: int,
+                           num_steps: int) -> tuple:
+    """``loss_curves`` and, per run, ‖θ_T‖ / ‖θ_0‖ (the global norm of the parameters after the
+    run over before it): whether an optimizer lets the weights grow (issue 35)."""
     opts = evaluation_unroll(num_tasks, num_steps)
     batch = opts.init_runs(rule, family, theta, key)
-    _, out = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch, opts,
-                              reset_nonfinite=False)
+    end, out = truncated_unroll(rule, family, broadcast_runs(theta, num_tasks), batch, opts,
+                                reset_nonfinite=False)
     # out.loss is the raw loss the rule saw; every row of the curve is the loss as the
     # meta-objective sees it (normalized when the family is).
     first = jax.vmap(lambda cfg, loss: family.build(cfg).meta_view(loss))(batch.cfg, out.loss[0])
     curves = jnp.concatenate([first[None], out.meta_loss], axis=0)
     # Row t + 1 is also lost when the loss the rule saw at step t was not finite.
     bad = jnp.concatenate([~jnp.isfinite(first)[None], ~out.finite], axis=0)
-    return jnp.where(jnp.cumsum(bad, axis=0) > 0, jnp.nan, curves)
+    per_run = lambda tree: jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)),
+                                                axis=tuple(range(1, x.ndim)))
+                                        for x in jax.tree.leaves(tree)))
+    growth = per_run(end.params) / per_run(batch.params)
+    return jnp.where(jnp.cumsum(bad, axis=0) > 0, jnp.nan, curves), growth
 
 
 def diverged(curves) -> np.ndarray:

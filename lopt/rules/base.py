@@ -52,6 +52,26 @@ class UpdateRule:
         return self.init(theta, params, num_steps)
 
 
+def scaled_by_schedule(rule: UpdateRule, schedule: Callable) -> UpdateRule:
+    """``rule`` with its update at step t (from 0) multiplied by ``schedule(t)``: a learning-rate
+    schedule for any rule whose step is proportional to its learning rate or step scale (Adam,
+    the celo2 family), as ``optax.scale_by_schedule`` does for an optax chain. Theta, name and
+    config are the rule's own; the state adds a step count."""
+    def init(theta, params, *num_steps):
+        return {"inner": rule.init(theta, params, *num_steps),
+                "count": jnp.zeros((), jnp.int32)}
+
+    def update(theta, state, grads, params, loss=None):
+        updates, inner = rule.update(theta, state["inner"], grads, params, loss)
+        factor = schedule(state["count"])
+        updates = jax.tree.map(lambda u: (u * factor).astype(u.dtype), updates)
+        return updates, {"inner": inner, "count": state["count"] + 1}
+
+    eval_params = None if rule.eval_params is None else (
+        lambda state, params: rule.eval_params(state["inner"], params))
+    return dataclasses.replace(rule, init=init, update=update, eval_params=eval_params)
+
+
 def check_rule(rule, argument: str = "rule") -> None:
     """A TypeError naming ``argument`` when ``rule`` is not an UpdateRule."""
     if not isinstance(rule, UpdateRule):
@@ -62,7 +82,10 @@ def check_rule(rule, argument: str = "rule") -> None:
 def _kind_error(default, value) -> Optional[str]:
     """What a setting whose default is ``default`` must be, when ``value`` is not that."""
     number = (isinstance(value, numbers.Real) and not isinstance(value, bool)) or (
-        getattr(value, "shape", None) == () and np.issubdtype(np.asarray(value).dtype, np.number))
+        # a traced scalar (a step scale swept under jit) has a dtype but no value to convert
+        getattr(value, "shape", None) == () and np.issubdtype(getattr(value, "dtype", None)
+                                                              or np.asarray(value).dtype,
+                                                              np.number))
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "true or false"
     if isinstance(default, int):

@@ -150,6 +150,21 @@ FAMILIES = {
     "mnist_mlp_wide": (P(mlp_family, dataset="mnist_5k_14", hidden=(320,), activation="relu"),
                        "ReLU MLP with 320 hidden units on MNIST 14x14 (10x the widest "
                        "meta-training model)"),
+    # Issue 35's meta-test rows: what broke celo2_broad as a drop-in, on meta-test data.
+    "diabetes_mlp_deep_wide": (P(mlp_family, dataset="diabetes", hidden=(256, 256, 256),
+                                 activation="relu", batch_size=64),
+                               "ReLU MLP 3 x 256 regression on the diabetes table"),
+    "breast_cancer_mlp_wide": (P(mlp_family, dataset="breast_cancer", hidden=(256, 256),
+                                 activation="relu", batch_size=64),
+                               "ReLU MLP 2 x 256 on the breast_cancer table"),
+    "diabetes_mlp_loss_x1e4": (lambda: augment.loss_scale(mlp_family(
+        dataset="diabetes", hidden=(32,), activation="relu", batch_size=64), 1e4),
+        "diabetes_mlp with its loss times 10^4"),
+    "digits_mlp_loss_x1e-3": (lambda: augment.loss_scale(mlp_family(
+        hidden=(32, 32, 32), activation="relu"), 1e-3),
+        "ReLU MLP 3 x 32 on digits with its loss times 10^-3"),
+    "digits_vit": (P(vit_family, "digits", patch=2, width=32, depth=2, heads=2),
+                   "ViT (2x2 patches, 16 tokens, width 32, 2 blocks, 2 heads) on the 8x8 digits"),
     # Bigger than anything in meta-training (lopt.tasks.bigger).
     "mnist_resnet": (P(resnet_family, "mnist_5k", widths=(16, 32, 64), blocks=2),
                      "pre-activation ResNet (3 stages of 16/32/64 channels, 2 blocks, group "

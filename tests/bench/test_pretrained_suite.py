@@ -1,6 +1,7 @@
 """The pretrained meta-test suite's own arithmetic (the globally tuned lr) and its promise that
 no meta-test task or dataset is in the celo2_broad recipe's meta-training mixture."""
 import numpy as np
+import pytest
 
 from lopt.bench.pretrained import GRID, TASKS, global_lr_index
 from lopt.recipes import recipe_config
@@ -17,13 +18,14 @@ def test_global_lr_ranks_divergences_first_then_the_mean_over_tasks():
     assert len(GRID) == 14 and np.isclose(GRID[0], 1e-4) and np.isclose(GRID[-1], 1.0)
 
 
-def test_meta_test_tasks_and_their_data_are_never_in_celo2_broad_meta_training():
-    task = recipe_config("celo2_broad")["task"]
+@pytest.mark.parametrize("recipe,families", [("celo2_broad", 7), ("celo2_graft", 11)])
+def test_meta_test_tasks_and_their_data_are_never_in_the_recipes_meta_training(recipe, families):
+    task = recipe_config(recipe)["task"]
     training_names = set(MIXTURES[task.removeprefix("mixture:")][0])
     test_names = {name for name, _ in TASKS}
     assert not training_names & test_names
     training = make_family(task).families
-    assert len(training) == 7
+    assert len(training) == families
     train_data = {dataset_source(d) for f in training for d in f.datasets}
     test_data = {dataset_source(d) for name in test_names for d in make_family(name).datasets}
     # every family names its data, so the check below is about something
@@ -32,6 +34,12 @@ def test_meta_test_tasks_and_their_data_are_never_in_celo2_broad_meta_training()
     # the "10x wider" rows: widest meta-training model is 32 (units, channels, d_model)
     assert {"digits_mlp_wide", "mnist_mlp_wide", "diabetes_mlp"} <= test_names
     assert ("digits_mlp_3x32", 3000) in TASKS
+    # issue 35: long horizons on several kinds of model, wide MLPs for regression and
+    # classification, loss scales far from 1, one more attention model
+    long = {name for name, steps in TASKS if steps >= 1000}
+    assert {"mnist1d_conv", "char_rnn", "transformer_lm", "diabetes_mlp_deep_wide"} <= long
+    assert {"diabetes_mlp_deep_wide", "breast_cancer_mlp_wide", "diabetes_mlp_loss_x1e4",
+            "digits_mlp_loss_x1e-3", "digits_vit"} <= test_names
 
 
 def test_celo2_broad_learning_rate_is_the_committed_choice_on_meta_training_families():

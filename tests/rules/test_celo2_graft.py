@@ -94,3 +94,19 @@ def test_settings_are_checked_and_the_config_round_trips(tmp_path):
     lopt.save(tmp_path / "g.lopt", rule, theta)
     loaded, _ = lopt.load(tmp_path / "g.lopt")
     assert loaded.config == rule.config and loaded.config["magnitude"] == "adam"
+
+
+def test_scaled_by_schedule_is_optax_adam_under_the_schedule():
+    from lopt.rules import adam
+    from lopt.rules.base import scaled_by_schedule
+
+    schedule = optax.warmup_cosine_decay_schedule(0.0, 1.0, 3, 12, 0.0)
+    ours = lopt.as_optax(scaled_by_schedule(adam(BETA), schedule))
+    theirs = optax.adam(lambda t: BETA * schedule(t))
+    s_ours, s_theirs = ours.init(PARAMS), theirs.init(PARAMS)
+    for t in range(12):
+        g = _grads(t)
+        u_ours, s_ours = ours.update(g, s_ours, PARAMS)
+        u_theirs, s_theirs = theirs.update(g, s_theirs, PARAMS)
+        for a, b in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_theirs)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
