@@ -62,18 +62,22 @@ RECIPES = {
                      "eval_tasks": 8, "tune_tasks": 4, "steps": 400}),
     # The third generation (issue 35; benchmarks/pretrained/diagnosis_v3.md): celo2_broad's
     # step RMS is beta whatever the gradients say, so on deep or long runs its weights grow
-    # until the loss is thousands of times Adam's. Here the normalized step's per-tensor size
-    # is grafted from Adam's (magnitude "adam"), Newton-Schulz is off (the step cost), the
-    # start is celo2_broad's theta (--init-from), horizons reach the meta-test's longest
-    # (10,000 steps), and the mixture adds the kinds of problem that broke celo2_broad.
-    # beta: the value lopt bench step_scale chose for celo2 on mixture:broad's tuning
-    # instances (mixture:robust holds mixture:broad); not tuned on any meta-test task.
-    "celo2_graft": ("celo2_base with Adam's per-tensor step magnitude grafted on (no Newton-"
-                    "Schulz), warm-started from celo2_broad, meta-trained with PES on "
-                    "mixture:robust (mixture:broad plus deep, wide and loss-scaled MLPs and a "
-                    "2-layer transformer), horizons up to 10,000, normalized training losses",
-                    {**_COMMON, "task": "mixture:robust", "rule": "celo2_base",
+    # until the loss is thousands of times Adam's. Here the normalized, orthogonalized step's
+    # per-tensor size is grafted from Adam's (magnitude "adam") and decays with a warm-up +
+    # cosine schedule over the run's length inside the rule (schedule "cosine": the diagnosis
+    # measured the pair 10-100x below Adam at 1e-3 where celo2_broad ended 100-1000x above);
+    # the start is celo2_broad's theta (--init-from), horizons reach the meta-test's longest
+    # (10,000 steps, each run told its own), and the mixture adds the kinds of problem that
+    # broke celo2_broad. beta: the value lopt bench step_scale chose for celo2 on mixture:broad's
+    # tuning instances (mixture:robust holds mixture:broad); no meta-test task tuned it.
+    "celo2_graft": ("celo2 with Adam's per-tensor step magnitude grafted on and a warm-up + "
+                    "cosine schedule over the run, warm-started from celo2_broad, meta-trained "
+                    "with PES on mixture:robust (mixture:broad plus deep, wide and loss-scaled "
+                    "MLPs and a 2-layer transformer), horizons up to 10,000, normalized "
+                    "training losses",
+                    {**_COMMON, "task": "mixture:robust", "rule": "celo2",
                      "rule_config": ('{"init": "momentum", "magnitude": "adam", '
+                                     '"schedule": "cosine", '
                                      '"step_scale": 0.00701703828670383}'),
                      "init_from": "celo2_broad",
                      "num_tasks": 44,  # 4 runs (2 antithetic pairs) per family

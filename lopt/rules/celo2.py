@@ -107,6 +107,8 @@ MOMENTUM_GROUP = 3  # the momenta in ``feature_groups``; column 0 is the 0.9 one
 ADAM_GROUP = 5  # m/√(v + 10⁻⁸); column 0 pairs the 0.9 momentum with the RMS
 PLANTED = {"momentum": MOMENTUM_GROUP, "adam": ADAM_GROUP}
 MAGNITUDES = ("rms", "adam")
+SCHEDULES = ("constant", "cosine")
+WARMUP_FRACTION = 20  # the cosine schedule warms up over the first 1/20 of the run
 ADAM_EPS = 1e-8
 
 
@@ -144,12 +146,25 @@ def adam_rms(acc, count, ndim: int):
     return jnp.sqrt(jnp.mean(jnp.square(step), axis=axes, keepdims=True))
 
 
+def warmup_cosine(count, num_steps):
+    """The step multiplier at step ``count`` (from 0) of a ``num_steps`` run: linear from 0 over
+    w = max(1, num_steps // 20) steps, then cosine-decayed to 0 at ``num_steps`` (and 0 past
+    it): ``optax.warmup_cosine_decay_schedule(0, 1, w, num_steps, 0)`` with a traced length."""
+    t = jnp.asarray(count, jnp.float32)
+    total = jnp.asarray(num_steps, jnp.float32)
+    warm = jnp.maximum(1.0, jnp.floor(total / WARMUP_FRACTION))
+    span = jnp.maximum(total - warm, 1.0)
+    decay = 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.clip(t - warm, 0.0, span) / span))
+    return jnp.where(t < warm, t / warm, decay)
+
+
 def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
           step_scale: float = 1e-3, exp_scale: float = 0.0,
           momentum_decays: Sequence[float] = MOMENTUM_DECAYS,
           rms_decays: Sequence[float] = RMS_DECAYS,
           factored_decays: Sequence[float] = FACTORED_DECAYS, init: str = "random",
-          magnitude: str = "rms", name: str = "celo2") -> UpdateRule:
+          magnitude: str = "rms", schedule: str = "constant",
+          name: str = "celo2") -> UpdateRule:
     """Δθ = −β · s, s = RMS-normalize(NS₅(d · exp(α·m))) per tensor, (d, m) from the split-input
     MLP (``layers`` ReLU layers of ``hidden``: 2 × 8 as released) on ``feature_groups`` of the
     ±1000-clipped gradient, each normalized over the tensor's last two axes (ε 10⁻⁹). NS₅:
@@ -169,6 +184,9 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
     with init "adam" and no orthogonalization the untrained rule is Adam at learning rate β
     (β = 0.9, 0.95; its direction reads m/√(v + 10⁻⁸), so it differs from Adam's where a
     gradient element is near 10⁻⁴ or below).
+    ``schedule``: "constant" (Celo2's: the schedule is the user's) or "cosine": every step times
+    ``warmup_cosine`` of the run's progress, so the rule needs the run length
+    (``lopt.as_optax(..., num_steps=N)``; meta-training tells each run its horizon).
     State: 3 momenta + 1 RMS per parameter (float32) and per matrix O(rows + columns)."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers)
@@ -179,14 +197,19 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
         raise ValueError(f"init 'adam' needs hidden >= 2; got {hidden}")
     if magnitude not in MAGNITUDES:
         raise ValueError(f"magnitude must be one of {', '.join(MAGNITUDES)}; got {magnitude!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
     n = (len(moms), len(rmss), len(facs))
 
     def init_meta(key):
         mlp = init_split_mlp(key, group_sizes(*n, matrix=True), hidden, layers)
         return plant_momentum(mlp, PLANTED[init]) if init in PLANTED else mlp
 
-    def init_state(theta, params):
-        return {"acc": af.init_accumulators(params, *n), "count": jnp.zeros((), jnp.int32)}
+    def init_state(theta, params, *num_steps):
+        state = {"acc": af.init_accumulators(params, *n), "count": jnp.zeros((), jnp.int32)}
+        if schedule == "cosine":
+            state["num_steps"] = jnp.asarray(num_steps[0], jnp.int32)
+        return state
 
     def update(theta, state, grads, params, loss=None):
         del loss
@@ -214,26 +237,33 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
         pairs = jax.tree.map(leaf, params, grads, state["acc"])
         treedef = jax.tree.structure(params)
         flat = treedef.flatten_up_to(pairs)
-        return (treedef.unflatten([u for u, _ in flat]),
-                {"acc": treedef.unflatten([a for _, a in flat]), "count": state["count"] + 1})
+        updates = treedef.unflatten([u for u, _ in flat])
+        if schedule == "cosine":
+            factor = warmup_cosine(state["count"], state["num_steps"])
+            updates = jax.tree.map(lambda u: (u * factor).astype(u.dtype), updates)
+        return updates, {**state, "acc": treedef.unflatten([a for _, a in flat]),
+                         "count": state["count"] + 1}
 
     config = {"hidden": hidden, "layers": layers, "step_scale": step_scale,
               "exp_scale": exp_scale, "momentum_decays": list(moms), "rms_decays": list(rmss),
               "factored_decays": list(facs), "init": init}
     if magnitude != "rms":  # so files written before the setting existed keep their header
         config["magnitude"] = magnitude
+    if schedule != "constant":
+        config["schedule"] = schedule
     if name == "celo2":
         config["orthogonalize_matrices"] = orthogonalize_matrices
     return UpdateRule(init_meta=init_meta, init=init_state, update=update, name=name,
-                      config=config)
+                      config=config, wants_num_steps=schedule == "cosine")
 
 
 def celo2_base(hidden: int = 8, layers: int = 2, step_scale: float = 1e-3,
                exp_scale: float = 0.0, momentum_decays: Sequence[float] = MOMENTUM_DECAYS,
                rms_decays: Sequence[float] = RMS_DECAYS,
                factored_decays: Sequence[float] = FACTORED_DECAYS,
-               init: str = "random", magnitude: str = "rms") -> UpdateRule:
+               init: str = "random", magnitude: str = "rms",
+               schedule: str = "constant") -> UpdateRule:
     """Celo2-base: ``celo2`` without the Newton–Schulz orthogonalization (with init
     "momentum": RMS-normalized momentum per tensor)."""
     return celo2(hidden, layers, False, step_scale, exp_scale, momentum_decays, rms_decays,
-                 factored_decays, init, magnitude, name="celo2_base")
+                 factored_decays, init, magnitude, schedule, name="celo2_base")

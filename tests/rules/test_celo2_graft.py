@@ -110,3 +110,32 @@ def test_scaled_by_schedule_is_optax_adam_under_the_schedule():
         u_theirs, s_theirs = theirs.update(g, s_theirs, PARAMS)
         for a, b in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_theirs)):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("num_steps", [7, 40, 1000])
+def test_cosine_schedule_is_optaxs_warmup_cosine_with_a_traced_length(num_steps):
+    from lopt.rules.celo2 import warmup_cosine
+
+    want = optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, num_steps // 20), num_steps, 0.0)
+    got = jax.jit(jax.vmap(warmup_cosine, in_axes=(0, None)))(jnp.arange(num_steps + 3),
+                                                                 num_steps)
+    np.testing.assert_allclose(got, [want(t) for t in range(num_steps + 3)], atol=1e-6)
+
+
+def test_cosine_rule_is_the_constant_rule_times_the_schedule_and_needs_the_run_length():
+    from lopt.rules.celo2 import warmup_cosine
+
+    cos = celo2(magnitude="adam", schedule="cosine", step_scale=BETA)
+    const = celo2(magnitude="adam", step_scale=BETA)
+    theta = cos.init_meta(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="pass num_steps"):
+        lopt.as_optax(cos, theta)
+    a, b = lopt.as_optax(cos, theta, num_steps=30), lopt.as_optax(const, theta)
+    sa, sb = a.init(PARAMS), b.init(PARAMS)
+    for t in range(8):
+        g = _grads(t)
+        ua, sa = a.update(g, sa, PARAMS)
+        ub, sb = b.update(g, sb, PARAMS)
+        for x, y in zip(jax.tree.leaves(ua), jax.tree.leaves(ub)):
+            np.testing.assert_allclose(x, y * warmup_cosine(t, 30), rtol=1e-5, atol=1e-12)
+    assert cos.config["schedule"] == "cosine" and "schedule" not in const.config
