@@ -84,9 +84,10 @@ def optimizers(steps: int) -> dict:
     schedule = optax.warmup_cosine_decay_schedule(0.0, beta, max(1, steps // 20), steps, 0.0)
     direction = scale_by_celo2(SHIPPED)
 
-    def graft(name):
+    def graft(name, schedule="constant"):
         settings = {k: v for k, v in rule.config.items() if k != "orthogonalize_matrices"}
-        return as_optax(make_rule(name, **{**settings, "magnitude": "adam"}), theta)
+        grafted = make_rule(name, **{**settings, "magnitude": "adam", "schedule": schedule})
+        return as_optax(grafted, theta, num_steps=steps)
 
     return {
         "adam (lr 1e-3)": optax.adam(1e-3),
@@ -99,6 +100,9 @@ def optimizers(steps: int) -> dict:
             optax.scale_by_learning_rate(schedule)),
         "Adam magnitude grafted": graft("celo2"),
         "Adam magnitude grafted, no Newton-Schulz": graft("celo2_base"),
+        # the third generation's form (recipe celo2_graft): the schedule inside the rule
+        "grafted + cosine": graft("celo2", "cosine"),
+        "grafted + cosine, no Newton-Schulz": graft("celo2_base", "cosine"),
     }
 
 
