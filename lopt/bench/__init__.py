@@ -35,6 +35,9 @@ SUITES = {**PAPER_SUITES,
     "drop_in": ("lopt.bench.drop_in", "why celo2_broad fails as a drop-in: weight norms and step "
                                       "RMS on deep/wide/long regressions, schedules, weight "
                                       "decay, grafted magnitude; step cost; adafac_tiny's drift"),
+    "step_cost": ("lopt.bench.perf.step_cost", "a drop-in learned optimizer's whole training "
+                                                "step against optax.adam on a 3x256 MLP and a "
+                                                "small conv net, under nnx.jit and jax.jit"),
     "step_scale": ("lopt.bench.step_scale", "the celo2_broad recipe's one learning rate, "
                                             "chosen on its meta-training families' tuning "
                                             "instances"),

@@ -31,7 +31,10 @@ PRETRAINED = {
                     "divergences, beats Adam lr 1e-3 on 13 (not the ViT, the 4-layer LM, the "
                     "Mixer or the 3,000-step run), IQM normalized loss 0.0079 vs per-task Adam "
                     "0.0092; IQM speedup 1.01 over Adam and 1.09 over AdamW tuned once, 0.66 "
-                    "over per-task Adam (benchmarks/pretrained/)"),
+                    "over per-task Adam (benchmarks/pretrained/). Worst case: its step RMS stays at "
+                    "0.0070 whatever the gradients say, so as a drop-in on deep ReLU regressions "
+                    "and 1,000-step runs it ends 236-83,000x above Adam lr 1e-3 unless given a "
+                    "decaying schedule (benchmarks/pretrained/diagnosis_v3.md)"),
     "celo_released": ("celo_released.lopt",
                       "Celo's published weights (Moudgil et al. 2025, amoudgl/celo: MIT, see "
                       "LICENSE.celo_released), meta-trained by its authors on 4 image MLP tasks "
