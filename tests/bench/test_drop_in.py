@@ -7,6 +7,7 @@ from lopt.bench import drop_in
 from lopt.harness import rule_and_theta
 
 
+@pytest.mark.suites
 def test_celo2_broads_step_rms_is_beta_at_every_step_and_the_grafts_shrinks():
     problem = drop_in.Problem("relu 2x32, 60 steps", 32, 2, 60)
     txs = drop_in.optimizers(problem.steps)
