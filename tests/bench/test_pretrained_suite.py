@@ -55,3 +55,27 @@ def test_celo2_broad_learning_rate_is_the_committed_choice_on_meta_training_fami
     best = global_lr_index(scores)
     step_scale = json.loads(recipe_config("celo2_broad")["rule_config"])["step_scale"]
     assert step_scale == committed["initial"]["best"] == META_TEST_GRID[best]
+
+
+@pytest.mark.suites
+def test_quick_path_judges_the_worst_case_at_equal_budgets(tmp_path):
+    import json
+
+    from lopt.bench import pretrained
+
+    md = pretrained.run(str(tmp_path), quick=True, progress=False)
+    assert "## The worst case: catastrophic runs and the worst task" in md
+    assert "## Per task: final-loss ratios and weight growth" in md
+    payload = json.loads((tmp_path / "results.json").read_text())
+    sz = pretrained.SIZES["quick"]
+    names = {s["name"] for s in payload["results"][payload["tasks"][0]]}
+    # equal tuning budgets and the common schedule, beside the untuned rows
+    assert {"celo2_broad", "celo2_broad (global lr)", "celo2_broad (per-task lr)",
+            "celo2_broad + cosine", "adam (global lr) + cosine", "adam (lr 1e-3)"} <= names
+    robust = payload["robustness"]
+    runs = len(sz.tasks) * sz.eval_tasks
+    for name, r in robust.items():
+        assert r["runs"] == runs and 0 <= r["catastrophic"] <= runs, name
+        assert len(r["loss_ratio_vs_default"]) == len(sz.tasks)
+    assert all(v == 1.0 for v in robust["adam (lr 1e-3)"]["loss_ratio_vs_default"])
+    assert robust["adam (lr 1e-3)"]["catastrophic"] == 0
