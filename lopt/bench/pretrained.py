@@ -105,14 +105,19 @@ def shipped_general() -> dict:
     learned = {name: load(path(name)) for name in GENERAL if name in PRETRAINED}
     if "celo2_broad" in learned:
         learned[UNTRAINED] = recipe_start("celo2_broad")
+    if "celo2_graft" in learned:  # its start: celo2_broad's theta in the grafted, scheduled rule
+        learned["celo2_graft (untrained start)"] = recipe_start("celo2_graft")
     return learned
 
 
 def recipe_start(name: str) -> tuple:
     """(rule, theta) where recipe ``name``'s meta-training starts: its rule and config, and
-    the theta ``lopt.outer.train`` draws from its seed (the first split of the seed's key)."""
+    the theta of its ``init_from`` file when it names one, else the theta ``lopt.outer.train``
+    draws from its seed (the first split of the seed's key)."""
     cfg = recipe_config(name)
     rule = make_rule(cfg["rule"], **json.loads(cfg.get("rule_config") or "{}"))
+    if cfg.get("init_from"):
+        return rule, load(path(cfg["init_from"]))[1]
     key = jax.random.split(jax.random.PRNGKey(cfg.get("seed", 0)), 3)[0]
     return rule, rule.init_meta(key)
 
@@ -295,8 +300,10 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
            for n, (rule, theta) in learned.items()}
     once_l, per_task_l = _tuned(suite, sz, labels, steps, norm, {
         n: _fixed_theta(*learned[n]) for n in tuned}, ids)
+    # A rule already scheduled over the run (celo2's schedule "cosine") is its own cosine row.
     plan = [(f"{n}{COSINE if cos else ''}", lambda s, r=rule, t=theta: _learned(r, t, s), None,
-             cos, ids[n]) for n, (rule, theta) in learned.items() for cos in (False, True)]
+             cos, ids[n]) for n, (rule, theta) in learned.items() for cos in (False, True)
+            if not (cos and rule.config.get("schedule") == "cosine")]
     for n in tuned:
         rule, theta = learned[n]
         make = lambda s, r=rule, t=theta: _learned(r, t, s)
