@@ -42,18 +42,21 @@ def read_metadata(path: str) -> dict:
     return meta
 
 
-def load_pytree(path: str, template: Any) -> Any:
-    """Read ``path`` into the structure of ``template``; every path, shape and dtype must match."""
+def load_pytree(path: str, template: Any, cast_floats: bool = False) -> Any:
+    """Read ``path`` into the structure of ``template``; every path, shape and dtype must match
+    (``cast_floats``: as ``arrays_to_tree``)."""
     with reading(path):
         with np.load(path, allow_pickle=False) as data:
             # Reading every member checks its CRC-32: a flipped bit fails here, not later.
             stored = {k: data[k] for k in data.files if k != META_KEY}
-    return arrays_to_tree(path, stored, template)
+    return arrays_to_tree(path, stored, template, cast_floats)
 
 
-def arrays_to_tree(path: str, stored: dict, template: Any) -> Any:
+def arrays_to_tree(path: str, stored: dict, template: Any, cast_floats: bool = False) -> Any:
     """``stored`` (tree-path key → array) in the structure of ``template``; one line naming
-    ``path`` and the first difference in keys, shapes or dtypes."""
+    ``path`` and the first difference in keys, shapes or dtypes. With ``cast_floats`` a stored
+    float array of another float dtype is accepted and cast to the template's (a rule file
+    written in float32 read under x64, and the reverse)."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     expected = {_path_key(p) for p, _ in leaves}
     if set(stored) != expected:
@@ -65,6 +68,9 @@ def arrays_to_tree(path: str, stored: dict, template: Any) -> Any:
     for p, leaf in leaves:
         value = stored[_path_key(p)]
         shape, dtype = tuple(np.shape(leaf)), np.dtype(leaf.dtype)
+        if cast_floats and value.shape == shape and np.issubdtype(value.dtype, np.floating) \
+                and np.issubdtype(dtype, np.floating):
+            value = value.astype(dtype)
         if value.shape != shape or value.dtype != dtype:
             raise FileFormatError(f"{path}: {_path_key(p)} has shape {value.shape} {value.dtype}, "
                                   f"expected {shape} {dtype}")

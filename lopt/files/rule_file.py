@@ -135,9 +135,11 @@ def load(path: str):
     except (ValueError, TypeError) as err:
         raise FileFormatError(f"{path}: names rule {header['rule']!r} with a config this lopt "
                               f"cannot build ({str(err).splitlines()[0]})") from None
+    # The rule's own meta-parameters in the active default float dtype (float64 under
+    # jax_enable_x64): theta is cast to it on load, deliberately, whatever the file stores.
     template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
     if tensors is None:
-        theta = load_pytree(path, template)
+        theta = load_pytree(path, template, cast_floats=True)
     else:
-        theta = arrays_to_tree(path, tensors, template)
+        theta = arrays_to_tree(path, tensors, template, cast_floats=True)
     return rule, theta

@@ -39,7 +39,7 @@ def hyperadam(num_adams: int = 20, hidden: int = 20, learning_rate: float = 0.01
             "input": init_dense(k_in, 1, hidden),
             "cells": init_lstm_stack(jax.random.split(k_cell, 1), hidden, hidden),
             "beta": init_dense(k_u, J + hidden, J, scale=0.1, bias=0.0) | {
-                "b": jnp.asarray([_logit(b) for b in betas], jnp.float32)},
+                "b": jnp.asarray([_logit(b) for b in betas], jnp.result_type(float))},
             "gamma": init_dense(k_r, J + hidden, J, scale=0.1, bias=_logit(0.999)),
             "weight": init_dense(k_q, hidden, J, scale=0.0, bias=1.0 / J),
         }

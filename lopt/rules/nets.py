@@ -11,8 +11,9 @@ import jax.numpy as jnp
 def init_dense(key, fan_in: int, fan_out: int, scale: float = 1.0, bias=None) -> dict:
     """A dense layer with N(0, scale²/fan_in) weights and zero (or the given) bias."""
     w = scale * jax.random.normal(key, (fan_in, fan_out)) / jnp.sqrt(fan_in)
-    b = jnp.zeros((fan_out,)) if bias is None else jnp.broadcast_to(jnp.asarray(bias, jnp.float32),
-                                                                    (fan_out,))
+    # the default float dtype (float64 under x64), as the weights
+    b = jnp.zeros((fan_out,)) if bias is None else jnp.broadcast_to(
+        jnp.asarray(bias, jnp.result_type(float)), (fan_out,))
     return {"w": w, "b": b}
 
 

@@ -138,11 +138,10 @@ def test_velo_equals_hyperv2_in_float64(tmp_path):
     VeLO equals the reference's to ~1e-13, so what separates them in float32 is rounding."""
     out = tmp_path / "velo.lopt"
     published.import_weights("lo-checkpoint", os.path.join(HERE, "velo"), str(out))
-    saved, theta = lopt.load(str(out))
-    theta = jax.tree.map(lambda x: np.asarray(x, np.float64), theta)
     data, leaves = fixture("velo_float64")
-    with jax.enable_x64(True):
-        rule = lopt.rules.velo(**saved.config)  # its fixed decays made in float64
+    with jax.enable_x64(True):  # on from the start: the file's theta is read as float64
+        rule, theta = lopt.load(str(out))
+        assert all(x.dtype == np.float64 for x in jax.tree.leaves(theta))
         tx = lopt.as_optax(rule, theta, num_steps=20)
         worst = 0.0
         for r in range(data[f"params_{leaves[0]}"].shape[0]):
