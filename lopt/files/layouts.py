@@ -13,6 +13,7 @@ from safetensors.numpy import load_file
 
 from lopt.files.errors import FileFormatError, check_readable
 from lopt.rules import make_rule
+from lopt.rules.adafactor_features import MOMENTUM_DECAYS
 from lopt.rules.adafactor_features import group_sizes as adafac_group_sizes
 from lopt.rules.adafac_mlp import STEP_TIMESCALES
 from lopt.rules.celo2 import group_sizes as celo2_group_sizes
@@ -103,7 +104,8 @@ def adafac_mlp_from(path: str, t: dict) -> tuple:
         want[f"nn/~/w{i}"] = (widths[i], widths[i + 1])
         want[f"nn/~/b{i}"] = (widths[i + 1],)
     check_layout(path, t, want)
-    rule = make_rule("adafac_mlp", hidden=hidden, layers=layers)
+    # learned_optimization's rolling momenta take their decays unclipped
+    rule = make_rule("adafac_mlp", hidden=hidden, layers=layers, clip_momentum_decays=False)
     if n != [3, 1, 3]:
         raise FileFormatError(f"{path}: holds {n[0]} momentum, {n[1]} rms and {n[2]} adafactor "
                               f"decays; lopt imports the released (3, 1, 3) (their initial values "
@@ -112,7 +114,23 @@ def adafac_mlp_from(path: str, t: dict) -> tuple:
                      for i in range(layers + 1)],
              "decays": {"momentum": _f32(t["momentum_decays"]), "rms": _f32(t["rms_decays"]),
                         "factored": _f32(t["adafactor_decays"])}}
+    _check_momentum_decays(path, theta["decays"]["momentum"])
     return rule, theta
+
+
+def _check_momentum_decays(path: str, offsets) -> None:
+    """One line when a learned momentum decay 1 − (1 − β₀)·e^(10δ) is −1 or below: the
+    reference's momentum then grows without bound and its updates overflow to NaN, so lopt
+    refuses the file. A decay in (−1, 0) is accepted and computed as the reference does."""
+    decays = 1.0 - (1.0 - np.asarray(MOMENTUM_DECAYS)) * np.exp(10.0 * np.asarray(offsets,
+                                                                                 np.float64))
+    for i, decay in enumerate(decays):
+        if decay <= -1.0:
+            raise FileFormatError(
+                f"{path}: momentum_decays[{i}] = {float(offsets[i]):.4g} makes momentum decay "
+                f"{MOMENTUM_DECAYS[i]:g} into {decay:.4g}; at -1 or below learned_optimization's "
+                f"own momentum grows without bound (its updates overflow), so lopt does not "
+                f"import it")
 
 
 def celo2_from(name: str) -> Callable[[str, dict], tuple]:

@@ -50,7 +50,8 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
                rms_decays: Sequence[float] = af.RMS_DECAYS,
                factored_decays: Sequence[float] = af.FACTORED_DECAYS,
                exp_scale: float = 1e-3, step_scale: float = 1e-3,
-               init: str = "random", feature_semantics: str = "reference") -> UpdateRule:
+               init: str = "random", feature_semantics: str = "reference",
+               clip_momentum_decays: bool = True) -> UpdateRule:
     """Δθ = −d · exp(α·m) · β, (d, m) the outputs of a per-parameter MLP (``layers`` ReLU layers
     of ``hidden``; 2 × 4 in the paper) on ``adafactor_features.feature_groups`` — each feature
     divided by its RMS over the tensor — and tanh embeddings of the step. The momentum, RMS and
@@ -65,7 +66,10 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
     first has to learn to stop.
 
     ``feature_semantics``: "reference" (learned_optimization's) or "lopt_v1" (what
-    ``adafac_tiny`` was meta-trained under; ``adafactor_features.FEATURE_SEMANTICS``)."""
+    ``adafac_tiny`` was meta-trained under; ``adafactor_features.FEATURE_SEMANTICS``).
+    ``clip_momentum_decays``: lopt's meta-training clips the momentum decays to [0, 1] too
+    (True, the default: a decay offset past 1 − β₀ = e¹⁰ᵟ cannot make a momentum grow without
+    bound); files imported from learned_optimization say False and compute as it does."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers)
     af.check_init(init, hidden)
@@ -87,7 +91,8 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
 
     def update(theta, state, grads, params, loss=None):
         del loss
-        d_mom, d_rms, d_fac = af.current_decays(theta, moms, rmss, facs, feature_semantics)
+        d_mom, d_rms, d_fac = af.current_decays(theta, moms, rmss, facs, feature_semantics,
+                                                clip_momentum_decays)
         mlp = theta["mlp"]
         # The step embedding is the same for every coordinate: its share of the first layer
         # is one vector per step, folded into the bias.
@@ -113,5 +118,7 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
               "step_scale": step_scale, "init": init}
     if feature_semantics != "reference":  # files from before the setting read the same
         config["feature_semantics"] = feature_semantics
+    if not clip_momentum_decays:
+        config["clip_momentum_decays"] = False
     return UpdateRule(init_meta=init_meta, init=init_state, update=update, name="adafac_mlp",
                       config=config)

@@ -56,11 +56,12 @@ def decay_offsets(n_mom: int, n_rms: int, n_fac: int) -> dict:
 
 
 def current_decays(theta, momentum_decays, rms_decays, factored_decays,
-                   semantics: str = "reference") -> tuple:
+                   semantics: str = "reference", clip_momentum: bool = True) -> tuple:
     """The decays theta's offsets make of the initial ones: (momentum, rms, factored), clipped
-    to [0, 1] except under the "lopt_v1" semantics."""
+    to [0, 1] except under the "lopt_v1" semantics, and the momentum ones only with
+    ``clip_momentum`` (learned_optimization clips its RMS and factored decays, not these)."""
     d, clip = theta["decays"], semantics == "reference"
-    return (decays_from_offsets(momentum_decays, d["momentum"], clip),
+    return (decays_from_offsets(momentum_decays, d["momentum"], clip and clip_momentum),
             decays_from_offsets(rms_decays, d["rms"], clip),
             decays_from_offsets(factored_decays, d["factored"], clip))
 

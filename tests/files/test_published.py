@@ -150,3 +150,39 @@ def test_imported_velo_steps_a_flax_nnx_model(tmp_path):
         train_step(model, optimizer)
     assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
     assert not np.allclose(np.asarray(model.kernel[...]), before)
+
+
+def _with_momentum_offsets(tmp_path, offsets):
+    """The reference adafac_mlp file with its learned momentum decay offsets replaced."""
+    from flax import serialization
+
+    tree = layouts.read_msgpack(reference_file("adafac_mlp"))
+
+    def edit(node):
+        for key, value in node.items():
+            if key == "momentum_decays":
+                node[key] = np.asarray(offsets, np.float32)
+            elif isinstance(value, dict):
+                edit(value)
+    edit(tree)
+    path = tmp_path / "edited.theta.state"
+    path.write_bytes(serialization.msgpack_serialize(tree))
+    return str(path)
+
+
+def test_an_imported_adafac_file_keeps_learned_optimizations_unclipped_momentum_decays(
+        tmp_path, capsys):
+    # δ = 0.25: the 0.9 decay becomes −0.218, which learned_optimization uses as it is
+    source = _with_momentum_offsets(tmp_path, [0.25, 0.0, 0.0])
+    out = tmp_path / "neg.lopt"
+    assert main(["import", "adafac_mlp", source, "--out", str(out)]) == 0
+    rule, theta = lopt.load(str(out))
+    assert rule.config["clip_momentum_decays"] is False
+    assert float(theta["decays"]["momentum"][0]) == 0.25
+    # δ = 0.35: decay 1 − 0.1·e^3.5 = −2.3; the reference's momentum grows without bound
+    capsys.readouterr()
+    source = _with_momentum_offsets(tmp_path, [0.35, 0.0, 0.0])
+    assert main(["import", "adafac_mlp", source, "--out", str(tmp_path / "bad.lopt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "momentum_decays[0]" in err and "-2.3" in err, err
+    assert not (tmp_path / "bad.lopt").exists()

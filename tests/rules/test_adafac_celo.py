@@ -357,3 +357,37 @@ def test_meta_gradient_reaches_every_meta_parameter():
     grads = jax.jit(jax.grad(meta_loss))(theta)
     for path, g in jax.tree_util.tree_leaves_with_path(grads):
         assert np.all(np.isfinite(g)) and np.any(g != 0), jax.tree_util.keystr(path)
+
+
+def test_unclipped_momentum_decays_compute_learned_optimizations_negative_decay():
+    """clip_momentum_decays=False (what an imported learned_optimization file says): a decay
+    offset of 0.25 makes the 0.9 momentum decay 1 − 0.1·e^2.5 = −0.218, used as it is, as
+    learned_optimization's rolling momentum does; the default clips it to 0."""
+    offsets = np.array([0.25, 0.0, -0.1])
+    for clip in (False, True):
+        rule = adafac_mlp(clip_momentum_decays=clip)
+        theta = _perturbed_theta(rule)
+        theta["decays"]["momentum"] = jnp.asarray(offsets, jnp.float32)
+        d = {k: np.asarray(v, np.float64) for k, v in theta["decays"].items()}
+        mom = 1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["momentum"])
+        assert mom[0] < -0.2
+        mom = np.clip(mom, 0, 1) if clip else mom
+        rms = np.clip(1 - (1 - np.array([0.999])) * np.exp(10 * d["rms"]), 0, 1)
+        fac = np.clip(1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["factored"]), 0, 1)
+        params = _tree(0)
+        state = rule.init(theta, params)
+        np_acc = {k: _np_acc(np.asarray(p, np.float64), 3) for k, p in params.items()}
+        for t in range(3):
+            grads = _tree(10 + t, scale=0.1 * (t + 1))
+            updates, state = jax.jit(rule.update)(theta, state, grads, params, jnp.float32(1.0))
+            emb = np.tanh(t / np.array([1, 3, 10, 30, 100, 300, 1000, 3000, 1e4, 3e4, 1e5]) - 1)
+            for k in SHAPES:
+                p, g = np.asarray(params[k], np.float64), np.asarray(grads[k], np.float64)
+                x, np_acc[k] = _np_features(p, g, np_acc[k], mom, rms, fac)
+                x = np.concatenate([x, np.broadcast_to(emb, p.shape + emb.shape)], axis=-1)
+                direction, magnitude = _np_mlp(theta["mlp"], x)
+                np.testing.assert_allclose(updates[k], -direction * np.exp(1e-3 * magnitude)
+                                           * 1e-3, rtol=2e-4, atol=2e-8, err_msg=f"{clip} {k}")
+            params = jax.tree.map(lambda p, u: p + u, params, updates)
+    assert adafac_mlp(clip_momentum_decays=False).config["clip_momentum_decays"] is False
+    assert "clip_momentum_decays" not in adafac_mlp().config
