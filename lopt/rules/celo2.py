@@ -133,14 +133,13 @@ def plant_momentum(mlp: dict, group: int = MOMENTUM_GROUP) -> dict:
     return out
 
 
-def adam_rms(acc, count, ndim: int):
+def adam_rms(m, v, b1, b2, count, ndim: int):
     """The RMS over the tensor's last two axes of Adam's step m̂/(√v̂ + 10⁻⁸) (Kingma & Ba 2015,
     Algorithm 1) built from the rule's first momentum and first RMS, bias-corrected at step
-    ``count`` + 1: the per-tensor step magnitude that ``magnitude="adam"`` grafts onto the
-    learned direction (Agarwal et al. 2020, "Disentangling adaptive gradient methods from
-    learning rates", grafting)."""
+    ``count`` + 1 (``m``, ``v`` at decays ``b1``, ``b2``): the per-tensor step magnitude that
+    ``magnitude="adam"`` grafts onto the learned direction (Agarwal et al. 2020,
+    "Disentangling adaptive gradient methods from learning rates", grafting)."""
     t = (count + 1).astype(jnp.float32)
-    m, v, b1, b2 = acc["m"][..., 0], acc["v"][..., 0], acc["b1"], acc["b2"]
     step = (m / (1 - b1**t)) / (jnp.sqrt(v / (1 - b2**t)) + ADAM_EPS)
     axes = tuple(range(ndim))[-2:]
     return jnp.sqrt(jnp.mean(jnp.square(step), axis=axes, keepdims=True))
@@ -190,11 +189,10 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
     State: 3 momenta + 1 RMS per parameter (float32) and per matrix O(rows + columns)."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers)
-    af.check_init("random" if init == "adam" else init, hidden)
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
-    if init == "adam" and hidden < 2:
-        raise ValueError(f"init 'adam' needs hidden >= 2; got {hidden}")
+    if init in PLANTED and hidden < 2:
+        raise ValueError(f"init {init!r} needs hidden >= 2; got {hidden}")
     if magnitude not in MAGNITUDES:
         raise ValueError(f"magnitude must be one of {', '.join(MAGNITUDES)}; got {magnitude!r}")
     if schedule not in SCHEDULES:
@@ -230,8 +228,8 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
                 step = orthogonalize(step)
             step = normalize_last_two_axes(step, p1.ndim)
             if magnitude == "adam":
-                step = step * adam_rms({**acc1, "b1": decays[0][0], "b2": decays[1][0]},
-                                       state["count"], p1.ndim)
+                step = step * adam_rms(acc1["m"][..., 0], acc1["v"][..., 0], decays[0][0],
+                                       decays[1][0], state["count"], p1.ndim)
             return (-step_scale * step.reshape(p.shape)).astype(p.dtype), acc
 
         pairs = jax.tree.map(leaf, params, grads, state["acc"])
