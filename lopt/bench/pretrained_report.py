@@ -79,7 +79,7 @@ def report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes
                   "in brackets; the per-task learning rates are those tuned on the tuning "
                   "instances.\n\n"
                   + tables.matrix_table({l: results[l] for l in labels}, columns, transpose=True))
-    learned_rows = [c for c in columns if c.split(" (")[0].split(" +")[0] in learned]
+    learned_rows = [c for c in columns if not c.startswith(("adam ", "adamw "))]
     refs = [ONCE_ROW, "adamw (global lr)", TUNED_ROW, "adamw (per-task lr)", DEFAULT_ROW]
     refs = [r for r in refs if r in columns]
     speed = {name: {ref: [task_speedup(named(results[l], name), named(results[l], ref), reach)
