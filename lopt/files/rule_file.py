@@ -20,7 +20,10 @@ from lopt.rules import make_rule
 from lopt.rules.base import UpdateRule, check_rule, theta_mismatch
 
 FORMAT = "lopt-rule"
-VERSION = 2
+# 3: the header carries ``header_sha256`` over every other header field (rule, config, extra,
+# the tensors' sha256), so an edited config is refused like a flipped bit in theta; files of
+# version 2 (tensor checksum only) and 1 (.npz) still load.
+VERSION = 3
 HEADER_KEY = "lopt"  # the __metadata__ entry holding the JSON header
 MAX_HEADER = 100 << 20  # a header past 100 MiB is a damaged length field, not metadata
 
@@ -42,6 +45,7 @@ def save(path: str, rule: UpdateRule, theta, extra: dict | None = None) -> None:
                              "meta-parameters")
     header = {"format": FORMAT, "version": VERSION, "rule": rule.name, "config": rule.config,
               "extra": extra or {}, "sha256": _digest(tensors)}
+    header["header_sha256"] = _header_digest(header)
     data = st_save(tensors, metadata={HEADER_KEY: json.dumps(header)})
     write_atomically(path, lambda f: f.write(data), suffix=".lopt")
 
@@ -55,6 +59,14 @@ def _digest(tensors: dict) -> str:
         h.update(f"{name}|{x.dtype.str}|{x.shape}|".encode())
         h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()
+
+
+def _header_digest(header: dict) -> str:
+    """sha256 of the header's canonical JSON without its own digest: it covers the rule's name
+    and config (so the arithmetic a file names), its provenance and the tensors' digest."""
+    body = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
 
 
 def _is_npz(path: str) -> bool:
@@ -88,6 +100,9 @@ def _read_safetensors(path: str) -> tuple:
             from None
     if _digest(tensors) != header.get("sha256"):
         raise FileFormatError(f"{path}: checksum mismatch: the tensor data is corrupt")
+    if header["version"] >= 3 and header.get("header_sha256") != _header_digest(header):
+        raise FileFormatError(f"{path}: checksum mismatch: the header (rule, config or "
+                              "provenance) was changed after the file was written")
     return header, tensors
 
 
@@ -142,4 +157,9 @@ def load(path: str):
         theta = load_pytree(path, template, cast_floats=True)
     else:
         theta = arrays_to_tree(path, tensors, template, cast_floats=True)
+    for p, x in jax.tree_util.tree_flatten_with_path(theta)[0]:
+        # save refuses these; a file written otherwise would poison every run it is used in
+        if not bool(jax.numpy.all(jax.numpy.isfinite(x))):
+            raise FileFormatError(f"{path}: theta{jax.tree_util.keystr(p)} holds NaN or inf; a "
+                                  "rule file keeps only finite meta-parameters")
     return rule, theta

@@ -38,6 +38,11 @@ def _with_header(raw, edit):
     return struct.pack("<Q", len(text)) + text + raw[8 + n:]
 
 
+def _v2(header):
+    """The header as format version 2 wrote it: no header checksum."""
+    return {**{k: v for k, v in header.items() if k != "header_sha256"}, "version": 2}
+
+
 def _flip(raw, at):
     b = bytearray(raw)
     b[at] ^= 0x10
@@ -61,10 +66,19 @@ DAMAGE = {
                                  "'config' must be a dict"),
     "no rule": (lambda raw: _with_header(raw, lambda h: {k: v for k, v in h.items()
                                                          if k != "rule"}), "no 'rule'"),
-    "an unknown rule": (lambda raw: _with_header(raw, lambda h: {**h, "rule": "velo"}),
+    # version 2 headers (no header checksum) reach the rule and config checks
+    "an unknown rule": (lambda raw: _with_header(raw, lambda h: {**_v2(h), "rule": "velo"}),
                         "cannot build"),
     "a config that does not fit theta": (lambda raw: _with_header(
-        raw, lambda h: {**h, "config": {**h["config"], "hidden": 8}}), "expected"),
+        raw, lambda h: {**_v2(h), "config": {**h["config"], "hidden": 8}}), "expected"),
+    # format 3: the checksum covers the header, so any edit of it is refused
+    "an edited config": (lambda raw: _with_header(
+        raw, lambda h: {**h, "config": {**h["config"], "hidden": 8}}),
+        "checksum mismatch: the header"),
+    "an edited rule name": (lambda raw: _with_header(raw, lambda h: {**h, "rule": "rnnprop"}),
+                            "checksum mismatch: the header"),
+    "edited provenance": (lambda raw: _with_header(raw, lambda h: {**h, "extra": {}}),
+                          "checksum mismatch: the header"),
 }
 
 
@@ -197,3 +211,20 @@ def test_lopt_eval_on_wrong_typed_stored_settings_is_one_line(tmp_path, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and path in err[0] and problem in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_nan_theta_with_a_valid_checksum_is_refused_on_load(tmp_path):
+    from lopt.files import rule_file
+
+    rule, theta = RULE, THETA
+    tensors = {jax.tree_util.keystr(p): np.array(x)
+               for p, x in jax.tree_util.tree_flatten_with_path(theta)[0]}
+    first = sorted(tensors)[0]
+    tensors[first].flat[0] = np.nan
+    header = {"format": "lopt-rule", "version": rule_file.VERSION, "rule": rule.name,
+              "config": rule.config, "extra": {}, "sha256": rule_file._digest(tensors)}
+    header["header_sha256"] = rule_file._header_digest(header)
+    path = tmp_path / "nan.lopt"
+    path.write_bytes(st_save(tensors, metadata={"lopt": json.dumps(header)}))
+    with pytest.raises(FileFormatError, match=r"holds NaN or inf"):
+        lopt.load(str(path))
