@@ -76,8 +76,12 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
 
 
 def load_named(source: str) -> tuple:
-    """(rule, theta) from a rule file's path or a pretrained optimizer's name."""
-    return load(source if os.path.exists(source) else pretrained_path(source))
+    """(rule, theta) from a rule file's path or a pretrained optimizer's name; a string that
+    looks like a path (a folder separator or the .lopt suffix) is read as one, so a missing
+    file is named as missing."""
+    looks_like_path = os.sep in source or source.endswith(".lopt")
+    return load(source if os.path.exists(source) or looks_like_path
+                else pretrained_path(source))
 
 
 def _is_float(x) -> bool:

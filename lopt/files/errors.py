@@ -30,6 +30,6 @@ def reading(path: str, what: str = "lopt file"):
     except FileFormatError:
         raise
     except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError, TypeError,
-            UnicodeDecodeError) as err:
+            UnicodeDecodeError, RecursionError, OverflowError) as err:
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise FileFormatError(f"{path}: not a readable {what} ({detail})") from None

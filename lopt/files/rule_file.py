@@ -61,6 +61,11 @@ def _digest(tensors: dict) -> str:
     return h.hexdigest()
 
 
+def _no_constant(name: str):
+    """json.loads's hook for NaN and ±Infinity, which no lopt header holds."""
+    raise ValueError(f"the header holds {name}, which JSON does not allow")
+
+
 def _header_digest(header: dict) -> str:
     """sha256 of the header's canonical JSON without its own digest: it covers the rule's name
     and config (so the arithmetic a file names), its provenance and the tensors' digest."""
@@ -91,7 +96,8 @@ def _read_safetensors(path: str) -> tuple:
         raise FileFormatError(f"{path}: a safetensors file without a lopt header; not a saved "
                               "lopt rule")
     with reading(path, "lopt rule header"):
-        header = json.loads(st_header["__metadata__"][HEADER_KEY])
+        header = json.loads(st_header["__metadata__"][HEADER_KEY],
+                            parse_constant=_no_constant)
     _check_header(path, header)
     try:
         tensors = st_load(raw)
@@ -147,12 +153,12 @@ def load(path: str):
         header, tensors = _read_safetensors(path)
     try:
         rule = make_rule(header["rule"], **header["config"])
-    except (ValueError, TypeError) as err:
+        # The rule's own meta-parameters in the active default float dtype (float64 under
+        # jax_enable_x64): theta is cast to it on load, deliberately, whatever the file stores.
+        template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
+    except (ValueError, TypeError, OverflowError, MemoryError) as err:
         raise FileFormatError(f"{path}: names rule {header['rule']!r} with a config this lopt "
                               f"cannot build ({str(err).splitlines()[0]})") from None
-    # The rule's own meta-parameters in the active default float dtype (float64 under
-    # jax_enable_x64): theta is cast to it on load, deliberately, whatever the file stores.
-    template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
     if tensors is None:
         theta = load_pytree(path, template, cast_floats=True)
     else:

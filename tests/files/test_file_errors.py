@@ -228,3 +228,49 @@ def test_a_nan_theta_with_a_valid_checksum_is_refused_on_load(tmp_path):
     path.write_bytes(st_save(tensors, metadata={"lopt": json.dumps(header)}))
     with pytest.raises(FileFormatError, match=r"holds NaN or inf"):
         lopt.load(str(path))
+
+
+def _with_header_text(raw, text):
+    """The file with its lopt header replaced by the JSON ``text`` as written (tensors kept)."""
+    (n,) = struct.unpack("<Q", raw[:8])
+    outer = json.loads(raw[8:8 + n])
+    outer["__metadata__"]["lopt"] = text
+    body = json.dumps(outer).encode()
+    body += b" " * (-len(body) % 8)
+    return struct.pack("<Q", len(body)) + body + raw[8 + n:]
+
+
+@pytest.mark.parametrize("text", [
+    # nested past Python's recursion limit
+    '{"format": "lopt-rule", "version": 2, "rule": "l2l_lstm", "config": '
+    + "[" * 5000 + "]" * 5000 + ', "extra": {}}',
+    # a width no machine holds
+    '{"format": "lopt-rule", "version": 2, "rule": "l2l_lstm", "config": {"hidden": '
+    '1000000000000000}, "extra": {}}',
+])
+def test_a_hostile_version_2_header_is_one_line(text, tmp_path):
+    path = tmp_path / "h.lopt"
+    lopt.save(str(path), RULE, THETA)
+    path.write_bytes(_with_header_text(path.read_bytes(), text))
+    for load in (lopt.load, lopt.as_optax):
+        with pytest.raises(FileFormatError) as err:
+            load(str(path))
+        assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+def test_nan_in_the_header_json_is_refused(tmp_path):
+    path = tmp_path / "n.lopt"
+    lopt.save(str(path), RULE, THETA)
+    raw = _with_header(path.read_bytes(), lambda h: {**_v2(h), "extra": {"x": float("nan")}})
+    path.write_bytes(raw)
+    with pytest.raises(FileFormatError, match="NaN"):
+        lopt.load(str(path))
+
+
+def test_a_missing_rule_file_path_is_named_as_missing():
+    with pytest.raises(FileFormatError, match="no such file"):
+        lopt.as_optax("/nonexistent/rule.lopt")
+    with pytest.raises(FileFormatError, match="no such file"):
+        lopt.as_optax("missing.lopt")
+    with pytest.raises(ValueError, match="pretrained name must be one of"):
+        lopt.as_optax("celo3_nope")
