@@ -94,6 +94,13 @@ def test_adafac_mlp_matches_numpy_equations_over_three_steps():
     theta = _perturbed_theta(rule)
     d = {k: np.asarray(v, np.float64) for k, v in theta["decays"].items()}
     mom = np.clip(1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["momentum"]), 0, 1)
+    _check_adafac_against_numpy(rule, theta, mom)
+
+
+def _check_adafac_against_numpy(rule, theta, mom):
+    """Three steps of ``rule`` against the numpy equations with momentum decays ``mom`` (the
+    RMS and factored ones clipped to [0, 1] from theta's offsets)."""
+    d = {k: np.asarray(v, np.float64) for k, v in theta["decays"].items()}
     rms = np.clip(1 - (1 - np.array([0.999])) * np.exp(10 * d["rms"]), 0, 1)
     fac = np.clip(1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["factored"]), 0, 1)
     params = _tree(0)
@@ -368,26 +375,9 @@ def test_unclipped_momentum_decays_compute_learned_optimizations_negative_decay(
         rule = adafac_mlp(clip_momentum_decays=clip)
         theta = _perturbed_theta(rule)
         theta["decays"]["momentum"] = jnp.asarray(offsets, jnp.float32)
-        d = {k: np.asarray(v, np.float64) for k, v in theta["decays"].items()}
-        mom = 1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["momentum"])
+        d = np.asarray(theta["decays"]["momentum"], np.float64)
+        mom = 1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d)
         assert mom[0] < -0.2
-        mom = np.clip(mom, 0, 1) if clip else mom
-        rms = np.clip(1 - (1 - np.array([0.999])) * np.exp(10 * d["rms"]), 0, 1)
-        fac = np.clip(1 - (1 - np.array([0.9, 0.99, 0.999])) * np.exp(10 * d["factored"]), 0, 1)
-        params = _tree(0)
-        state = rule.init(theta, params)
-        np_acc = {k: _np_acc(np.asarray(p, np.float64), 3) for k, p in params.items()}
-        for t in range(3):
-            grads = _tree(10 + t, scale=0.1 * (t + 1))
-            updates, state = jax.jit(rule.update)(theta, state, grads, params, jnp.float32(1.0))
-            emb = np.tanh(t / np.array([1, 3, 10, 30, 100, 300, 1000, 3000, 1e4, 3e4, 1e5]) - 1)
-            for k in SHAPES:
-                p, g = np.asarray(params[k], np.float64), np.asarray(grads[k], np.float64)
-                x, np_acc[k] = _np_features(p, g, np_acc[k], mom, rms, fac)
-                x = np.concatenate([x, np.broadcast_to(emb, p.shape + emb.shape)], axis=-1)
-                direction, magnitude = _np_mlp(theta["mlp"], x)
-                np.testing.assert_allclose(updates[k], -direction * np.exp(1e-3 * magnitude)
-                                           * 1e-3, rtol=2e-4, atol=2e-8, err_msg=f"{clip} {k}")
-            params = jax.tree.map(lambda p, u: p + u, params, updates)
+        _check_adafac_against_numpy(rule, theta, np.clip(mom, 0, 1) if clip else mom)
     assert adafac_mlp(clip_momentum_decays=False).config["clip_momentum_decays"] is False
     assert "clip_momentum_decays" not in adafac_mlp().config
