@@ -19,20 +19,31 @@ def _grads(t, scale=1.0):
                                            + 0.3), PARAMS)
 
 
+def _side_by_side(ours, theirs, steps, grads=None, advance=False):
+    """(step, our leaf, their leaf) for every leaf of every step of two optax transformations
+    fed the same gradients (``grads(t)``, default ``_grads``); with ``advance`` the parameters
+    move by ``theirs``'s updates."""
+    grads = grads or _grads
+    s_ours, s_theirs, params = ours.init(PARAMS), theirs.init(PARAMS), PARAMS
+    for t in range(steps):
+        g = grads(t)
+        u_ours, s_ours = ours.update(g, s_ours, params, value=1.0)
+        u_theirs, s_theirs = theirs.update(g, s_theirs, params)
+        for a, b in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_theirs)):
+            yield t, a, b
+        if advance:
+            params = optax.apply_updates(params, u_theirs)
+
+
 def test_untrained_adam_start_without_orthogonalization_is_optax_adam():
     """Equal where every gradient element is well above 10⁻⁴ (the start's direction reads
     m/√(v + 10⁻⁸) on the uncorrected v, so its ε differs from Adam's for tiny elements)."""
     rule = celo2_base(init="adam", magnitude="adam", step_scale=BETA)
     ours = lopt.as_optax(rule, rule.init_meta(jax.random.PRNGKey(0)))
     adam = optax.adam(BETA, b1=0.9, b2=0.95)
-    s_ours, s_adam, params = ours.init(PARAMS), adam.init(PARAMS), PARAMS
-    for t in range(12):
-        g = jax.tree.map(lambda x: jnp.sign(x) * (0.5 + jnp.abs(x)), _grads(t))
-        u_ours, s_ours = ours.update(g, s_ours, params, value=1.0)
-        u_adam, s_adam = adam.update(g, s_adam, params)
-        for a, b in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_adam)):
-            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7 * BETA)
-        params = optax.apply_updates(params, u_adam)
+    well_above = lambda t: jax.tree.map(lambda x: jnp.sign(x) * (0.5 + jnp.abs(x)), _grads(t))
+    for _, a, b in _side_by_side(ours, adam, 12, well_above, advance=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7 * BETA)
 
 
 def _adam_step_rms(grads_so_far, axes):
@@ -103,13 +114,8 @@ def test_scaled_by_schedule_is_optax_adam_under_the_schedule():
     schedule = optax.warmup_cosine_decay_schedule(0.0, 1.0, 3, 12, 0.0)
     ours = lopt.as_optax(scaled_by_schedule(adam(BETA), schedule))
     theirs = optax.adam(lambda t: BETA * schedule(t))
-    s_ours, s_theirs = ours.init(PARAMS), theirs.init(PARAMS)
-    for t in range(12):
-        g = _grads(t)
-        u_ours, s_ours = ours.update(g, s_ours, PARAMS)
-        u_theirs, s_theirs = theirs.update(g, s_theirs, PARAMS)
-        for a, b in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_theirs)):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
+    for _, a, b in _side_by_side(ours, theirs, 12):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("num_steps", [7, 40, 1000])
@@ -131,11 +137,6 @@ def test_cosine_rule_is_the_constant_rule_times_the_schedule_and_needs_the_run_l
     with pytest.raises(ValueError, match="pass num_steps"):
         lopt.as_optax(cos, theta)
     a, b = lopt.as_optax(cos, theta, num_steps=30), lopt.as_optax(const, theta)
-    sa, sb = a.init(PARAMS), b.init(PARAMS)
-    for t in range(8):
-        g = _grads(t)
-        ua, sa = a.update(g, sa, PARAMS)
-        ub, sb = b.update(g, sb, PARAMS)
-        for x, y in zip(jax.tree.leaves(ua), jax.tree.leaves(ub)):
-            np.testing.assert_allclose(x, y * warmup_cosine(t, 30), rtol=1e-5, atol=1e-12)
+    for t, x, y in _side_by_side(a, b, 8):
+        np.testing.assert_allclose(x, y * warmup_cosine(t, 30), rtol=1e-5, atol=1e-12)
     assert cos.config["schedule"] == "cosine" and "schedule" not in const.config
