@@ -90,7 +90,7 @@ RECIPES = {
                      "max_horizon": 2000, "meta_lr": 3e-4, "objective": "train",
                      "checkpoint_every": 25, "validate_every": 50, "validate_tasks": 4,
                      "validate_steps": 300,
-                     "eval_tasks": 8, "tune_tasks": 4, "steps": 3000}),
+                     "eval_tasks": 8, "tune_tasks": 4, "steps": 800}),
 }
 
 

@@ -1,12 +1,14 @@
-"""``lopt bench step_scale``: the one learning rate (Celo2's step scale β) of the
-``celo2_broad`` recipe, chosen on its meta-training families only, never on a meta-test task.
+"""``lopt bench step_scale``: the one learning rate (Celo2's step scale β) of the celo2
+recipes (``celo2_broad``, ``celo2_graft``), chosen on their meta-training families only, never
+on a meta-test task.
 
-Two sweeps on the tuning instances (``TUNE_SEED``) of every family of ``mixture:broad``,
-normalized as meta-training sees them: (1) the untrained rule (Muon-like: the normalized,
-orthogonalized first momentum) over a 14-point log grid, whose best β meta-training then starts
-from and keeps; (2) once the recipe has run, its meta-trained theta at β × 2^k, k = −2…2, whose
-best is the shipped default. The best is the lr with the fewest diverged runs over all
-families, then the lowest mean over families of the mean final normalized loss.
+Sweeps on the tuning instances (``TUNE_SEED``) of every family of the recipe's mixture,
+normalized as meta-training sees them: (1) for a recipe that starts from scratch, the untrained
+rule (Muon-like: the normalized, orthogonalized first momentum) over a 14-point log grid, whose
+best β meta-training then starts from and keeps (``celo2_graft`` starts from ``celo2_broad``'s
+theta and β instead); (2) once the recipe has run, its meta-trained theta at β × 2^k,
+k = −2…2, whose best is the shipped default. The best is the lr with the fewest diverged runs
+over all families, then the lowest mean over families of the mean final normalized loss.
 """
 from __future__ import annotations
 
@@ -27,9 +29,13 @@ from lopt.recipes import recipe_config
 from lopt.rules import make_rule
 from lopt.tasks import Mixture, make_family
 
-RECIPE = "celo2_broad"
-# Where the recipe's run is committed (benchmarks/pretrained/runs/): sweep (2) reads it.
-TRAINED = os.path.join("benchmarks", "pretrained", "runs", RECIPE, "celo2.lopt")
+RECIPES = ("celo2_broad", "celo2_graft")
+
+
+def trained_path(recipe: str) -> str:
+    """Where the recipe's run is committed (benchmarks/pretrained/runs/): sweep (2) reads it."""
+    return os.path.join("benchmarks", "pretrained", "runs", recipe, "celo2.lopt")
+
 FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
@@ -45,8 +51,8 @@ SIZES = {"full": Size(300, 4, META_TEST_GRID, 8),
          "quick": Size(30, 2, META_TEST_GRID[4::3], 2)}
 
 
-def _families(sz: Size):
-    cfg = recipe_config(RECIPE)
+def _families(sz: Size, recipe: str):
+    cfg = recipe_config(recipe)
     mixture = normalize_all(make_family(cfg["task"]), num_steps=cfg["horizon"],
                             num_tasks=sz.reference_tasks)
     return cfg, mixture.families
@@ -85,54 +91,69 @@ def _table(grid, sweeps, families, best) -> str:
 def run(out: str, quick: bool = False, command: str = "lopt bench step_scale",
         progress: bool = True) -> str:
     sz = SIZES["quick" if quick else "full"]
-    cfg, families = _families(sz)
+    plans = [(recipe, *_families(sz, recipe)) for recipe in RECIPES]
+    trained = {recipe: os.path.exists(trained_path(recipe)) and not quick for recipe in RECIPES}
+    stages = sum(len(families) * ((not cfg.get("init_from")) + trained[recipe]) + 1
+                 for recipe, cfg, families in plans)
+    suite = Suite("step_scale", out, sz, command, stages, progress)
+    for recipe, cfg, families in plans:
+        _recipe(suite, sz, out, recipe, cfg, families, trained[recipe])
+    return suite.finish("The celo2 recipes' learning rates, chosen on meta-training families",
+                        "Issues 24 and 35: each rule gets one default learning rate, chosen "
+                        "here on tuning instances of its meta-training families only.")
+
+
+def _recipe(suite, sz, out, recipe, cfg, families, trained) -> None:
+    """The sweeps of one recipe: its start (unless warm-started), the meta-validation line
+    its run has to get below, and its meta-trained theta around its β."""
     kwargs = json.loads(cfg["rule_config"])
-    trained = os.path.exists(TRAINED) and not quick
-    suite = Suite("step_scale", out, sz, command, len(families) * (1 + trained) + 1,
-                  progress)
-    rule, theta0 = recipe_start(RECIPE)
-    initial = _sweep(suite, "initial", _fixed_theta(cfg["rule"], kwargs, theta0), families, sz,
-                     sz.grid)
-    best = global_lr_index(initial)
-    suite.section("The untrained rule", f"`{cfg['rule']}` {kwargs} at its initial theta (the "
-                  f"seed-{cfg.get('seed', 0)} draw meta-training starts from), {sz.tune_tasks} "
-                  f"tuning instances per family, {sz.steps} steps; mean final normalized loss "
-                  f"(0: tuned Adam, 1: the initial loss). Best: **{sz.grid[best]:.3g}** "
-                  f"(the recipe's step_scale is {kwargs['step_scale']:g}).\n\n"
-                  + _table(sz.grid, initial, families, best))
-    suite.payload.update({"initial": {"grid": list(sz.grid), "scores": initial,
-                                      "best": sz.grid[best]}})
+    prefix = "" if recipe == RECIPES[0] else f"{recipe}_"  # celo2_broad's stages predate it
+    rule, theta0 = recipe_start(recipe)
+    if not cfg.get("init_from"):
+        initial = _sweep(suite, f"{prefix}initial", _fixed_theta(cfg["rule"], kwargs, theta0),
+                         families, sz, sz.grid)
+        best = global_lr_index(initial)
+        suite.section(f"{recipe}: the untrained rule",
+                      f"`{cfg['rule']}` {kwargs} at its initial theta (the seed-"
+                      f"{cfg.get('seed', 0)} draw meta-training starts from), {sz.tune_tasks} "
+                      f"tuning instances per family, {sz.steps} steps; mean final normalized "
+                      f"loss (0: tuned Adam, 1: the initial loss). Best: "
+                      f"**{sz.grid[best]:.3g}** (the recipe's step_scale is "
+                      f"{kwargs['step_scale']:g}).\n\n" + _table(sz.grid, initial, families, best))
+        suite.payload[f"{prefix}initial"] = {"grid": list(sz.grid), "scores": initial,
+                                             "best": sz.grid[best]}
     # Where meta-training starts, on the instances its meta-validation scores (train_log's
     # valid/mean): the line a meta-trained theta has to get below.
-    start = suite.cached("meta_validation_start", lambda: meta_validation(
+    start = suite.cached(f"{prefix}meta_validation_start", lambda: meta_validation(
         rule, Mixture(families), num_tasks=cfg["validate_tasks"],
         num_steps=cfg["validate_steps"])(theta0),
         {"rule": rule.config, "tasks": cfg["validate_tasks"], "steps": cfg["validate_steps"]})
-    suite.section("Meta-validation before meta-training",
-                  f"The untrained rule at the recipe's β on the recipe's meta-validation "
-                  f"instances ({cfg['validate_tasks']} per family, {cfg['validate_steps']} "
-                  f"steps): mean **{start['mean']:.3f}** ({start['diverged']} diverged); "
-                  "`valid/mean` in the run's train_log.jsonl is the same measure.\n")
-    suite.payload["meta_validation_start"] = start
+    start_of = (f"`{cfg['init_from']}`'s theta in the recipe's rule {kwargs}"
+                if cfg.get("init_from") else "The untrained rule at the recipe's β")
+    suite.section(f"{recipe}: meta-validation before meta-training",
+                  f"{start_of} on the recipe's meta-validation instances "
+                  f"({cfg['validate_tasks']} per family of {cfg['task']}, "
+                  f"{cfg['validate_steps']} steps): mean **{start['mean']:.3f}** "
+                  f"({start['diverged']} diverged); `valid/mean` in the run's train_log.jsonl "
+                  "is the same measure.\n")
+    suite.payload[f"{prefix}meta_validation_start"] = start
     if trained:
-        trained_rule, theta = load(TRAINED)
+        path = trained_path(recipe)
+        trained_rule, theta = load(path)
         base = trained_rule.config["step_scale"]
         grid = tuple(base * k for k in FACTORS)
         config = {k: v for k, v in trained_rule.config.items() if k != "step_scale"}
-        sweeps = _sweep(suite, "trained", _fixed_theta(trained_rule.name, config, theta),
-                        families, sz, grid)
+        sweeps = _sweep(suite, f"{prefix}trained", _fixed_theta(trained_rule.name, config,
+                                                                theta), families, sz, grid)
         best_t = global_lr_index(sweeps)
-        suite.section("The meta-trained rule", f"`{TRAINED}` at β × (1/4 … 4) of its "
-                      f"training β = {base:g}, the same instances. Best: "
-                      f"**{grid[best_t]:.3g}**, the shipped default.\n\n"
+        suite.section(f"{recipe}: the meta-trained rule",
+                      f"`{path}` at β × (1/4 … 4) of its training β = {base:g}, the same "
+                      f"instances. Best: **{grid[best_t]:.3g}**, the shipped default.\n\n"
                       + _table(grid, sweeps, families, best_t))
-        suite.payload.update({"trained": {"grid": list(grid), "scores": sweeps,
-                                          "best": grid[best_t]}})
+        suite.payload[f"{prefix}trained"] = {"grid": list(grid), "scores": sweeps,
+                                             "best": grid[best_t]}
         shipped = make_rule(trained_rule.name, **{**config, "step_scale": grid[best_t]})
-        save(os.path.join(out, f"{RECIPE}.lopt"), shipped, theta, extra={
-            "recipe": RECIPE, "meta_trained": TRAINED, "meta_trained_step_scale": base,
-            "step_scale_chosen_by": "lopt bench step_scale (tuning instances of mixture:broad)",
-            "meta_trained_sha256": hashlib.sha256(open(TRAINED, "rb").read()).hexdigest()})
-    return suite.finish("The celo2_broad recipe's learning rate, chosen on meta-training "
-                        "families", "Issue 24: the rule gets one default learning rate, "
-                        "chosen here on tuning instances of the meta-training families only.")
+        save(os.path.join(out, f"{recipe}.lopt"), shipped, theta, extra={
+            "recipe": recipe, "meta_trained": path, "meta_trained_step_scale": base,
+            "step_scale_chosen_by": f"lopt bench step_scale (tuning instances of {cfg['task']})",
+            "meta_trained_sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()})

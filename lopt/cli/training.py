@@ -11,6 +11,7 @@ import threading
 import time
 
 import jax
+import numpy as np
 
 from lopt.cli import preflight
 from lopt.cli.compare import run_comparison
@@ -24,6 +25,7 @@ from lopt.optax_adapter import load_named
 from lopt.files.run_folder import FolderLock, checkpoint_path, remove_stale_temporaries
 from lopt.mup import mup_rule_for
 from lopt.outer import RunFiles, RunOptions, default_meta_optimizer, train
+from lopt.outer.train import initial_theta
 from lopt.rules import make_rule
 from lopt.rules.base import theta_mismatch
 from lopt.tasks import make_family
@@ -114,7 +116,8 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
                 watch.finish()
     if not lead:
         return 0  # process 0 saves and reports
-    _save_and_report(cfg, rule, family, result, files, time.time() - start)
+    _save_and_report(cfg, rule, family, result, files, time.time() - start,
+                     initial_theta(rule, run))
     run_comparison(rule, result.theta, cfg.evaluation, out_dir, f"{cfg.learned.rule} (learned)",
                    invocation, normalize=cfg.run.normalize)
     print(f"results in {out_dir}/: comparison*.md, comparison*.json, comparison*.png, "
@@ -165,16 +168,22 @@ def _join_watchdog(joined: threading.Event, d) -> None:
     os._exit(EXIT_FAILED)
 
 
-def _save_and_report(cfg: TrainConfig, rule, family, result, files: RunFiles, seconds) -> None:
+def _save_and_report(cfg: TrainConfig, rule, family, result, files: RunFiles, seconds,
+                     start_theta) -> None:
     """The rule file and the meta-training curve; a run whose every step was skipped fails —
-    counted over the whole run's log, so running the same command again fails again."""
-    with open(files.log_path) as f:
-        history = [_nan_for_null(json.loads(line)) for line in f if line.strip()]
-    if history and all(h.get("skipped") for h in history):
-        raise RunFailed(f"all {len(history)} outer steps of this run were skipped (non-"
-                        "finite meta-gradient or theta), so theta did not change; lower "
-                        f"--meta-lr or --sigma, or set --loss-clip (checkpoint "
-                        f"{files.checkpoint_path})")
+    judged by theta itself (still bit-equal to where the run started), so running the same
+    command again fails again whatever became of the log."""
+    history = []
+    if os.path.exists(files.log_path):
+        with open(files.log_path) as f:
+            history = [_nan_for_null(json.loads(line)) for line in f if line.strip()]
+    unchanged = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+                    zip(jax.tree.leaves(result.theta), jax.tree.leaves(start_theta)))
+    if unchanged:
+        raise RunFailed(f"theta is still its initial value after {cfg.run.steps} outer steps: "
+                        "every step was skipped (non-finite meta-gradient or theta) or had a "
+                        "zero meta-gradient; lower --meta-lr or --sigma, or set --loss-clip "
+                        f"(checkpoint {files.checkpoint_path})")
     out_dir = cfg.out_dir
     rule_path = os.path.join(out_dir, f"{cfg.learned.rule}.lopt")
     save(rule_path, rule, result.theta,

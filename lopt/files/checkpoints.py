@@ -186,6 +186,29 @@ class Checkpoints:
                 skipped.append((step, str(err)))
         raise self._none_intact(skipped)
 
+    def set_aside(self, step: int) -> str:
+        """Move checkpoint ``step`` (one a resume passed over) out of the rotation, to
+        ``FOLDER.unusable/STEP``, and return where: left in place, the save of that step would
+        count it as done and a later rotation would delete the intact checkpoint before it.
+        In a multi-process job the primary process moves it and every process then waits."""
+        if jax.process_index() == 0:
+            aside = os.path.join(f"{self.folder}.unusable", str(step))
+            n = 1
+            while os.path.exists(aside):
+                n += 1
+                aside = os.path.join(f"{self.folder}.unusable", f"{step}-{n}")
+            os.makedirs(os.path.dirname(aside), exist_ok=True)
+            os.rename(os.path.join(self.folder, str(step)), aside)
+        else:
+            aside = os.path.join(f"{self.folder}.unusable", str(step))
+        if self._multi:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"lopt set aside checkpoint {step}")
+        if self._manager is not None:  # its list of steps is stale
+            self._manager.close()
+            self._manager = None
+        return aside
+
     def newest_metadata(self) -> dict:
         """The metadata of the newest checkpoint whose metadata reads (what a resume will
         check; a stray or damaged newer folder is passed over, as ``latest_intact`` does)."""

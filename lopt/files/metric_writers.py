@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import uuid
 from typing import Optional, Protocol
 
 
@@ -27,8 +28,11 @@ class TensorBoardWriter:
             raise RuntimeError(f"logdir needs the tensorboardX package ({err})") from None
         os.makedirs(logdir, exist_ok=True)
         self.logdir = logdir
+        # tensorboardX names a file by the second and the host only: a run resumed within the
+        # same second would overwrite the earlier run's file. A suffix of its own keeps both.
         self._writer = SummaryWriter(logdir=logdir, purge_step=start if start > 0 else None,
-                                     flush_secs=30)
+                                     flush_secs=30,
+                                     filename_suffix=f".{os.getpid()}.{uuid.uuid4().hex[:8]}")
 
     def write(self, step: int, scalars: dict) -> None:
         for name, value in scalars.items():

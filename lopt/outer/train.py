@@ -277,9 +277,17 @@ def _build(estimator, rule, family, placement) -> Estimator:
     return estimator
 
 
+def initial_theta(rule, run: RunOptions):
+    """The theta a run starts from: ``run.theta`` when given, else the rule's draw from the
+    first split of the seed's key."""
+    if run.theta is not None:
+        return run.theta
+    return rule.init_meta(jax.random.split(jax.random.PRNGKey(run.seed), 3)[0])
+
+
 def _initial_state(rule, est, run: RunOptions, meta_optimizer, placement) -> TrainState:
-    k_theta, k_est, k_train = jax.random.split(jax.random.PRNGKey(run.seed), 3)
-    theta = rule.init_meta(k_theta) if run.theta is None else run.theta
+    _, k_est, k_train = jax.random.split(jax.random.PRNGKey(run.seed), 3)
+    theta = initial_theta(rule, run)
     return TrainState(theta, meta_optimizer.init(theta),
                       placement.local_runs(est.init(k_est, theta)), k_train,
                       jnp.zeros((), jnp.int32))
@@ -298,8 +306,9 @@ def _resume(store, files: RunFiles, rule, num_steps: int, state: TrainState) -> 
         if hasattr(store, "latest_intact"):
             step, _, state, skipped = store.latest_intact(state, check)
             for bad, reason in skipped:  # said, never silent: the run redoes those steps
-                print(f"lopt: checkpoint {bad} is not usable ({reason}); resuming from "
-                      f"checkpoint {step}", file=sys.stderr)
+                aside = store.set_aside(bad)
+                print(f"lopt: checkpoint {bad} is not usable ({reason}); moved to {aside}; "
+                      f"resuming from checkpoint {step}", file=sys.stderr)
         else:  # lopt <= 0.1's one-file checkpoint
             check(store.metadata())
             state = store.restore(state)

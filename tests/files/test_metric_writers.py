@@ -73,3 +73,21 @@ def test_train_writes_tensorboard_scalars_with_meta_validation_and_resumes(tmp_p
     assert sorted(events["meta_loss"]) == [0, 1, 2, 3, 4]
     assert events["meta_loss"][2] == pytest.approx(again.history[0]["meta_loss"], rel=1e-6)
     assert sorted(events["valid/mean"]) == [1]  # the resumed run did not validate
+
+
+def test_a_run_resumed_within_the_same_second_keeps_the_earlier_runs_events(tmp_path,
+                                                                             monkeypatch):
+    """tensorboardX names event files by the second: two writers in one second used to write
+    one file, the resumed run's replacing the first run's steps (a flaky resume test)."""
+    import time
+
+    from lopt.files.metric_writers import TensorBoardWriter
+
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
+    logdir = str(tmp_path / "tb")
+    for start, steps in ((0, (0, 1, 2)), (2, (2, 3))):
+        writer = TensorBoardWriter(logdir, start)
+        for step in steps:
+            writer.write(step, {"meta_loss": float(step)})
+        writer.close()
+    assert sorted(read_events(logdir)["meta_loss"]) == [0, 1, 2, 3]

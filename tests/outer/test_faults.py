@@ -162,13 +162,16 @@ def test_a_run_whose_every_step_is_skipped_exits_1_with_one_line(tmp_path, capsy
     argv = ["train", "--task", "quadratic", "--steps", "2", "--num-tasks", "4",
             "--truncation", "3", "--horizon", "8", "--rule-config",
             '{"hidden": 4, "layers": 1}', "--no-progress", "--out", str(tmp_path / "r")]
-    # The same command again resumes a finished run: still every step skipped, still no rule.
-    for _ in range(2):
+    # The same command again resumes a finished run: still every step skipped, still no rule,
+    # also when the log that recorded the skips was deleted in between (issue 37, item 10).
+    for attempt in range(3):
         code = main(argv)
         err = capsys.readouterr().err
-        assert code == 1 and len(err.strip().splitlines()) == 1
-        assert "all 2 outer steps of this run were skipped" in err
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
+        assert "theta is still its initial value after 2 outer steps" in err
         assert not os.path.exists(tmp_path / "r" / "l2l_lstm.lopt")
+        if attempt == 1:
+            os.remove(tmp_path / "r" / "train_log.jsonl")
 
 
 def test_a_second_run_on_one_out_folder_is_refused(tmp_path, capsys):
@@ -309,11 +312,38 @@ def test_a_damaged_foreign_or_stray_checkpoint_falls_back_to_the_newest_intact_o
     resumed = run(folder, 6)
     err = capsys.readouterr().err
     assert f"checkpoint {bad} is not usable" in err and f"resuming from checkpoint {good}" in err
+    assert not os.path.exists(f"{ckpt}/{bad}") or bad == good + 1  # set aside, then rewritten
     if damage == "a state folder from another seed":
         assert "does not match its checksum" in err
     reference, log = six_steps
     _assert_same_run(reference, resumed)
     assert _log(folder) == log
+
+
+
+def test_a_resume_past_a_damaged_checkpoint_sets_it_aside_and_keeps_the_intact_ones(
+        tmp_path, capsys):
+    """Issue 37, item 4: a damaged newest checkpoint left in place would count as that step's
+    save, and the next rotation would delete the intact one before it, leaving only the
+    damaged one and the newest. It is moved out of the rotation and the run says where."""
+    import glob
+
+    folder = str(tmp_path / "run")
+    ckpt = os.path.join(folder, "checkpoints")
+    first = run(folder, 4)  # keeps checkpoints 3 and 4
+    data = max(glob.glob(f"{ckpt}/4/state/d/*"), key=os.path.getsize)
+    raw = bytearray(open(data, "rb").read())
+    raw[len(raw) // 2] ^= 0x10
+    open(data, "wb").write(bytes(raw))
+    capsys.readouterr()
+    run(folder, 5)
+    err = capsys.readouterr().err
+    assert f"moved to {ckpt}.unusable/4; resuming from checkpoint 3" in err, err
+    assert sorted(os.listdir(f"{ckpt}.unusable")) == ["4"]
+    store = Checkpoints(ckpt)
+    assert store.all_steps() == [4, 5]
+    for step in (4, 5):  # both rewritten by the resumed run, both intact
+        store.restore(first.state, step)
 
 
 @pytest.fixture
