@@ -139,6 +139,11 @@ def check_checkpoint(cfg: TrainConfig, rule, checkpoint: str) -> None:
     store = open_checkpoints(checkpoint)
     if store.latest_step() is None:
         return
-    meta = store.newest_metadata() if hasattr(store, "newest_metadata") else store.metadata()
-    check_resume(store.folder, meta, rule_name=rule.name,
-                 rule_config=rule.config, run_config=run_config(cfg), num_steps=cfg.run.steps)
+    def check(meta):
+        check_resume(store.folder, meta, rule_name=rule.name, rule_config=rule.config,
+                     run_config=run_config(cfg), num_steps=cfg.run.steps)
+
+    if hasattr(store, "newest_metadata"):
+        store.newest_metadata(check)  # a foreign newest folder is passed over, as train does
+    else:
+        check(store.metadata())

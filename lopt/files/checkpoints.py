@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lopt.files.errors import FileFormatError
 from lopt.files.pytree_file import load_pytree, read_metadata, save_pytree
+from lopt.files.run_folder import ForeignCheckpoint
 
 # Arrays whose leading axis is the batch of inner runs: the TrainState's est_state.
 RUNS_FIELD = "est_state"
@@ -177,9 +178,7 @@ class Checkpoints:
         (metadata -> None, raising) runs on each one's metadata before its state is read.
         Raises FileFormatError, naming each, when none is intact."""
         skipped = []
-        for step, meta in self._readable(skipped):
-            if check is not None:
-                check(meta)
+        for step, meta in self._matching(skipped, check):
             try:
                 return step, meta, self.restore(template, step), skipped
             except FileFormatError as err:
@@ -209,13 +208,32 @@ class Checkpoints:
             self._manager = None
         return aside
 
-    def newest_metadata(self) -> dict:
-        """The metadata of the newest checkpoint whose metadata reads (what a resume will
-        check; a stray or damaged newer folder is passed over, as ``latest_intact`` does)."""
+    def newest_metadata(self, check=None) -> dict:
+        """The metadata of the newest checkpoint whose metadata reads and passes ``check``
+        (what a resume will use; a stray, damaged or foreign newer folder is passed over, as
+        ``latest_intact`` does)."""
         skipped = []
-        for _, meta in self._readable(skipped):
+        for _, meta in self._matching(skipped, check):
             return meta
         raise self._none_intact(skipped)
+
+    def _matching(self, skipped: list, check):
+        """(step, metadata) newest first of each readable step that ``check`` accepts. One
+        written by another run (``ForeignCheckpoint``) is passed over and appended to
+        ``skipped`` while an older one may be this run's; when every readable one is foreign
+        the newest one's refusal is raised (the run's settings changed: say so)."""
+        foreign = None
+        for step, meta in self._readable(skipped):
+            if check is not None:
+                try:
+                    check(meta)
+                except ForeignCheckpoint as err:
+                    foreign = foreign or err
+                    skipped.append((step, f"written by another run: {err}"))
+                    continue
+            yield step, meta
+        if foreign is not None:
+            raise foreign
 
     def _readable(self, skipped: list):
         """(step, metadata) newest first of each step whose metadata reads; (step, reason)

@@ -47,20 +47,25 @@ def _normal(value):
     return value
 
 
+class ForeignCheckpoint(ResumeMismatch):
+    """A checkpoint written by another run (another rule, rule config or run config): a resume
+    passes over it to an older one of this run when there is one."""
+
+
 def check_resume(path: str, meta: dict, *, rule_name: str, rule_config: dict,
                  run_config: dict | None, num_steps: int) -> None:
     """Refuse (``ResumeMismatch``, one line) to continue checkpoint ``path`` (metadata ``meta``)
     with another rule, rule config, run config or fewer steps than it already holds."""
     fresh = "resume with the same settings, or start fresh with --no-resume or another --out"
     if meta.get("rule") != rule_name:
-        raise ResumeMismatch(f"checkpoint {path} holds rule {meta.get('rule')!r}, not "
+        raise ForeignCheckpoint(f"checkpoint {path} holds rule {meta.get('rule')!r}, not "
                              f"{rule_name!r}; {fresh}")
     diffs = [f"rule_config.{d}" for d in differing_fields(meta.get("config") or {},
                                                           rule_config)]
     if run_config is not None and meta.get("run") is not None:
         diffs += differing_fields(meta["run"], run_config)
     if diffs:
-        raise ResumeMismatch(f"checkpoint {path} was written by a run with other settings: "
+        raise ForeignCheckpoint(f"checkpoint {path} was written by a run with other settings: "
                              f"{'; '.join(diffs)}; {fresh}")
     step = int(meta.get("step", 0))
     if num_steps < step:

@@ -346,6 +346,37 @@ def test_a_resume_past_a_damaged_checkpoint_sets_it_aside_and_keeps_the_intact_o
         store.restore(first.state, step)
 
 
+def test_a_foreign_newest_checkpoint_is_passed_over_and_a_wholly_foreign_folder_refused(
+        tmp_path, capsys, six_steps):
+    """Issue 37, item 9: a newest step folder written by another run (another rule config) is
+    passed over to this run's newest, as the docs say, instead of refusing with advice to
+    start afresh, which would discard the intact older checkpoints. When no checkpoint is
+    this run's, the resume is refused as before: the settings changed."""
+    import shutil
+
+    from lopt.files.run_folder import ForeignCheckpoint
+    from lopt.rules import l2l_lstm
+
+    folder, other = str(tmp_path / "run"), str(tmp_path / "other")
+    ckpt = os.path.join(folder, "checkpoints")
+    run(folder, 4)
+    train(l2l_lstm(hidden=5, layers=1), FAMILY, EST, num_steps=5, seed=7, progress=False,
+          checkpoint_every=5, checkpoint_path=f"{other}/checkpoints")
+    shutil.copytree(f"{other}/checkpoints/5", f"{ckpt}/5")
+    capsys.readouterr()
+    resumed = run(folder, 6)
+    err = capsys.readouterr().err
+    assert "checkpoint 5 is not usable (written by another run: " in err, err
+    assert f"moved to {ckpt}.unusable/5; resuming from checkpoint 4" in err
+    reference, log = six_steps
+    _assert_same_run(reference, resumed)
+    assert _log(folder) == log
+    with pytest.raises(ForeignCheckpoint, match="rule_config.hidden"):
+        train(l2l_lstm(hidden=5, layers=1), FAMILY, EST, num_steps=8, seed=7, progress=False,
+              checkpoint_path=ckpt)
+    assert Checkpoints(ckpt).all_steps() == [5, 6]  # a refusal moves nothing
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 400 KiB file system (tmpfs), where one can be mounted (root)."""
