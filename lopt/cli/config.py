@@ -118,6 +118,14 @@ class EstimatorConfig:
         _at_least("horizon", self.horizon, 1)
         if self.max_horizon is not None:
             _at_least("max_horizon", self.max_horizon, self.horizon)
+        longest = self.max_horizon or self.horizon
+        if self.truncation > longest and not self.full_horizon:
+            # The library allows it (runs restart inside an unroll); from the command line it
+            # is a slip: every unroll would cross a restart of every run.
+            raise ConfigError(f"truncation must be at most the longest horizon ({longest}): a "
+                              "longer unroll only restarts every run inside it; got "
+                              f"{self.truncation} (lower --truncation or raise --horizon / "
+                              "--max-horizon)")
         _one_of("weighting", self.weighting, WEIGHTINGS)
         # "eval" is lopt 0.1's name for "valid", still accepted.
         _one_of("objective", self.objective, OBJECTIVES + tuple(OBJECTIVE_ALIASES))

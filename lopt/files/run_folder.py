@@ -127,15 +127,22 @@ class FolderLock:
         self._fd = None
 
     def __enter__(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise ValueError(f"out folder {os.path.dirname(self.path)} is in use by "
+                                 f"another lopt train (pid {holder}, lock {self.path}); wait "
+                                 "for it or choose another --out") from None
+            # The holder unlinks the file as it lets go: a lock taken on the file it opened
+            # just before is a lock on nothing, while a third run locks the fresh file. Only
+            # a lock on the file the path still names counts.
+            if self._names(fd):
+                break
             os.close(fd)
-            raise ValueError(f"out folder {os.path.dirname(self.path)} is in use by another "
-                             f"lopt train (pid {holder}, lock {self.path}); wait for it or "
-                             "choose another --out") from None
         try:
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
@@ -146,6 +153,14 @@ class FolderLock:
             raise OSError(err.errno, err.strerror, self.path) from None
         self._fd = fd
         return self
+
+    def _names(self, fd: int) -> bool:
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
 
     def __exit__(self, *exc):
         # Unlink while holding the lock: a run starting now locks a fresh file.

@@ -34,6 +34,8 @@ from lopt.tasks import FAMILIES
     (["train", "--estimator", "sgd"], "estimator"),
     (["train", "--estimator", "pes", "--sigma", "0"], "sigma"),
     (["train", "--max-horizon", "5"], "max_horizon"),
+    (["train", "--truncation", "5", "--horizon", "3"],
+     "truncation must be at most the longest horizon (3)"),
     (["train", "--objective", "test"], "objective"),
     (["train", "--objective", "eval"], "objective"),
     (["train", "--objective", "valid"], "objective"),

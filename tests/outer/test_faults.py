@@ -507,3 +507,34 @@ def test_peer_watch_flags_a_silent_peer_and_never_one_that_finished():
     assert silent == [1]
     for w in watches:
         w.finish()
+
+
+def test_a_run_that_locks_the_file_its_holder_just_unlinked_retries_on_the_fresh_one(
+        tmp_path, monkeypatch):
+    """Issue 37, item 12: FolderLock unlinks its file while holding it. A run that opened the
+    file just before the holder let go, then locked it, held a lock on an unlinked file while
+    a third run locked the fresh one: two runs on one folder. The lock now counts only when
+    the path still names the file locked."""
+    import fcntl
+
+    from lopt.files import run_folder
+    from lopt.files.run_folder import FolderLock
+
+    folder = str(tmp_path)
+    first = FolderLock(folder).__enter__()
+    real, released = fcntl.flock, []
+
+    def flock(fd, op):
+        if not released:  # the first run lets go between the second's open and its flock
+            released.append(True)
+            first.__exit__(None, None, None)
+        return real(fd, op)
+
+    monkeypatch.setattr(run_folder.fcntl, "flock", flock)
+    second = FolderLock(folder).__enter__()
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=f"in use by another lopt train \\(pid {os.getpid()}"):
+        FolderLock(folder).__enter__()
+    second.__exit__(None, None, None)
+    with FolderLock(folder):  # free again once the second lets go
+        pass
