@@ -56,6 +56,9 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
     learned = bool(jax.tree.leaves(theta))
 
     def init_fn(params):
+        _check_leaves(params, "params", learned)
+        if not _any_float(params):  # nothing to update: no statistics to keep
+            return optax.EmptyState()
         return rule.start(theta, float_leaves(params), num_steps)
 
     def update_fn(updates, state, params=None, *, value=None, **extra_args):
@@ -63,6 +66,12 @@ def as_optax(rule: Union[UpdateRule, str], theta=None,
         if params is None and learned:
             raise ValueError(f"rule {rule.name!r} reads the parameters: call "
                              f"tx.update(grads, state, params), not tx.update(grads, state)")
+        _check_leaves(updates, "grads", learned)
+        if params is not None:
+            _check_leaves(params, "params", learned)
+            _check_match(updates, params)
+        if isinstance(state, optax.EmptyState) and not _any_float(updates):
+            return jax.tree.map(jnp.zeros_like, updates), state
         if _all_float(updates):
             new, state = rule.update(theta, state, updates, params, value)
             return _in_dtypes_of(new, updates), state
@@ -89,6 +98,41 @@ def _is_float(x) -> bool:
     leaf has no update to give, and a rule's per-tensor statistics (an RMS, a mean) of it
     would be NaN and spread to every other leaf through cross-tensor features."""
     return jnp.issubdtype(jnp.result_type(x), jnp.inexact) and jnp.size(x) > 0
+
+
+def _check_leaves(tree, what: str, learned: bool) -> None:
+    """One line naming the first leaf a rule cannot take: a Python number (no dtype or shape
+    to keep state in) or, for a learned rule, a complex array (its features order and clip
+    values)."""
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        where = f"{what}{jax.tree_util.keystr(path)}"
+        if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+            raise TypeError(f"{where} is a Python {type(x).__name__}: every leaf must be an "
+                            "array (jnp.asarray(...)); integer and boolean arrays are left "
+                            "alone, float arrays are updated")
+        if learned and jnp.issubdtype(x.dtype, jnp.complexfloating):
+            raise TypeError(f"{where} is {x.dtype}: a learned rule updates real floating-point "
+                            "leaves (integer and boolean ones are left alone); split it into "
+                            "real and imaginary parts")
+
+
+def _check_match(updates, params) -> None:
+    """One line naming the first gradient whose structure or shape differs from its
+    parameter's."""
+    flat_u, tree_u = jax.tree_util.tree_flatten_with_path(updates)
+    flat_p, tree_p = jax.tree_util.tree_flatten_with_path(params)
+    if tree_u != tree_p:
+        raise ValueError(f"grads and params must have the same structure; grads is {tree_u}, "
+                         f"params is {tree_p}")
+    for (path, u), (_, p) in zip(flat_u, flat_p):
+        if tuple(u.shape) != tuple(p.shape):
+            raise ValueError(f"grads{jax.tree_util.keystr(path)} has shape {tuple(u.shape)}, "
+                             f"params{jax.tree_util.keystr(path)} has {tuple(p.shape)}: each "
+                             "gradient must have its parameter's shape")
+
+
+def _any_float(tree) -> bool:
+    return any(_is_float(x) for x in jax.tree.leaves(tree))
 
 
 def _all_float(tree) -> bool:

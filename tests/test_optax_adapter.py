@@ -1,3 +1,5 @@
+import re
+
 import flax.nnx as nnx
 import jax
 import jax.numpy as jnp
@@ -205,3 +207,39 @@ def test_apply_if_finite_skips_a_nan_gradient_and_training_goes_on():
         return params["w"]
 
     np.testing.assert_allclose(skipped, clean(), rtol=1e-6)
+
+
+ODD_TREES = {  # issue 37, item 7: (params, grads or None for params, error type, what is said)
+    "a Python float leaf": ({"w": jnp.ones((3, 4)), "a": 1.0}, None, TypeError,
+                            "params['a'] is a Python float: every leaf must be an array"),
+    "a gradient of the wrong shape": ({"w": jnp.ones((3, 4))}, {"w": jnp.ones((4,))},
+                                      ValueError, "grads['w'] has shape (4,), params['w'] "
+                                                  "has (3, 4)"),
+    "grads of another structure": ({"w": jnp.ones((3, 4))}, {"v": jnp.ones((3, 4))},
+                                   ValueError, "grads and params must have the same structure"),
+    "a complex leaf": ({"w": jnp.ones((3, 4)), "c": jnp.ones(3, jnp.complex64)}, None,
+                       TypeError, "params['c'] is complex64: a learned rule updates real"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_TREES))
+@pytest.mark.parametrize("name", sorted(lopt.pretrained.PRETRAINED))
+def test_odd_pytrees_are_one_error_naming_the_leaf(name, case):
+    params, grads, kind, said = ODD_TREES[case]
+    tx = lopt.as_optax(name, num_steps=10)
+    with pytest.raises(kind, match=re.escape(said)):
+        state = tx.init(params)
+        tx.update(params if grads is None else grads, state, params, value=jnp.float32(1.0))
+
+
+@pytest.mark.parametrize("name", sorted(lopt.pretrained.PRETRAINED))
+def test_trees_without_a_float_leaf_get_zero_updates(name):
+    """An empty tree, or one of integer and boolean leaves only: nothing to update, as with
+    optax (celo_tiny stacked no features and celo_released reduced an empty array)."""
+    tx = lopt.as_optax(name, num_steps=10)
+    for params in ({}, {"n": jnp.int32(3), "b": jnp.array([True, False])}):
+        state = tx.init(params)
+        updates, _ = tx.update(params, state, params, value=jnp.float32(1.0))
+        assert jax.tree.structure(updates) == jax.tree.structure(params)
+        for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params)):
+            assert u.dtype == p.dtype and not np.any(np.asarray(u))
