@@ -17,6 +17,7 @@ from lopt.recipes import RECIPES
 from lopt.cli.training import EXIT_FAILED, RunFailed, cmd_train
 from lopt.files.published import SOURCES, import_weights
 from lopt.outer import ESTIMATORS
+from lopt.outer.signals import STOP_SIGNALS, raise_in_main
 from lopt.outer.train import Abandoned, Interrupted
 from lopt.pretrained import PRETRAINED
 from lopt.rules import BASELINES, CONFORMANCE, LEARNED
@@ -75,8 +76,8 @@ def cmd_list() -> int:
     return 0
 
 
-def _terminate_as_interrupt(signum, frame):
-    raise Abandoned(signum)
+def _stop(signum, frame):
+    raise_in_main(signum, frame, Abandoned(signum))
 
 
 def main(argv=None) -> int:
@@ -84,15 +85,15 @@ def main(argv=None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(join_negative_values(words))
     invocation = Invocation.now(words)
-    # SIGTERM (a scheduler, a preemptible VM) ends any command with one line like Ctrl-C;
-    # inside meta-training the loop takes both over to checkpoint first (lopt.outer.train).
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) \
-        if threading.current_thread() is threading.main_thread() else None
+    # Ctrl-C and SIGTERM (a scheduler, a preemptible VM) end any command with one line; inside
+    # meta-training the loop takes both over to checkpoint first (lopt.outer.train).
+    previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS} \
+        if threading.current_thread() is threading.main_thread() else {}
     try:
         return _run(args, invocation)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _run(args, invocation) -> int:
@@ -119,9 +120,25 @@ def _run(args, invocation) -> int:
         signum = getattr(err, "signum", signal.SIGINT)
         what = "interrupted" if signum == signal.SIGINT else \
             f"terminated ({signal.Signals(signum).name})"
-        sys.stderr.write(f"lopt {args.command}: {what}; nothing saved since the last "
-                         "checkpoint\n")
+        sys.stderr.write(f"lopt {args.command}: {what}; {_what_was_kept(args, err)}\n")
         return 128 + signum
+
+
+def _what_was_kept(args, err) -> str:
+    """What a signal outside meta-training's own handling leaves behind, per command."""
+    if getattr(err, "saved", None):
+        return (f"meta-training had finished and {err.saved} is saved; the comparison was "
+                f"not written (lopt eval {err.saved} runs it)")
+    if args.command == "train":
+        return "nothing saved since the last checkpoint; run the same command to resume"
+    if args.command == "bench":
+        return ("the stages finished so far are cached in the suite's out folder; run the "
+                "same command to resume")
+    if args.command == "eval":
+        return "no results were written"
+    if args.command == "import":
+        return "nothing was written"
+    return "nothing was done"
 
 
 if __name__ == "__main__":

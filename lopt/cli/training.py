@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -48,6 +49,14 @@ def _warm_start(rule, source: str):
         raise ConfigError(f"init_from: {source!r} holds a {stored.name} theta that does not fit "
                           f"rule {rule.name} as configured: {problem}")
     return theta
+
+
+class StoppedAfterSaving(KeyboardInterrupt):
+    """A signal during the comparison, after meta-training finished and its rule was saved."""
+
+    def __init__(self, signum: int, saved: str):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.saved = signum, saved
 
 
 class RunFailed(RuntimeError):
@@ -118,8 +127,12 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
         return 0  # process 0 saves and reports
     _save_and_report(cfg, rule, family, result, files, time.time() - start,
                      initial_theta(rule, run))
-    run_comparison(rule, result.theta, cfg.evaluation, out_dir, f"{cfg.learned.rule} (learned)",
-                   invocation, normalize=cfg.run.normalize)
+    rule_path = os.path.join(out_dir, f"{cfg.learned.rule}.lopt")
+    try:
+        run_comparison(rule, result.theta, cfg.evaluation, out_dir,
+                       f"{cfg.learned.rule} (learned)", invocation, normalize=cfg.run.normalize)
+    except KeyboardInterrupt as err:
+        raise StoppedAfterSaving(getattr(err, "signum", signal.SIGINT), rule_path) from None
     print(f"results in {out_dir}/: comparison*.md, comparison*.json, comparison*.png, "
           f"train_curve.png")
     return 0

@@ -23,6 +23,7 @@ from lopt.files.run_folder import check_resume, log_line, remove_stale_temporari
 from lopt.outer.base import Estimator
 from lopt.outer.mixture import build_estimator
 from lopt.outer.placement import Placement, resolve_devices, runs_per_split
+from lopt.outer.signals import STOP_SIGNALS, raise_in_main
 from lopt.rules.base import UpdateRule, check_rule
 from lopt.tasks.base import TaskFamily
 from lopt.tasks.mixture import Mixture
@@ -80,8 +81,6 @@ def default_meta_optimizer(learning_rate: float = 1e-3, clip_grad_norm: float = 
     return optax.chain(optax.clip_by_global_norm(clip_grad_norm), optax.adam(learning_rate))
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
 
 class _StopOnSignal:
     """While active, the first SIGINT or SIGTERM only asks the loop to stop after the step in
@@ -96,7 +95,8 @@ class _StopOnSignal:
     def _handle(self, signum, frame):
         if self.requested is not None:
             self._restore()
-            raise Abandoned(signum)
+            raise_in_main(signum, frame, Abandoned(signum))
+            return
         self.requested = signum
 
     def _restore(self):

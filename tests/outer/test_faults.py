@@ -260,7 +260,8 @@ def test_a_second_signal_abandons_the_step_with_one_line_and_the_signal_s_code(m
     monkeypatch.setattr("lopt.cli.commands.cmd_train", abandoned)
     assert main(["train", "--steps", "2"]) == 143
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["lopt train: terminated (SIGTERM); nothing saved since the last checkpoint"]
+    assert err == ["lopt train: terminated (SIGTERM); nothing saved since the last checkpoint; "
+                   "run the same command to resume"]
 
 
 def test_train_keeps_a_bounded_history_and_the_log_keeps_every_step(tmp_path, monkeypatch):
@@ -538,3 +539,93 @@ def test_a_run_that_locks_the_file_its_holder_just_unlinked_retries_on_the_fresh
     second.__exit__(None, None, None)
     with FolderLock(folder):  # free again once the second lets go
         pass
+
+
+@pytest.mark.parametrize("signum,code,what", [(signal.SIGINT, 130, "interrupted"),
+                                              (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_signal_while_the_command_starts_is_one_line_and_its_code(tmp_path, signum, code,
+                                                                     what):
+    """Issue 37, item 2: Ctrl-C in the first seconds (jax loading) was swallowed by jax's gc
+    callback and the run trained to the end, or died with a traceback; SIGTERM there ended
+    it without a word. The command answers both from its first instant."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "300",
+         "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--no-progress",
+         "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    time.sleep(0.6)  # python is up, jax is loading
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert err.strip() == f"lopt train: {what} while starting; nothing was done", err
+    assert not os.path.exists(tmp_path / "run")
+
+
+CHILD = """
+import atexit, os, signal, sys, time
+import lopt.cli.training as training
+from lopt.outer.train import Abandoned
+
+def comparison(*args, **kwargs):
+    raise Abandoned(signal.SIGTERM)  # as a SIGTERM in the comparison raises it
+
+def second_signal():  # while the interpreter tears down, after the one line
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(2)
+
+training.run_comparison = comparison
+atexit.register(second_signal)
+sys.argv = ["lopt"] + sys.argv[1:]
+from lopt.cli import main
+sys.exit(main())
+"""
+
+
+def test_a_signal_during_the_comparison_names_the_saved_rule_and_a_second_keeps_the_code(
+        tmp_path):
+    """Issue 37, item 8: stopped in the comparison, the line said "nothing saved since the
+    last checkpoint" though the rule file was saved; a second signal after the line killed
+    the process by the signal (a parent saw -2). Now the line names the saved file, and the
+    exit code stays the first signal's."""
+    out = str(tmp_path / "run")
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, "train", "--task", "quadratic", "--steps", "2",
+         "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
+         '{"hidden": 4, "layers": 1}', "--no-progress", "--out", out],
+        capture_output=True, text=True, timeout=300)
+    rule = os.path.join(out, "l2l_lstm.lopt")
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"lopt train: terminated (SIGTERM); meta-training had finished and {rule} is saved; "
+        f"the comparison was not written (lopt eval {rule} runs it)")
+    assert os.path.exists(rule)
+
+
+def test_a_signal_inside_a_gc_callback_is_delivered_again_outside_it():
+    """jax registers a gc callback; an exception a signal handler raises inside one is printed
+    as "Exception ignored" and lost (issue 37, item 2's swallowed Ctrl-C). The handlers send
+    the signal again, to be raised outside the callback."""
+    import gc
+
+    from lopt.outer.signals import raise_in_main
+    from lopt.outer.train import Abandoned
+
+    fired = []
+
+    def callback(phase, info):
+        if phase == "start" and not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)  # the handler runs here, inside the callback
+
+    previous = signal.signal(signal.SIGTERM,
+                             lambda s, f: raise_in_main(s, f, Abandoned(s)))
+    gc.callbacks.append(callback)
+    try:
+        with pytest.raises(Abandoned):
+            gc.collect()
+            time.sleep(2)
+    finally:
+        gc.callbacks.remove(callback)
+        signal.signal(signal.SIGTERM, previous)
+    assert fired
