@@ -10,7 +10,7 @@ import time
 from lopt.cli.config import ConfigError, EvalConfig, check_mup_task
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import eval_config
-from lopt.cli.preflight import check_out_folder
+from lopt.cli.preflight import check_comparison_memory, check_out_folder
 from lopt.evaluation import Instances, compare, normalize_all, plots, tables
 from lopt.files.atomic import write_json, write_text
 from lopt.files.provenance import markdown_line, provenance
@@ -78,6 +78,7 @@ def cmd_eval(path: str, args, invocation: Invocation) -> int:
     cfg = eval_config(args, base)
     out = args.out or os.path.dirname(os.path.abspath(path))
     check_out_folder(out)  # before the evaluation, not after it
+    check_comparison_memory(rule, make_family(cfg.task), cfg)
     normalize = bool(train.get("normalize"))
     if train.get("mup"):  # trained μP-scaled: scaled by this task's model
         rule = mup_rule(rule, check_mup_task(cfg.task))

@@ -13,6 +13,7 @@ from lopt.cli.config import ConfigError, DistributionConfig, EvalConfig, TrainCo
 from lopt.files.checkpoints import open_checkpoints
 from lopt.files.run_folder import check_resume
 from lopt.outer.mixture import build_estimator
+from lopt.outer.tbptt import TBPTT
 from lopt.outer.placement import Placement, resolve_devices, runs_per_split
 
 # Settings that do not change the meta-training trajectory: how long (steps may only grow),
@@ -70,6 +71,36 @@ def physical_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+# Where a container's memory limit is (cgroup v2, then v1); "max" or a huge v1 value: none.
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def memory_limit_bytes(cgroup_files=CGROUP_LIMITS) -> int:
+    """The memory this process may use: the physical memory, or its cgroup's limit when that
+    is lower (a container, a scheduler's job), which is what the kernel enforces."""
+    limit = physical_memory_bytes()
+    for path in cgroup_files:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limit = min(limit, int(text))
+    return limit
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def _nbytes(tree) -> int:
     return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
 
@@ -85,42 +116,69 @@ def estimated_state_bytes(rule, family, estimator) -> int:
 
 
 def check_memory(rule, family, estimator, limit: int | None = None) -> None:
-    """Refuse, in one line, a run whose state alone would not fit in this machine's memory."""
+    """Refuse, in one line, a run whose state alone would not fit in this process's memory
+    limit (``memory_limit_bytes``)."""
 
-    limit = physical_memory_bytes() if limit is None else limit
+    limit = memory_limit_bytes() if limit is None else limit
+    over = f"more than this process's limit of {_gib(limit)}"
     try:
         theta = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))
     except (ValueError, TypeError) as err:
         raise ConfigError(f"rule_config: {err}") from None
-    gib = lambda n: f"{n / 2**30:.1f} GiB"  # noqa: E731
     t = _nbytes(theta)
     if t > limit:
-        raise ConfigError(f"rule_config: theta alone needs {gib(t)}, more than this machine's "
-                          f"{gib(limit)}; use smaller sizes")
+        raise ConfigError(f"rule_config: theta alone needs {_gib(t)}, {over}; use smaller "
+                          "sizes")
     # Meta-training holds theta, its meta-gradient and Adam's two moments at once.
     if 4 * t > limit:
-        raise ConfigError(f"rule_config: meta-training needs at least {gib(4 * t)} (theta, its "
-                          f"meta-gradient and Adam's two moments: 4 x {gib(t)}), more than "
-                          f"this machine's {gib(limit)}; use smaller sizes")
+        raise ConfigError(f"rule_config: meta-training needs at least {_gib(4 * t)} (theta, its "
+                          f"meta-gradient and Adam's two moments: 4 x {_gib(t)}), {over}; use "
+                          "smaller sizes")
     runs = getattr(estimator, "num_tasks", 1) * (2 if hasattr(estimator, "sigma") else 1)
     # Perturbation estimators (ES, PES) give every inner run its own theta.
     per_run = runs * t if hasattr(estimator, "sigma") else 0
     if 4 * t + per_run > limit:
         raise ConfigError(f"num_tasks: the {runs} inner runs' perturbed thetas need "
-                          f"{gib(per_run)}, more than this machine's {gib(limit)}; use fewer "
-                          "tasks or smaller rule sizes")
+                          f"{_gib(per_run)}, {over}; use fewer tasks or smaller rule sizes")
     # Every step of a truncation keeps a few numbers per run (losses, weights, flags).
     per_step = getattr(estimator, "truncation", 1) * runs * PER_STEP_BYTES
     if per_step > limit:
         raise ConfigError(f"truncation x num_tasks: {getattr(estimator, 'truncation', 1)} "
-                          f"steps of {runs} runs need at least {gib(per_step)} for their "
-                          f"per-step losses alone, more than this machine's {gib(limit)}; use "
-                          "a shorter truncation or fewer tasks")
+                          f"steps of {runs} runs need at least {_gib(per_step)} for their "
+                          f"per-step losses alone, {over}; use a shorter truncation or fewer "
+                          "tasks")
     needed = estimated_state_bytes(rule, family, estimator) + 3 * t + per_run + per_step
     if needed > limit:
         raise ConfigError(f"num_tasks: the inner runs' state and meta-training need at least "
-                          f"{gib(needed)}, more than this machine's {gib(limit)}; use fewer "
-                          "tasks or smaller rule sizes")
+                          f"{_gib(needed)}, {over}; use fewer tasks or smaller rule sizes")
+
+
+def check_runs_memory(rule, family, runs: int, steps: int, fields: str,
+                      limit: int | None = None) -> None:
+    """Refuse, in one line naming ``fields``, ``runs`` inner runs of ``steps`` steps at once
+    (an evaluation, a tuning sweep's instances, a meta-validation) whose parameters, rule
+    state and loss curves cannot fit in this process's memory limit; sized from shapes
+    (one run's state through ``jax.eval_shape``), before any work."""
+    limit = memory_limit_bytes() if limit is None else limit
+    theta = _nbytes(jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0)))
+    families = getattr(family, "families", (family,))
+    one = max(estimated_state_bytes(rule, f, TBPTT(num_tasks=1, truncation=1, horizon=1))
+              - theta for f in families)
+    needed = runs * one + runs * (steps + 1) * PER_STEP_BYTES
+    if needed > limit:
+        raise ConfigError(f"{fields}: {runs} runs of {steps} steps at once need at least "
+                          f"{_size(needed)} ({_size(one)} of state per run, {PER_STEP_BYTES} "
+                          "bytes per run and step), more than this process's limit of "
+                          f"{_gib(limit)}; use fewer runs or steps")
+
+
+def check_comparison_memory(rule, family, cfg, limit: int | None = None) -> None:
+    """``check_runs_memory`` for ``lopt train``'s comparison and ``lopt eval``: the evaluation
+    instances and the baselines' tuning instances."""
+    check_runs_memory(rule, family, cfg.eval_tasks, cfg.eval_steps, "eval_tasks x eval_steps",
+                      limit)
+    check_runs_memory(rule, family, min(cfg.tune_tasks, cfg.eval_tasks), cfg.eval_steps,
+                      "tune_tasks x eval_steps", limit)
 
 
 def check_devices(devices, estimator, family, model_parallel: int) -> None:

@@ -85,6 +85,12 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     if cfg.run.logdir:
         preflight.check_out_folder(cfg.run.logdir, "logdir")
     preflight.check_memory(rule, family, estimator)
+    # The phases after meta-training are sized now too: a comparison that cannot fit must not
+    # abort (in C++) after hours of meta-training.
+    preflight.check_comparison_memory(rule, family, cfg.evaluation)
+    if cfg.run.validate_every:
+        preflight.check_runs_memory(rule, family, cfg.run.validate_tasks,
+                                    cfg.run.validate_steps, "validate_tasks x validate_steps")
     if not cfg.distribution.distributed:  # a job's devices are known once it has started
         preflight.check_devices(devices, estimator, family, cfg.distribution.model_parallel)
     validate = meta_validation(rule, family, num_tasks=cfg.run.validate_tasks,

@@ -89,6 +89,15 @@ from lopt.tasks import FAMILIES
       "/tmp/lopt-never-written"], "rule_config: meta-training needs at least 64.0 GiB"),
     (["train", "--horizon", "2147483647", "--truncation", "2147483647", "--out",
       "/tmp/lopt-never-written"], "truncation x num_tasks: 2147483647 steps of 128 runs need"),
+    # Every phase after meta-training is sized before it starts (issue 37, item 3).
+    (["train", "--steps", "2", "--eval-tasks", "2147483647", "--out",
+      "/tmp/lopt-never-written"], "eval_tasks x eval_steps: 2147483647 runs of 100 steps"),
+    (["train", "--steps", "2", "--eval-steps", "2147483647", "--out",
+      "/tmp/lopt-never-written"], "eval_tasks x eval_steps: 256 runs of 2147483647 steps"),
+    (["train", "--validate-every", "1", "--validate-tasks", "2147483647", "--out",
+      "/tmp/lopt-never-written"], "validate_tasks x validate_steps: 2147483647 runs"),
+    (["eval", lopt.pretrained.path("l2l_lstm_quadratic"), "--eval-tasks", "2147483647",
+      "--out", "/tmp/lopt-never-written"], "eval_tasks x eval_steps: 2147483647 runs"),
     (["train", "--out", "/proc/lopt-cannot-exist"], "out"),
     (["train", "--init-from", "/no/such/rule.lopt"], "init_from"),
     # A warm start whose arrays do not fit the rule, refused before anything is written.
@@ -354,3 +363,15 @@ def test_bench_takes_no_repeat_count_to_abort_on(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert raised.value.code == 2 and len(err) == 1
     assert "unrecognized arguments: --repeats 99999999999999" in err[0]
+
+
+def test_the_memory_limit_is_the_cgroups_when_lower(tmp_path):
+    """Issue 37, item 3: a container's limit, not only the physical memory, bounds a run."""
+    from lopt.cli.preflight import memory_limit_bytes, physical_memory_bytes
+
+    v2, v1 = tmp_path / "memory.max", tmp_path / "limit_in_bytes"
+    v2.write_text("max\n")
+    v1.write_text(f"{2**30}\n")
+    assert memory_limit_bytes((str(v2),)) == physical_memory_bytes()
+    assert memory_limit_bytes((str(v2), str(v1))) == 2**30
+    assert memory_limit_bytes((str(tmp_path / "absent"),)) == physical_memory_bytes()
