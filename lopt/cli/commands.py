@@ -16,6 +16,7 @@ from lopt.cli.preflight import check_out_folder
 from lopt.recipes import RECIPES
 from lopt.cli.training import EXIT_FAILED, RunFailed, cmd_train
 from lopt.files.published import SOURCES, import_weights
+from lopt.files.run_folder import FolderLock
 from lopt.outer import ESTIMATORS
 from lopt.outer.signals import STOP_SIGNALS, raise_in_main
 from lopt.outer.train import Abandoned, Interrupted
@@ -32,7 +33,10 @@ def cmd_bench(args, invocation: Invocation) -> int:
     check_out_folder(out)  # before the suite's work, which can take hours
     # Every suite is a lopt.bench.suite.Suite with this one run() signature.
     module = importlib.import_module(SUITES[args.suite][0])
-    print(module.run(out, quick=args.quick, command=invocation.line, progress=args.progress))
+    os.makedirs(out, exist_ok=True)
+    with FolderLock(out):  # two suites writing one cache would mix their stages
+        print(module.run(out, quick=args.quick, command=invocation.line,
+                         progress=args.progress))
     print(f"results in {out}/")
     return 0
 
@@ -40,6 +44,9 @@ def cmd_bench(args, invocation: Invocation) -> int:
 def cmd_import(args) -> int:
     if os.path.exists(args.out) and not os.path.isfile(args.out):
         raise ConfigError(f"--out {args.out} is a folder; name the .lopt file to write")
+    # Its folder must take a write before the import reads anything (the file itself is
+    # written through a temporary beside it, whose name would be the only one said).
+    check_out_folder(os.path.dirname(os.path.abspath(args.out)))
     rule, _ = import_weights(args.source, args.file, args.out)
     print(f"wrote {args.out}: rule {rule.name} {rule.config} from {args.file} "
           f"({SOURCES[args.source].reference}); load it with lopt.as_optax({args.out!r})")

@@ -120,7 +120,8 @@ def remove_stale_temporaries(folder: str, prefix: str = TEMPORARY_PREFIX) -> lis
 
 class FolderLock:
     """An exclusive lock on a run folder (``fcntl.flock`` on a lock file inside it), so two
-    runs never write one ``--out``; the kernel drops it when the process dies."""
+    runs (``lopt train``, ``lopt bench``) never write one ``--out``; the kernel drops it when
+    the process dies."""
 
     def __init__(self, folder: str):
         self.path = os.path.join(folder, LOCK_NAME)
@@ -135,8 +136,8 @@ class FolderLock:
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
                 os.close(fd)
                 raise ValueError(f"out folder {os.path.dirname(self.path)} is in use by "
-                                 f"another lopt train (pid {holder}, lock {self.path}); wait "
-                                 "for it or choose another --out") from None
+                                 f"another lopt command (pid {holder}, lock {self.path}); "
+                                 "wait for it or choose another --out") from None
             # The holder unlinks the file as it lets go: a lock taken on the file it opened
             # just before is a lock on nothing, while a third run locks the fresh file. Only
             # a lock on the file the path still names counts.

@@ -99,6 +99,9 @@ from lopt.tasks import FAMILIES
     (["eval", lopt.pretrained.path("l2l_lstm_quadratic"), "--eval-tasks", "2147483647",
       "--out", "/tmp/lopt-never-written"], "eval_tasks x eval_steps: 2147483647 runs"),
     (["train", "--out", "/proc/lopt-cannot-exist"], "out"),
+    # lopt import checks where it writes before reading (issue 37, item 13).
+    (["import", "celo", "tests/fixtures/published/celo/theta.state", "--out",
+      "/proc/x.lopt"], "out folder '/proc' is not writable"),
     (["train", "--init-from", "/no/such/rule.lopt"], "init_from"),
     # A warm start whose arrays do not fit the rule, refused before anything is written.
     (["train", "--task", "quadratic", "--init-from", "celo2_broad", "--out",
@@ -375,3 +378,23 @@ def test_the_memory_limit_is_the_cgroups_when_lower(tmp_path):
     assert memory_limit_bytes((str(v2),)) == physical_memory_bytes()
     assert memory_limit_bytes((str(v2), str(v1))) == 2**30
     assert memory_limit_bytes((str(tmp_path / "absent"),)) == physical_memory_bytes()
+
+
+def test_a_busy_bench_out_folder_is_refused_in_one_line(tmp_path, capsys):
+    """Two suites writing one out folder would mix their cached stages (issue 37, item 13)."""
+    from lopt.files.run_folder import FolderLock
+
+    out = str(tmp_path / "busy")
+    os.makedirs(out)
+    with FolderLock(out):
+        code = main(["bench", "step_scale", "--quick", "--no-progress", "--out", out])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is in use by another lopt command" in err[0], err
+    assert os.listdir(out) == []
+
+
+def test_paths_with_spaces_and_unicode_work_for_import(tmp_path, capsys):
+    out = tmp_path / "ü dir" / "x y.lopt"
+    assert main(["import", "celo", "tests/fixtures/published/celo/theta.state",
+                 "--out", str(out)]) == 0
+    assert lopt.load(str(out))[0].name == "celo_reference"

@@ -184,7 +184,7 @@ def test_a_second_run_on_one_out_folder_is_refused(tmp_path, capsys):
         code = main(["train", "--task", "quadratic", "--steps", "2", "--out", out])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"out folder {out} is in use by another lopt train (pid {os.getpid()}" in err
+    assert f"out folder {out} is in use by another lopt command (pid {os.getpid()}" in err
     assert os.listdir(out) == []
 
 
@@ -534,7 +534,7 @@ def test_a_run_that_locks_the_file_its_holder_just_unlinked_retries_on_the_fresh
     monkeypatch.setattr(run_folder.fcntl, "flock", flock)
     second = FolderLock(folder).__enter__()
     monkeypatch.undo()
-    with pytest.raises(ValueError, match=f"in use by another lopt train \\(pid {os.getpid()}"):
+    with pytest.raises(ValueError, match=f"in use by another lopt command \\(pid {os.getpid()}"):
         FolderLock(folder).__enter__()
     second.__exit__(None, None, None)
     with FolderLock(folder):  # free again once the second lets go
