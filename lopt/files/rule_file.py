@@ -18,6 +18,7 @@ from lopt.files.errors import FileFormatError, check_readable, reading
 from lopt.files.pytree_file import arrays_to_tree, load_pytree, read_metadata
 from lopt.rules import make_rule
 from lopt.rules.base import UpdateRule, check_rule, theta_mismatch
+from lopt.rules.semantics import config_for_version, current_version, unrecorded_version
 
 FORMAT = "lopt-rule"
 # 3: the header carries ``header_sha256`` over every other header field (rule, config, extra,
@@ -44,7 +45,8 @@ def save(path: str, rule: UpdateRule, theta, extra: dict | None = None) -> None:
             raise ValueError(f"theta{name} holds NaN or inf; a rule file keeps only finite "
                              "meta-parameters")
     header = {"format": FORMAT, "version": VERSION, "rule": rule.name, "config": rule.config,
-              "extra": extra or {}, "sha256": _digest(tensors)}
+              "semantics": current_version(rule.name), "extra": extra or {},
+              "sha256": _digest(tensors)}
     header["header_sha256"] = _header_digest(header)
     data = st_save(tensors, metadata={HEADER_KEY: json.dumps(header)})
     write_atomically(path, lambda f: f.write(data), suffix=".lopt")
@@ -151,8 +153,18 @@ def load(path: str):
         header, tensors = load_metadata(path), None
     else:
         header, tensors = _read_safetensors(path)
+    # A file computes what it computed when it was made: under the config of its recorded
+    # semantics version (files from before the record: what lopt computed for them then).
+    semantics = header.get("semantics", unrecorded_version(str(header["rule"])))
+    if not isinstance(semantics, int) or isinstance(semantics, bool) or semantics < 1:
+        raise FileFormatError(f"{path}: header 'semantics' must be a positive integer, got "
+                              f"{semantics!r}")
     try:
-        rule = make_rule(header["rule"], **header["config"])
+        config = config_for_version(header["rule"], header["config"], semantics)
+    except ValueError as err:
+        raise FileFormatError(f"{path}: {err}") from None
+    try:
+        rule = make_rule(header["rule"], **config)
         # The rule's own meta-parameters in the active default float dtype (float64 under
         # jax_enable_x64): theta is cast to it on load, deliberately, whatever the file stores.
         template = jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0))

@@ -1,4 +1,5 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -64,3 +65,60 @@ def test_a_non_finite_theta_is_not_saved(tmp_path):
     with pytest.raises(ValueError, match=r"theta\['cells'\]\[0\]\['w'\] holds NaN or inf"):
         lopt.save(str(path), rule, theta)
     assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+# Issue 36, item 5: a file keeps the meaning it was made with (lopt.rules.semantics).
+def _adafac_file(path, monkeypatch, version):
+    from lopt.files import rule_file
+
+    rule = lopt.rules.adafac_mlp(hidden=4, layers=2)
+    theta = rule.init_meta(jax.random.PRNGKey(3))
+    with monkeypatch.context() as m:
+        m.setattr(rule_file, "current_version", lambda name: version)
+        lopt.save(path, rule, theta)
+    return theta
+
+
+def _update(rule, theta):
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)}
+    grads = {"w": jnp.asarray(1e-3 * rng.normal(size=(5, 3)), jnp.float32)}
+    state = rule.init(theta, params)
+    return np.asarray(rule.update(theta, state, grads, params, jnp.float32(1.0))[0]["w"])
+
+
+def test_a_file_records_its_semantics_and_an_earlier_one_computes_as_it_was_made(
+        tmp_path, monkeypatch):
+    from lopt.files.rule_file import load_metadata
+    from lopt.rules.semantics import current_version
+
+    now = str(tmp_path / "now.lopt")
+    lopt.save(now, lopt.rules.adafac_mlp(hidden=4, layers=2),
+              lopt.rules.adafac_mlp(hidden=4, layers=2).init_meta(jax.random.PRNGKey(3)))
+    assert load_metadata(now)["semantics"] == current_version("adafac_mlp") == 2
+    old = str(tmp_path / "old.lopt")
+    theta = _adafac_file(old, monkeypatch, 1)  # made before the features changed
+    rule, loaded = lopt.load(old)
+    assert rule.config["feature_semantics"] == "lopt_v1"
+    v1 = lopt.rules.adafac_mlp(hidden=4, layers=2, feature_semantics="lopt_v1")
+    reference = lopt.rules.adafac_mlp(hidden=4, layers=2)
+    np.testing.assert_array_equal(_update(rule, loaded), _update(v1, theta))
+    assert not np.allclose(_update(rule, loaded), _update(reference, theta), rtol=1e-4)
+
+
+def test_a_file_of_a_semantics_this_lopt_cannot_compute_is_refused_in_one_line(
+        tmp_path, monkeypatch):
+    from lopt.files.errors import FileFormatError
+    from lopt.rules import semantics
+
+    newer = str(tmp_path / "newer.lopt")
+    _adafac_file(newer, monkeypatch, 7)
+    with pytest.raises(FileFormatError, match="semantics version 7; this lopt computes up to "
+                                              "version 2: upgrade lopt"):
+        lopt.load(newer)
+    dropped = str(tmp_path / "dropped.lopt")
+    _adafac_file(dropped, monkeypatch, 1)
+    monkeypatch.setitem(semantics.SEMANTICS, "adafac_mlp", (3, {1: None, 2: {}}))
+    with pytest.raises(FileFormatError, match="semantics version 1, which this lopt "
+                                              r"\(version 3\) cannot compute"):
+        lopt.load(dropped)
