@@ -118,26 +118,29 @@ def test_general_purpose_file_is_the_one_its_committed_recipe_made(name):
     assert [r["step"] for r in log] == list(range(config["steps"]))
 
 
-def test_celo2_broad_is_its_recipe_run_at_the_step_scale_chosen_on_meta_training():
+@pytest.mark.parametrize("recipe", [r for r in ("celo2_broad", "celo2_graft")
+                                    if r in PRETRAINED])
+def test_a_celo2_recipe_ships_its_run_at_the_step_scale_chosen_on_meta_training(recipe):
     """The shipped theta is the recipe run's, its one learning rate the one lopt bench
-    step_scale chose on mixture:broad's tuning instances, and the run's log holds its
+    step_scale chose on the recipe mixture's tuning instances, and the run's log holds its
     meta-validation."""
     from lopt.recipes import RECIPES
     from lopt.files.rule_file import load_metadata
 
-    run = ROOT / "benchmarks" / "pretrained" / "runs" / "celo2_broad"
-    (rule, theta), (trained, trained_theta) = lopt.load(path("celo2_broad")), \
+    run = ROOT / "benchmarks" / "pretrained" / "runs" / recipe
+    (rule, theta), (trained, trained_theta) = lopt.load(path(recipe)), \
         lopt.load(str(run / "celo2.lopt"))
     for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(trained_theta)):
         np.testing.assert_array_equal(a, b)
+    prefix = "" if recipe == "celo2_broad" else f"{recipe}_"
     chosen = json.loads((ROOT / "benchmarks" / "pretrained" / "step_scale" / "results.json")
-                        .read_text())["trained"]
+                        .read_text())[f"{prefix}trained"]
     assert rule.config == {**trained.config, "step_scale": chosen["best"]}
     assert chosen["best"] in chosen["grid"]
-    extra = load_metadata(path("celo2_broad"))["extra"]
+    extra = load_metadata(path(recipe))["extra"]
     assert extra["meta_trained_step_scale"] == trained.config["step_scale"]
     config = json.loads((run / "config.json").read_text())
-    for field, value in RECIPES["celo2_broad"][1].items():
+    for field, value in RECIPES[recipe][1].items():
         assert config[field] == (list(value) if isinstance(value, tuple) else value), field
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(config["steps"]))

@@ -28,6 +28,7 @@ from lopt.bench.suite import Suite
 from lopt.evaluation import plots
 from lopt.harness import rule_and_theta, scale_by_celo2
 from lopt.optax_adapter import as_optax
+from lopt.pretrained import PRETRAINED
 from lopt.rules import make_rule
 from lopt.tasks import datasets
 
@@ -103,6 +104,9 @@ def optimizers(steps: int) -> dict:
         # the third generation's form (recipe celo2_graft): the schedule inside the rule
         "grafted + cosine": graft("celo2", "cosine"),
         "grafted + cosine, no Newton-Schulz": graft("celo2_base", "cosine"),
+        # and the third generation as shipped, once it is: its own meta-trained theta and β
+        **({"celo2_graft (shipped)": as_optax("celo2_graft", num_steps=steps)}
+           if "celo2_graft" in PRETRAINED else {}),
     }
 
 

@@ -33,6 +33,7 @@ from lopt.evaluation.metrics import state_bytes_per_parameter
 from lopt.evaluation.normalization import adam_reference
 from lopt.evaluation.protocol import EVAL_SEED, META_TEST_GRID, TUNE_SEED
 from lopt.files.rule_file import load
+from lopt.outer import initial_theta
 from lopt.pretrained import PRETRAINED, path
 from lopt.recipes import recipe_config
 from lopt.rules import adam, adamw, make_rule
@@ -120,13 +121,11 @@ def shipped_general() -> dict:
 def recipe_start(name: str) -> tuple:
     """(rule, theta) where recipe ``name``'s meta-training starts: its rule and config, and
     the theta of its ``init_from`` file when it names one, else the theta ``lopt.outer.train``
-    draws from its seed (the first split of the seed's key)."""
+    draws from its seed (``initial_theta``, what training itself calls)."""
     cfg = recipe_config(name)
     rule = make_rule(cfg["rule"], **json.loads(cfg.get("rule_config") or "{}"))
-    if cfg.get("init_from"):
-        return rule, load(path(cfg["init_from"]))[1]
-    key = jax.random.split(jax.random.PRNGKey(cfg.get("seed", 0)), 3)[0]
-    return rule, rule.init_meta(key)
+    warm = load(path(cfg["init_from"]))[1] if cfg.get("init_from") else None
+    return rule, initial_theta(rule, cfg.get("seed", 0), warm)
 
 
 def _sweep_scores(factory, family, steps, tune_tasks, grid) -> list:

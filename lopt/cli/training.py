@@ -26,7 +26,7 @@ from lopt.optax_adapter import load_named
 from lopt.files.run_folder import FolderLock, checkpoint_path, remove_stale_temporaries
 from lopt.mup import mup_rule_for
 from lopt.outer import RunFiles, RunOptions, default_meta_optimizer, train
-from lopt.outer.train import initial_theta
+from lopt.outer import initial_theta
 from lopt.rules import make_rule
 from lopt.rules.base import theta_mismatch
 from lopt.tasks import make_family
@@ -132,7 +132,7 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     if not lead:
         return 0  # process 0 saves and reports
     _save_and_report(cfg, rule, family, result, files, time.time() - start,
-                     initial_theta(rule, run))
+                     initial_theta(rule, run.seed, run.theta))
     rule_path = os.path.join(out_dir, f"{cfg.learned.rule}.lopt")
     try:
         run_comparison(rule, result.theta, cfg.evaluation, out_dir,

@@ -4,7 +4,7 @@ from lopt.outer.es import ES, PES
 from lopt.outer.reparam import Mixed, Reparam
 from lopt.outer.tbptt import TBPTT
 from lopt.outer.train import (RunFiles, RunOptions, TrainResult, TrainState,
-                              default_meta_optimizer, train)
+                              default_meta_optimizer, initial_theta, train)
 from lopt.outer.unroll import (Horizon, InnerState, StepOutput, UnrollOptions, broadcast_runs,
                                init_inner, init_inner_batch, inner_step, reset_finished,
                                truncated_unroll)
@@ -19,6 +19,7 @@ ESTIMATORS = {
 }
 
 __all__ = ["Estimator", "UnrollOptions", "RunOptions", "RunFiles", "TBPTT", "ES", "PES", "Reparam",
-           "Mixed", "TrainResult", "TrainState", "default_meta_optimizer", "train", "Horizon",
+           "Mixed", "TrainResult", "TrainState", "default_meta_optimizer", "initial_theta", "train",
+           "Horizon",
            "InnerState", "StepOutput", "broadcast_runs", "init_inner", "init_inner_batch",
            "inner_step", "reset_finished", "truncated_unroll", "ESTIMATORS"]

@@ -277,17 +277,18 @@ def _build(estimator, rule, family, placement) -> Estimator:
     return estimator
 
 
-def initial_theta(rule, run: RunOptions):
-    """The theta a run starts from: ``run.theta`` when given, else the rule's draw from the
-    first split of the seed's key."""
-    if run.theta is not None:
-        return run.theta
-    return rule.init_meta(jax.random.split(jax.random.PRNGKey(run.seed), 3)[0])
+def initial_theta(rule, seed: int = 0, theta=None):
+    """The theta ``train`` starts from with ``seed`` (``RunOptions.seed``) and warm start
+    ``theta`` (``RunOptions.theta``): ``theta`` when given, else the rule's draw from the first
+    split of the seed's key. Benchmarks rebuild a recipe's start with it."""
+    if theta is not None:
+        return theta
+    return rule.init_meta(jax.random.split(jax.random.PRNGKey(seed), 3)[0])
 
 
 def _initial_state(rule, est, run: RunOptions, meta_optimizer, placement) -> TrainState:
     _, k_est, k_train = jax.random.split(jax.random.PRNGKey(run.seed), 3)
-    theta = initial_theta(rule, run)
+    theta = initial_theta(rule, run.seed, run.theta)
     return TrainState(theta, meta_optimizer.init(theta),
                       placement.local_runs(est.init(k_est, theta)), k_train,
                       jnp.zeros((), jnp.int32))
