@@ -35,6 +35,20 @@ PRETRAINED = {
                     "0.0070 whatever the gradients say, so as a drop-in on deep ReLU regressions "
                     "and 1,000-step runs it ends 236-83,000x above Adam lr 1e-3 unless given a "
                     "decaying schedule (benchmarks/pretrained/diagnosis_v3.md)"),
+    "celo2_graft": ("celo2_graft.lopt",
+                    "the headline general-purpose optimizer: celo2's learned, orthogonalized "
+                    "direction with Adam's per-tensor step size grafted on and a warm-up + "
+                    "cosine schedule over the run inside the rule; needs num_steps=. From "
+                    "`lopt train --recipe celo2_graft` (PES, 800 outer steps warm-started from "
+                    "celo2_broad, about 1.3 hours on 2 CPU cores; Celo2 took 4.5 GPU-hours) on "
+                    "mixture:robust: mixture:broad plus deep, wide and loss-scaled MLPs and a "
+                    "2-layer transformer, no meta-test data; its one learning rate 0.028 "
+                    "chosen on those tasks by the worst one (benchmarks/pretrained/step_scale/). "
+                    "Meta-validation 0.052 at its start, 0.051 after meta-training: the gain "
+                    "over celo2_broad is the rule's form, not the training. The extended "
+                    "27-task meta-test (worst task, catastrophic runs, equal budgets) is "
+                    "benchmarks/pretrained/; the drop-in diagnosis, "
+                    "benchmarks/pretrained/diagnosis_v3.md"),
     "celo_released": ("celo_released.lopt",
                       "Celo's published weights (Moudgil et al. 2025, amoudgl/celo: MIT, see "
                       "LICENSE.celo_released), meta-trained by its authors on 4 image MLP tasks "
