@@ -216,24 +216,27 @@ def _endless_two_process_job(out: str) -> list:
 
 
 @pytest.mark.devices
-def test_a_dead_process_gives_the_survivor_one_line_not_a_hang(tmp_path):
-    """Two `lopt train --distributed` processes; process 1 is killed mid-run. Process 0's next
-    collective (a step's all-reduce) fails, and it exits 1 within seconds with one line saying
-    what happened, instead of waiting for the dead peer and aborting with coordination-service
-    logs."""
+@pytest.mark.parametrize("killed", [1, 0])
+def test_a_dead_process_gives_the_survivor_one_line_not_a_hang(tmp_path, killed):
+    """Two `lopt train --distributed` processes; one is killed mid-run — process 1, or process
+    0, the coordinator, whose death takes the job's key-value service with it (issue 37, item
+    13). The survivor's next collective (a step's all-reduce) fails, and it exits 1 within
+    seconds with one line saying what happened, instead of waiting for the dead peer and
+    aborting with coordination-service logs."""
     out = str(tmp_path / "run")
     procs = _endless_two_process_job(out)
+    survivor = procs[1 - killed]
     try:
-        procs[1].kill()
+        procs[killed].kill()
         start = time.time()
-        _, err = procs[0].communicate(timeout=60)
+        _, err = survivor.communicate(timeout=60)
         assert time.time() - start < 30
     finally:
         for p in procs:
             p.kill()
             p.wait()
     lines = [line for line in err.strip().splitlines() if not line.startswith("[Gloo]")]
-    assert procs[0].returncode == 1
+    assert survivor.returncode == 1
     assert len(lines) == 1 and "another process of the distributed job stopped" in lines[0], err
     assert "Traceback" not in err and "Check failure" not in err
 
