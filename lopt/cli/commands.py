@@ -33,10 +33,16 @@ def cmd_bench(args, invocation: Invocation) -> int:
     check_out_folder(out)  # before the suite's work, which can take hours
     # Every suite is a lopt.bench.suite.Suite with this one run() signature.
     module = importlib.import_module(SUITES[args.suite][0])
+    created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
-    with FolderLock(out):  # two suites writing one cache would mix their stages
-        print(module.run(out, quick=args.quick, command=invocation.line,
-                         progress=args.progress))
+    try:
+        with FolderLock(out):  # two suites writing one cache would mix their stages
+            print(module.run(out, quick=args.quick, command=invocation.line,
+                             progress=args.progress))
+    except BaseException:
+        if created and not os.listdir(out):  # a refused suite leaves nothing behind
+            os.rmdir(out)
+        raise
     print(f"results in {out}/")
     return 0
 
