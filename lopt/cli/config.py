@@ -22,6 +22,16 @@ from lopt.rules import BASELINES, LEARNED
 from lopt.tasks import Mixture, make_family, resolve
 
 
+def setting(default, *, run: bool, type=None):
+    """A config field with its declaration: ``run`` whether it shapes the meta-training
+    trajectory (a resume must then match the checkpoint's value; lopt.cli.preflight reads it),
+    ``type`` its flag's type when the default does not tell (None)."""
+    metadata = {"shapes_run": run}
+    if type is not None:
+        metadata["type"] = type
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 class ConfigError(ValueError):
     """A config value outside its allowed range; the message names the field."""
 
@@ -33,13 +43,13 @@ DEFAULT_BASELINES = ("sgd", "nesterov", "rmsprop", "adam")
 class EvalConfig:
     """How a learned rule is compared against tuned baselines on evaluation instances."""
 
-    task: str = "quadratic"
-    eval_tasks: int = 256
-    eval_steps: int = 100
-    eval_seed: int = EVAL_SEED
-    tune_tasks: int = 64
-    tune_seed: int = TUNE_SEED
-    baselines: Sequence[str] = DEFAULT_BASELINES
+    task: str = setting("quadratic", run=True)
+    eval_tasks: int = setting(256, run=False)
+    eval_steps: int = setting(100, run=False)
+    eval_seed: int = setting(EVAL_SEED, run=False)
+    tune_tasks: int = setting(64, run=False)
+    tune_seed: int = setting(TUNE_SEED, run=False)
+    baselines: Sequence[str] = setting(DEFAULT_BASELINES, run=False)
 
     def validate(self) -> "EvalConfig":
         check_task(self.task)
@@ -63,9 +73,11 @@ class EvalConfig:
 class RuleConfig:
     """The learned rule to meta-train: a registered name and its keyword arguments."""
 
-    rule: str = "l2l_lstm"
-    rule_config: str = ""  # JSON object of the rule's keyword arguments, e.g. '{"kind": "rnn_b"}'
-    mup: bool = False  # each step times the task's μP multipliers (μLO; lopt.mup): μP tasks only
+    rule: str = setting("l2l_lstm", run=True)
+    # JSON object of the rule's keyword arguments, e.g. '{"kind": "rnn_b"}'
+    rule_config: str = setting("", run=False)
+    # each step times the task's μP multipliers (μLO; lopt.mup): μP tasks only
+    mup: bool = setting(False, run=True)
 
     def validate(self) -> "RuleConfig":
         _one_of("rule", self.rule, LEARNED)
@@ -98,18 +110,19 @@ class EstimatorConfig:
     """The outer-gradient estimator and the truncated inner runs behind it
     (``lopt.outer.UnrollOptions``)."""
 
-    estimator: str = "tbptt"
-    num_tasks: int = 128
-    truncation: int = 20
-    horizon: int = 100
-    max_horizon: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
-    second_derivatives: bool = False
-    weighting: str = "mean"
-    objective: str = "train"
-    loss_clip: Optional[float] = dataclasses.field(default=None, metadata={"type": float})
-    sigma: float = 0.01
-    remat: str = "auto"  # what backprop through an unroll stores: auto, none, step or nested
-    full_horizon: bool = False
+    estimator: str = setting("tbptt", run=True)
+    num_tasks: int = setting(128, run=True)
+    truncation: int = setting(20, run=True)
+    horizon: int = setting(100, run=True)
+    max_horizon: Optional[int] = setting(None, run=True, type=int)
+    second_derivatives: bool = setting(False, run=True)
+    weighting: str = setting("mean", run=True)
+    objective: str = setting("train", run=True)
+    loss_clip: Optional[float] = setting(None, run=True, type=float)
+    sigma: float = setting(0.01, run=True)
+    # what backprop through an unroll stores: auto, none, step or nested
+    remat: str = setting("auto", run=True)
+    full_horizon: bool = setting(False, run=True)
 
     def validate(self) -> "EstimatorConfig":
         _one_of("estimator", self.estimator, ESTIMATORS)
@@ -160,27 +173,29 @@ class EstimatorConfig:
 class RunConfig:
     """How long meta-training runs, its meta-optimizer, and where it writes."""
 
-    recipe: str = ""  # a named recipe (lopt/recipes.py) whose values are the defaults
+    # a named recipe (lopt/recipes.py) whose values are the defaults
+    recipe: str = setting("", run=False)
     # Warm start: theta from a shipped optimizer's name or a .lopt file (empty: init_meta).
-    init_from: str = ""
-    steps: int = 1500
-    normalize: bool = False  # meta-objective: normalized loss (initial 1, tuned Adam's best 0)
-    meta_lr: float = 3e-3
-    clip_grad_norm: float = 1.0
-    seed: int = 0
-    out: str = ""  # empty: runs/RULE_TASK
-    checkpoint_every: int = 100
-    resume: bool = True
-    progress: bool = True
+    init_from: str = setting("", run=True)
+    steps: int = setting(1500, run=False)
+    # meta-objective: normalized loss (initial 1, tuned Adam's best 0)
+    normalize: bool = setting(False, run=True)
+    meta_lr: float = setting(3e-3, run=True)
+    clip_grad_norm: float = setting(1.0, run=True)
+    seed: int = setting(0, run=True)
+    out: str = setting("", run=False)  # empty: runs/RULE_TASK
+    checkpoint_every: int = setting(100, run=False)
+    resume: bool = setting(True, run=False)
+    progress: bool = setting(True, run=False)
     # Meta-validation: every validate_every outer steps (0: never), the current theta runs on
     # validate_tasks held-out instances of each training family for validate_steps steps.
-    validate_every: int = 0
-    validate_tasks: int = 8
-    validate_steps: int = 300
+    validate_every: int = setting(0, run=False)
+    validate_tasks: int = setting(8, run=False)
+    validate_steps: int = setting(300, run=False)
     # Metric writers besides OUT/train_log.jsonl: TensorBoard events in logdir (empty: none),
     # and a Weights & Biases run (needs the wandb extra).
-    logdir: str = ""
-    wandb: bool = False
+    logdir: str = setting("", run=False)
+    wandb: bool = setting(False, run=False)
 
     def validate(self) -> "RunConfig":
         if self.recipe:
@@ -207,15 +222,15 @@ class DistributionConfig:
     """Where the inner runs go: local devices, and the processes of a ``jax.distributed`` job
     (all three of coordinator, num_processes and process_id, or none to let jax detect them)."""
 
-    devices: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
+    devices: Optional[int] = setting(None, run=False, type=int)
     # Devices per block of runs: a runs × model mesh for tensor-parallel (NAME_tp) tasks.
-    model_parallel: int = dataclasses.field(default=1, metadata={"type": int})
-    distributed: bool = False
-    coordinator: Optional[str] = dataclasses.field(default=None, metadata={"type": str})
-    num_processes: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
-    process_id: Optional[int] = dataclasses.field(default=None, metadata={"type": int})
+    model_parallel: int = setting(1, run=False, type=int)
+    distributed: bool = setting(False, run=False)
+    coordinator: Optional[str] = setting(None, run=False, type=str)
+    num_processes: Optional[int] = setting(None, run=False, type=int)
+    process_id: Optional[int] = setting(None, run=False, type=int)
     # Seconds a process waits for the whole job to join before it gives up with one line.
-    join_timeout: int = dataclasses.field(default=120, metadata={"type": int})
+    join_timeout: int = setting(120, run=False, type=int)
 
     def validate(self) -> "DistributionConfig":
         if self.devices is not None:

@@ -9,21 +9,21 @@ import tempfile
 import jax
 import numpy as np
 
-from lopt.cli.config import ConfigError, DistributionConfig, EvalConfig, TrainConfig
+from lopt.cli.config import (ConfigError, DistributionConfig, EstimatorConfig, EvalConfig,
+                             RuleConfig, RunConfig, TrainConfig)
 from lopt.files.checkpoints import open_checkpoints
 from lopt.files.run_folder import check_resume
 from lopt.outer.mixture import build_estimator
 from lopt.outer.tbptt import TBPTT
 from lopt.outer.placement import Placement, resolve_devices, runs_per_split
 
-# Settings that do not change the meta-training trajectory: how long (steps may only grow),
-# where and how it reports, the comparison after it, and the device layout (resumes across
-# device counts are exact up to the reduction order).
-NOT_THE_RUN = frozenset({"steps", "out", "progress", "resume", "checkpoint_every", "recipe",
-                         "rule_config", "validate_every", "validate_tasks", "validate_steps",
-                         "logdir", "wandb"}
-                        | {f.name for f in dataclasses.fields(DistributionConfig)}
-                        | {f.name for f in dataclasses.fields(EvalConfig)} - {"task"})
+# Settings that do not change the meta-training trajectory, as each field declares it
+# (``setting(..., run=False)`` in cli/config.py): how long (steps may only grow), where and how
+# it reports, the comparison after it, and the device layout (resumes across device counts are
+# exact up to the reduction order). rule_config is compared as the rule's own config.
+NOT_THE_RUN = frozenset(f.name for group in (EvalConfig, RuleConfig, EstimatorConfig,
+                                             RunConfig, DistributionConfig)
+                        for f in dataclasses.fields(group) if not f.metadata["shapes_run"])
 
 
 def run_config(cfg: TrainConfig) -> dict:

@@ -398,3 +398,23 @@ def test_paths_with_spaces_and_unicode_work_for_import(tmp_path, capsys):
     assert main(["import", "celo", "tests/fixtures/published/celo/theta.state",
                  "--out", str(out)]) == 0
     assert lopt.load(str(out))[0].name == "celo_reference"
+
+
+def test_every_setting_declares_whether_it_shapes_the_run():
+    """Issue 38, item 3: the resume check reads each setting's own declaration; a new setting
+    without one fails here, not in a user's resume (a missing key counts as a difference)."""
+    import dataclasses
+
+    from lopt.cli.config import TrainConfig
+    from lopt.cli.preflight import NOT_THE_RUN, run_config
+
+    for group in dataclasses.fields(TrainConfig):
+        for f in dataclasses.fields(group.type if isinstance(group.type, type)
+                                    else type(group.default)):
+            assert isinstance(f.metadata.get("shapes_run"), bool), f"{group.name}.{f.name}"
+    # What today's checkpoints were written with: changing it makes every one refuse to resume.
+    assert run_config(TrainConfig()).keys() == {
+        "task", "rule", "mup", "estimator", "num_tasks", "truncation", "horizon", "max_horizon",
+        "second_derivatives", "weighting", "objective", "loss_clip", "sigma", "remat",
+        "full_horizon", "init_from", "normalize", "meta_lr", "clip_grad_norm", "seed"}
+    assert "steps" in NOT_THE_RUN and "seed" not in NOT_THE_RUN
