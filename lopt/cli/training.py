@@ -165,43 +165,13 @@ def _start_distributed(cfg: TrainConfig) -> tuple:
     # initialization times out: a watchdog ends the process first, in one line.
     joined = threading.Event()
     threading.Thread(target=_join_watchdog, args=(joined, d), daemon=True).start()
-    with _coordination_errors_end_in_one_line(d.process_id, cfg.out_dir):
-        jax.distributed.initialize(coordinator_address=d.coordinator,
-                                   num_processes=d.num_processes, process_id=d.process_id,
-                                   heartbeat_timeout_seconds=30,
-                                   initialization_timeout=d.join_timeout + 60)
+    jax.distributed.initialize(coordinator_address=d.coordinator, num_processes=d.num_processes,
+                               process_id=d.process_id, heartbeat_timeout_seconds=30,
+                               initialization_timeout=d.join_timeout + 60)
     joined.set()
     watch = PeerWatch(jax.process_index(), jax.process_count(),
                       exit_on_silence(jax.process_index(), cfg.out_dir, EXIT_FAILED)).start()
     return jax.local_device_count(), watch
-
-
-@contextlib.contextmanager
-def _coordination_errors_end_in_one_line(process_id, out: str):
-    """While jax builds its distributed client, give it a callback for errors the coordination
-    service reports (the coordinator, process 0, gone): one line and exit 1, where jax's own
-    default logs them in C++ and terminates the process (issue 37, item 13)."""
-    from jax._src.lib import _jax
-
-    def lost(*status) -> None:
-        sys.stderr.write(f"lopt train: failed: the distributed job's coordination service (on "
-                         f"process 0) stopped answering; this process {process_id} ends; end "
-                         "every process, then run the same command again to resume from the "
-                         f"last checkpoint in {out}\n")
-        sys.stderr.flush()
-        os._exit(EXIT_FAILED)
-
-    original = _jax.get_distributed_runtime_client
-
-    def client(*args, **kwargs):
-        kwargs.setdefault("missed_heartbeat_callback", lost)
-        return original(*args, **kwargs)
-
-    _jax.get_distributed_runtime_client = client
-    try:
-        yield
-    finally:
-        _jax.get_distributed_runtime_client = original
 
 
 def _join_watchdog(joined: threading.Event, d) -> None:
