@@ -9,7 +9,7 @@ best β meta-training then starts from and keeps (``celo2_graft`` starts from ``
 theta and β instead); (2) once the recipe has run, its meta-trained theta at β × 2^k,
 k = −2…2 (celo2_graft: −2…4), whose best is the shipped default. The best is the lr with
 the fewest diverged runs over all families, then the lowest mean over families of the mean
-final normalized loss.
+final normalized loss (celo2_graft: the lowest worst family's, ``worst_family_index``).
 """
 from __future__ import annotations
 
@@ -31,12 +31,6 @@ from lopt.rules import make_rule
 from lopt.tasks import Mixture, make_family
 
 RECIPES = ("celo2_broad", "celo2_graft")
-
-
-def trained_path(recipe: str) -> str:
-    """Where the recipe's run is committed (benchmarks/pretrained/runs/): sweep (2) reads it."""
-    return os.path.join("benchmarks", "pretrained", "runs", recipe, "celo2.lopt")
-
 FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 # celo2_graft's β multiplies Adam's step size (grafted), not a fixed RMS: on its first family
 # the ×4 edge of FACTORS was still the best, so its sweep reaches ×16.
@@ -45,6 +39,11 @@ FACTORS_OF = {"celo2_graft": FACTORS + (8.0, 16.0)}
 # mean over families, one loss-scaled family's gains pick the grid's ×16 edge, which leaves
 # the deep ReLU regression at loss scale 10³ (what broke celo2_broad) 0.48 worse than at ×4.
 WORST_CASE = frozenset({"celo2_graft"})
+
+
+def trained_path(recipe: str) -> str:
+    """Where the recipe's run is committed (benchmarks/pretrained/runs/): sweep (2) reads it."""
+    return os.path.join("benchmarks", "pretrained", "runs", recipe, "celo2.lopt")
 
 
 def worst_family_index(sweeps: list) -> int:
