@@ -66,7 +66,8 @@ def param_labels(params, embedding_names=EMBEDDING_NAMES) -> object:
     return jax.tree_util.tree_map_with_path(label, params)
 
 
-def celo2_chain(source, learning_rate: Union[float, Callable], weight_decay: float = 0.0, adamw_lr_multiplier: float = 20.0,
+def celo2_chain(source, learning_rate: Union[float, Callable], weight_decay: float = 0.0,
+                adamw_lr_multiplier: float = 20.0,
                 adamw_b1: float = 0.9, adamw_b2: float = 0.95, adamw_eps: float = 1e-8,
                 labels: Callable = param_labels) -> optax.GradientTransformationExtraArgs:
     """Celo2's harness in one transformation: the learned step on matrices and conv kernels,

@@ -47,8 +47,8 @@ def test_scale_by_celo2_is_the_step_and_as_optax_adds_minus_step_scale_times_it(
     grads = _params(1)
     direction = lopt.scale_by_celo2((rule, theta))
     s, _ = jax.jit(direction.update)(grads, direction.init(params), params)
-    u, _ = jax.jit(lopt.as_optax(rule, theta).update)(grads, lopt.as_optax(rule, theta).init(params),
-                                             params)
+    tx = lopt.as_optax(rule, theta)
+    u, _ = jax.jit(tx.update)(grads, tx.init(params), params)
     for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(u)):
         np.testing.assert_allclose(-1e-3 * a, b, rtol=1e-6)
         # RMS-normalized over the last two axes: RMS 1 per matrix

@@ -124,8 +124,8 @@ def test_a_celo2_recipe_ships_its_run_at_the_step_scale_chosen_on_meta_training(
     """The shipped theta is the recipe run's, its one learning rate the one lopt bench
     step_scale chose on the recipe mixture's tuning instances, and the run's log holds its
     meta-validation."""
-    from lopt.recipes import RECIPES
     from lopt.files.rule_file import load_metadata
+    from lopt.recipes import RECIPES
 
     run = ROOT / "benchmarks" / "pretrained" / "runs" / recipe
     (rule, theta), (trained, trained_theta) = lopt.load(path(recipe)), \

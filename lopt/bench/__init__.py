@@ -3,15 +3,19 @@
 # Suites that reproduce the papers' experiments: run(out, quick=..., command=...) with a
 # --quick size that finishes in minutes.
 PAPER_SUITES = {
-    "metz": ("lopt.bench.metz", "Metz et al. 2019: ES vs reparameterization variance, TBPTT bias vs PES, "
+    "metz": ("lopt.bench.metz", "Metz et al. 2019: ES vs reparameterization variance, TBPTT bias "
+                                "vs PES, "
                                 "train vs validation objective, more tasks generalize better"),
-    "multiscale": ("lopt.bench.multiscale", "Shahid 2017: Multiscale Adam LWA_a/b/c, MLP, RNN_a/b; "
-                                            "learned weight tables, input Adams, step-size heatmap"),
+    "multiscale": ("lopt.bench.multiscale", "Shahid 2017: Multiscale Adam LWA_a/b/c, MLP, "
+                                            "RNN_a/b; learned weight tables, input Adams, "
+                                            "step-size heatmap"),
     "history": ("lopt.bench.history", "Shahid 2017: k-timesteps and k-momentums rules vs Adam and "
                                       "RMSProp; the learned Δx table for k = 5"),
     "hyperadam": ("lopt.bench.hyperadam", "Wang, Sun & Xu 2019: HyperAdam, DMoptimizer and RNNprop "
-                                          "meta-trained on an MNIST MLP; Tables 1-3, depth, T = 2000"),
-    "l2l": ("lopt.bench.l2l", "Andrychowicz et al. 2016: LSTM optimizer on quadratics and an MNIST MLP, its "
+                                          "meta-trained on an MNIST MLP; Tables 1-3, depth, T = "
+                                          "2000"),
+    "l2l": ("lopt.bench.l2l", "Andrychowicz et al. 2016: LSTM optimizer on quadratics and an "
+                              "MNIST MLP, its "
                               "generalization rows and the width x depth sweep"),
     "mup": ("lopt.bench.mup", "Thérien et al. 2026 (μLO): adafac meta-trained at one width "
                               "with and without μP, and Adam tuned there, tested at widths "
@@ -22,7 +26,8 @@ PAPER_SUITES = {
 
 SUITES = {**PAPER_SUITES,
     "estimators": ("lopt.bench.estimators",
-                   "meta-gradient variance vs samples, and meta-training throughput, per estimator"),
+                   "meta-gradient variance vs samples, and meta-training throughput, "
+                   "per estimator"),
     "tasks": ("lopt.bench.tasks", "every registered offline task under tuned Adam: "
                                   "normalization reference, test accuracy, speed"),
     "mixture": ("lopt.bench.mixture", "compile and step time of meta-training on a mixture "

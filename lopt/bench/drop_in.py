@@ -223,8 +223,8 @@ def _semantics_drift(tasks: tuple, steps: int, instances: int) -> dict:
             tx = as_optax(r, theta, num_steps=100)
             state, rows = tx.init(params), []
             for t in range(12):
-                g = jax.tree.map(lambda p: 10.0 ** -(t % 7) * jax.random.normal(
-                    jax.random.PRNGKey(t), p.shape), params)
+                g = jax.tree.map(lambda p: 10.0 ** -(t % 7) * jax.random.normal(  # noqa: B023
+                    jax.random.PRNGKey(t), p.shape), params)  # noqa: B023
                 u, state = tx.update(g, state, params, value=1.0 + 0.1 * t)
                 rows.append(np.concatenate([np.ravel(a) for a in jax.tree.leaves(u)]))
             updates[label] = np.stack(rows)

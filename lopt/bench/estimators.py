@@ -140,15 +140,15 @@ def measure_throughput(rule, family, theta, num_tasks, calls):
         state = TrainState(theta, meta_opt.init(theta), est.init(jax.random.PRNGKey(0), theta),
                            jax.random.PRNGKey(1), jnp.zeros((), jnp.int32))
         outer = jax.jit(make_outer_step(est, meta_opt))
-        seconds = _time(lambda s: outer(s)[1]["meta_loss"], (state,), calls)
+        seconds = _time(lambda s: outer(s)[1]["meta_loss"], (state,), calls)  # noqa: B023
         runs = num_tasks * (1 if name == "tbptt" else 2)
         inner_steps = runs * TRUNCATION
 
         batch = estimator.init_runs(rule, family, theta, jax.random.PRNGKey(0))
-        batch = jax.tree.map(lambda x: jnp.concatenate([x] * (runs // num_tasks)), batch)
+        batch = jax.tree.map(lambda x: jnp.concatenate([x] * (runs // num_tasks)), batch)  # noqa: B023
         unroll = dataclasses.replace(estimator, remat="none")  # a forward unroll: nothing to remat
         plain = jax.jit(lambda b: truncated_unroll(
-            rule, family, broadcast_runs(theta, runs), b, unroll)[1].meta_loss)
+            rule, family, broadcast_runs(theta, runs), b, unroll)[1].meta_loss)  # noqa: B023
         plain_seconds = _time(plain, (batch,), calls)
         rows[name] = {"runs": runs, "inner_steps_per_outer_step": inner_steps,
                       "seconds_per_outer_step": seconds,
@@ -190,7 +190,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench estimators",
     _bias_section(suite, bias, sz)
     _throughput_section(suite, throughput)
     return suite.finish("Estimator benchmark",
-                        f"The L2L LSTM at the shipped theta (`l2l_lstm_quadratic`) on {family.name}, "
+                        f"The L2L LSTM at the shipped theta (`l2l_lstm_quadratic`) on "
+                        f"{family.name}, "
                         f"truncations of {TRUNCATION} steps in runs of {HORIZON}, σ = {SIGMA}, "
                         f"{sz.repeats} repeats per variance point after {sz.warmup} warm-up "
                         f"truncations, {sz.throughput_tasks} runs and {sz.calls} timed calls per "

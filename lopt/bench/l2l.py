@@ -131,7 +131,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l",
                   + tables.matrix_table(cells, ["LSTM", "adam"], first="layers x width"))
     suite.payload.update({"quadratic": quad_results, "mnist_rows": rows, "sweep": cells,
                           "sweep_ratio": grid.tolist()})
-    return suite.finish("Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016)",
+    return suite.finish("Learning to learn by gradient descent by gradient descent (Andrychowicz "
+                        "et al. 2016)",
                         "The slides give no numbers, only curves: the LSTM beats SGD, NAG, RMSProp "
                         "and Adam on quadratics and MNIST, generalizes to 40 units, 2 layers and "
                         "200 steps, and fails on ReLU. Set the tables below beside that.")

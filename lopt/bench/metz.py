@@ -194,7 +194,8 @@ def _objectives(suite, sz) -> None:
     learned = {}
     for objective in ("train", "valid"):
         rule = per_parameter_mlp()
-        est = TBPTT(num_tasks=sz.meta_tasks, truncation=20, horizon=sz.overfit_steps, objective=objective)
+        est = TBPTT(num_tasks=sz.meta_tasks, truncation=20, horizon=sz.overfit_steps,
+                    objective=objective)
         learned[f"meta-trained on {objective} loss"] = (
             rule, suite.meta_train(f"objective_{objective}", rule, family, est,
                                    steps=sz.meta_steps))

@@ -22,7 +22,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 import optax
 
 from lopt.bench.pretrained_report import report, task_speedup  # noqa: F401 (task_speedup: API)

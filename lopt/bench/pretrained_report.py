@@ -78,12 +78,13 @@ def report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes
                   "[-2, 2], so the robustness sections below read raw losses); diverged runs "
                   "in brackets; the per-task learning rates are those tuned on the tuning "
                   "instances.\n\n"
-                  + tables.matrix_table({l: results[l] for l in labels}, columns, transpose=True))
+                  + tables.matrix_table({item: results[item] for item in labels}, columns,
+                                        transpose=True))
     learned_rows = [c for c in columns if not c.startswith(("adam ", "adamw "))]
     refs = [ONCE_ROW, "adamw (global lr)", TUNED_ROW, "adamw (per-task lr)", DEFAULT_ROW]
     refs = [r for r in refs if r in columns]
-    speed = {name: {ref: [task_speedup(named(results[l], name), named(results[l], ref), reach)
-                          for l in labels] for ref in refs} for name in learned_rows}
+    speed = {name: {ref: [task_speedup(named(results[item], name), named(results[item], ref), reach)
+                          for item in labels] for ref in refs} for name in learned_rows}
     lines = ["| learned | reference | " + " | ".join(labels) + " |",
              "|---|---" + "|---" * len(labels) + "|"]
     for name in learned_rows:
@@ -97,7 +98,7 @@ def report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes
                   "faster.\n\n" + "\n".join(lines) + "\n")
     robust = robustness(results, labels, columns)
     _robustness_sections(suite, labels, columns, robust, speed)
-    final = {c: stats.scores_matrix([finals(named(results[l], c)) for l in labels])
+    final = {c: stats.scores_matrix([finals(named(results[item], c)) for item in labels])
              for c in columns}
     loss_iqm = stats.iqm_with_ci(final)
     speed_iqm = stats.iqm_with_ci({f"{n} vs {r}": np.array([[s["value"]] for s in speed[n][r]])

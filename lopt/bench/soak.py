@@ -115,12 +115,17 @@ def run(out: str, quick: bool = False, command: str = "lopt bench soak",
               "records, by design) and the allocator's first pools; after it, the loop without "
               f"checkpoints grows {without['kib_per_step']:.4f} KiB a step, and the "
               f"checkpoint saves add about "
-              f"{1024 * ((with_c['last_rss_mib'] - with_c['warm_rss_mib']) - (without['last_rss_mib'] - without['warm_rss_mib'])) / saves:.0f} "
+              f"{1024 * (_grown(with_c) - _grown(without)) / saves:.0f} "
               f"KiB each ({saves} saves after warm-up; orbax and tensorstore's own state)."]
     suite.section("Resident memory over the run", "\n".join(lines))
     _plot(runs, size.steps, suite.figure("rss.png"))
     return suite.finish("Soak: meta-training memory over a long run",
                         f"Warm-up is the first {WARM_UP:.0%} of the steps.")
+
+
+def _grown(run: dict) -> float:
+    """MiB a run's resident memory grew after its warm-up."""
+    return run["last_rss_mib"] - run["warm_rss_mib"]
 
 
 def _plot(runs: dict, steps: int, path: str) -> None:

@@ -115,7 +115,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench zoo",
             s["auc_mean"] = mean_auc(s)
     suite.section("Area under the curve",
                   "Mean normalized loss over steps 1 … T (area under the curve, "
-                  "`lopt.evaluation.metrics.area_under_curve`), mean over the runs that did not diverge: "
+                  "`lopt.evaluation.metrics.area_under_curve`), mean over the runs that did not "
+                  "diverge: "
                   "low when a rule is fast early as well as good at the end.\n\n"
                   + tables.field_table(results, columns, "auc_mean", ".3g", transpose=True))
     _aggregate(suite, results, test, columns)
@@ -187,8 +188,10 @@ def _speed(suite: Suite, learned: dict, results: dict, test: tuple) -> None:
                      + f" | {r['step_time_vs_adam']:.2f} | {r['state_bytes_per_param']:.0f} |")
     suite.section("Speedup over tuned Adam, step time and memory",
                   "Speedup: steps tuned Adam's mean curve needs to reach the rule's final mean "
-                  "loss, over the rule's steps (VeLO/Celo; `lopt.evaluation.metrics.speedup`); `≥ x` "
-                  "when Adam never reaches it, 0 when the rule diverged on any run. Step time: one vmapped inner step on 8 "
+                  "loss, over the rule's steps (VeLO/Celo; `lopt.evaluation.metrics.speedup`); "
+                  "`≥ x` "
+                  "when Adam never reaches it, 0 when the rule diverged on any run. Step time: "
+                  "one vmapped inner step on 8 "
                   f"{probe.name} instances relative to optax.adam's, measured in this run.\n\n"
                   + "\n".join(lines) + "\n")
     suite.payload["speed"] = rows

@@ -13,7 +13,6 @@ from lopt.cli.config import ConfigError
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import EXIT_USAGE, build_parser, join_negative_values, train_config
 from lopt.cli.preflight import check_out_folder
-from lopt.recipes import RECIPES
 from lopt.cli.training import EXIT_FAILED, RunFailed, cmd_train
 from lopt.files.published import SOURCES, import_weights
 from lopt.files.run_folder import FolderLock
@@ -21,6 +20,7 @@ from lopt.outer import ESTIMATORS
 from lopt.outer.signals import STOP_SIGNALS, raise_in_main
 from lopt.outer.train import Abandoned, Interrupted
 from lopt.pretrained import PRETRAINED
+from lopt.recipes import RECIPES
 from lopt.rules import BASELINES, CONFORMANCE, LEARNED
 from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS, WIDTH_FAMILIES
 from lopt.tasks.datasets import DATASETS

@@ -11,13 +11,13 @@ from typing import Optional, Sequence
 import jax
 
 from lopt.cli.json_input import JsonInputError, json_object
-from lopt.recipes import RECIPES
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.files.metric_writers import wandb_available
 from lopt.mup import task_multipliers
 from lopt.outer import ESTIMATORS
-from lopt.pretrained import PRETRAINED
 from lopt.outer.unroll import OBJECTIVE_ALIASES, OBJECTIVES, REMAT, WEIGHTINGS
+from lopt.pretrained import PRETRAINED
+from lopt.recipes import RECIPES
 from lopt.rules import BASELINES, LEARNED
 from lopt.tasks import Mixture, make_family, resolve
 

@@ -9,13 +9,20 @@ import tempfile
 import jax
 import numpy as np
 
-from lopt.cli.config import (ConfigError, DistributionConfig, EstimatorConfig, EvalConfig,
-                             RuleConfig, RunConfig, TrainConfig)
+from lopt.cli.config import (
+    ConfigError,
+    DistributionConfig,
+    EstimatorConfig,
+    EvalConfig,
+    RuleConfig,
+    RunConfig,
+    TrainConfig,
+)
 from lopt.files.checkpoints import open_checkpoints
 from lopt.files.run_folder import check_resume
 from lopt.outer.mixture import build_estimator
-from lopt.outer.tbptt import TBPTT
 from lopt.outer.placement import Placement, resolve_devices, runs_per_split
+from lopt.outer.tbptt import TBPTT
 
 # Settings that do not change the meta-training trajectory, as each field declares it
 # (``setting(..., run=False)`` in cli/config.py): how long (steps may only grow), where and how

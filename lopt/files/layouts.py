@@ -13,9 +13,9 @@ from safetensors.numpy import load_file
 
 from lopt.files.errors import FileFormatError, check_readable
 from lopt.rules import make_rule
+from lopt.rules.adafac_mlp import STEP_TIMESCALES
 from lopt.rules.adafactor_features import MOMENTUM_DECAYS
 from lopt.rules.adafactor_features import group_sizes as adafac_group_sizes
-from lopt.rules.adafac_mlp import STEP_TIMESCALES
 from lopt.rules.celo2 import group_sizes as celo2_group_sizes
 from lopt.rules.celo_reference import N_SCHEDULER_INPUTS as CELO_N_INPUTS
 
@@ -188,7 +188,7 @@ def hyper_lstm_from(path: str, t: dict, rule_name: str, n_in: int, **config) -> 
     check_layout(path, t, want)
     rule = make_rule(rule_name, lstm_hidden=lstm_hidden, hidden=hidden, layers=layers,
                      param_inits=inits, **config)
-    dense = lambda name: {"w": _f32(t[f"rnn_params/{name}/w"]), "b": _f32(t[f"rnn_params/{name}/b"])}
+    dense = lambda name: {k: _f32(t[f"rnn_params/{name}/{k}"]) for k in ("w", "b")}
     theta = {"ff": {"first": {"w": [_f32(t[f"ff_mod_stack/~/w0__{i}"]) for i in range(len(sizes))],
                               "b": _f32(t["ff_mod_stack/~/b0"])},
                     "layers": [{"w": _f32(t[f"ff_mod_stack/~/w{i}"]),

@@ -3,11 +3,27 @@ from lopt.outer.base import Estimator
 from lopt.outer.es import ES, PES
 from lopt.outer.reparam import Mixed, Reparam
 from lopt.outer.tbptt import TBPTT
-from lopt.outer.train import (RunFiles, RunOptions, TrainResult, TrainState,
-                              default_meta_optimizer, initial_theta, train)
-from lopt.outer.unroll import (Horizon, InnerState, StepOutput, UnrollOptions, broadcast_runs,
-                               init_inner, init_inner_batch, inner_step, reset_finished,
-                               truncated_unroll)
+from lopt.outer.train import (
+                              RunFiles,
+                              RunOptions,
+                              TrainResult,
+                              TrainState,
+                              default_meta_optimizer,
+                              initial_theta,
+                              train,
+)
+from lopt.outer.unroll import (
+                              Horizon,
+                              InnerState,
+                              StepOutput,
+                              UnrollOptions,
+                              broadcast_runs,
+                              init_inner,
+                              init_inner_batch,
+                              inner_step,
+                              reset_finished,
+                              truncated_unroll,
+)
 
 ESTIMATORS = {
     "tbptt": (TBPTT, "truncated backprop through time; optional dropped second derivatives"),

@@ -8,8 +8,15 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import Estimator
-from lopt.outer.common import (PerturbedOptions, antithetic_thetas, masked_mean, pair_halves,
-                               perturbations, run_metrics, scale_per_run)
+from lopt.outer.common import (
+    PerturbedOptions,
+    antithetic_thetas,
+    masked_mean,
+    pair_halves,
+    perturbations,
+    run_metrics,
+    scale_per_run,
+)
 from lopt.outer.unroll import InnerState, init_inner, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily

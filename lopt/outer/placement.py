@@ -86,7 +86,7 @@ class Placement:
         self._layout = None  # the state's shardings the compiled step keeps (model axis)
 
     def _specs(self, state, runs, whole):
-        return type(state)(*[jax.tree.map(lambda _: runs if name == RUNS_FIELD else whole, part)
+        return type(state)(*[jax.tree.map(lambda _: runs if name == RUNS_FIELD else whole, part)  # noqa: B023
                              for name, part in zip(state._fields, state)])
 
     def local_runs(self, est_state):

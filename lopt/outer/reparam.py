@@ -8,9 +8,16 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import Estimator
-from lopt.outer.common import (PerturbedOptions, antithetic_thetas, masked_mean,
-                               masked_mean_and_total_variance, pair_halves, perturbations,
-                               run_metrics, scale_per_run)
+from lopt.outer.common import (
+    PerturbedOptions,
+    antithetic_thetas,
+    masked_mean,
+    masked_mean_and_total_variance,
+    pair_halves,
+    perturbations,
+    run_metrics,
+    scale_per_run,
+)
 from lopt.outer.tbptt import per_run_gradients
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily

@@ -25,13 +25,15 @@ PRETRAINED = {
     "celo2_broad": ("celo2_broad.lopt",
                     "general-purpose celo2 (Celo2's normalized, orthogonalized step, started as "
                     "Muon) from `lopt train --recipe celo2_broad` (PES, 400 steps, 33 minutes "
-                    "on 2 CPU cores, on mixture:broad: image MLP and conv net, autoencoder, regression, "
+                    "on 2 CPU cores, on mixture:broad: image MLP and conv net, autoencoder, "
+                    "regression, "
                     "tabular, char LSTM, tiny transformer; no meta-test data); its one learning "
                     "rate 0.0070 chosen on meta-training tasks. On 17 unseen tasks: 0 "
                     "divergences, beats Adam lr 1e-3 on 13 (not the ViT, the 4-layer LM, the "
                     "Mixer or the 3,000-step run), IQM normalized loss 0.0079 vs per-task Adam "
                     "0.0092; IQM speedup 1.01 over Adam and 1.09 over AdamW tuned once, 0.66 "
-                    "over per-task Adam (benchmarks/pretrained/). Worst case: its step RMS stays at "
+                    "over per-task Adam (benchmarks/pretrained/). Worst case: its step RMS stays "
+                    "at "
                     "0.0070 whatever the gradients say, so as a drop-in on deep ReLU regressions "
                     "and 1,000-step runs it ends 236-83,000x above Adam lr 1e-3 unless given a "
                     "decaying schedule (benchmarks/pretrained/diagnosis_v3.md)"),
@@ -61,19 +63,26 @@ PRETRAINED = {
                       "10,000-step run, IQM normalized loss 0.012 (benchmarks/pretrained/)"),
     "l2l_lstm_quadratic": ("l2l_lstm_quadratic.lopt",
                            "L2L LSTM meta-trained by `lopt train` (defaults) on 10x10 quadratics; "
-                           "final loss on evaluation instances 0.210 vs tuned Adam 0.285; diverges off "
+                           "final loss on evaluation instances 0.210 vs tuned Adam 0.285; "
+                           "diverges off "
                            "quadratics; benchmarks/l2l_quadratic/"),
     "l2l_lstm_mnist": ("l2l_lstm_mnist.lopt",
-                       "Andrychowicz et al. 2016's L2L LSTM meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP on "
-                       "MNIST 14x14, T = 100: final loss on evaluation instances 0.32 vs tuned Adam 0.21 "
+                       "Andrychowicz et al. 2016's L2L LSTM meta-trained (TBPTT, 60 steps) on a "
+                       "20-sigmoid MLP on "
+                       "MNIST 14x14, T = 100: final loss on evaluation instances 0.32 vs tuned "
+                       "Adam 0.21 "
                        "(benchmarks/l2l, stage lstm_mnist)"),
     "rnnprop_mnist": ("rnnprop_mnist.lopt",
-                      "Wang, Sun & Xu 2019's RNNprop meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP on "
-                      "MNIST 14x14, T = 100: final loss on evaluation instances 0.195 vs tuned Adam 0.209 "
+                      "Wang, Sun & Xu 2019's RNNprop meta-trained (TBPTT, 60 steps) on a "
+                      "20-sigmoid MLP on "
+                      "MNIST 14x14, T = 100: final loss on evaluation instances 0.195 vs tuned "
+                      "Adam 0.209 "
                       "(benchmarks/hyperadam, Table 1)"),
     "hyperadam_mnist": ("hyperadam_mnist.lopt",
-                        "Wang, Sun & Xu 2019's HyperAdam meta-trained (TBPTT, 60 steps) on a 20-sigmoid MLP "
-                        "on MNIST 14x14, T = 100: final loss on evaluation instances 0.180 vs tuned Adam 0.209 "
+                        "Wang, Sun & Xu 2019's HyperAdam meta-trained (TBPTT, 60 steps) on a "
+                        "20-sigmoid MLP "
+                        "on MNIST 14x14, T = 100: final loss on evaluation instances 0.180 vs "
+                        "tuned Adam 0.209 "
                         "(benchmarks/hyperadam, Table 1)"),
 }
 

@@ -4,28 +4,51 @@ from lopt.rules.base import UpdateRule, check_settings, per_coordinate, unzip, z
 from lopt.rules.celo import celo
 from lopt.rules.celo2 import celo2, celo2_base
 from lopt.rules.celo_reference import celo_reference
-from lopt.rules.velo import velo
-from lopt.rules.hand_designed import (HAND_DESIGNED, adadelta, adagrad, adam, adamax, from_optax,
-                                      momentum, nesterov, rmsprop, rprop, sgd)
+from lopt.rules.hand_designed import (
+    HAND_DESIGNED,
+    adadelta,
+    adagrad,
+    adam,
+    adamax,
+    from_optax,
+    momentum,
+    nesterov,
+    rmsprop,
+    rprop,
+    sgd,
+)
+from lopt.rules.hierarchical import hierarchical
 from lopt.rules.history import normalized_history
 from lopt.rules.hyperadam import hyperadam
 from lopt.rules.l2l_lstm import l2l_lstm, log_sign_preprocess
-from lopt.rules.hierarchical import hierarchical
-from lopt.rules.per_parameter_mlp import per_parameter_mlp
 from lopt.rules.multiscale_adam import multiscale_adam
-from lopt.rules.optax_baselines import (ADAM_SEARCH_SPACE, MODERN_BASELINES, adam_all,
-                                        adam_search_rule, adamw, lion, muon, nadamw,
-                                        schedule_free_adamw)
+from lopt.rules.optax_baselines import (
+    ADAM_SEARCH_SPACE,
+    MODERN_BASELINES,
+    adam_all,
+    adam_search_rule,
+    adamw,
+    lion,
+    muon,
+    nadamw,
+    schedule_free_adamw,
+)
+from lopt.rules.per_parameter_mlp import per_parameter_mlp
 from lopt.rules.rnnprop import rnnprop
+from lopt.rules.velo import velo
 
 LEARNED = {
-    "l2l_lstm": (l2l_lstm, "coordinatewise 2x20 LSTM with log/sign preprocessing (L2L, Andrychowicz et al. 2016)"),
-    "rnnprop": (rnnprop, "ELU 20 + 2x20 LSTM on g/sqrt(v), m/sqrt(v); 0.1*tanh step (Lv, Chen & Zhang 2017)"),
-    "hyperadam": (hyperadam, "J Adams with learned per-step decay rates and weights (Wang, Sun & Xu 2019)"),
+    "l2l_lstm": (l2l_lstm, "coordinatewise 2x20 LSTM with log/sign preprocessing (L2L, "
+                           "Andrychowicz et al. 2016)"),
+    "rnnprop": (rnnprop, "ELU 20 + 2x20 LSTM on g/sqrt(v), m/sqrt(v); 0.1*tanh step (Lv, Chen & "
+                         "Zhang 2017)"),
+    "hyperadam": (hyperadam, "J Adams with learned per-step decay rates and weights (Wang, Sun & "
+                             "Xu 2019)"),
     "multiscale_adam": (multiscale_adam, "learned combination of Adam at k timescales: "
                                          "LWA_a/b/c, MLP, RNN_a/b (Shahid 2017)"),
     "normalized_history": (normalized_history, "MLP on a normalized k-step gradient (or "
-                                               "k-momentum) history; x_ref/x_diff update (Shahid 2017)"),
+                                               "k-momentum) history; x_ref/x_diff update (Shahid "
+                                               "2017)"),
     "per_parameter_mlp": (per_parameter_mlp, "per-parameter MLP on momenta, normalized features "
                                              "and step embeddings (Metz et al. 2019)"),
     "hierarchical": (hierarchical, "per-tensor LSTM on gradient-norm and loss features "
@@ -72,7 +95,9 @@ def make_rule(name: str, **config) -> UpdateRule:
 
 __all__ = ["UpdateRule", "per_coordinate", "unzip", "zeros_per_coordinate", "from_optax",
            "l2l_lstm", "rnnprop", "hyperadam", "multiscale_adam", "normalized_history",
-           "per_parameter_mlp", "hierarchical", "adafac_mlp", "celo", "celo2", "celo2_base", "celo_reference", "velo", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop", "adagrad",
+           "per_parameter_mlp", "hierarchical", "adafac_mlp", "celo", "celo2", "celo2_base",
+           "celo_reference", "velo", "log_sign_preprocess", "sgd", "momentum", "nesterov", "rprop",
+           "adagrad",
            "rmsprop", "adadelta", "adam", "adamax", "RULES", "LEARNED", "HAND_DESIGNED",
            "MODERN_BASELINES", "BASELINES", "adamw", "nadamw", "lion", "muon",
            "schedule_free_adamw", "adam_all", "adam_search_rule", "ADAM_SEARCH_SPACE",

@@ -10,8 +10,15 @@ import jax.numpy as jnp
 
 from lopt.rules import adafactor_features as af
 from lopt.rules.base import UpdateRule
-from lopt.rules.nets import (apply_mlp, dense, init_dense, init_lstm_cell, init_mlp, log_magnitude,
-                             lstm_cell)
+from lopt.rules.nets import (
+    apply_mlp,
+    dense,
+    init_dense,
+    init_lstm_cell,
+    init_mlp,
+    log_magnitude,
+    lstm_cell,
+)
 
 # tanh(10·(t/T − c)): where the run is, as a fraction of its length T, around each c.
 FRACTION_CENTRES = (0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1)

@@ -10,9 +10,15 @@ import jax.numpy as jnp
 
 from lopt.rules.base import UpdateRule, state_dtype, zeros_per_coordinate
 from lopt.rules.nets import dense, init_dense, init_lstm_cell, log_magnitude, lstm_cell
-from lopt.rules.per_parameter_mlp import (DEFAULT_DECAYS, TIME_SCALES, check_config,
-                                          feature_mean_squares, mlp_all_coordinates, moments,
-                                          time_embedding)
+from lopt.rules.per_parameter_mlp import (
+    DEFAULT_DECAYS,
+    TIME_SCALES,
+    check_config,
+    feature_mean_squares,
+    mlp_all_coordinates,
+    moments,
+    time_embedding,
+)
 
 
 def hierarchical(hidden: int = 32, tensor_hidden: int = 16, context: int = 8,

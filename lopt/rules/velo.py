@@ -17,8 +17,16 @@ import numpy as np
 
 from lopt.rules.base import UpdateRule, constant_dtype
 from lopt.rules.celo import FRACTION_CENTRES
-from lopt.rules.celo_reference import (check_sizes, fixed_decays, hyper_state, hyper_step,
-                                       init_hyper_theta, loss_features, lstm, step_inputs)
+from lopt.rules.celo_reference import (
+    check_sizes,
+    fixed_decays,
+    hyper_state,
+    hyper_step,
+    init_hyper_theta,
+    loss_features,
+    lstm,
+    step_inputs,
+)
 from lopt.rules.nets import dense
 
 RANKS = 5  # the rank feature: one-hot of the number of axes longer than 1, 0..4

@@ -1,8 +1,14 @@
 """Tasks, task families, datasets, samplers, mixtures and normalization (DESIGN.md: Task,
 TaskFamily, Data and splits)."""
 from lopt.tasks import datasets
-from lopt.tasks.augment import (gradient_noise, label_noise, random_scaling, reduced_batch,
-                                reparameterize, with_convex)
+from lopt.tasks.augment import (
+                                gradient_noise,
+                                label_noise,
+                                random_scaling,
+                                reduced_batch,
+                                reparameterize,
+                                with_convex,
+)
 from lopt.tasks.autoencoder import autoencoder_family, vae_family
 from lopt.tasks.base import Task, TaskFamily, fixed_family, map_params, pooled_family
 from lopt.tasks.conv import conv_family
@@ -15,10 +21,15 @@ from lopt.tasks.registry import BIGGER, FAMILIES, MIXTURES, WIDTH_FAMILIES, make
 from lopt.tasks.samplers import SAMPLERS, Spec, sample_spec
 from lopt.tasks.sequence import char_rnn_family, sine_lstm_family, transformer_lm_family
 from lopt.tasks.supervised import Model, supervised_family
-from lopt.tasks.synthetic import (function_family, log_sum_exp_family, rosenbrock_family,
-                                  sparse_softmax_family)
+from lopt.tasks.synthetic import (
+                                function_family,
+                                log_sum_exp_family,
+                                rosenbrock_family,
+                                sparse_softmax_family,
+)
 
-__all__ = ["Task", "TaskFamily", "fixed_family", "map_params", "pooled_family", "Mixture", "datasets",
+__all__ = ["Task", "TaskFamily", "fixed_family", "map_params", "pooled_family", "Mixture",
+           "datasets",
            "random_scaling", "reparameterize", "with_convex", "reduced_batch", "label_noise",
            "gradient_noise", "mlp_classifier", "mlp_family", "mup_mlp_family",
            "mup_transformer_family", "linear_family", "conv_family",

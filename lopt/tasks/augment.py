@@ -19,11 +19,11 @@ def _scales(key, shapes, level: str, low: float, high: float):
     keys = jax.random.split(key, len(leaves))
     if level == "global":
         s = jnp.exp(jax.random.uniform(keys[0], (), minval=low, maxval=high))
-        out = [jnp.full(l.shape, s, l.dtype) for l in leaves]
+        out = [jnp.full(leaf.shape, s, leaf.dtype) for leaf in leaves]
     else:
-        out = [jnp.exp(jax.random.uniform(k, l.shape if level == "parameter" else (), l.dtype,
-                                          low, high)) * jnp.ones(l.shape, l.dtype)
-               for k, l in zip(keys, leaves)]
+        out = [jnp.exp(jax.random.uniform(k, leaf.shape if level == "parameter" else (), leaf.dtype,
+                                          low, high)) * jnp.ones(leaf.shape, leaf.dtype)
+               for k, leaf in zip(keys, leaves)]
     return jax.tree.unflatten(treedef, out)
 
 

@@ -9,8 +9,14 @@ import jax.numpy as jnp
 
 from lopt.tasks import datasets
 from lopt.tasks.base import TaskFamily
-from lopt.tasks.models import (ACTIVATIONS, check_choice, check_widths, linen_model, negative_elbo,
-                               pixel_bce)
+from lopt.tasks.models import (
+    ACTIVATIONS,
+    check_choice,
+    check_widths,
+    linen_model,
+    negative_elbo,
+    pixel_bce,
+)
 from lopt.tasks.supervised import supervised_family
 
 

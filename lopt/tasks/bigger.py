@@ -5,7 +5,6 @@ MLP-Mixer (Tolstikhin et al. 2021). The 4-layer transformer LM is
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Sequence
 
 import flax.linen as nn

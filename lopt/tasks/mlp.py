@@ -9,8 +9,17 @@ import jax
 
 from lopt.tasks import datasets
 from lopt.tasks.base import Task, TaskFamily
-from lopt.tasks.models import (ACTIVATIONS, INITIALIZERS, MLP, Linear, check_choice, check_widths,
-                               linen_model, softmax_xent, squared_error)
+from lopt.tasks.models import (
+    ACTIVATIONS,
+    INITIALIZERS,
+    MLP,
+    Linear,
+    check_choice,
+    check_widths,
+    linen_model,
+    softmax_xent,
+    squared_error,
+)
 from lopt.tasks.supervised import supervised_family
 
 MAX_DEPTH = 10

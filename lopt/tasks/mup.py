@@ -23,8 +23,14 @@ import jax.numpy as jnp
 
 from lopt.tasks import datasets
 from lopt.tasks.base import TaskFamily
-from lopt.tasks.models import ACTIVATIONS, check_choice, check_widths, linen_model, softmax_xent, \
-    token_xent
+from lopt.tasks.models import (
+    ACTIVATIONS,
+    check_choice,
+    check_widths,
+    linen_model,
+    softmax_xent,
+    token_xent,
+)
 from lopt.tasks.supervised import supervised_family
 
 MAX_DEPTH = 10

@@ -7,31 +7,39 @@ import re
 
 from lopt.tasks import augment
 from lopt.tasks.autoencoder import autoencoder_family, vae_family
+from lopt.tasks.bigger import mixer_family, resnet_family, vit_family
 from lopt.tasks.conv import conv1d_family, conv_family
 from lopt.tasks.mixture import Mixture
 from lopt.tasks.mlp import linear_family, mlp_family
 from lopt.tasks.mup import MAX_WIDTH, mup_mlp_family, mup_transformer_family
 from lopt.tasks.quadratic import quadratic_family
-from lopt.tasks.bigger import mixer_family, resnet_family, vit_family
 from lopt.tasks.samplers import SAMPLERS, sample_spec
 from lopt.tasks.sequence import char_rnn_family, sine_lstm_family, transformer_lm_family
+from lopt.tasks.synthetic import (
+    FUNCTIONS,
+    function_family,
+    log_sum_exp_family,
+    rosenbrock_family,
+    sparse_softmax_family,
+)
 from lopt.tasks.tensor_parallel import tensor_parallel
-from lopt.tasks.synthetic import (FUNCTIONS, function_family, log_sum_exp_family, rosenbrock_family,
-                                  sparse_softmax_family)
 
 P = functools.partial
 
 FAMILIES = {
-    "quadratic": (quadratic_family, "random 10x10 least squares ‖Wθ − y‖² (L2L, Andrychowicz et al. 2016)"),
+    "quadratic": (quadratic_family, "random 10x10 least squares ‖Wθ − y‖² (L2L, Andrychowicz et "
+                                    "al. 2016)"),
     "quadratic_augmented": (lambda: augment.with_convex(augment.random_scaling(
         quadratic_family())), "quadratics with RNNprop's random scaling and an added random "
                               "convex function (Wang, Sun & Xu 2019)"),
     "quadratic_tanh": (P(quadratic_family, nonlinearity="tanh", condition=1.0),
                        "‖tanh(Wθ) − y‖² with one decade of conditioning"),
     "digits_mlp": (P(mlp_family, name="digits_mlp_20"),
-                   "MLP (20 sigmoid units) on the 8x8 digits, minibatch 128 (Andrychowicz et al. 2016)"),
+                   "MLP (20 sigmoid units) on the 8x8 digits, minibatch 128 (Andrychowicz et al. "
+                   "2016)"),
     "digits_mlp_deep": (P(mlp_family, hidden=(20,) * 9, activation="relu"),
-                        "9-hidden-layer ReLU MLP on digits (Wang, Sun & Xu 2019's depth generalization)"),
+                        "9-hidden-layer ReLU MLP on digits (Wang, Sun & Xu 2019's depth "
+                        "generalization)"),
     "digits_mlp_augmented": (lambda: augment.label_noise(augment.reduced_batch(
         augment.reparameterize(mlp_family(hidden=(32,), activation="relu")), 16), 0.0, 0.2),
         "ReLU MLP on digits with per-tensor reparameterization, reduced batches, label noise"),
@@ -45,7 +53,8 @@ FAMILIES = {
                        "digits_conv with batch norm (running statistics as task state)"),
     "mnist_conv_fc": (P(conv_family, dataset="mnist_5k_14", channels=(8, 16), head="fc",
                         fc=(32,)), "conv (8, 16) + FC 32 on mnist_5k 14x14"),
-    "mnist1d_conv": (conv1d_family, "1-D conv net (3 x 16 channels, width 5, stride 2) on MNIST-1D"),
+    "mnist1d_conv": (conv1d_family,
+                     "1-D conv net (3 x 16 channels, width 5, stride 2) on MNIST-1D"),
     "digits_mlp_wide": (P(mlp_family, hidden=(320,), activation="relu"),
                         "ReLU MLP with 320 hidden units on digits (10x the recipes' width)"),
     "digits_mlp_3x32": (P(mlp_family, hidden=(32, 32, 32), activation="relu"),
@@ -59,7 +68,8 @@ FAMILIES = {
                      "conv + pool on CIFAR-10 (tfds; needs prepared data)"),
     "fashion_mnist_mlp": (P(mlp_family, dataset="fashion_mnist", hidden=(64,),
                             activation="relu"), "MLP on Fashion-MNIST (tfds; needs prepared data)"),
-    "sine_lstm": (sine_lstm_family, "LSTM-20 sequence prediction of noisy sines (Wang, Sun & Xu 2019 "
+    "sine_lstm": (sine_lstm_family, "LSTM-20 sequence prediction of noisy sines (Wang, Sun & Xu "
+                                    "2019 "
                                     "Table 2, baseline)"),
     "sine_lstm_small_noise": (P(sine_lstm_family, noise="small"),
                               "sine_lstm with noise 0.01 (Table 2, small noise)"),

@@ -9,7 +9,7 @@ from lopt.bench.perf import accelerator
 
 def test_pytrees_hold_exactly_the_parameter_count():
     for n in (1000, 65_536, 70_001):
-        shapes = jax.eval_shape(lambda: accelerator._params(n))
+        shapes = jax.eval_shape(lambda: accelerator._params(n))  # noqa: B023
         assert sum(math.prod(x.shape) for x in jax.tree.leaves(shapes)) == n
 
 

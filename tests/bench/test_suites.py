@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from lopt.bench import PAPER_SUITES
-from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.cli import main
+from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 
 SUITES = sorted(PAPER_SUITES)
 

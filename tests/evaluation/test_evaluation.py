@@ -11,8 +11,18 @@ import numpy as np
 import pytest
 
 from lopt import rules
-from lopt.evaluation import (Instances, Result, compare, diverged, evaluate_rule, loss_curves,
-                             rank_key, score, tables, tune_learning_rate)
+from lopt.evaluation import (
+    Instances,
+    Result,
+    compare,
+    diverged,
+    evaluate_rule,
+    loss_curves,
+    rank_key,
+    score,
+    tables,
+    tune_learning_rate,
+)
 from lopt.files.atomic import write_json
 from lopt.outer.unroll import Horizon, init_inner_batch
 from lopt.tasks import Task, TaskFamily
@@ -49,7 +59,7 @@ def numpy_curves(lr, key=KEY, tasks=TASKS):
     """SGD written out in numpy; NaN from the first step outside the cap on."""
     a = curvatures(key, tasks)
     x, rows = np.zeros_like(a), []
-    for t in range(STEPS + 1):
+    for _ in range(STEPS + 1):
         err = x - 1.0
         rows.append(np.where(np.abs(err) > 4.0, np.nan, 0.5 * a * err**2))
         x = x - lr * a * err

@@ -62,7 +62,8 @@ def test_cache_is_reused_and_rebuilt_when_the_spec_changes(reference, monkeypatc
     monkeypatch.undo()
     other = adam_reference(quadratic_family(dim=5), num_steps=15, num_tasks=3, grid=GRID,
                            cache_dir=cache)
-    assert other.family == "quadratic5" and len(os.listdir(os.path.join(cache, "normalization"))) == 2
+    assert other.family == "quadratic5"
+    assert len(os.listdir(os.path.join(cache, "normalization"))) == 2
 
 
 def test_normalized_family_gives_the_meta_objective_normalized_losses(reference):

@@ -48,9 +48,9 @@ def test_norm_growth_is_the_ratio_of_the_parameters_global_norms_per_run():
         num_tasks=3, truncation=5, horizon=6, stagger=False, remat="none").init_runs(
         rule, family, {}, key)
     for i in range(3):
-        cfg = jax.tree.map(lambda x: x[i], batch.cfg)
+        cfg = jax.tree.map(lambda x: x[i], batch.cfg)  # noqa: B023
         task = family.build(cfg)
-        params = jax.tree.map(lambda x: x[i], batch.params)
+        params = jax.tree.map(lambda x: x[i], batch.params)  # noqa: B023
         start = jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(params)))
         for _ in range(5):
             grads = jax.grad(task.loss)(params, None)

@@ -22,12 +22,12 @@ def hand_curves(tx, key, eval_at=None, tasks=TASKS):
                              stagger=False)
     out = []
     for i in range(tasks):
-        cfg = jax.tree.map(lambda x: x[i], batch.cfg)
-        params = jax.tree.map(lambda x: x[i], batch.params)
+        cfg = jax.tree.map(lambda x: x[i], batch.cfg)  # noqa: B023
+        params = jax.tree.map(lambda x: x[i], batch.params)  # noqa: B023
         task = FAMILY.build(cfg)
 
         def loss(p):
-            return task.train_loss(p, None, jax.random.PRNGKey(0))[0]
+            return task.train_loss(p, None, jax.random.PRNGKey(0))[0]  # noqa: B023
 
         state, row = tx.init(params), [float(loss(params))]
         for _ in range(STEPS):

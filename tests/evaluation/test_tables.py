@@ -41,5 +41,6 @@ def test_loss_versus_width_plots_medians_and_counts_diverged_runs(tmp_path):
     path = str(tmp_path / "width.png")
     series = {"a": [[1.0, 2.0, 3.0], [0.5, np.nan, 0.7]], "all diverged": [[np.nan], [np.nan]]}
     drawn = plots.final_loss_versus((32, 64), series, path, "t", "width")
-    assert drawn == {"a (1 diverged)": [2.0, 0.6]}  # medians; a series with no run left is not drawn
+    # Medians; a series with no run left is not drawn.
+    assert drawn == {"a (1 diverged)": [2.0, 0.6]}
     assert imread(path).shape[0] > 100

@@ -35,7 +35,8 @@ for name, est in (("pes", PES(num_tasks=4, truncation=3, horizon=7, sigma=0.05))
                        progress=False, meta_optimizer=optax.sgd(0.05),
                        checkpoint_path=checkpoints if name == "pes" else None)
         history += result.history
-    thetas.update({f"{name}/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(result.theta))})
+    thetas.update({f"{name}/{i}": np.asarray(x)
+                   for i, x in enumerate(jax.tree.leaves(result.theta))})
     thetas[f"{name}/meta_loss"] = np.array([h["meta_loss"] for h in history])
 if jax.process_index() == 0:
     np.savez(out_path, **thetas)

@@ -13,11 +13,12 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from tensor_parallel_setup import EST, MESH_FAMILY as FAMILY, RULE  # noqa: E402
+from tensor_parallel_setup import EST, RULE  # noqa: E402
+from tensor_parallel_setup import MESH_FAMILY as FAMILY
 
+from lopt.outer import default_meta_optimizer, train  # noqa: E402
 from lopt.outer.placement import Placement  # noqa: E402
 from lopt.outer.train import RunOptions, _build, _initial_state, make_outer_step  # noqa: E402
-from lopt.outer import default_meta_optimizer, train  # noqa: E402
 
 COLLECTIVE = re.compile(r"= \(?(\w+)\[[0-9,]*\][^ ]* (all-gather|all-reduce|all-to-all|"
                         r"collective-permute|reduce-scatter)(?:-start)?\(")

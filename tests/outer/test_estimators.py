@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 
 from lopt.outer import ES, PES, TBPTT, Mixed, Reparam
-from lopt.outer.smoothed_exact import (THETA, H, bias_and_mse, estimates, plain_gradient,
-                                       reference_meta_loss, smoothed_gradient)
+from lopt.outer.smoothed_exact import (
+    THETA,
+    H,
+    bias_and_mse,
+    estimates,
+    plain_gradient,
+    reference_meta_loss,
+    smoothed_gradient,
+)
 
 Z = 5.0  # standard errors allowed
 

@@ -4,8 +4,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.outer import (TBPTT, Horizon, UnrollOptions, StepOutput, broadcast_runs, init_inner_batch,
-                        truncated_unroll)
+from lopt.outer import (
+    TBPTT,
+    Horizon,
+    StepOutput,
+    UnrollOptions,
+    broadcast_runs,
+    init_inner_batch,
+    truncated_unroll,
+)
 from lopt.rules import sgd
 from lopt.tasks import Task, TaskFamily, quadratic_family
 
@@ -75,7 +82,8 @@ def test_weighting_and_loss_clipping_of_the_meta_loss_terms():
     np.testing.assert_allclose(clipped.sum(0), [(1 + 2 + 3) / 3, (3 + 3) / 3])
 
 
-@pytest.mark.parametrize("kwargs,field", [({"sigma": 0.0}, "sigma"), ({"max_horizon": 5}, "max_horizon"),
+@pytest.mark.parametrize("kwargs,field", [({"sigma": 0.0}, "sigma"),
+                                          ({"max_horizon": 5}, "max_horizon"),
                                           ({"objective": "test"}, "objective"),
                                           ({"loss_clip": -1.0}, "loss_clip"),
                                           ({"truncation": 0}, "truncation")])

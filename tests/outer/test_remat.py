@@ -4,8 +4,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.outer.unroll import (UnrollOptions, broadcast_runs, init_inner_batch, scan_steps,
-                               segment_length, truncated_unroll)
+from lopt.outer.unroll import (
+    UnrollOptions,
+    broadcast_runs,
+    init_inner_batch,
+    scan_steps,
+    segment_length,
+    truncated_unroll,
+)
 from lopt.rules import l2l_lstm
 from lopt.tasks.quadratic import quadratic_family
 

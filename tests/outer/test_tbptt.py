@@ -60,7 +60,7 @@ def _directions(theta, n):
     out = []
     for d in range(n):
         keys = jax.random.split(jax.random.PRNGKey(100 + d), len(leaves))
-        v = [jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)]
+        v = [jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)]
         norm = jnp.sqrt(sum(jnp.sum(x**2) for x in v))
         out.append(jax.tree.unflatten(treedef, [x / norm for x in v]))
     return out

@@ -32,8 +32,8 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
     assert len(resumed.history) == 3
     for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    full_log = [json.loads(l) for l in open(tmp_path / "full.jsonl")]
-    split_log = [json.loads(l) for l in open(tmp_path / "split.jsonl")]
+    full_log = [json.loads(item) for item in open(tmp_path / "full.jsonl")]
+    split_log = [json.loads(item) for item in open(tmp_path / "split.jsonl")]
     assert [r["step"] for r in split_log] == list(range(8))
     assert full_log == split_log
     assert full.history[-1]["meta_loss"] != full.history[0]["meta_loss"]
@@ -46,7 +46,7 @@ def test_resume_after_a_log_written_past_the_checkpoint(tmp_path):
     # Simulate the crash: the step-6 checkpoint was never written, only the one at step 4.
     shutil.rmtree(tmp_path / "crash" / "6")
     resumed = _run(tmp_path, "crash", 6, checkpoint_every=4)
-    steps = [json.loads(l)["step"] for l in open(tmp_path / "crash.jsonl")]
+    steps = [json.loads(item)["step"] for item in open(tmp_path / "crash.jsonl")]
     assert steps == list(range(6)) and len(resumed.history) == 2
 
 
@@ -107,7 +107,7 @@ def test_meta_validation_is_logged_on_schedule_and_never_changes_training(tmp_pa
     checked = _run(tmp_path, "checked", 5, validate=validate, validate_every=3)
     for a, b in zip(jax.tree.leaves(plain.state), jax.tree.leaves(checked.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    log = [json.loads(l) for l in open(tmp_path / "checked.jsonl")]
+    log = [json.loads(item) for item in open(tmp_path / "checked.jsonl")]
     assert [r["step"] for r in log if "valid/mean" in r] == [2, 4]  # every 3rd and the last
     curves = np.asarray(loss_curves(RULE, checked.theta, FAMILY, jax.random.PRNGKey(
         META_VALID_SEED), num_tasks=3, num_steps=4))

@@ -41,9 +41,9 @@ def main():
 
         def two_steps(p, g, s):
             # Two updates: the second reads the state the first wrote on the shards.
-            u, s = tx.update(g, s, p, value=jnp.float32(1.0))
+            u, s = tx.update(g, s, p, value=jnp.float32(1.0))  # noqa: B023
             p = jax.tree.map(jnp.add, p, u)
-            u, s = tx.update(g, s, p, value=jnp.float32(0.9))
+            u, s = tx.update(g, s, p, value=jnp.float32(0.9))  # noqa: B023
             return jax.tree.map(jnp.add, p, u), s
 
         reference, _ = jax.jit(two_steps)(params, grads, tx.init(params))

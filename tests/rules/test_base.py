@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from lopt.rules import per_coordinate, unzip, zeros_per_coordinate
 
@@ -11,8 +12,6 @@ def _coordinate_fn(theta, p, g, h):
     return jnp.sum(new_h) * theta["c"], new_h
 
 
-import pytest
-
 
 @pytest.mark.parametrize("chunk", [16384, 4, 5])
 def test_lifting_equals_explicit_loop_over_every_coordinate(chunk):
@@ -22,7 +21,8 @@ def test_lifting_equals_explicit_loop_over_every_coordinate(chunk):
               "mat": jnp.linspace(-1, 1, 6).reshape(2, 3), "cube": jnp.ones((2, 1, 2)) * 0.5}
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
-    grads = jax.tree.unflatten(treedef, [jax.random.normal(k, l.shape) for k, l in zip(keys, leaves)])
+    grads = jax.tree.unflatten(treedef, [jax.random.normal(k, leaf.shape)
+                                         for k, leaf in zip(keys, leaves)])
     hidden = jax.tree.map(lambda p: jax.random.uniform(key, p.shape + (4,)), params)
     theta = {"a": jnp.linspace(0.1, 0.4, 4), "b": jnp.asarray(0.7), "c": jnp.asarray(-0.5)}
 

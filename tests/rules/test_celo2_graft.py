@@ -86,7 +86,7 @@ def test_a_noisy_gradient_shrinks_the_grafted_step_but_not_celo2s():
     theta = graft.init_meta(jax.random.PRNGKey(0))
     s_graft, s_fixed = graft.init(theta, PARAMS), fixed.init(theta, PARAMS)
     for t in range(40):
-        g = jax.tree.map(lambda p: (-1.0) ** t * jnp.ones_like(p), PARAMS)
+        g = jax.tree.map(lambda p: (-1.0) ** t * jnp.ones_like(p), PARAMS)  # noqa: B023
         u_graft, s_graft = graft.update(theta, s_graft, g, PARAMS, 1.0)
         u_fixed, s_fixed = fixed.update(theta, s_fixed, g, PARAMS, 1.0)
     rms = lambda u: float(jnp.sqrt(jnp.mean(jnp.square(u["w"]))))

@@ -88,7 +88,8 @@ def _reference(name, lr):
     return np.array(out)
 
 
-@pytest.mark.parametrize("name,rule", [("sgd", rules.sgd(0.1)), ("momentum", rules.momentum(0.1, 0.8)),
+@pytest.mark.parametrize("name,rule", [("sgd", rules.sgd(0.1)),
+                                       ("momentum", rules.momentum(0.1, 0.8)),
                                        ("adagrad", rules.adagrad(0.1)),
                                        ("adadelta", rules.adadelta(1.0, 0.9)),
                                        ("rmsprop", rules.rmsprop(0.01, 0.9)),

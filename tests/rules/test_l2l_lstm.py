@@ -29,8 +29,8 @@ def rule_and_theta():
 def _grads(params, key):
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(treedef, [jax.random.normal(k, l.shape, l.dtype)
-                                        for k, l in zip(keys, leaves)])
+    return jax.tree.unflatten(treedef, [jax.random.normal(k, leaf.shape, leaf.dtype)
+                                        for k, leaf in zip(keys, leaves)])
 
 
 def test_shapes_dtypes_and_structure_preserved(rule_and_theta):

@@ -11,8 +11,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt.rules import (hierarchical, hyperadam, l2l_lstm, multiscale_adam, normalized_history,
-                        per_parameter_mlp, rnnprop)
+from lopt.rules import (
+    hierarchical,
+    hyperadam,
+    l2l_lstm,
+    multiscale_adam,
+    normalized_history,
+    per_parameter_mlp,
+    rnnprop,
+)
 
 STEPS = 3
 
@@ -113,7 +120,7 @@ def per_coordinate_reference(coordinate_step, init_coordinate):
     return step, init
 
 
-# ---- L2L (Andrychowicz et al. 2016): log/sign preprocessing, 2-layer LSTM, linear read-out × 0.1 ----------
+# ---- L2L (Andrychowicz et al. 2016): log/sign preprocessing, 2-layer LSTM, linear read-out × 0.1
 
 def test_l2l_lstm_matches_seed_001():
     rule = l2l_lstm(hidden=4, layers=2)
@@ -206,8 +213,7 @@ def test_hierarchical_matches_its_tensor_and_parameter_equations():
     theta, th = noisy_theta(rule)
     lm = lambda x: np.clip(np.log(x + 1e-10), -10, 10) / 10
     rms = lambda x: np.sqrt(np.mean(x**2))
-    losses = [{"train": l, "valid": 1.3 * l} for l in LOSSES]
-    last = {"loss": 0.0}
+    losses = [{"train": item, "valid": 1.3 * item} for item in LOSSES]
 
     def step(t, name, p, g, s):
         m, v = metz_moments(g, s)
@@ -228,8 +234,8 @@ def test_hierarchical_matches_its_tensor_and_parameter_equations():
     def init(p):
         return dict(metz_init(p), h=np.zeros(4), c=np.zeros(4))
 
-    got = run_lopt(rule, theta, losses=[{k: jnp.asarray(v, jnp.float32) for k, v in l.items()}
-                                        for l in losses])
+    got = run_lopt(rule, theta, losses=[{k: jnp.asarray(v, jnp.float32) for k, v in item.items()}
+                                        for item in losses])
     assert_close(got, run_reference(step, init))
 
 
@@ -310,7 +316,7 @@ def test_normalized_history_matches_seed_000(variant):
     assert_close(run_lopt(rule, theta), ref)
 
 
-# ---- HyperAdam (Wang, Sun & Xu, Wang, Sun & Xu 2019, Algorithm 2) -------------------------------------
+# ---- HyperAdam (Wang, Sun & Xu 2019, Algorithm 2) ----------------------------------------------
 
 def test_hyperadam_matches_algorithm_2():
     J, hidden, lr, eps, nd = 3, 4, 0.05, 1e-24, 0.95

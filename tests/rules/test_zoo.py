@@ -7,8 +7,17 @@ import pytest
 
 from lopt.evaluation import loss_curves
 from lopt.outer import TBPTT, default_meta_optimizer, train
-from lopt.rules import (celo2, celo2_base, hierarchical, hyperadam, l2l_lstm, multiscale_adam,
-                        normalized_history, per_parameter_mlp, rnnprop)
+from lopt.rules import (
+    celo2,
+    celo2_base,
+    hierarchical,
+    hyperadam,
+    l2l_lstm,
+    multiscale_adam,
+    normalized_history,
+    per_parameter_mlp,
+    rnnprop,
+)
 from lopt.tasks import quadratic_family
 
 SMALL = {
@@ -35,8 +44,8 @@ SCALE_INVARIANT = ["rnnprop", "hyperadam", "lwa_a", "lwa_b", "lwa_c", "ms_mlp", 
 def _grads(params, seed):
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    return jax.tree.unflatten(treedef, [jax.random.normal(k, l.shape, l.dtype)
-                                        for k, l in zip(keys, leaves)])
+    return jax.tree.unflatten(treedef, [jax.random.normal(k, leaf.shape, leaf.dtype)
+                                        for k, leaf in zip(keys, leaves)])
 
 
 def _run(rule, theta, params, grad_seq):
@@ -76,7 +85,7 @@ def test_gradient_scale_invariance(name):
     grads = [_grads(params, i) for i in range(4)]
     base, _ = _run(rule, theta, params, grads)
     for c in (1e-3, 250.0):
-        scaled, _ = _run(rule, theta, params, [jax.tree.map(lambda g: c * g, g) for g in grads])
+        scaled, _ = _run(rule, theta, params, [jax.tree.map(lambda g: c * g, g) for g in grads])  # noqa: B023
         np.testing.assert_allclose(scaled[-1]["x"], base[-1]["x"], rtol=2e-4, atol=1e-7)
 
 

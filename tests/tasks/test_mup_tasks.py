@@ -11,8 +11,13 @@ import pytest
 from lopt.mup import task_multipliers
 from lopt.tasks import make_family, sample_spec
 from lopt.tasks.models import MLP
-from lopt.tasks.mup import (MuMLP, MuTransformerLM, StepMultipliers, mup_multipliers,
-                            mup_transformer_multipliers)
+from lopt.tasks.mup import (
+    MuMLP,
+    MuTransformerLM,
+    StepMultipliers,
+    mup_multipliers,
+    mup_transformer_multipliers,
+)
 from lopt.tasks.sequence import TransformerLM
 
 BASE = 32

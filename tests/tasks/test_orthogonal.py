@@ -8,8 +8,8 @@ import pytest
 
 from lopt.evaluation import loss_curves
 from lopt.rules import adam
-from lopt.tasks.sequence import char_rnn_family
 from lopt.tasks.orthogonal import gram_schmidt, orthogonal
+from lopt.tasks.sequence import char_rnn_family
 
 
 @pytest.mark.parametrize("shape", [(32, 128), (64, 16), (8, 8), (3, 4, 5)])

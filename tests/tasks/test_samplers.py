@@ -12,7 +12,7 @@ def _field_values(spec):
     """Each declared choice field's value(s) in a spec (widths per layer, depth as a count)."""
     kw = spec.kwargs()
     out = {}
-    for field, options in CHOICES[spec.kind].items():
+    for field in CHOICES[spec.kind]:
         if field in kw:
             out[field] = [kw[field]] if not isinstance(kw[field], tuple) else list(kw[field])
         elif field == "depth":

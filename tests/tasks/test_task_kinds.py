@@ -6,10 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from lopt.tasks.bigger import mixer_family, resnet_family, vit_family
-
 from lopt import tasks
 from lopt.tasks import FAMILIES, make_family
+from lopt.tasks.bigger import mixer_family, resnet_family, vit_family
 from lopt.tasks.datasets import TFDS_DATASETS
 
 P = pytest.param
@@ -78,7 +77,8 @@ def test_task_kind_is_finite_deterministic_vmappable_and_adam_learns(make, min_d
 
 
 @pytest.mark.parametrize("name", [n for n in FAMILIES
-                                  if n not in ("cifar10_conv", "fashion_mnist_mlp", "cifar10_resnet")])
+                                  if n not in ("cifar10_conv", "fashion_mnist_mlp",
+                                               "cifar10_resnet")])
 def test_every_registered_task_traces_with_finite_shapes(name):
     family = make_family(name)
 
@@ -125,13 +125,19 @@ def test_batch_norm_statistics_are_task_state_updated_as_a_running_average():
     assert float(jnp.abs(m1).max()) > 1e-3
     np.testing.assert_allclose(m2, 1.9 * m1, rtol=1e-5)
     # Inference mode reads the carried statistics: different state, different eval loss.
-    assert float(task.validation_loss(params, s0, key)) != float(task.validation_loss(params, s2, key))
+    assert (float(task.validation_loss(params, s0, key))
+            != float(task.validation_loss(params, s2, key)))
 
 
 def test_unroll_carries_task_state_and_final_test_metrics_read_it():
     from lopt.evaluation import final_test_metrics
-    from lopt.outer import (Horizon, UnrollOptions, broadcast_runs, init_inner_batch,
-                            truncated_unroll)
+    from lopt.outer import (
+        Horizon,
+        UnrollOptions,
+        broadcast_runs,
+        init_inner_batch,
+        truncated_unroll,
+    )
     from lopt.rules import adam
 
     family = tasks.conv_family(channels=(4,), batch_norm=True, batch_size=16)

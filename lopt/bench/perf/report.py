@@ -15,7 +15,8 @@ def intro(size) -> str:
             f"{size.width} bias ({2 * size.width**2 + size.width:,} parameters), jitted, state "
             "donated, median of "
             f"{size.repeats} rounds after a compiling call; in a round every rule (and "
-            "optax.adam) makes one call in turn, so a change of load hits all of them. A rule's FLOP floor is its "
+            "optax.adam) makes one call in turn, so a change of load hits all of them. A rule's "
+            "FLOP floor is its "
             "per-coordinate network's matmul FLOPs (2·fan_in·fan_out over its weight matrices, "
             "as the paper defines the network) times the parameters, at the rate of a jitted "
             "2048×2048 float32 matmul measured in the same process. `baseline` is commit "
@@ -37,12 +38,12 @@ def _update_rows(updates: dict, flops: dict, num_params: int) -> list:
     base = _by(updates["baseline"], "rule") if "baseline" in updates else None
     rows = []
     for name in [r for r in runs[0] if r not in ("matmul", "optax.adam")]:
-        ms = _mean_ratio(runs, lambda r: 1e3 * r[name]["seconds"])
-        x_adam = _mean_ratio(runs, lambda r: r[name]["seconds"] / r["optax.adam"]["seconds"])
-        floor_ms = _mean_ratio(runs, lambda r: 1e3 * flops.get(name, 0) * num_params
+        ms = _mean_ratio(runs, lambda r: 1e3 * r[name]["seconds"])  # noqa: B023
+        x_adam = _mean_ratio(runs, lambda r: r[name]["seconds"] / r["optax.adam"]["seconds"])  # noqa: B023
+        floor_ms = _mean_ratio(runs, lambda r: 1e3 * flops.get(name, 0) * num_params  # noqa: B023
                                / (r["matmul"]["gflops"] * 1e9))
-        x_floor = (_mean_ratio(runs, lambda r: r[name]["seconds"] * r["matmul"]["gflops"] * 1e9
-                               / (flops[name] * num_params)) if flops.get(name) else None)
+        x_floor = (_mean_ratio(runs, lambda r: r[name]["seconds"] * r["matmul"]["gflops"] * 1e9  # noqa: B023
+                               / (flops[name] * num_params)) if flops.get(name) else None)  # noqa: B023
         # A rule added after the baseline commit has no baseline row.
         base_ms = 1e3 * base[name]["seconds"] if base and name in base else None
         rows.append({"rule": name, "ms": ms, "x_adam": x_adam, "floor_ms": floor_ms,
@@ -67,10 +68,10 @@ def _throughput_rows(throughput: dict) -> list:
              "reparam": "unroll:reparam"}
     rows = []
     for k in runs[0]:
-        rate = _mean_ratio(runs, lambda r: r[k]["inner_steps_per_s"])
+        rate = _mean_ratio(runs, lambda r: r[k]["inner_steps_per_s"])  # noqa: B023
         ref = (k[0], k[1], plain.get(k[2], ""))
-        over = (_mean_ratio(runs, lambda r: r[k]["inner_steps_per_s"]
-                            / r[ref]["inner_steps_per_s"]) if ref in runs[0] else None)
+        over = (_mean_ratio(runs, lambda r: r[k]["inner_steps_per_s"]  # noqa: B023
+                            / r[ref]["inner_steps_per_s"]) if ref in runs[0] else None)  # noqa: B023
         b = base[k]["inner_steps_per_s"] if base else None
         b_over = (b / base[ref]["inner_steps_per_s"] if base and ref in base else None)
         rows.append({"rule": k[0], "family": k[1], "estimator": k[2],

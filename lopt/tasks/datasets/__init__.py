@@ -8,10 +8,24 @@ import functools
 
 from lopt.tasks.datasets import offline, synthetic
 from lopt.tasks.datasets.base import KINDS, SPLITS, Dataset, from_arrays, split_indices, with_splits
-from lopt.tasks.datasets.offline import (breast_cancer, diabetes, digits, iris, mnist1d, mnist_5k,
-                                         photo_patches, wine)
-from lopt.tasks.datasets.synthetic import (friedman, gaussian_clusters, pydocs, pysource, shapes,
-                                          sines)
+from lopt.tasks.datasets.offline import (
+    breast_cancer,
+    diabetes,
+    digits,
+    iris,
+    mnist1d,
+    mnist_5k,
+    photo_patches,
+    wine,
+)
+from lopt.tasks.datasets.synthetic import (
+    friedman,
+    gaussian_clusters,
+    pydocs,
+    pysource,
+    shapes,
+    sines,
+)
 from lopt.tasks.datasets.tfds_source import TFDS_DATASETS, tfds_dataset
 
 DATASETS = {
@@ -35,7 +49,8 @@ DATASETS = {
                  "generated 8x8 images of 4 shapes at random places and sizes, seeded"),
     "shapes_16": (functools.partial(synthetic.shapes, size=16), "the shapes set at 16x16"),
     "gaussian_clusters": (synthetic.gaussian_clusters, "5 Gaussian clusters in 16-d, seeded"),
-    "sines": (synthetic.sines, "noisy sine sequences, predict the next clean value (Wang, Sun & Xu 2019)"),
+    "sines": (synthetic.sines, "noisy sine sequences, predict the next clean value (Wang, Sun & "
+                               "Xu 2019)"),
     "sines_small_noise": (functools.partial(synthetic.sines, noise=0.01),
                           "the sines set with noise 0.01 instead of 0.1"),
     "pysource": (synthetic.pysource, "character-level text: 260k characters of CPython "
@@ -69,7 +84,8 @@ def _load(name, options):
     return DATASETS[name][0](**dict(options))
 
 
-__all__ = ["Dataset", "DATASETS", "dataset_source", "KINDS", "SPLITS", "TFDS_DATASETS", "load", "from_arrays",
+__all__ = ["Dataset", "DATASETS", "dataset_source", "KINDS", "SPLITS", "TFDS_DATASETS", "load",
+           "from_arrays",
            "with_splits", "split_indices", "digits", "mnist_5k", "mnist1d", "iris", "wine",
            "breast_cancer", "diabetes", "shapes", "gaussian_clusters", "sines", "pysource",
            "pydocs", "friedman", "photo_patches",
