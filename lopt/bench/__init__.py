@@ -17,7 +17,7 @@ PAPER_SUITES = {
     "l2l": ("lopt.bench.l2l", "Andrychowicz et al. 2016: LSTM optimizer on quadratics and an "
                               "MNIST MLP, its "
                               "generalization rows and the width x depth sweep"),
-    "mup": ("lopt.bench.mup", "Thérien et al. 2026 (μLO): adafac meta-trained at one width "
+    "mup": ("lopt.bench.mulo", "Thérien et al. 2026 (μLO): adafac meta-trained at one width "
                               "with and without μP, and Adam tuned there, tested at widths "
                               "32-2048"),
     "zoo": ("lopt.bench.zoo", "every learned rule meta-trained on one split of task families, "

@@ -22,7 +22,7 @@ from lopt.rules import BASELINES, make_rule
 from lopt.tasks import make_family
 
 TASK = "mixture:tiny_images"
-# The adafac_tiny recipe's settings (lopt/recipes.py; tests/bench check they agree).
+# The adafac_tiny recipe's settings (lopt/pretrained/recipes.py; tests/bench check they agree).
 RECIPE = {"rule": "adafac_mlp", "rule_kwargs": {"init": "momentum"}, "num_tasks": 32,
           "truncation": 20, "horizon": 100, "max_horizon": 1000, "sigma": 0.01,
           "objective": "valid", "weighting": "mean", "meta_lr": 1e-3}

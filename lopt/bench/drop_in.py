@@ -26,8 +26,8 @@ import optax
 
 from lopt.bench.suite import Suite
 from lopt.evaluation import plots
-from lopt.harness import rule_and_theta, scale_by_celo2
-from lopt.optax_adapter import as_optax
+from lopt.optax_adapter.chains import rule_and_theta, scale_by_celo2
+from lopt.optax_adapter.transformation import as_optax
 from lopt.pretrained import PRETRAINED
 from lopt.rules import make_rule
 from lopt.tasks import datasets

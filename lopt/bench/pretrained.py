@@ -34,7 +34,7 @@ from lopt.evaluation.protocol import EVAL_SEED, META_TEST_GRID, TUNE_SEED
 from lopt.files.rule_file import load
 from lopt.outer import initial_theta
 from lopt.pretrained import PRETRAINED, path
-from lopt.recipes import recipe_config
+from lopt.pretrained.recipes import recipe_config
 from lopt.rules import adam, adamw, make_rule
 from lopt.rules.base import scaled_by_schedule
 from lopt.tasks import make_family, normalized

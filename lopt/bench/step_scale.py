@@ -26,7 +26,7 @@ from lopt.bench.suite import Suite
 from lopt.evaluation import lr_sweep, meta_validation, normalize_all, score
 from lopt.evaluation.protocol import META_TEST_GRID, TUNE_SEED
 from lopt.files.rule_file import load, save
-from lopt.recipes import recipe_config
+from lopt.pretrained.recipes import recipe_config
 from lopt.rules import make_rule
 from lopt.tasks import Mixture, make_family
 

@@ -20,7 +20,7 @@ from lopt.outer import ESTIMATORS
 from lopt.outer.signals import STOP_SIGNALS, raise_in_main
 from lopt.outer.train import Abandoned, Interrupted
 from lopt.pretrained import PRETRAINED
-from lopt.recipes import RECIPES
+from lopt.pretrained.recipes import RECIPES
 from lopt.rules import BASELINES, CONFORMANCE, LEARNED
 from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS, WIDTH_FAMILIES
 from lopt.tasks.datasets import DATASETS

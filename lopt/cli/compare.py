@@ -15,7 +15,7 @@ from lopt.evaluation import Instances, compare, normalize_all, plots, tables
 from lopt.files.atomic import write_json, write_text
 from lopt.files.provenance import markdown_line, provenance
 from lopt.files.rule_file import load, load_metadata
-from lopt.mup import mup_rule
+from lopt.outer.mup_rule import mup_rule
 from lopt.rules import BASELINES
 from lopt.tasks import Mixture, make_family
 

@@ -13,11 +13,11 @@ import jax
 from lopt.cli.json_input import JsonInputError, json_object
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.files.metric_writers import wandb_available
-from lopt.mup import task_multipliers
 from lopt.outer import ESTIMATORS
+from lopt.outer.mup_rule import task_multipliers
 from lopt.outer.unroll import OBJECTIVE_ALIASES, OBJECTIVES, REMAT, WEIGHTINGS
 from lopt.pretrained import PRETRAINED
-from lopt.recipes import RECIPES
+from lopt.pretrained.recipes import RECIPES
 from lopt.rules import BASELINES, LEARNED
 from lopt.tasks import Mixture, make_family, resolve
 
@@ -173,7 +173,7 @@ class EstimatorConfig:
 class RunConfig:
     """How long meta-training runs, its meta-optimizer, and where it writes."""
 
-    # a named recipe (lopt/recipes.py) whose values are the defaults
+    # a named recipe (lopt/pretrained/recipes.py) whose values are the defaults
     recipe: str = setting("", run=False)
     # Warm start: theta from a shipped optimizer's name or a .lopt file (empty: init_meta).
     init_from: str = setting("", run=True)

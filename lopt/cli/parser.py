@@ -6,7 +6,7 @@ import dataclasses
 import sys
 
 from lopt.cli.config import GROUPS, ConfigError, EvalConfig, TrainConfig
-from lopt.recipes import recipe_config
+from lopt.pretrained.recipes import recipe_config
 
 EXIT_USAGE = 2
 

@@ -23,9 +23,9 @@ from lopt.evaluation import meta_validation, normalize_all, plots
 from lopt.files.atomic import write_json
 from lopt.files.rule_file import save
 from lopt.files.run_folder import FolderLock, checkpoint_path, remove_stale_temporaries
-from lopt.mup import mup_rule_for
-from lopt.optax_adapter import load_named
+from lopt.optax_adapter.transformation import load_named
 from lopt.outer import RunFiles, RunOptions, default_meta_optimizer, initial_theta, train
+from lopt.outer.mup_rule import mup_rule_for
 from lopt.rules import make_rule
 from lopt.rules.base import theta_mismatch
 from lopt.tasks import make_family

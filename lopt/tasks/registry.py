@@ -94,7 +94,8 @@ FAMILIES = {
                                               "(Wichrowska et al. 2017)"),
     "rosenbrock_noisy": (lambda: augment.gradient_noise(rosenbrock_family(), 1.0),
                          "Rosenbrock with N(0, 1) gradient noise (Wichrowska et al. 2017)"),
-    # The tiny meta-training set of the `celo_tiny` / `adafac_tiny` recipes (lopt/recipes.py):
+    # The tiny meta-training set of the `celo_tiny` / `adafac_tiny` recipes
+    # (lopt/pretrained/recipes.py):
     # 8x8 and 14x14 image MLPs and a small conv net, each under a global reparameterization.
     "digits_mlp_reparam": (lambda: augment.reparameterize(
         mlp_family(hidden=(32,), activation="relu"), "global"),

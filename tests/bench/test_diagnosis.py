@@ -3,7 +3,7 @@ inner-step budget with exactly one change."""
 import json
 
 from lopt.bench import diagnosis
-from lopt.recipes import RECIPES
+from lopt.pretrained.recipes import RECIPES
 
 
 def test_the_control_row_is_the_adafac_tiny_recipe():

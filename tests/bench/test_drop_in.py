@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lopt.bench import drop_in
-from lopt.harness import rule_and_theta
+from lopt.optax_adapter.chains import rule_and_theta
 
 
 @pytest.mark.suites

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lopt.bench.pretrained import GRID, TASKS, global_lr_index
-from lopt.recipes import recipe_config
+from lopt.pretrained.recipes import recipe_config
 from lopt.tasks import MIXTURES, make_family
 from lopt.tasks.datasets import dataset_source
 

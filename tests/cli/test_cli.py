@@ -297,7 +297,7 @@ def test_mup_rules_are_trained_and_evaluated_scaled_by_their_tasks_multipliers(t
 
 def test_recipe_sets_every_value_and_flags_beside_it_override():
     from lopt.cli.parser import build_parser, train_config
-    from lopt.recipes import RECIPES
+    from lopt.pretrained.recipes import RECIPES
 
     for name, (_, values) in RECIPES.items():
         cfg = train_config(build_parser().parse_args(["train", "--recipe", name, "--steps", "7"]))

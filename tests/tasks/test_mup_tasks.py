@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from lopt.mup import task_multipliers
+from lopt.outer.mup_rule import task_multipliers
 from lopt.tasks import make_family, sample_spec
 from lopt.tasks.models import MLP
 from lopt.tasks.mup import (

@@ -17,7 +17,7 @@ import optax
 
 from lopt.bench.perf.probe import median_time, throughput, update_step
 from lopt.bench.suite import Suite
-from lopt.optax_adapter import as_optax
+from lopt.optax_adapter.transformation import as_optax
 from lopt.rules import LEARNED, make_rule
 from lopt.tasks import BIGGER, make_family
 

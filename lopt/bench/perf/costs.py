@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from lopt.bench.perf.probe import big_pytree
-from lopt.optax_adapter import as_optax
+from lopt.optax_adapter.transformation import as_optax
 from lopt.outer import TBPTT
 from lopt.rules import adam, make_rule
 from lopt.tasks import make_family

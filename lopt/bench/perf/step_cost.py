@@ -18,8 +18,8 @@ import optax
 from flax import nnx
 
 from lopt.bench.suite import Suite
-from lopt.harness import rule_and_theta
-from lopt.optax_adapter import as_optax
+from lopt.optax_adapter.chains import rule_and_theta
+from lopt.optax_adapter.transformation import as_optax
 from lopt.rules import make_rule
 from lopt.tasks import datasets
 

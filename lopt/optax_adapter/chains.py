@@ -16,7 +16,7 @@ from typing import Callable, Union
 import jax
 import optax
 
-from lopt.optax_adapter import as_optax, load_named
+from lopt.optax_adapter.transformation import as_optax, load_named
 from lopt.rules import make_rule
 from lopt.rules.base import UpdateRule
 

@@ -14,7 +14,7 @@ from lopt.pretrained import PRETRAINED, path
 from lopt.rules import adam, nesterov, rmsprop, sgd
 from lopt.tasks import quadratic_family
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_pretrained_l2l_beats_every_tuned_baseline_on_fresh_quadratics():
@@ -99,8 +99,8 @@ def test_celo_released_is_the_import_of_celos_published_file(tmp_path):
 def test_general_purpose_file_is_the_one_its_committed_recipe_made(name):
     """The shipped theta is the recipe run's output, bit for bit, and its committed config is
     the recipe. The shipped file adds one setting the run's file predates: the feature
-    semantics it was meta-trained under ("lopt_v1"; tests/test_golden_updates.py)."""
-    from lopt.recipes import RECIPES
+    semantics it was meta-trained under ("lopt_v1"; tests/pretrained/test_golden_updates.py)."""
+    from lopt.pretrained.recipes import RECIPES
 
     run = ROOT / "benchmarks" / "pretrained" / "runs" / name
     rule, theta = lopt.load(path(name))
@@ -125,7 +125,7 @@ def test_a_celo2_recipe_ships_its_run_at_the_step_scale_chosen_on_meta_training(
     step_scale chose on the recipe mixture's tuning instances, and the run's log holds its
     meta-validation."""
     from lopt.files.rule_file import load_metadata
-    from lopt.recipes import RECIPES
+    from lopt.pretrained.recipes import RECIPES
 
     run = ROOT / "benchmarks" / "pretrained" / "runs" / recipe
     (rule, theta), (trained, trained_theta) = lopt.load(path(recipe)), \

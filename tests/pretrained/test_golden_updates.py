@@ -15,7 +15,7 @@ import pytest
 import lopt
 from lopt.pretrained import PRETRAINED
 
-HERE = os.path.join(os.path.dirname(__file__), "fixtures", "golden")
+HERE = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "golden")
 RTOL = 1e-6
 
 

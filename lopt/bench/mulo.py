@@ -23,8 +23,8 @@ import numpy as np
 
 from lopt.bench.suite import Suite, finals, protocol_line
 from lopt.evaluation import plots, tables
-from lopt.mup import mup_rule
 from lopt.outer import PES
+from lopt.outer.mup_rule import mup_rule
 from lopt.rules import BASELINES, make_rule
 from lopt.tasks.mlp import mlp_family
 from lopt.tasks.mup import StepMultipliers, mup_mlp_family
