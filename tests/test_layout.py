@@ -17,8 +17,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # {tasks, rules}"; tasks and rules never import each other.
 DESIGN_LAYERS = ["lopt.cli", "lopt.bench", "lopt.evaluation", "lopt.outer",
                  "lopt.optax_adapter : lopt.pretrained", "lopt.files", "lopt.tasks | lopt.rules"]
-SHIMS = {"mup.py"}
-tomllib = pytest.importorskip("tomllib")  # Python 3.11's; CI runs 3.11  # lopt.mup: the documented μP names, from both halves
+SHIMS = {"mup.py"}  # lopt.mup: the documented μP names, from both halves
+tomllib = pytest.importorskip("tomllib")  # Python 3.11's; CI runs 3.11
 
 
 def test_the_layers_contract_is_designs_list_and_places_every_package():
