@@ -29,6 +29,7 @@ class Size:
 
 FULL = Size(steps=100_000, interval=5.0)
 QUICK = Size(steps=3_000, interval=1.0)
+SIZES = {"full": FULL, "quick": QUICK}
 WARM_UP = 0.1
 FLAT = 0.02  # the bound: RSS after warm-up within 2% of its value at the end of warm-up
 CHECKPOINT_EVERY = 1000
@@ -92,7 +93,7 @@ def growth(samples: list, steps: int) -> dict:
 
 def run(out: str, quick: bool = False, command: str = "lopt bench soak",
         progress: bool = True) -> str:
-    size = QUICK if quick else FULL
+    size = SIZES["quick" if quick else "full"]
     suite = Suite("soak", out, size, command, 2, progress)
     runs = {"checkpoint every 1,000 steps": suite.cached("soak", lambda: soak(size)),
             "no checkpoints": suite.cached("soak_no_checkpoints",

@@ -1,13 +1,11 @@
 """The ``lopt`` command line: train, eval, bench, list, import; bad input is one line and exit 2."""
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
 import threading
 
-from lopt.bench import SUITES
 from lopt.cli.compare import cmd_eval
 from lopt.cli.config import ConfigError
 from lopt.cli.invocation import Invocation
@@ -27,12 +25,14 @@ from lopt.tasks.datasets import DATASETS
 
 
 def cmd_bench(args, invocation: Invocation) -> int:
+    from lopt.bench.registry import SUITES  # every suite's module: loaded for bench and list only
+
     if args.suite not in SUITES:
         raise ConfigError(f"suite must be one of {', '.join(sorted(SUITES))}; got {args.suite!r}")
     out = args.out or os.path.join("benchmarks", args.suite)
     check_out_folder(out)  # before the suite's work, which can take hours
     # Every suite is a lopt.bench.suite.Suite with this one run() signature.
-    module = importlib.import_module(SUITES[args.suite][0])
+    module = SUITES[args.suite][0]
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     try:
@@ -60,6 +60,8 @@ def cmd_import(args) -> int:
 
 
 def cmd_list() -> int:
+    from lopt.bench.registry import SUITES
+
     learned = {name: (None, description + (f" [equals {CONFORMANCE[name]}: conformance fixture]"
                                            if name in CONFORMANCE else ""))
                for name, (_, description) in LEARNED.items()}

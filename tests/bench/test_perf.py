@@ -42,7 +42,7 @@ def test_update_ratios_are_formed_within_each_process():
 
 
 def test_throughput_in_turns_reports_medians_ranges_and_the_median_of_round_ratios():
-    from lopt.bench.perf import turns
+    from lopt.bench.perf import throughput as turns
 
     def round_(quad, mlp):
         return [{"family": "sum_of_squares", "inner_steps_per_s": quad},

@@ -1,6 +1,5 @@
 """Every seed suite's ``lopt bench SUITE --quick`` path, run from the CLI at its smallest size
 (the suite's ``tiny`` size in place of ``quick``): files, provenance, protocol, resume."""
-import importlib
 import json
 import os
 
@@ -8,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from lopt.bench import PAPER_SUITES
+from lopt.bench.registry import PAPER_SUITES
+from lopt.bench.registry import SUITES as ALL_SUITES
 from lopt.cli import main
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 
@@ -16,7 +16,7 @@ SUITES = sorted(PAPER_SUITES)
 
 
 def run_quick(name, out, monkeypatch):
-    module = importlib.import_module(PAPER_SUITES[name][0])
+    module = PAPER_SUITES[name][0]
     monkeypatch.setitem(module.SIZES, "quick", module.SIZES["tiny"])
     assert main(["bench", name, "--quick", "--out", out, "--no-progress"]) == 0
     with open(os.path.join(out, "results.json")) as f:
@@ -63,7 +63,7 @@ def test_quick_path_writes_results_with_provenance_and_protocol(name, tmp_path, 
 @pytest.mark.parametrize("name", ["mixture", "estimators"])
 def test_every_suite_has_the_one_layout(name, tmp_path, monkeypatch):
     """The suites beside the papers' write the same files through the same Suite."""
-    module = importlib.import_module(f"lopt.bench.{name}")
+    module = ALL_SUITES[name][0]
     monkeypatch.setitem(module.SIZES, "quick", module.SIZES["tiny"])
     out = str(tmp_path / name)
     assert main(["bench", name, "--quick", "--out", out, "--no-progress"]) == 0

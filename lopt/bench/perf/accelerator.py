@@ -40,6 +40,7 @@ class Size:
 FULL = Size()
 QUICK = Size(sizes=(65_536,), repeats=3, throughput_repeats=3, task_steps=5,
              rules=("optax.adam", "per_parameter_mlp", "celo2"), tasks=CPU_TASKS)
+SIZES = {"full": FULL, "quick": QUICK}
 
 
 def device_name() -> str:
@@ -133,7 +134,7 @@ def _plot(updates: list, size: Size, path: str) -> None:
 
 def run(out: str, quick: bool = False, command: str = "lopt bench accelerator",
         progress: bool = True) -> str:
-    size = QUICK if quick else FULL
+    size = SIZES["quick" if quick else "full"]
     suite = Suite("accelerator", out, size, command, 3 + len(size.sizes), progress)
     suite.payload["device"] = device_name()
     updates = []

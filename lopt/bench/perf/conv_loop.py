@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from lopt.bench.perf.probe import median_time
-from lopt.bench.perf.turns import alternate
+from lopt.bench.perf.throughput import alternate
 from lopt.bench.suite import Suite
 from lopt.tasks.loop_conv import conv_general_dilated
 
@@ -43,6 +43,7 @@ FULL = Size((("digits_conv", 4, 20), ("mnist_conv_fc", 4, 20), ("mnist1d_conv", 
              ("shapes16_conv_reparam", 4, 20), ("mnist_resnet", 1, 3)), rounds=4, repeats=5,
             loop=10)
 QUICK = Size((("digits_conv", 2, 5), ("mnist1d_conv", 2, 5)), rounds=1, repeats=2, loop=3)
+SIZES = {"full": FULL, "quick": QUICK}
 
 
 def layer_row(name, x_shape, k_shape, strides, size: Size) -> dict:
@@ -81,7 +82,7 @@ def task_turns(size: Size) -> dict:
 
 def run(out: str, quick: bool = False, command: str = "lopt bench conv_loop",
         progress: bool = True) -> str:
-    size = QUICK if quick else FULL
+    size = SIZES["quick" if quick else "full"]
     suite = Suite("conv_loop", out, size, command, len(LAYERS) + 1, progress)
     layers = [suite.cached(f"layer_{i}", lambda c=c: layer_row(*c, size))
               for i, c in enumerate(LAYERS)]

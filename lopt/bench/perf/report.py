@@ -20,7 +20,7 @@ def intro(size) -> str:
             "per-coordinate network's matmul FLOPs (2·fan_in·fan_out over its weight matrices, "
             "as the paper defines the network) times the parameters, at the rate of a jitted "
             "2048×2048 float32 matmul measured in the same process. `baseline` is commit "
-            "`lopt.bench.perf.suite.BASELINE_COMMIT`, the code before the speed work, run in "
+            "`lopt.bench.perf.overview.BASELINE_COMMIT`, the code before the speed work, run in "
             "the same stage; today's code runs before and after it and its numbers are the "
             "mean of the two.")
 

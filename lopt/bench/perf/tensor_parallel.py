@@ -30,6 +30,7 @@ class Size:
 
 FULL = Size("pydocs_transformer_4l_tp", num_tasks=8, truncation=10, horizon=100, repeats=5)
 QUICK = Size("transformer_lm_tp", num_tasks=4, truncation=5, horizon=20, repeats=3)
+SIZES = {"full": FULL, "quick": QUICK}
 RULE = "per_parameter_mlp"
 
 
@@ -86,7 +87,7 @@ def layout_row(size: Size, model: int) -> dict:
 
 def run(out: str, quick: bool = False, command: str = "lopt bench tensor_parallel",
         progress: bool = True) -> str:
-    size = QUICK if quick else FULL
+    size = SIZES["quick" if quick else "full"]
     n = jax.device_count()
     if n < 2:
         raise ValueError(f"tensor_parallel needs at least 2 devices, this machine has {n}; on a "

@@ -42,6 +42,7 @@ class Size:
 
 FULL, QUICK = Size(), Size(width=256, repeats=3, truncations=(5, 20), memory_tasks=2,
                            throughput_repeats=3, baseline=False)
+SIZES = {"full": FULL, "quick": QUICK}
 
 
 def throughput_configs(size: Size) -> list:
@@ -136,7 +137,7 @@ def _flops(size: Size) -> dict:
 
 def run(out: str, quick: bool = False, command: str = "lopt bench perf",
         progress: bool = True) -> str:
-    size = QUICK if quick else FULL
+    size = SIZES["quick" if quick else "full"]
     suite = Suite("perf", out, size, command, 6, progress)
     updates = suite.cached("updates", lambda: _both(update_jobs(size), size))
     throughput = suite.cached("throughput", lambda: _both(throughput_configs(size), size))

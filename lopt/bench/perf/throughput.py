@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from lopt.bench.perf.suite import baseline_tree, run_probe
+from lopt.bench.perf.overview import baseline_tree, run_probe
 from lopt.bench.suite import Suite
 
 BASELINE_COMMIT = "c55e3f5"  # main when issue 25's throughput numbers were taken
@@ -28,6 +28,7 @@ class Size:
 
 
 FULL, QUICK = Size(), Size(rounds=2, repeats=5)
+SIZES = {"full": FULL, "quick": QUICK}
 
 
 def jobs(size: Size) -> list:
@@ -87,7 +88,7 @@ def _plot(turns: dict, size: Size, path: str) -> None:
 
 def run(out: str, quick: bool = False, command: str = "lopt bench throughput",
         progress: bool = True) -> str:
-    size = QUICK if quick else FULL
+    size = SIZES["quick" if quick else "full"]
     suite = Suite("throughput", out, size, command, 1, progress)
     turns = suite.cached("turns", lambda: in_turns(size))
     rows = summary(turns)
