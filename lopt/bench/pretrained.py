@@ -31,6 +31,7 @@ from lopt.evaluation.curves import curves_and_norm_growth
 from lopt.evaluation.metrics import state_bytes_per_parameter
 from lopt.evaluation.normalization import adam_reference
 from lopt.evaluation.protocol import EVAL_SEED, META_TEST_GRID, TUNE_SEED
+from lopt.files.errors import UsageError
 from lopt.files.rule_file import load
 from lopt.outer import initial_theta
 from lopt.pretrained import PRETRAINED, path
@@ -292,7 +293,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
     sz = SIZES["quick" if quick else "full"]
     learned = shipped_general()
     if not learned:
-        raise ValueError(f"no general-purpose pretrained optimizer ({', '.join(GENERAL)}) is "
+        raise UsageError(f"no general-purpose pretrained optimizer ({', '.join(GENERAL)}) is "
                          "shipped in lopt/pretrained: run its recipe first (lopt train --recipe)")
     tuned = [n for n in sz.tuned_learned if n in learned
              and "step_scale" in learned[n][0].config]

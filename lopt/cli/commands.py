@@ -10,8 +10,10 @@ from lopt.cli.compare import cmd_eval
 from lopt.cli.config import ConfigError
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import EXIT_USAGE, build_parser, join_negative_values, train_config
+from lopt.cli.phases import CHECKING, phase, phase_of, reset, write_traceback
 from lopt.cli.preflight import check_out_folder
 from lopt.cli.training import EXIT_FAILED, RunFailed, cmd_train
+from lopt.files.errors import UsageError
 from lopt.files.published import SOURCES, import_weights
 from lopt.files.run_folder import FolderLock
 from lopt.outer import ESTIMATORS
@@ -36,7 +38,7 @@ def cmd_bench(args, invocation: Invocation) -> int:
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     try:
-        with FolderLock(out):  # two suites writing one cache would mix their stages
+        with FolderLock(out), phase(f"suite {args.suite}"):  # one cache, one suite at a time
             print(module.run(out, quick=args.quick, command=invocation.line,
                              progress=args.progress))
     except BaseException:
@@ -53,7 +55,8 @@ def cmd_import(args) -> int:
     # Its folder must take a write before the import reads anything (the file itself is
     # written through a temporary beside it, whose name would be the only one said).
     check_out_folder(os.path.dirname(os.path.abspath(args.out)))
-    rule, _ = import_weights(args.source, args.file, args.out)
+    with phase("import"):
+        rule, _ = import_weights(args.source, args.file, args.out)
     print(f"wrote {args.out}: rule {rule.name} {rule.config} from {args.file} "
           f"({SOURCES[args.source].reference}); load it with lopt.as_optax({args.out!r})")
     return 0
@@ -111,7 +114,10 @@ def main(argv=None) -> int:
             signal.signal(s, handler)
 
 
+
+
 def _run(args, invocation) -> int:
+    reset()
     try:
         if args.command == "train":
             return cmd_train(train_config(args), invocation)
@@ -122,9 +128,12 @@ def _run(args, invocation) -> int:
         if args.command == "import":
             return cmd_import(args)
         return cmd_list()
-    except (ConfigError, ValueError) as err:
-        sys.stderr.write(f"lopt {args.command}: error: {err}\n")
-        return EXIT_USAGE
+    except UsageError as err:  # bad input, wherever it is found
+        return _usage(args, err)
+    except ValueError as err:
+        if phase_of(err) == CHECKING:  # a library check of a setting, before any work
+            return _usage(args, err)
+        return _internal(args, err)
     except (OSError, RunFailed) as err:  # a full disk or a vanished folder mid-run
         sys.stderr.write(f"lopt {args.command}: failed: {err}\n")
         return EXIT_FAILED
@@ -137,6 +146,24 @@ def _run(args, invocation) -> int:
             f"terminated ({signal.Signals(signum).name})"
         sys.stderr.write(f"lopt {args.command}: {what}; {_what_was_kept(args, err)}\n")
         return 128 + signum
+    except Exception as err:
+        return _internal(args, err)
+
+
+def _usage(args, err) -> int:
+    sys.stderr.write(f"lopt {args.command}: error: {err}\n")
+    return EXIT_USAGE
+
+
+def _internal(args, err) -> int:
+    """An exception lopt did not expect: one line naming the phase and where the traceback
+    went (its message may be long or multi-line: the first line of it)."""
+    path = write_traceback(err, args.command)
+    message = (str(err).strip().splitlines() or [""])[0][:300]
+    sys.stderr.write(f"lopt {args.command}: internal error during {phase_of(err)}: "
+                     f"{type(err).__name__}: {message} (full traceback: {path}; please report "
+                     "it)\n")
+    return EXIT_FAILED
 
 
 def _what_was_kept(args, err) -> str:

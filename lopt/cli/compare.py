@@ -10,6 +10,7 @@ import time
 from lopt.cli.config import ConfigError, EvalConfig, check_mup_task
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import eval_config
+from lopt.cli.phases import phase
 from lopt.cli.preflight import check_comparison_memory, check_out_folder
 from lopt.evaluation import Instances, compare, normalize_all, plots, tables
 from lopt.files.atomic import write_json, write_text
@@ -82,7 +83,8 @@ def cmd_eval(path: str, args, invocation: Invocation) -> int:
     normalize = bool(train.get("normalize"))
     if train.get("mup"):  # trained μP-scaled: scaled by this task's model
         rule = mup_rule(rule, check_mup_task(cfg.task))
-    run_comparison(rule, theta, cfg, out, f"{rule.name} (learned)", invocation, normalize)
+    with phase("evaluation"):
+        run_comparison(rule, theta, cfg, out, f"{rule.name} (learned)", invocation, normalize)
     return 0
 
 

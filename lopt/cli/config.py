@@ -12,6 +12,7 @@ import jax
 
 from lopt.cli.json_input import JsonInputError, json_object
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
+from lopt.files.errors import UsageError
 from lopt.files.metric_writers import wandb_available
 from lopt.outer import ESTIMATORS
 from lopt.outer.mup_rule import task_multipliers
@@ -32,7 +33,7 @@ def setting(default, *, run: bool, type=None):
     return dataclasses.field(default=default, metadata=metadata)
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A config value outside its allowed range; the message names the field."""
 
 

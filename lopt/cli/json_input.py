@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 
+from lopt.files.errors import UsageError
 
-class JsonInputError(ValueError):
+
+class JsonInputError(UsageError):
     """The text is not one acceptable JSON object; the message says why, in one line."""
 
 

@@ -19,6 +19,7 @@ from lopt.cli.compare import run_comparison
 from lopt.cli.config import ConfigError, TrainConfig
 from lopt.cli.invocation import Invocation
 from lopt.cli.liveness import PeerWatch, exit_on_silence
+from lopt.cli.phases import phase
 from lopt.evaluation import meta_validation, normalize_all, plots
 from lopt.files.atomic import write_json
 from lopt.files.rule_file import save
@@ -103,6 +104,7 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
     lead = not cfg.distribution.distributed or jax.process_index() == 0
     preflight.make_out_folder(out_dir)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(phase("meta-training"))
         if lead:
             # Nothing reads or writes the run folder's files before holding it.
             stack.enter_context(FolderLock(out_dir))
@@ -130,12 +132,15 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
                 watch.finish()
     if not lead:
         return 0  # process 0 saves and reports
-    _save_and_report(cfg, rule, family, result, files, time.time() - start,
-                     initial_theta(rule, run.seed, run.theta))
+    with phase("saving the rule"):
+        _save_and_report(cfg, rule, family, result, files, time.time() - start,
+                         initial_theta(rule, run.seed, run.theta))
     rule_path = os.path.join(out_dir, f"{cfg.learned.rule}.lopt")
     try:
-        run_comparison(rule, result.theta, cfg.evaluation, out_dir,
-                       f"{cfg.learned.rule} (learned)", invocation, normalize=cfg.run.normalize)
+        with phase("the comparison"):
+            run_comparison(rule, result.theta, cfg.evaluation, out_dir,
+                           f"{cfg.learned.rule} (learned)", invocation,
+                           normalize=cfg.run.normalize)
     except KeyboardInterrupt as err:
         raise StoppedAfterSaving(getattr(err, "signum", signal.SIGINT), rule_path) from None
     print(f"results in {out_dir}/: comparison*.md, comparison*.json, comparison*.png, "

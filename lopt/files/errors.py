@@ -6,7 +6,14 @@ import os
 import zipfile
 
 
-class FileFormatError(ValueError):
+class UsageError(ValueError):
+    """Input lopt cannot act on as given (a setting out of range, a file that is not what it
+    should be, a machine without what was asked for); the message names it. The CLI reports it
+    in one line with exit code 2, wherever it is raised; any other exception mid-run is lopt's
+    own failure (lopt.cli.phases)."""
+
+
+class FileFormatError(UsageError):
     """A file that cannot be read as what it should be; the message names it and the problem."""
 
 

@@ -14,6 +14,7 @@ import os
 from typing import Callable
 
 from lopt.files import layouts
+from lopt.files.errors import UsageError
 from lopt.files.lo_checkpoint import read_lo_checkpoint
 from lopt.files.rule_file import save
 from lopt.rules.base import theta_mismatch
@@ -87,7 +88,7 @@ def import_weights(source: str, path: str, out: str) -> tuple:
     .lopt that ``lopt.as_optax(out)`` loads offline); returns (rule, theta). Nothing is written
     unless every tensor maps."""
     if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(sorted(SOURCES))}; got {source!r}")
+        raise UsageError(f"source must be one of {', '.join(sorted(SOURCES))}; got {source!r}")
     spec = SOURCES[source]
     rule, theta = spec.load(path)
     problem = theta_mismatch(rule, theta)

@@ -8,11 +8,12 @@ import os
 import shutil
 
 from lopt.files.atomic import TEMPORARY_PREFIX, json_text, write_text
+from lopt.files.errors import UsageError
 
 LOCK_NAME = ".lopt-train.lock"
 
 
-class ResumeMismatch(ValueError):
+class ResumeMismatch(UsageError):
     """A checkpoint exists but was written by a run with other settings."""
 
 
@@ -135,7 +136,7 @@ class FolderLock:
             except BlockingIOError:
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
                 os.close(fd)
-                raise ValueError(f"out folder {os.path.dirname(self.path)} is in use by "
+                raise UsageError(f"out folder {os.path.dirname(self.path)} is in use by "
                                  f"another lopt command (pid {holder}, lock {self.path}); "
                                  "wait for it or choose another --out") from None
             # The holder unlinks the file as it lets go: a lock taken on the file it opened

@@ -15,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lopt.files.checkpoints import RUNS_FIELD
+from lopt.files.errors import UsageError
 from lopt.outer.mixture import runs_per_family
 from lopt.tasks.mixture import Mixture
 from lopt.tasks.tensor_parallel import MODEL_AXIS
@@ -34,12 +35,12 @@ def resolve_devices(devices):
         return local[:1]
     if isinstance(devices, int) and not isinstance(devices, bool):
         if not 1 <= devices <= len(local):
-            raise ValueError(f"devices must be between 1 and the {len(local)} local devices, "
+            raise UsageError(f"devices must be between 1 and the {len(local)} local devices, "
                              f"got {devices}")
         return local[:devices]
     devices = list(devices)
     if not devices:
-        raise ValueError("devices must name at least one device")
+        raise UsageError("devices must name at least one device")
     return devices
 
 
@@ -49,13 +50,13 @@ def runs_mesh(devices, model: int = 1) -> Mesh:
     2-d ``runs × model``, each group of ``model`` consecutive devices (within one process)
     holding one block of runs whose tensor-parallel tasks split over them."""
     if isinstance(model, bool) or not isinstance(model, int) or model < 1:
-        raise ValueError(f"model_parallel must be a positive integer, got {model!r}")
+        raise UsageError(f"model_parallel must be a positive integer, got {model!r}")
     if len(devices) % model:
-        raise ValueError(f"model_parallel ({model}) must divide the number of devices "
+        raise UsageError(f"model_parallel ({model}) must divide the number of devices "
                          f"({len(devices)})")
     if jax.process_count() > 1:
         if len(devices) != jax.local_device_count():
-            raise ValueError(f"in a multi-process job devices must be all "
+            raise UsageError(f"in a multi-process job devices must be all "
                              f"{jax.local_device_count()} local devices, got {len(devices)}")
         # Process-major order: process p's runs are the p-th contiguous block of the batch.
         devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
@@ -76,7 +77,7 @@ class Placement:
         total = self.mesh.shape[self.AXIS]
         if num_runs % total:
             groups = "devices" if model == 1 else f"device groups (devices / {model})"
-            raise ValueError(f"num_tasks ({num_runs}) must be a multiple of the number of "
+            raise UsageError(f"num_tasks ({num_runs}) must be a multiple of the number of "
                              f"{groups} ({total}) to split the inner runs evenly")
         self.per_device = num_runs // total
         # Whether the runs are split at all (a one-device mesh needs no reductions).

@@ -17,6 +17,7 @@ import jax
 
 from lopt.bench.perf.probe import median_time
 from lopt.bench.suite import Suite
+from lopt.files.errors import UsageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +91,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench tensor_paralle
     size = SIZES["quick" if quick else "full"]
     n = jax.device_count()
     if n < 2:
-        raise ValueError(f"tensor_parallel needs at least 2 devices, this machine has {n}; on a "
+        raise UsageError(f"tensor_parallel needs at least 2 devices, this machine has {n}; on a "
                          "CPU force some with XLA_FLAGS=--xla_force_host_platform_device_count=4")
     models = layouts(n, size.num_tasks)
     suite = Suite("tensor_parallel", out, size, command, len(models), progress)
