@@ -15,21 +15,24 @@ from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.files.errors import UsageError
 from lopt.files.metric_writers import wandb_available
 from lopt.outer import ESTIMATORS
+from lopt.outer.base import options_of
 from lopt.outer.mup_rule import task_multipliers
-from lopt.outer.unroll import OBJECTIVE_ALIASES, OBJECTIVES, REMAT, WEIGHTINGS
+from lopt.outer.unroll import OBJECTIVE_ALIASES
 from lopt.pretrained import PRETRAINED
 from lopt.pretrained.recipes import RECIPES
 from lopt.rules import BASELINES, LEARNED
 from lopt.tasks import Mixture, make_family, resolve
 
 
-def setting(default, *, run: bool, type=None):
+def setting(default, *, run: bool, type=None, help: str = ""):
     """A config field with its declaration: ``run`` whether it shapes the meta-training
     trajectory (a resume must then match the checkpoint's value; lopt.cli.preflight reads it),
-    ``type`` its flag's type when the default does not tell (None)."""
+    ``type`` its flag's type when the default does not tell (None), ``help`` its flag's help."""
     metadata = {"shapes_run": run}
     if type is not None:
         metadata["type"] = type
+    if help:
+        metadata["help"] = help
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -106,68 +109,71 @@ class RuleConfig:
         return kwargs
 
 
-@dataclasses.dataclass(frozen=True)
-class EstimatorConfig:
-    """The outer-gradient estimator and the truncated inner runs behind it
-    (``lopt.outer.UnrollOptions``)."""
+# Where lopt train's default differs from the library's: a meta-gradient from 128 runs.
+ESTIMATOR_DEFAULTS = {"num_tasks": 128}
 
-    estimator: str = setting("tbptt", run=True)
-    num_tasks: int = setting(128, run=True)
-    truncation: int = setting(20, run=True)
-    horizon: int = setting(100, run=True)
-    max_horizon: Optional[int] = setting(None, run=True, type=int)
-    second_derivatives: bool = setting(False, run=True)
-    weighting: str = setting("mean", run=True)
-    objective: str = setting("train", run=True)
-    loss_clip: Optional[float] = setting(None, run=True, type=float)
-    sigma: float = setting(0.01, run=True)
-    # what backprop through an unroll stores: auto, none, step or nested
-    remat: str = setting("auto", run=True)
-    full_horizon: bool = setting(False, run=True)
 
-    def validate(self) -> "EstimatorConfig":
-        _one_of("estimator", self.estimator, ESTIMATORS)
-        _at_least("num_tasks", self.num_tasks, 1)
-        _at_least("truncation", self.truncation, 1)
-        _at_least("horizon", self.horizon, 1)
-        if self.max_horizon is not None:
-            _at_least("max_horizon", self.max_horizon, self.horizon)
-        longest = self.max_horizon or self.horizon
-        if self.truncation > longest and not self.full_horizon:
-            # The library allows it (runs restart inside an unroll); from the command line it
-            # is a slip: every unroll would cross a restart of every run.
-            raise ConfigError(f"truncation must be at most the longest horizon ({longest}): a "
-                              "longer unroll only restarts every run inside it; got "
-                              f"{self.truncation} (lower --truncation or raise --horizon / "
-                              "--max-horizon)")
-        _one_of("weighting", self.weighting, WEIGHTINGS)
-        # "eval" is lopt 0.1's name for "valid", still accepted.
-        _one_of("objective", self.objective, OBJECTIVES + tuple(OBJECTIVE_ALIASES))
-        if self.loss_clip is not None:
-            _positive("loss_clip", self.loss_clip, 1e-6, 1e30)
-        # Below ~1e-6 a perturbation of an O(1) theta rounds away in float32.
-        _positive("sigma", self.sigma, 1e-6, 100.0)
-        _one_of("remat", self.remat, REMAT)
-        if self.full_horizon and self.estimator != "es":
-            raise ConfigError(f"full_horizon applies to estimator es only; got estimator "
-                              f"{self.estimator!r}")
-        if self.full_horizon and self.max_horizon is not None:
-            raise ConfigError("full_horizon needs a fixed horizon: leave max_horizon unset")
-        return self
+def estimator_options() -> dict:
+    """Every option a registered estimator declares (``lopt.outer.base.option``), by name, as
+    the first estimator declaring it has it."""
+    found = {}
+    for cls, _ in ESTIMATORS.values():
+        for name, f in options_of(cls).items():
+            found.setdefault(name, f)
+    return found
 
-    def build(self):
-        """The estimator config named by ``estimator``, with the options that apply to it."""
-        common = dict(num_tasks=self.num_tasks, truncation=self.truncation, horizon=self.horizon,
-                      max_horizon=self.max_horizon, objective=self.objective,
-                      weighting=self.weighting, loss_clip=self.loss_clip, remat=self.remat)
-        extra = {
-            "tbptt": dict(second_derivatives=self.second_derivatives),
-            "es": dict(sigma=self.sigma, full_horizon=self.full_horizon),
-            "pes": dict(sigma=self.sigma),
-            "reparam": dict(sigma=self.sigma, second_derivatives=True),
-            "mixed": dict(sigma=self.sigma, second_derivatives=True),
-        }[self.estimator]
-        return ESTIMATORS[self.estimator][0](**common, **extra)
+
+def _check_estimator(self) -> "EstimatorConfig":
+    """The named estimator built from its own options (its checks are the only range checks);
+    an option it does not take, set away from its default, is refused."""
+    _one_of("estimator", self.estimator, ESTIMATORS)
+    takes = options_of(ESTIMATORS[self.estimator][0])
+    for f in dataclasses.fields(self):
+        if f.name != "estimator" and f.name not in takes and getattr(self, f.name) != f.default:
+            users = sorted(n for n, (c, _) in ESTIMATORS.items() if f.name in options_of(c))
+            raise ConfigError(f"{f.name} applies to estimator {', '.join(users)} only; got "
+                              f"estimator {self.estimator!r}")
+    try:
+        self.build()
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+    longest = self.max_horizon or self.horizon
+    if self.truncation > longest and not getattr(self, "full_horizon", False):
+        # The library allows it (runs restart inside an unroll); from the command line it is a
+        # slip: every unroll would cross a restart of every run.
+        raise ConfigError(f"truncation must be at most the longest horizon ({longest}): a "
+                          "longer unroll only restarts every run inside it; got "
+                          f"{self.truncation} (lower --truncation or raise --horizon / "
+                          "--max-horizon)")
+    return self
+
+
+def _build_estimator(self):
+    """The estimator config named by ``estimator``, with the options it declares."""
+    cls = ESTIMATORS[self.estimator][0]
+    return cls(**{name: getattr(self, name) for name in options_of(cls)})
+
+
+def _estimator_config_class() -> type:
+    """``lopt train``'s estimator group: ``estimator`` and every registered estimator's options
+    (``lopt.outer.ESTIMATORS``): a new estimator's options are flags with nothing added here."""
+    fields = [("estimator", str, setting("tbptt", run=True))]
+    for name, f in estimator_options().items():
+        fields.append((name, f.type, setting(ESTIMATOR_DEFAULTS.get(name, f.default),
+                                             run=f.metadata["shapes_run"],
+                                             type=f.metadata.get("type"),
+                                             help=f.metadata["flag"])))
+    cls = dataclasses.make_dataclass(
+        "EstimatorConfig", fields, frozen=True,
+        namespace={"__doc__": "The outer-gradient estimator and the truncated inner runs behind "
+                              "it (``lopt.outer.UnrollOptions``); each estimator declares its "
+                              "own options.",
+                   "validate": _check_estimator, "build": _build_estimator})
+    cls.__module__ = __name__
+    return cls
+
+
+EstimatorConfig = _estimator_config_class()
 
 
 @dataclasses.dataclass(frozen=True)

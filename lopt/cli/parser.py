@@ -27,7 +27,7 @@ def _add_config_options(parser: argparse.ArgumentParser, cls) -> None:
     """A flag for every field of dataclass ``cls``; unset flags parse as None."""
     for field in dataclasses.fields(cls):
         default = field.default
-        help_text = f"default: {default!r}"
+        help_text = "; ".join(filter(None, (field.metadata.get("help"), f"default: {default!r}")))
         if isinstance(default, bool):
             parser.add_argument(_flag(field.name), dest=field.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=help_text)

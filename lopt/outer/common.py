@@ -6,6 +6,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from lopt.outer.base import option
 from lopt.outer.unroll import WEIGHTINGS, UnrollOptions  # noqa: F401 (lopt 0.1 imported them here)
 
 NOISE_TAG = 0x5EED
@@ -16,12 +17,13 @@ class PerturbedOptions(UnrollOptions):
     """UnrollOptions plus the Gaussian perturbation scale σ of ES, PES and the
     reparameterization gradient."""
 
-    sigma: float = 0.01
+    sigma: float = option(0.01, flag="the Gaussian perturbation's scale")
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
+        # Below ~1e-6 a perturbation of an O(1) theta rounds away in float32.
+        if isinstance(self.sigma, bool) or not 1e-6 <= self.sigma <= 100.0:
+            raise ValueError(f"sigma must be a number in [1e-06, 100]; got {self.sigma!r}")
 
 
 def perturbations(theta, keys):

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lopt.outer.base import Estimator
+from lopt.outer.base import Estimator, option
 from lopt.outer.common import (
     PerturbedOptions,
     antithetic_thetas,
@@ -53,7 +53,8 @@ class ES(PerturbedOptions):
     and cannot shift the phase of later ones.
     """
 
-    full_horizon: bool = False
+    full_horizon: bool = option(False, flag="every estimate over whole inner runs from "
+                                            "initialization (truncation = horizon)")
 
     def __post_init__(self):
         super().__post_init__()

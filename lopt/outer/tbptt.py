@@ -6,7 +6,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from lopt.outer.base import Estimator
+from lopt.outer.base import Estimator, option
 from lopt.outer.common import UnrollOptions, masked_mean, run_metrics
 from lopt.outer.unroll import broadcast_runs, truncated_unroll
 from lopt.rules.base import UpdateRule
@@ -40,7 +40,8 @@ class TBPTT(UnrollOptions):
     non-finite loss is reset and left out of the mean.
     """
 
-    second_derivatives: bool = False
+    second_derivatives: bool = option(False, flag="keep ∂∇/∂θ in the meta-gradient (L2L "
+                                                  "drops it)")
 
     def build(self, rule: UpdateRule, family: TaskFamily, axis_name=None) -> Estimator:
         def init(key, theta):

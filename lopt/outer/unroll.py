@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lopt.outer.base import option
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
@@ -38,7 +39,7 @@ class Horizon:
 
     def __post_init__(self):
         if not isinstance(self.length, int) or self.length < 1:
-            raise ValueError(f"horizon must be a positive integer, got {self.length!r}")
+            raise ValueError(f"horizon must be an integer in [1, 2**31); got {self.length!r}")
         if self.max_length is not None and (not isinstance(self.max_length, int)
                                             or self.max_length < self.length):
             raise ValueError(f"max_horizon must be an integer >= horizon ({self.length}), "
@@ -123,7 +124,7 @@ def canonical_objective(objective: str) -> str:
                       f"{OBJECTIVE_ALIASES[objective]!r}", DeprecationWarning, stacklevel=3)
         return OBJECTIVE_ALIASES[objective]
     if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     return objective
 
 
@@ -142,29 +143,36 @@ class UnrollOptions:
     truncation when it is not (benchmarks/perf); it changes no value.
     """
 
-    num_tasks: int = 32
-    truncation: int = 20
-    horizon: int = 100
-    max_horizon: Optional[int] = None
+    num_tasks: int = option(32, flag="inner runs per meta-gradient (a pair of perturbed "
+                                     "runs counts twice for ES, PES and reparam)")
+    truncation: int = option(20, flag="inner steps per meta-gradient (the unroll length K)")
+    horizon: int = option(100, flag="inner steps of a run before it restarts")
+    max_horizon: Optional[int] = option(None, type=int, flag="when set, each run's horizon is "
+                                        "log-uniform in [horizon, max_horizon]")
     stagger: bool = True
-    objective: str = "train"
-    weighting: str = "mean"
-    loss_clip: Optional[float] = None
-    remat: str = "auto"
+    objective: str = option("train", flag="the meta-loss: the training or validation loss")
+    weighting: str = option("mean", flag="mean over the truncation's steps, or the last step")
+    loss_clip: Optional[float] = option(None, type=float, flag="clip each step's loss here")
+    remat: str = option("auto", flag="what backprop through an unroll stores: auto, none, step "
+                                     "or nested")
 
     def __post_init__(self):
         for field in ("num_tasks", "truncation", "horizon"):
             value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
+            # Step counters are int32 on the device.
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 2**31:
+                raise ValueError(f"{field} must be an integer in [1, 2**31); got {value!r}")
         Horizon(self.horizon, self.max_horizon)
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}, got {self.weighting!r}")
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got "
+                             f"{self.weighting!r}")
         object.__setattr__(self, "objective", canonical_objective(self.objective))
         if self.remat not in REMAT:
-            raise ValueError(f"remat must be one of {list(REMAT)}, got {self.remat!r}")
-        if self.loss_clip is not None and not self.loss_clip > 0:
-            raise ValueError(f"loss_clip must be a positive number, got {self.loss_clip!r}")
+            raise ValueError(f"remat must be one of {', '.join(REMAT)}; got {self.remat!r}")
+        # Beyond 1e30 the clip overflows float32; below 1e-6 it is no loss at all.
+        if self.loss_clip is not None and not 1e-6 <= self.loss_clip <= 1e30:
+            raise ValueError(f"loss_clip must be a number in [1e-06, 1e+30]; got "
+                             f"{self.loss_clip!r}")
 
     @property
     def horizon_spec(self) -> Horizon:

@@ -141,7 +141,8 @@ def test_console_script_exit_code():
     proc = subprocess.run([sys.executable, "-m", "lopt", "train", "--horizon", "-5"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "lopt train: error: horizon must be an integer >= 1; got -5"
+    assert proc.stderr.strip() == \
+        "lopt train: error: horizon must be an integer in [1, 2**31); got -5"
 
 
 def test_list_shows_every_rule_dataset_task_sampler_and_estimator(capsys):
@@ -320,9 +321,9 @@ def test_train_flags_are_the_config_groups_fields_one_to_one():
     dests = {a.dest for a in train._actions if a.dest != "help"}
     assert dests == set(fields)
     cfg = train_config(build_parser().parse_args(
-        ["train", "--sigma", "0.5", "--devices", "2", "--num-tasks", "4", "--eval-steps", "7",
-         "--rule-config", '{"hidden": 3}', "--no-progress", "--validate-every", "5",
-         "--validate-tasks", "3"]))
+        ["train", "--estimator", "pes", "--sigma", "0.5", "--devices", "2", "--num-tasks", "4",
+         "--eval-steps", "7", "--rule-config", '{"hidden": 3}', "--no-progress",
+         "--validate-every", "5", "--validate-tasks", "3"]))
     assert (cfg.outer.sigma, cfg.distribution.devices, cfg.outer.num_tasks,
             cfg.evaluation.eval_steps, cfg.learned.rule_config, cfg.run.progress,
             cfg.run.validate_every, cfg.run.validate_tasks) == \
