@@ -49,10 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, group in GROUPS.items():
         summary = " ".join(group.__doc__.split("\n\n")[0].split())
         _add_config_options(p_train.add_argument_group(name, summary), group)
-    # The name TensorBoard users look for; the same setting as --validate-every.
+    # The name TensorBoard users look for; the same setting as --validate-every, kept as an
+    # alias until lopt 0.4.
     p_train.add_argument("--eval-every", dest="validate_every", default=None, type=int,
                          metavar="INT", help="meta-validation every N outer steps "
-                                             "(= --validate-every)")
+                                             "(= --validate-every; removed in lopt 0.4)")
     p_eval = sub.add_parser("eval", help="re-run the comparison for a saved rule")
     p_eval.add_argument("checkpoint", help="a rule file written by `lopt train` (or lopt.save)")
     p_eval.add_argument("--out", default=None, help="folder for the results "

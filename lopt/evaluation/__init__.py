@@ -24,7 +24,7 @@ from lopt.evaluation.tuning import (
                                     tune_learning_rate,
 )
 
-DEFAULT_LR_GRID = LR_GRID  # the name of lopt 0.1
+DEFAULT_LR_GRID = LR_GRID  # lopt 0.1's name; removed in lopt 0.4
 
 __all__ = ["loss_curves", "diverged", "score", "rank_key", "Result", "evaluate_rule",
            "final_test_metrics", "meta_validation", "Instances", "lr_sweep", "tune_learning_rate",

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import option
-from lopt.outer.unroll import WEIGHTINGS, UnrollOptions  # noqa: F401 (lopt 0.1 imported them here)
+from lopt.outer.unroll import WEIGHTINGS, UnrollOptions  # noqa: F401 (lopt 0.1 imported them here; until 0.4)
 
 NOISE_TAG = 0x5EED
 

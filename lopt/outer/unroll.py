@@ -21,7 +21,7 @@ from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
 OBJECTIVES = ("train", "valid")
-# lopt 0.1 called the validation objective "eval"; it still means "valid" for one release.
+# lopt 0.1 called the validation objective "eval"; it means "valid" until lopt 0.4 removes it.
 OBJECTIVE_ALIASES = {"eval": "valid"}
 WEIGHTINGS = ("mean", "last")
 REMAT = ("auto", "none", "step", "nested")
@@ -121,7 +121,8 @@ def canonical_objective(objective: str) -> str:
     """``objective`` checked against OBJECTIVES, with the deprecated name "eval" as "valid"."""
     if objective in OBJECTIVE_ALIASES:
         warnings.warn(f"objective {objective!r} is now called "
-                      f"{OBJECTIVE_ALIASES[objective]!r}", DeprecationWarning, stacklevel=3)
+                      f"{OBJECTIVE_ALIASES[objective]!r}; the old name is removed in lopt 0.4",
+                      DeprecationWarning, stacklevel=3)
         return OBJECTIVE_ALIASES[objective]
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")

@@ -40,7 +40,7 @@ class Task:
     test_metrics: Optional[Callable] = None
     normalizer: Optional[Callable[[jax.Array], jax.Array]] = None
     step_multipliers: Optional[Callable[[Params], Any]] = None
-    # lopt 0.1's names of valid_loss and valid_loss_with_state, accepted for one release.
+    # lopt 0.1's names of valid_loss and valid_loss_with_state; removed in lopt 0.4.
     eval_loss: dataclasses.InitVar[Optional[Callable]] = None
     eval_loss_with_state: dataclasses.InitVar[Optional[Callable]] = None
 
@@ -49,7 +49,8 @@ class Task:
                                 ("eval_loss_with_state", "valid_loss_with_state",
                                  eval_loss_with_state)):
             if value is not None:
-                warnings.warn(f"Task({old}=...) is now Task({new}=...)", DeprecationWarning,
+                warnings.warn(f"Task({old}=...) is now Task({new}=...); the old name is removed in "
+                              "lopt 0.4", DeprecationWarning,
                               stacklevel=3)
                 object.__setattr__(self, new, value)
 
