@@ -2,6 +2,7 @@
 bars with confidence intervals, performance profiles and heatmaps."""
 from __future__ import annotations
 
+import textwrap
 from typing import Dict, Sequence
 
 import matplotlib.colors as colors
@@ -9,6 +10,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from lopt.evaluation.curves import rank_key
+
+
+def fitted(title: str, fig: Figure, fontsize: float = 12.0) -> str:
+    """``title`` wrapped into lines that fit the figure's width (a glyph averages about 0.6 of
+    the font size), so a long title is never clipped at the figure's edges."""
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.wrap(title, chars, break_long_words=False)) or title
 
 
 def plot_curves(summaries: Sequence[dict], path: str, title: str) -> None:
@@ -59,7 +67,7 @@ def _finish(fig, ax, path, title, xlabel, ylabel) -> None:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(fitted(title, fig))
     ax.grid(alpha=0.3, which="both")
     if ax.get_lines():
         ax.legend()
@@ -91,7 +99,7 @@ def curves_with_spread(summaries: Sequence[dict], path: str, title: str,
         ax.set_yscale("log")
     else:
         ax.set_yscale("symlog", linthresh=1e-2)
-    ax.set(xlabel="inner step", ylabel=ylabel, title=title)
+    ax.set(xlabel="inner step", ylabel=ylabel, title=fitted(title, fig))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -139,7 +147,7 @@ def interval_bars(estimates: Dict[str, dict], path: str, title: str, xlabel: str
         ax.errorbar(e["iqm"], i, xerr=[[e["iqm"] - e["low"]], [high - e["iqm"]]],
                     color="k", capsize=3)
     ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.set(xlabel=xlabel, title=title)
+    ax.set(xlabel=xlabel, title=fitted(title, fig))
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.savefig(path)
@@ -152,7 +160,8 @@ def profiles(profile: Dict[str, dict], path: str, title: str, xlabel: str) -> No
     for name, p in profile.items():
         line, = ax.plot(p["taus"], p["fraction"], label=name, lw=1.5)
         ax.fill_between(p["taus"], p["low"], p["high"], color=line.get_color(), alpha=0.15, lw=0)
-    ax.set(xlabel=xlabel, ylabel="fraction of runs with loss ≤ τ", title=title, ylim=(0, 1.02))
+    ax.set(xlabel=xlabel, ylabel="fraction of runs with loss ≤ τ", title=fitted(title, fig),
+           ylim=(0, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -176,7 +185,7 @@ def heatmap(values, row_labels: Sequence[str], col_labels: Sequence[str], path: 
                 fontsize=7, color="w")
     ax.set_xticks(range(len(col_labels)), col_labels, fontsize=8, rotation=30)
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
-    ax.set_title(title)
+    ax.set_title(fitted(title, fig))
     fig.colorbar(image, ax=ax, label=colorbar)
     fig.tight_layout()
     fig.savefig(path)
