@@ -1,6 +1,7 @@
 """Where meta-training's scalars go besides its JSONL log: TensorBoard event files
 (``tensorboardX``, which writes them without TensorFlow) and Weights & Biases (``wandb``, an
-optional extra). A writer is anything with ``write(step, scalars)`` and ``close()``."""
+optional extra). A writer is anything with ``write(step, scalars)`` and ``close()``
+(``MetricWriter``; ``lopt.outer.RunFiles.writers`` takes any)."""
 from __future__ import annotations
 
 import math

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ import optax
 from tqdm.auto import tqdm
 
 from lopt.files.checkpoints import open_checkpoints
-from lopt.files.metric_writers import open_writers
+from lopt.files.metric_writers import MetricWriter, open_writers
 from lopt.files.run_folder import check_resume, log_line, remove_stale_temporaries, trim_log
 from lopt.outer.base import Estimator
 from lopt.outer.mixture import build_estimator
@@ -194,7 +194,7 @@ class RunFiles:
     resume: bool = True
     run_config: Optional[dict] = None
     logdir: Optional[str] = None
-    writers: tuple = ()
+    writers: Tuple[MetricWriter, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
