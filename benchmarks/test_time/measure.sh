@@ -8,10 +8,11 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 n="${1:-3}"
 out="$repo/benchmarks/test_time/times.jsonl"
-commit="$(git -C "$repo" rev-parse --short HEAD)"
+
 for i in $(seq 1 "$n"); do
   clone="$(mktemp -d)/lopt"
   git clone -q "$repo" "$clone"
+  commit="$(git -C "$clone" rev-parse --short HEAD)"
   rm -rf "${TMPDIR:-/tmp}/lopt-tests-xla-cache-$(id -u)"
   cache="$(mktemp -d)"
   start=$(date +%s.%N)

@@ -407,7 +407,7 @@ def test_a_full_disk_is_exit_1_with_one_line_naming_the_path(small_disk):
     mid = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     err = mid.stderr.strip().splitlines()
     assert mid.returncode == 1 and len(err) == 1, mid.stderr[-2000:]
-    assert "no space left on device" in err[0].lower() and small_disk.name in err[0]
+    assert "no space left on device" in err[0].lower() and small_disk.name in err[0], err
     fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)  # whatever is left
     try:
         while True:
@@ -418,7 +418,7 @@ def test_a_full_disk_is_exit_1_with_one_line_naming_the_path(small_disk):
     launch = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     err = launch.stderr.strip().splitlines()
     assert launch.returncode == 1 and len(err) == 1, launch.stderr[-2000:]
-    assert "No space left on device" in err[0] and out in err[0]
+    assert "No space left on device" in err[0] and out in err[0], err
     assert not os.path.exists(os.path.join(out, ".lopt-train.lock"))
 
 
