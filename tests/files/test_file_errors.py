@@ -222,8 +222,8 @@ def test_a_nan_theta_with_a_valid_checksum_is_refused_on_load(tmp_path):
     first = sorted(tensors)[0]
     tensors[first].flat[0] = np.nan
     header = {"format": "lopt-rule", "version": rule_file.VERSION, "rule": rule.name,
-              "config": rule.config, "extra": {}, "sha256": rule_file._digest(tensors)}
-    header["header_sha256"] = rule_file._header_digest(header)
+              "config": rule.config, "extra": {}, "sha256": rule_file.digest(tensors)}
+    header["header_sha256"] = rule_file.header_digest(header)
     path = tmp_path / "nan.lopt"
     path.write_bytes(st_save(tensors, metadata={"lopt": json.dumps(header)}))
     with pytest.raises(FileFormatError, match=r"holds NaN or inf"):
