@@ -23,13 +23,18 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11's; CI runs 3.11
 
 def test_the_layers_contract_is_designs_list_and_places_every_package():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    (contract,) = config["tool"]["importlinter"]["contracts"]
+    contracts = config["tool"]["importlinter"]["contracts"]
+    (contract,) = [c for c in contracts if c["type"] == "layers"]
     assert contract["layers"] == DESIGN_LAYERS
     placed = {name.strip() for layer in DESIGN_LAYERS for name in layer.replace("|", ":")
               .split(":")}
     packages = {f"lopt.{p.name}" for p in (ROOT / "lopt").iterdir()
                 if (p / "__init__.py").exists()}
-    assert packages == placed
+    # DESIGN: "torch reads files' format without importing JAX": its own contract.
+    assert packages == placed | {"lopt.torch"}
+    (torch_contract,) = [c for c in contracts if c["type"] == "forbidden"]
+    assert torch_contract["source_modules"] == ["lopt.torch"]
+    assert {"jax", "lopt.rules", "lopt.files.rule_file"} <= set(torch_contract["forbidden_modules"])
 
 
 def test_at_most_four_modules_at_the_top():

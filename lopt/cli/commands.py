@@ -24,6 +24,7 @@ from lopt.pretrained.recipes import RECIPES
 from lopt.rules import BASELINES, CONFORMANCE, LEARNED
 from lopt.tasks import FAMILIES, MIXTURES, SAMPLERS, WIDTH_FAMILIES
 from lopt.tasks.datasets import DATASETS
+from lopt.torch.names import RULE_NAMES as TORCH_RULES
 
 
 def cmd_bench(args, invocation: Invocation) -> int:
@@ -66,7 +67,8 @@ def cmd_list() -> int:
     from lopt.bench.registry import SUITES
 
     learned = {name: (None, description + (f" [equals {CONFORMANCE[name]}: conformance fixture]"
-                                           if name in CONFORMANCE else ""))
+                                           if name in CONFORMANCE else "")
+                      + (" [PyTorch: lopt.torch]" if name in TORCH_RULES else ""))
                for name, (_, description) in LEARNED.items()}
     sources = {name: (None, f"-> {s.rule}: {s.reference}; published at {s.where}")
                for name, s in SOURCES.items()}

@@ -1,0 +1,77 @@
+"""lopt's learned rules as a ``torch.optim.Optimizer``: the update the JAX rule computes for
+each parameter tensor, times the group's ``lr`` (a multiplier, 1 by default, so
+``torch.optim.lr_scheduler`` schedulers scale the rule's own step), with optional decoupled
+weight decay."""
+from __future__ import annotations
+
+import torch
+
+from lopt.files.errors import UsageError
+from lopt.torch.celo2 import Celo2
+from lopt.torch.names import RULE_NAMES
+from lopt.torch.rule_file import load
+
+# rule name (a .lopt header's) -> its torch implementation
+RULES = {"celo2": Celo2, "celo2_base": Celo2}
+assert tuple(RULES) == RULE_NAMES
+_ACCUMULATORS = ("m", "v", "row", "col", "full")
+
+
+class Optimizer(torch.optim.Optimizer):
+    """``Optimizer(params, rule, lr=1.0, weight_decay=0.0, num_steps=None)``.
+
+    ``rule``: a shipped optimizer's name (``"celo2_graft"``) or a ``.lopt`` file. Each step a
+    parameter p with a gradient moves by ``lr`` × the rule's update (which already carries the
+    rule's own step size, and for rules with a schedule inside, such as ``celo2_graft``, the
+    schedule over ``num_steps``); with ``weight_decay`` w, p ← p·(1 − lr·w) first (decoupled,
+    as AdamW). A parameter without a gradient is skipped and keeps its state. Parameters of any
+    float dtype; the state is float32 at least. The rule's state is per parameter (its step
+    count too), so ``state_dict()`` / ``load_state_dict()`` resume bit-exactly."""
+
+    def __init__(self, params, rule="celo2_graft", lr: float = 1.0, weight_decay: float = 0.0,
+                 num_steps=None):
+        name, config, theta = load(rule)
+        if name not in RULES:
+            raise UsageError(f"rule {name!r} has no PyTorch implementation in lopt.torch; "
+                             f"these do: {', '.join(sorted(RULES))}")
+        if not (isinstance(lr, (int, float)) and lr >= 0):
+            raise UsageError(f"lr must be a number >= 0; got {lr!r}")
+        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+            raise UsageError(f"weight_decay must be a number >= 0; got {weight_decay!r}")
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
+        self.rule = RULES[name](theta, config, name)
+        if self.rule.wants_num_steps and not (isinstance(num_steps, int) and num_steps >= 1):
+            raise UsageError(f"rule {rule!r} schedules its step over the run: give "
+                             f"num_steps= (a positive integer); got {num_steps!r}")
+        self.num_steps = num_steps
+
+    def _state_of(self, p) -> dict:
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state.update(self.rule.init(p))
+        return state
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns ``closure()``'s loss
+        when a closure is given (it is called with gradients enabled)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise UsageError("lopt.torch.Optimizer does not take sparse gradients")
+                state = self._state_of(p)
+                acc = {k: state[k] for k in _ACCUMULATORS if k in state}
+                update, acc = self.rule.update(p, p.grad, acc, state["step"], self.num_steps)
+                state.update(acc)
+                state["step"] += 1
+                if group["weight_decay"]:
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(update, alpha=group["lr"])
+        return loss

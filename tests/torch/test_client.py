@@ -1,0 +1,134 @@
+"""lopt.torch.Optimizer as a PyTorch citizen: it imports no JAX, param groups and schedulers
+act through ``lr``, a closure's loss comes back, parameters without gradients are skipped,
+state_dict round trips exactly, low-precision parameters keep float32 state, and what it
+refuses is one line."""
+import copy
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="lopt.torch needs the torch extra: "
+                                             "pip install -e '.[torch]'")
+
+from lopt.files.errors import UsageError  # noqa: E402
+from lopt.torch import Optimizer  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3))
+
+
+def _batch(t):
+    g = torch.Generator().manual_seed(100 + t)
+    return torch.randn(32, 6, generator=g), torch.randn(32, 3, generator=g)
+
+
+def _train(model, opt, steps, start=0):
+    losses = []
+    for t in range(start, start + steps):
+        x, y = _batch(t)
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_importing_lopt_torch_imports_no_jax():
+    code = ("import sys, torch, lopt.torch as lt; "
+            "lt.Optimizer(torch.nn.Linear(3, 2).parameters(), 'celo2_graft', num_steps=5); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', "
+            "'flax', 'optax', 'orbax')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_state_dict_round_trip_continues_bit_exactly():
+    a = _model()
+    opt_a = Optimizer(a.parameters(), "celo2_graft", num_steps=20)
+    _train(a, opt_a, 6)
+    b = copy.deepcopy(a)
+    opt_b = Optimizer(b.parameters(), "celo2_graft", num_steps=20)
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
+    assert _train(a, opt_a, 4, start=6) == _train(b, opt_b, 4, start=6)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_lr_is_a_multiplier_that_groups_and_schedulers_set():
+    """lr 0 freezes a group; a scheduler's factor multiplies the rule's own step."""
+    model = _model()
+    frozen = [p.detach().clone() for p in model[0].parameters()]
+    opt = Optimizer([{"params": model[0].parameters(), "lr": 0.0},
+                     {"params": model[2].parameters()}], "celo2_graft", num_steps=10)
+    _train(model, opt, 3)
+    assert all(torch.equal(p, q) for p, q in zip(model[0].parameters(), frozen))
+
+    half, full = _model(), _model()
+    opt_half = Optimizer(half.parameters(), "celo2_broad")
+    opt_full = Optimizer(full.parameters(), "celo2_broad")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt_half, lambda step: 0.5)
+    before = [p.detach().clone() for p in half.parameters()]
+    x, y = _batch(0)
+    for model, opt in ((half, opt_half), (full, opt_full)):
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+    sched.step()
+    for p0, h, f in zip(before, half.parameters(), full.parameters()):
+        # to float32 addition: the parameters are O(1), the steps O(1e-3)
+        torch.testing.assert_close(h - p0, 0.5 * (f - p0), rtol=1e-5, atol=1e-7)
+
+
+def test_closure_loss_is_returned_and_parameters_without_gradients_are_skipped():
+    model = _model()
+    extra = torch.nn.Parameter(torch.ones(4))
+    opt = Optimizer(list(model.parameters()) + [extra], "celo2_graft", num_steps=5)
+    x, y = _batch(0)
+
+    def closure():
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert torch.is_tensor(loss) and loss.item() > 0
+    assert torch.equal(extra, torch.ones(4)) and extra not in opt.state
+
+
+def test_bfloat16_parameters_keep_float32_state():
+    model = _model().to(torch.bfloat16)
+    opt = Optimizer(model.parameters(), "celo2_graft", num_steps=10)
+    x, y = _batch(0)
+    ((model(x.bfloat16()) - y.bfloat16()) ** 2).mean().backward()
+    opt.step()
+    state = opt.state[model[0].weight]
+    assert state["m"].dtype == torch.float32 and model[0].weight.dtype == torch.bfloat16
+    assert torch.isfinite(model[0].weight.float()).all()
+
+
+@pytest.mark.parametrize("make,says", [
+    (lambda p: Optimizer(p, "no_such_rule"), "rule must be a shipped optimizer"),
+    (lambda p: Optimizer(p, "celo_tiny"), "has no PyTorch implementation"),
+    (lambda p: Optimizer(p, "celo2_graft"), "give num_steps="),
+    (lambda p: Optimizer(p, "celo2_broad", lr=-1.0), "lr must be"),
+])
+def test_what_it_refuses_is_one_line(make, says):
+    with pytest.raises(UsageError, match=says) as err:
+        make(_model().parameters())
+    assert "\n" not in str(err.value)
+
+
+def test_sparse_gradients_are_refused():
+    emb = torch.nn.Embedding(10, 4, sparse=True)
+    opt = Optimizer(emb.parameters(), "celo2_broad")
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(UsageError, match="sparse"):
+        opt.step()

@@ -1,0 +1,73 @@
+"""lopt.torch's rules equal the JAX rules: every update of every step of a fixture the JAX rule
+wrote (tests/fixtures/torch/make_fixtures.py), replayed through the torch rule from the same
+.lopt file, agrees to 1e-5 of the tensor's largest update (float32)."""
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="lopt.torch needs the torch extra: "
+                                             "pip install -e '.[torch]'")
+
+from lopt.torch import RULES, Optimizer, load  # noqa: E402
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fixtures", "torch")
+LEAVES = ("matrix", "tall", "conv", "vector", "scalar")
+NUM_STEPS = 30
+# The largest |torch − JAX| over a tensor's update, relative to that update's largest element.
+TOLERANCE = {"celo2_graft": 1e-5, "celo2_random": 1e-5, "celo2_base_random": 1e-5}
+
+pytestmark = pytest.mark.torch
+
+
+def _t(x):
+    return torch.from_numpy(np.array(x, dtype=np.float32))
+
+
+def _source(name):
+    path = os.path.join(HERE, f"{name}.lopt")
+    return path if os.path.exists(path) else name
+
+
+@pytest.mark.parametrize("name", sorted(TOLERANCE))
+def test_every_update_of_every_step_equals_the_jax_rules(name):
+    fixture = np.load(os.path.join(HERE, f"{name}.npz"))
+    rule_name, config, theta = load(_source(name))
+    rule = RULES[rule_name](theta, config, rule_name)
+    worst = 0.0
+    for leaf in LEAVES:
+        p0 = _t(fixture[f"p_{leaf}"][0])
+        acc = rule.init(p0)
+        for t in range(len(fixture["loss"])):
+            p = _t(fixture[f"p_{leaf}"][t])
+            g = _t(fixture[f"g_{leaf}"][t])
+            update, acc = rule.update(p, g, acc, t, NUM_STEPS)
+            want = fixture[f"u_{leaf}"][t]
+            scale = float(np.max(np.abs(want)))
+            if scale == 0:  # the schedule's first step (warm-up from 0): exactly zero too
+                assert float(update.abs().max()) == 0.0, (leaf, t)
+                continue
+            error = float(np.max(np.abs(update.numpy() - want))) / scale
+            worst = max(worst, error)
+            assert error <= TOLERANCE[name], (leaf, t, error)
+    print(f"{name}: worst relative difference {worst:.2e}")
+
+
+def test_the_optimizer_moves_parameters_by_the_same_updates():
+    """Through torch.optim: parameters set to the fixture's, gradients given, ``step()``;
+    the parameters move by the JAX updates (to float32 addition)."""
+    fixture = np.load(os.path.join(HERE, "celo2_graft.npz"))
+    params = [torch.nn.Parameter(_t(fixture[f"p_{leaf}"][0]))
+              for leaf in LEAVES]
+    opt = Optimizer(params, "celo2_graft", num_steps=NUM_STEPS)
+    for t in range(len(fixture["loss"])):
+        for leaf, p in zip(LEAVES, params):
+            p.grad = _t(fixture[f"g_{leaf}"][t])
+        opt.step()
+        for leaf, p in zip(LEAVES, params):
+            want = fixture[f"p_{leaf}"][t] + fixture[f"u_{leaf}"][t]
+            if t + 1 < len(fixture["loss"]):
+                want = fixture[f"p_{leaf}"][t + 1]
+            step = np.max(np.abs(fixture[f"u_{leaf}"][t]))
+            np.testing.assert_allclose(p.detach().numpy(), want, rtol=0, atol=1e-5 * step
+                                       + 1e-7 * np.max(np.abs(want)))

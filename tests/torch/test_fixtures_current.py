@@ -1,0 +1,28 @@
+"""The torch fixtures are what lopt's JAX rules compute now (runs without torch): a change to
+a JAX rule that moves its updates fails here, so lopt.torch is never proven equal to an old
+version of the rule."""
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fixtures", "torch")
+spec = importlib.util.spec_from_file_location("make_torch_fixtures",
+                                              os.path.join(HERE, "make_fixtures.py"))
+make = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(make)
+
+
+@pytest.mark.parametrize("name", sorted(make.RULES))
+def test_the_fixture_is_the_jax_rules_run_today(name):
+    stored = np.load(os.path.join(HERE, f"{name}.npz"))
+    now = make.run(name)
+    assert sorted(stored.files) == sorted(now)
+    # To float32 rounding: XLA's optimization level (the tests run at 0, conftest.py) moves
+    # the last bits; a change of the rule moves far more than 1e-5 of a step.
+    for key in now:
+        scale = np.max(np.abs(stored[key]), axis=tuple(range(1, stored[key].ndim)),
+                       keepdims=True) if stored[key].ndim > 1 else np.abs(stored[key])
+        error = np.abs(now[key] - stored[key]) / np.maximum(scale, 1e-30)
+        assert float(error.max()) <= 1e-5, (key, float(error.max()))
