@@ -17,8 +17,29 @@ assert tuple(RULES) == RULE_NAMES
 _ACCUMULATORS = ("m", "v", "row", "col", "full")
 
 
+LAYOUTS = ("torch", "as_is")
+
+
+def to_rule_layout(x, layout: str):
+    """A torch weight as the JAX rules see the same weight in flax: a Linear weight
+    [out, in] as a Dense kernel [in, out], a ConvNd weight [out, in, *window] as a kernel
+    [*window, in, out] (``layout="torch"``); vectors and scalars, and everything under
+    ``"as_is"``, unchanged."""
+    if layout == "as_is" or x.ndim < 2:
+        return x
+    return x.permute(*range(2, x.ndim), 1, 0)
+
+
+def from_rule_layout(x, layout: str):
+    """The inverse of ``to_rule_layout``."""
+    if layout == "as_is" or x.ndim < 2:
+        return x
+    n = x.ndim
+    return x.permute(n - 1, n - 2, *range(n - 2))
+
+
 class Optimizer(torch.optim.Optimizer):
-    """``Optimizer(params, rule, lr=1.0, weight_decay=0.0, num_steps=None)``.
+    """``Optimizer(params, rule, lr=1.0, weight_decay=0.0, num_steps=None, layout="torch")``.
 
     ``rule``: a shipped optimizer's name (``"celo2_graft"``) or a ``.lopt`` file. Each step a
     parameter p with a gradient moves by ``lr`` × the rule's update (which already carries the
@@ -26,10 +47,15 @@ class Optimizer(torch.optim.Optimizer):
     schedule over ``num_steps``); with ``weight_decay`` w, p ← p·(1 − lr·w) first (decoupled,
     as AdamW). A parameter without a gradient is skipped and keeps its state. Parameters of any
     float dtype; the state is float32 at least. The rule's state is per parameter (its step
-    count too), so ``state_dict()`` / ``load_state_dict()`` resume bit-exactly."""
+    count too), so ``state_dict()`` / ``load_state_dict()`` resume bit-exactly.
+
+    ``layout="torch"`` (the default) shows the rule every weight of two or more axes as flax
+    lays the same weight out (``to_rule_layout``), because the rules normalize and factor over
+    particular axes (a 4-D kernel's last two are its channels in JAX, its window in torch): a
+    torch model then trains as the same flax model does. ``"as_is"`` shows tensors unchanged."""
 
     def __init__(self, params, rule="celo2_graft", lr: float = 1.0, weight_decay: float = 0.0,
-                 num_steps=None):
+                 num_steps=None, layout: str = "torch"):
         name, config, theta = load(rule)
         if name not in RULES:
             raise UsageError(f"rule {name!r} has no PyTorch implementation in lopt.torch; "
@@ -38,7 +64,10 @@ class Optimizer(torch.optim.Optimizer):
             raise UsageError(f"lr must be a number >= 0; got {lr!r}")
         if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
             raise UsageError(f"weight_decay must be a number >= 0; got {weight_decay!r}")
+        if layout not in LAYOUTS:
+            raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
+        self.layout = layout
         self.rule = RULES[name](theta, config, name)
         if self.rule.wants_num_steps and not (isinstance(num_steps, int) and num_steps >= 1):
             raise UsageError(f"rule {rule!r} schedules its step over the run: give "
@@ -49,7 +78,7 @@ class Optimizer(torch.optim.Optimizer):
         state = self.state[p]
         if not state:
             state["step"] = 0
-            state.update(self.rule.init(p))
+            state.update(self.rule.init(to_rule_layout(p, self.layout)))
         return state
 
     @torch.no_grad()
@@ -68,7 +97,10 @@ class Optimizer(torch.optim.Optimizer):
                     raise UsageError("lopt.torch.Optimizer does not take sparse gradients")
                 state = self._state_of(p)
                 acc = {k: state[k] for k in _ACCUMULATORS if k in state}
-                update, acc = self.rule.update(p, p.grad, acc, state["step"], self.num_steps)
+                update, acc = self.rule.update(to_rule_layout(p, self.layout),
+                                               to_rule_layout(p.grad, self.layout), acc,
+                                               state["step"], self.num_steps)
+                update = from_rule_layout(update, self.layout)
                 state.update(acc)
                 state["step"] += 1
                 if group["weight_decay"]:

@@ -59,7 +59,7 @@ def test_the_optimizer_moves_parameters_by_the_same_updates():
     fixture = np.load(os.path.join(HERE, "celo2_graft.npz"))
     params = [torch.nn.Parameter(_t(fixture[f"p_{leaf}"][0]))
               for leaf in LEAVES]
-    opt = Optimizer(params, "celo2_graft", num_steps=NUM_STEPS)
+    opt = Optimizer(params, "celo2_graft", num_steps=NUM_STEPS, layout="as_is")
     for t in range(len(fixture["loss"])):
         for leaf, p in zip(LEAVES, params):
             p.grad = _t(fixture[f"g_{leaf}"][t])
