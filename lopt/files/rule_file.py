@@ -25,7 +25,7 @@ from lopt.files.rule_format import (  # noqa: F401  (the format's names, as befo
 )
 from lopt.rules import make_rule
 from lopt.rules.base import UpdateRule, check_rule, theta_mismatch
-from lopt.rules.semantics import config_for_version, current_version, unrecorded_version
+from lopt.files.semantics import config_for_version, current_version, unrecorded_version
 
 
 def save(path: str, rule: UpdateRule, theta, extra: dict | None = None) -> None:

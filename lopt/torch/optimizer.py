@@ -7,12 +7,13 @@ from __future__ import annotations
 import torch
 
 from lopt.files.errors import UsageError
+from lopt.torch.adafac import AdafacMLP
 from lopt.torch.celo2 import Celo2
 from lopt.torch.names import RULE_NAMES
 from lopt.torch.rule_file import load
 
 # rule name (a .lopt header's) -> its torch implementation
-RULES = {"celo2": Celo2, "celo2_base": Celo2}
+RULES = {"celo2": Celo2, "celo2_base": Celo2, "adafac_mlp": AdafacMLP}
 assert tuple(RULES) == RULE_NAMES
 _ACCUMULATORS = ("m", "v", "row", "col", "full")
 

@@ -9,13 +9,11 @@ import torch
 
 from lopt.files.errors import FileFormatError, UsageError, check_readable
 from lopt.files.rule_format import read_safetensors
+from lopt.files.semantics import config_for_version, unrecorded_version
 from lopt.pretrained import PRETRAINED
 from lopt.pretrained import path as pretrained_path
 
 _KEY = re.compile(r"\['([^']*)'\]|\[(\d+)\]")
-# The semantics version each torch rule computes (lopt.rules.semantics: every rule below is at 1).
-SEMANTICS = {"celo2": 1, "celo2_base": 1}
-
 
 def resolve(source: str) -> str:
     """The file of ``source``: a shipped optimizer's name or a path to a ``.lopt`` file."""
@@ -60,8 +58,9 @@ def load(source) -> tuple:
     check_readable(path)
     header, tensors = read_safetensors(path)
     name = header["rule"]
-    version = header.get("semantics", 1)
-    if name in SEMANTICS and version != SEMANTICS[name]:
-        raise FileFormatError(f"{path}: made under rule {name}'s semantics version {version}; "
-                              f"lopt.torch computes version {SEMANTICS[name]}")
-    return name, header["config"], _tree(path, tensors)
+    version = header.get("semantics", unrecorded_version(str(name)))
+    try:
+        config = config_for_version(name, header["config"], version)
+    except ValueError as err:
+        raise FileFormatError(f"{path}: {err}") from None
+    return name, config, _tree(path, tensors)

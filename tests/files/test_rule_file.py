@@ -67,7 +67,7 @@ def test_a_non_finite_theta_is_not_saved(tmp_path):
     assert not path.exists() and list(tmp_path.iterdir()) == []
 
 
-# Issue 36, item 5: a file keeps the meaning it was made with (lopt.rules.semantics).
+# Issue 36, item 5: a file keeps the meaning it was made with (lopt.files.semantics).
 def _adafac_file(path, monkeypatch, version):
     from lopt.files import rule_file
 
@@ -90,7 +90,7 @@ def _update(rule, theta):
 def test_a_file_records_its_semantics_and_an_earlier_one_computes_as_it_was_made(
         tmp_path, monkeypatch):
     from lopt.files.rule_file import load_metadata
-    from lopt.rules.semantics import current_version
+    from lopt.files.semantics import current_version
 
     now = str(tmp_path / "now.lopt")
     lopt.save(now, lopt.rules.adafac_mlp(hidden=4, layers=2),
@@ -109,7 +109,7 @@ def test_a_file_records_its_semantics_and_an_earlier_one_computes_as_it_was_made
 def test_a_file_of_a_semantics_this_lopt_cannot_compute_is_refused_in_one_line(
         tmp_path, monkeypatch):
     from lopt.files.errors import FileFormatError
-    from lopt.rules import semantics
+    from lopt.files import semantics
 
     newer = str(tmp_path / "newer.lopt")
     _adafac_file(newer, monkeypatch, 7)

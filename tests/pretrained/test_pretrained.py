@@ -184,9 +184,9 @@ def test_descriptions_quote_the_committed_meta_test(name, meta_test):
 @pytest.mark.parametrize("name", sorted(PRETRAINED))
 def test_every_shipped_file_records_the_semantics_it_was_made_under(name):
     """Issue 36, item 5: the record is what makes a later code change keep a shipped file's
-    meaning (lopt.rules.semantics maps it to a config, or the file is refused)."""
+    meaning (lopt.files.semantics maps it to a config, or the file is refused)."""
     from lopt.files.rule_file import load_metadata
-    from lopt.rules.semantics import current_version
+    from lopt.files.semantics import current_version
 
     header = load_metadata(path(name))
     assert header["semantics"] == current_version(header["rule"])

@@ -14,7 +14,8 @@ from lopt.torch import Optimizer  # noqa: E402
 
 pytestmark = pytest.mark.torch
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fixtures", "torch")
-RULES = {"celo2_graft": "celo2_graft", "celo2_random": os.path.join(HERE, "celo2_random.lopt")}
+RULES = {"celo2_graft": "celo2_graft", "celo2_random": os.path.join(HERE, "celo2_random.lopt"),
+         "adafac_tiny": "adafac_tiny"}
 # The largest |torch − JAX| over the 100 losses, relative to the loss: float32 differences
 # between the two frameworks' kernels, carried through 100 steps of training.
 TOLERANCE = 1e-4
