@@ -23,9 +23,9 @@ from lopt.files.rule_format import (  # noqa: F401  (the format's names, as befo
     header_digest,
     read_safetensors,
 )
+from lopt.files.semantics import config_for_version, current_version, unrecorded_version
 from lopt.rules import make_rule
 from lopt.rules.base import UpdateRule, check_rule, theta_mismatch
-from lopt.files.semantics import config_for_version, current_version, unrecorded_version
 
 
 def save(path: str, rule: UpdateRule, theta, extra: dict | None = None) -> None:

@@ -108,8 +108,8 @@ def test_a_file_records_its_semantics_and_an_earlier_one_computes_as_it_was_made
 
 def test_a_file_of_a_semantics_this_lopt_cannot_compute_is_refused_in_one_line(
         tmp_path, monkeypatch):
-    from lopt.files.errors import FileFormatError
     from lopt.files import semantics
+    from lopt.files.errors import FileFormatError
 
     newer = str(tmp_path / "newer.lopt")
     _adafac_file(newer, monkeypatch, 7)
