@@ -6,6 +6,7 @@ import copy
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="lopt.torch needs the torch extra: "
@@ -132,3 +133,23 @@ def test_sparse_gradients_are_refused():
     emb(torch.tensor([1, 2])).sum().backward()
     with pytest.raises(UsageError, match="sparse"):
         opt.step()
+
+
+def test_a_torch_compiled_training_step_trains_as_the_eager_one():
+    """torch.compile of a whole step that calls the optimizer (recompiled per step: the rule
+    reads the step count as a Python number, which the compiled step guards on)."""
+    losses = {}
+    for compiled in (False, True):
+        model = _model()
+        opt = Optimizer(model.parameters(), "celo2_graft", num_steps=10)
+
+        def step(x, y, model=model, opt=opt):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        run = torch.compile(step) if compiled else step
+        losses[compiled] = [run(*_batch(t)).item() for t in range(3)]
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
