@@ -53,10 +53,14 @@ class Optimizer(torch.optim.Optimizer):
     ``layout="torch"`` (the default) shows the rule every weight of two or more axes as flax
     lays the same weight out (``to_rule_layout``), because the rules normalize and factor over
     particular axes (a 4-D kernel's last two are its channels in JAX, its window in torch): a
-    torch model then trains as the same flax model does. ``"as_is"`` shows tensors unchanged."""
+    torch model then trains as the same flax model does. ``"as_is"`` shows tensors unchanged.
+
+    ``finite_gradients``: gradients through ``torch.nan_to_num`` first (NaN → 0, ±inf → the
+    largest finite float), as μLO feeds its rule; with ``mup_param_groups`` this is
+    ``lopt.mup.mulo_chain``."""
 
     def __init__(self, params, rule="celo2_graft", lr: float = 1.0, weight_decay: float = 0.0,
-                 num_steps=None, layout: str = "torch"):
+                 num_steps=None, layout: str = "torch", finite_gradients: bool = False):
         name, config, theta = load(rule)
         if name not in RULES:
             raise UsageError(f"rule {name!r} has no PyTorch implementation in lopt.torch; "
@@ -74,6 +78,7 @@ class Optimizer(torch.optim.Optimizer):
             raise UsageError(f"rule {rule!r} schedules its step over the run: give "
                              f"num_steps= (a positive integer); got {num_steps!r}")
         self.num_steps = num_steps
+        self.finite_gradients = bool(finite_gradients)
 
     def _state_of(self, p) -> dict:
         state = self.state[p]
@@ -98,8 +103,9 @@ class Optimizer(torch.optim.Optimizer):
                     raise UsageError("lopt.torch.Optimizer does not take sparse gradients")
                 state = self._state_of(p)
                 acc = {k: state[k] for k in _ACCUMULATORS if k in state}
+                grad = torch.nan_to_num(p.grad) if self.finite_gradients else p.grad
                 update, acc = self.rule.update(to_rule_layout(p, self.layout),
-                                               to_rule_layout(p.grad, self.layout), acc,
+                                               to_rule_layout(grad, self.layout), acc,
                                                state["step"], self.num_steps)
                 update = from_rule_layout(update, self.layout)
                 state.update(acc)
@@ -108,3 +114,20 @@ class Optimizer(torch.optim.Optimizer):
                     p.mul_(1 - group["lr"] * group["weight_decay"])
                 p.add_(update, alpha=group["lr"])
         return loss
+
+
+def mup_param_groups(model, base_model, hidden_lr_mult: float = 1.0) -> list:
+    """μLO's per-tensor step multipliers (Thérien et al. 2026; ``lopt.mup.mup_lr_multipliers``)
+    as param groups: ``model``'s weights whose two axes both differ from ``base_model``'s (a
+    hidden layer) get ``lr`` = hidden_lr_mult / fan-in (a torch Linear weight is [out, in]),
+    every other parameter 1. ``Optimizer(mup_param_groups(...), rule, finite_gradients=True)``
+    is ``lopt.mup.mulo_chain``."""
+    groups = []
+    for (name, p), (base_name, base) in zip(model.named_parameters(),
+                                            base_model.named_parameters()):
+        if name != base_name or p.ndim != base.ndim:
+            raise UsageError(f"base_model must have model's parameters at other widths; "
+                             f"{name} {tuple(p.shape)} vs {base_name} {tuple(base.shape)}")
+        hidden = p.ndim == 2 and all(a != b for a, b in zip(p.shape, base.shape))
+        groups.append({"params": [p], "lr": hidden_lr_mult / p.shape[1] if hidden else 1.0})
+    return groups

@@ -72,3 +72,40 @@ def test_the_optimizer_moves_parameters_by_the_same_updates():
             step = np.max(np.abs(fixture[f"u_{leaf}"][t]))
             np.testing.assert_allclose(p.detach().numpy(), want, rtol=0, atol=1e-5 * step
                                        + 1e-7 * np.max(np.abs(want)))
+
+
+def test_mulo_param_groups_and_finite_gradients_are_the_jax_mulo_chain():
+    """lopt.mup.mulo_chain over an adafac_mlp file (per-tensor μP multipliers, NaN gradients
+    zeroed) is the torch Optimizer with one param group per tensor at its multiplier and
+    finite_gradients=True: the parameters follow the JAX run (tests/fixtures/torch, mulo_random;
+    the multipliers as lopt.mup.mup_lr_multipliers gives them for these flax-layout tensors)."""
+    fixture = np.load(os.path.join(HERE, "mulo_random.npz"))
+    assert np.isnan(fixture["g_matrix"][5]).any()
+    multipliers = {"matrix": 2.0 / 6, "tall": 1.0, "conv": 1.0, "vector": 1.0, "scalar": 1.0}
+    params = {leaf: torch.nn.Parameter(_t(fixture[f"p_{leaf}"][0])) for leaf in LEAVES}
+    opt = Optimizer([{"params": [params[leaf]], "lr": multipliers[leaf]} for leaf in LEAVES],
+                    os.path.join(HERE, "adafac_random.lopt"), layout="as_is",
+                    finite_gradients=True)
+    for t in range(len(fixture["loss"]) - 1):
+        for leaf in LEAVES:
+            params[leaf].grad = _t(fixture[f"g_{leaf}"][t])
+        opt.step()
+        for leaf in LEAVES:
+            step = np.max(np.abs(fixture[f"u_{leaf}"][t]))
+            want = fixture[f"p_{leaf}"][t + 1]
+            np.testing.assert_allclose(params[leaf].detach().numpy(), want, rtol=0,
+                                       atol=1e-5 * step + 1e-7 * np.max(np.abs(want)))
+
+
+def test_mup_param_groups_give_hidden_layers_hidden_lr_mult_over_fan_in():
+    from lopt.torch import mup_param_groups
+
+    def mlp(width):
+        return torch.nn.Sequential(torch.nn.Linear(10, width), torch.nn.ReLU(),
+                                   torch.nn.Linear(width, 2 * width), torch.nn.ReLU(),
+                                   torch.nn.Linear(2 * width, 3))
+
+    groups = mup_param_groups(mlp(64), mlp(16), hidden_lr_mult=2.0)
+    lrs = [g["lr"] for g in groups]
+    # input weight (one axis fixed), its bias, hidden weight [128, 64], bias, output, bias
+    assert lrs == [1.0, 1.0, 2.0 / 64, 1.0, 1.0, 1.0]
