@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {"Optimizer": "lopt.torch.optimizer", "RULES": "lopt.torch.optimizer",
-            "mup_param_groups": "lopt.torch.optimizer",
+            "mup_param_groups": "lopt.torch.optimizer", "Celo2Chain": "lopt.torch.optimizer",
             "load": "lopt.torch.rule_file"}
 __all__ = list(_EXPORTS)
 

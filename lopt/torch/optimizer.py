@@ -57,10 +57,12 @@ class Optimizer(torch.optim.Optimizer):
 
     ``finite_gradients``: gradients through ``torch.nan_to_num`` first (NaN → 0, ±inf → the
     largest finite float), as μLO feeds its rule; with ``mup_param_groups`` this is
-    ``lopt.mup.mulo_chain``."""
+    ``lopt.mup.mulo_chain``. ``step_scale`` replaces the rule's own step size (``celo2_chain``
+    sets 1: the step is then ``lr`` × Celo2's direction)."""
 
     def __init__(self, params, rule="celo2_graft", lr: float = 1.0, weight_decay: float = 0.0,
-                 num_steps=None, layout: str = "torch", finite_gradients: bool = False):
+                 num_steps=None, layout: str = "torch", finite_gradients: bool = False,
+                 step_scale=None):
         name, config, theta = load(rule)
         if name not in RULES:
             raise UsageError(f"rule {name!r} has no PyTorch implementation in lopt.torch; "
@@ -73,6 +75,8 @@ class Optimizer(torch.optim.Optimizer):
             raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
         self.layout = layout
+        if step_scale is not None:  # Celo2's harness: the learning rate is the user's
+            config = {**config, "step_scale": float(step_scale)}
         self.rule = RULES[name](theta, config, name)
         if self.rule.wants_num_steps and not (isinstance(num_steps, int) and num_steps >= 1):
             raise UsageError(f"rule {rule!r} schedules its step over the run: give "
@@ -131,3 +135,52 @@ def mup_param_groups(model, base_model, hidden_lr_mult: float = 1.0) -> list:
         hidden = p.ndim == 2 and all(a != b for a, b in zip(p.shape, base.shape))
         groups.append({"params": [p], "lr": hidden_lr_mult / p.shape[1] if hidden else 1.0})
     return groups
+
+
+EMBEDDING_NAMES = ("embed", "embedding", "wte", "wpe", "tok_embeddings")
+
+
+class Celo2Chain:
+    """Celo2's harness in PyTorch (``lopt.celo2_chain``): the learned direction on weights of two
+    or more axes, p ← p·(1 − lr·wd) − lr·s; ``torch.optim.AdamW`` at ``adamw_lr_multiplier`` × lr
+    (β = (0.9, 0.95), ε = 1e-8, the same decoupled weight decay) on vectors, scalars and
+    embedding tables (a parameter name containing one of ``embedding_names``). Built from a
+    model's ``named_parameters()``; ``optimizers`` holds the two, for schedulers (give each its
+    own) and state dicts."""
+
+    def __init__(self, named_parameters, source="celo2_broad", lr: float = 1e-3,
+                 weight_decay: float = 0.0, adamw_lr_multiplier: float = 20.0,
+                 betas=(0.9, 0.95), eps: float = 1e-8, layout: str = "torch",
+                 embedding_names=EMBEDDING_NAMES):
+        learned, adamw = [], []
+        for name, p in named_parameters:
+            embedding = any(e in name.lower() for e in embedding_names)
+            (adamw if p.ndim < 2 or embedding else learned).append(p)
+        self.optimizers = []
+        if learned:
+            self.optimizers.append(Optimizer(learned, source, lr=lr, weight_decay=weight_decay,
+                                             layout=layout, step_scale=1.0))
+        if adamw:
+            self.optimizers.append(torch.optim.AdamW(adamw, lr=adamw_lr_multiplier * lr,
+                                                     betas=betas, eps=eps,
+                                                     weight_decay=weight_decay))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for opt in self.optimizers:
+            opt.step()
+        return loss
+
+    def state_dict(self) -> list:
+        return [opt.state_dict() for opt in self.optimizers]
+
+    def load_state_dict(self, states: list) -> None:
+        for opt, state in zip(self.optimizers, states):
+            opt.load_state_dict(state)

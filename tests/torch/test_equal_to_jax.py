@@ -109,3 +109,28 @@ def test_mup_param_groups_give_hidden_layers_hidden_lr_mult_over_fan_in():
     lrs = [g["lr"] for g in groups]
     # input weight (one axis fixed), its bias, hidden weight [128, 64], bias, output, bias
     assert lrs == [1.0, 1.0, 2.0 / 64, 1.0, 1.0, 1.0]
+
+
+def test_celo2_chain_is_the_jax_celo2_chain():
+    """lopt.celo2_chain (the learned direction × lr on weights, AdamW at 20× on the vector and
+    the scalar, decoupled weight decay 0.1) and lopt.torch.Celo2Chain move the parameters the
+    same way over the fixture's run (celo2_chain_random)."""
+    from lopt.torch import Celo2Chain
+
+    fixture = np.load(os.path.join(HERE, "celo2_chain_random.npz"))
+    params = {leaf: torch.nn.Parameter(_t(fixture[f"p_{leaf}"][0])) for leaf in LEAVES}
+    chain = Celo2Chain(params.items(), os.path.join(HERE, "celo2_random.lopt"), lr=0.01,
+                       weight_decay=0.1, layout="as_is")
+    for t in range(len(fixture["loss"]) - 1):
+        for leaf in LEAVES:
+            with torch.no_grad():  # each step from the JAX run's parameters: the decay and the
+                params[leaf].copy_(_t(fixture[f"p_{leaf}"][t]))  # step round in another order
+            params[leaf].grad = _t(fixture[f"g_{leaf}"][t])
+        chain.step()
+        for leaf in LEAVES:
+            step = np.max(np.abs(fixture[f"u_{leaf}"][t]))
+            want = fixture[f"p_{leaf}"][t + 1]
+            # 1e-5 of the step, and 2 float32 roundings of the parameter
+            np.testing.assert_allclose(params[leaf].detach().numpy(), want, rtol=0,
+                                       atol=1e-5 * step + 2.4e-7 * np.max(np.abs(want)),
+                                       err_msg=f"{leaf} step {t}")

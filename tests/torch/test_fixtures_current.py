@@ -14,7 +14,7 @@ make = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(make)
 
 
-@pytest.mark.parametrize("name", sorted(list(make.RULES) + list(make.MULO)))
+@pytest.mark.parametrize("name", sorted(list(make.RULES) + list(make.MULO) + list(make.CHAINS)))
 def test_the_fixture_is_the_jax_rules_run_today(name):
     stored = np.load(os.path.join(HERE, f"{name}.npz"))
     now = make.run(name)
