@@ -28,4 +28,6 @@ def test_the_fixture_is_the_jax_rules_run_today(name):
         assert np.array_equal(np.isnan(now[key]), np.isnan(stored[key])), key
         error = np.abs(np.nan_to_num(now[key]) - np.nan_to_num(stored[key])) \
             / np.maximum(np.nan_to_num(scale), 1e-30)
-        assert float(error.max()) <= 1e-5, (key, float(error.max()))
+        # the parameters carry 24 steps of those roundings (AdamW's 0.2-sized steps among them)
+        assert float(error.max()) <= (1e-4 if key.startswith("p_") else 1e-5), \
+            (key, float(error.max()))
