@@ -104,15 +104,22 @@ def test_closure_loss_is_returned_and_parameters_without_gradients_are_skipped()
     assert torch.equal(extra, torch.ones(4)) and extra not in opt.state
 
 
-def test_bfloat16_parameters_keep_float32_state():
-    model = _model().to(torch.bfloat16)
-    opt = Optimizer(model.parameters(), "celo2_graft", num_steps=10)
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("rule", ["celo2_graft", "adafac_tiny"])
+def test_low_precision_parameters_keep_float32_state(dtype, rule):
+    dtype = getattr(torch, dtype)
+    model = _model().to(dtype)
+    before = model[0].weight.detach().clone()
+    opt = Optimizer(model.parameters(), rule, num_steps=10)
     x, y = _batch(0)
-    ((model(x.bfloat16()) - y.bfloat16()) ** 2).mean().backward()
-    opt.step()
+    for _ in range(2):  # celo2_graft's first step is 0 (its warm-up)
+        opt.zero_grad()
+        ((model(x.to(dtype)) - y.to(dtype)) ** 2).float().mean().backward()
+        opt.step()
     state = opt.state[model[0].weight]
-    assert state["m"].dtype == torch.float32 and model[0].weight.dtype == torch.bfloat16
+    assert state["m"].dtype == torch.float32 and model[0].weight.dtype == dtype
     assert torch.isfinite(model[0].weight.float()).all()
+    assert not torch.equal(model[0].weight, before)
 
 
 @pytest.mark.parametrize("make,says", [

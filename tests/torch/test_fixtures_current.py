@@ -1,4 +1,5 @@
-"""The torch fixtures are what lopt's JAX rules compute now (runs without torch): a change to
+"""The torch fixtures are what lopt's JAX rules compute now (needs no torch; in `pytest -m
+torch` with the rest of lopt.torch's proof, out of the default run's 10 minutes): a change to
 a JAX rule that moves its updates fails here, so lopt.torch is never proven equal to an old
 version of the rule."""
 import importlib.util
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fixtures", "torch")
+pytestmark = pytest.mark.torch
 spec = importlib.util.spec_from_file_location("make_torch_fixtures",
                                               os.path.join(HERE, "make_fixtures.py"))
 make = importlib.util.module_from_spec(spec)
