@@ -144,8 +144,8 @@ class UnrollOptions:
     truncation when it is not (benchmarks/perf); it changes no value.
     """
 
-    num_tasks: int = option(32, flag="inner runs per meta-gradient (a pair of perturbed "
-                                     "runs counts twice for ES, PES and reparam)")
+    num_tasks: int = option(32, flag="inner runs per meta-gradient (for ES, PES and "
+                                     "reparam: antithetic pairs, two runs each)")
     truncation: int = option(20, flag="inner steps per meta-gradient (the unroll length K)")
     horizon: int = option(100, flag="inner steps of a run before it restarts")
     max_horizon: Optional[int] = option(None, type=int, flag="when set, each run's horizon is "
