@@ -30,6 +30,7 @@ from lopt.bench.perf import (
     step_cost,
     tensor_parallel,
     throughput,
+    torch_step,
 )
 
 # Suites that reproduce the papers' experiments, each with a --quick size that finishes in
@@ -86,4 +87,7 @@ SUITES = {
                                "tasks, in turns against an earlier commit"),
     "perf": (overview, "per-update time vs optax.adam and the FLOP floor, meta-training "
                        "throughput, TBPTT memory, state bytes"),
+    "torch_step": (torch_step, "lopt.torch's update time against torch.optim.AdamW and "
+                               "lopt's JAX update of the same rule, 1M and 10M parameters "
+                               "(needs the torch extra)"),
 }
