@@ -10,7 +10,7 @@ from lopt.cli.compare import cmd_eval
 from lopt.cli.config import ConfigError
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import EXIT_USAGE, build_parser, join_negative_values, train_config
-from lopt.cli.phases import CHECKING, phase, phase_of, reset, write_traceback
+from lopt.cli.phases import CHECKING, phase, phase_of, write_traceback
 from lopt.cli.preflight import check_out_folder
 from lopt.cli.training import EXIT_FAILED, RunFailed, cmd_train
 from lopt.files.errors import UsageError
@@ -119,7 +119,6 @@ def main(argv=None) -> int:
 
 
 def _run(args, invocation) -> int:
-    reset()
     try:
         if args.command == "train":
             return cmd_train(train_config(args), invocation)

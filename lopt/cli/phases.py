@@ -11,34 +11,26 @@ import time
 import traceback
 
 CHECKING = "checking the settings"
-_current = [CHECKING]
 
 
 @contextlib.contextmanager
 def phase(name: str):
-    """Everything inside runs as phase ``name`` (the phase before it is restored after)."""
-    previous, _current[0] = _current[0], name
+    """An exception escaping the block is marked as raised during phase ``name`` (the innermost
+    phase wins); one that escapes no phase was raised while the settings were checked."""
     try:
         yield
     except BaseException as err:
-        if not hasattr(err, "lopt_phase"):  # the innermost phase is where it happened
-            err.lopt_phase = name
+        if not hasattr(err, "lopt_phase"):
+            try:
+                err.lopt_phase = name
+            except (AttributeError, TypeError):  # an exception type without attributes
+                pass
         raise
-    finally:
-        _current[0] = previous
-
-
-def current() -> str:
-    return _current[0]
 
 
 def phase_of(err: BaseException) -> str:
     """The phase ``err`` escaped from (the settings' checks when it escaped no phase)."""
     return getattr(err, "lopt_phase", CHECKING)
-
-
-def reset() -> None:
-    _current[0] = CHECKING
 
 
 def write_traceback(err: BaseException, command: str) -> str:
