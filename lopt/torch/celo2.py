@@ -143,7 +143,6 @@ class Celo2:
 
     def __init__(self, theta: dict, config: dict, name: str):
         self.theta = theta
-        self.hidden, self.layers = config.get("hidden", 8), config.get("layers", 2)
         self.step_scale = float(config.get("step_scale", 1e-3))
         self.exp_scale = float(config.get("exp_scale", 0.0))
         self.decays = [torch.tensor(config[k], dtype=torch.float32) for k in

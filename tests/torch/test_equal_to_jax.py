@@ -30,6 +30,29 @@ def _source(name):
     return path if os.path.exists(path) else name
 
 
+def _follow(fixture, params: dict, step, steps: int, reset: bool = False,
+            roundings: float = 1e-7) -> None:
+    """Give ``params`` (leaf -> Parameter) the fixture's gradients, call ``step()`` and check the
+    parameters land on the JAX run's next ones (after the last step: p + u) within 1e-5 of the
+    step plus ``roundings`` of the parameters' size; with ``reset`` each step starts from the
+    JAX run's parameters."""
+    n = len(fixture["loss"])
+    for t in range(steps):
+        for leaf, p in params.items():
+            if reset:
+                with torch.no_grad():
+                    p.copy_(_t(fixture[f"p_{leaf}"][t]))
+            p.grad = _t(fixture[f"g_{leaf}"][t])
+        step()
+        for leaf, p in params.items():
+            want = fixture[f"p_{leaf}"][t + 1] if t + 1 < n else \
+                fixture[f"p_{leaf}"][t] + fixture[f"u_{leaf}"][t]
+            size = np.max(np.abs(fixture[f"u_{leaf}"][t]))
+            np.testing.assert_allclose(p.detach().numpy(), want, rtol=0,
+                                       atol=1e-5 * size + roundings * np.max(np.abs(want)),
+                                       err_msg=f"{leaf} step {t}")
+
+
 @pytest.mark.parametrize("name", sorted(TOLERANCE))
 def test_every_update_of_every_step_equals_the_jax_rules(name):
     fixture = np.load(os.path.join(HERE, f"{name}.npz"))
@@ -58,20 +81,9 @@ def test_the_optimizer_moves_parameters_by_the_same_updates():
     """Through torch.optim: parameters set to the fixture's, gradients given, ``step()``;
     the parameters move by the JAX updates (to float32 addition)."""
     fixture = np.load(os.path.join(HERE, "celo2_graft.npz"))
-    params = [torch.nn.Parameter(_t(fixture[f"p_{leaf}"][0]))
-              for leaf in LEAVES]
-    opt = Optimizer(params, "celo2_graft", num_steps=NUM_STEPS, layout="as_is")
-    for t in range(len(fixture["loss"])):
-        for leaf, p in zip(LEAVES, params):
-            p.grad = _t(fixture[f"g_{leaf}"][t])
-        opt.step()
-        for leaf, p in zip(LEAVES, params):
-            want = fixture[f"p_{leaf}"][t] + fixture[f"u_{leaf}"][t]
-            if t + 1 < len(fixture["loss"]):
-                want = fixture[f"p_{leaf}"][t + 1]
-            step = np.max(np.abs(fixture[f"u_{leaf}"][t]))
-            np.testing.assert_allclose(p.detach().numpy(), want, rtol=0, atol=1e-5 * step
-                                       + 1e-7 * np.max(np.abs(want)))
+    params = {leaf: torch.nn.Parameter(_t(fixture[f"p_{leaf}"][0])) for leaf in LEAVES}
+    opt = Optimizer(params.values(), "celo2_graft", num_steps=NUM_STEPS, layout="as_is")
+    _follow(fixture, params, opt.step, len(fixture["loss"]))
 
 
 def test_mulo_param_groups_and_finite_gradients_are_the_jax_mulo_chain():
@@ -86,15 +98,7 @@ def test_mulo_param_groups_and_finite_gradients_are_the_jax_mulo_chain():
     opt = Optimizer([{"params": [params[leaf]], "lr": multipliers[leaf]} for leaf in LEAVES],
                     os.path.join(HERE, "adafac_random.lopt"), layout="as_is",
                     finite_gradients=True)
-    for t in range(len(fixture["loss"]) - 1):
-        for leaf in LEAVES:
-            params[leaf].grad = _t(fixture[f"g_{leaf}"][t])
-        opt.step()
-        for leaf in LEAVES:
-            step = np.max(np.abs(fixture[f"u_{leaf}"][t]))
-            want = fixture[f"p_{leaf}"][t + 1]
-            np.testing.assert_allclose(params[leaf].detach().numpy(), want, rtol=0,
-                                       atol=1e-5 * step + 1e-7 * np.max(np.abs(want)))
+    _follow(fixture, params, opt.step, len(fixture["loss"]) - 1)
 
 
 def test_mup_param_groups_give_hidden_layers_hidden_lr_mult_over_fan_in():
@@ -121,16 +125,6 @@ def test_celo2_chain_is_the_jax_celo2_chain():
     params = {leaf: torch.nn.Parameter(_t(fixture[f"p_{leaf}"][0])) for leaf in LEAVES}
     chain = Celo2Chain(params.items(), os.path.join(HERE, "celo2_random.lopt"), lr=0.01,
                        weight_decay=0.1, layout="as_is")
-    for t in range(len(fixture["loss"]) - 1):
-        for leaf in LEAVES:
-            with torch.no_grad():  # each step from the JAX run's parameters: the decay and the
-                params[leaf].copy_(_t(fixture[f"p_{leaf}"][t]))  # step round in another order
-            params[leaf].grad = _t(fixture[f"g_{leaf}"][t])
-        chain.step()
-        for leaf in LEAVES:
-            step = np.max(np.abs(fixture[f"u_{leaf}"][t]))
-            want = fixture[f"p_{leaf}"][t + 1]
-            # 1e-5 of the step, and 2 float32 roundings of the parameter
-            np.testing.assert_allclose(params[leaf].detach().numpy(), want, rtol=0,
-                                       atol=1e-5 * step + 2.4e-7 * np.max(np.abs(want)),
-                                       err_msg=f"{leaf} step {t}")
+    # Each step from the JAX run's parameters (the decay and the step round in another order),
+    # within 1e-5 of the step and 2 float32 roundings of the parameter.
+    _follow(fixture, params, chain.step, len(fixture["loss"]) - 1, reset=True, roundings=2.4e-7)
