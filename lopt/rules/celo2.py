@@ -32,11 +32,12 @@ def group_sizes(n_mom: int, n_rms: int, n_fac: int, matrix: bool) -> list:
     return sizes + ([n_fac, n_fac, n_fac, n_fac, n_mom] if matrix else [])
 
 
-def feature_groups(p, g, acc) -> list:
+def feature_groups(p, g, acc, broadcast: bool = True) -> list:
     """g, clip(g, ±0.1), p, the momenta m, the RMS v, m/√(v + 10⁻⁸), 1/√(v + 10⁻⁸), the
     Adafactor-preconditioned g (``af.factored_features``), g/√(v + 10⁻⁸); for tensors of two or
     more axes also the row and column moments, 1/√(· + 10⁻⁸) of each, and the preconditioned
-    momenta. Each [..., k]."""
+    momenta. Each [..., k]; without ``broadcast`` the four row and column groups keep size 1
+    on the axis they are constant along."""
     m, v = acc["m"], acc["v"]
     gx = g[..., None].astype(m.dtype)
     precondition, row, col = af.factored_features(acc, p.shape)
@@ -44,6 +45,10 @@ def feature_groups(p, g, acc) -> list:
     groups = [gx, jnp.clip(gx, -0.1, 0.1), p.astype(m.dtype)[..., None], m, v, m * rs, rs,
               gx * precondition, gx * rs]
     if p.ndim >= 2:
+        if not broadcast:
+            row_axis, col_axis = af.factored_dims(p.shape)
+            row = jnp.expand_dims(acc["row"], col_axis)
+            col = jnp.expand_dims(acc["col"], row_axis)
         groups += [row, col, jax.lax.rsqrt(row + 1e-8), jax.lax.rsqrt(col + 1e-8),
                    m * precondition]
     return groups
@@ -96,10 +101,42 @@ def apply_split_mlp(mlp: dict, groups: list) -> jax.Array:
     coordinates), and the sum is the same up to float reassociation."""
     x = jnp.concatenate(groups, axis=-1)
     w = jnp.concatenate(mlp["first"]["w"][:len(groups)], axis=0)
-    out = x @ w + mlp["first"]["b"]
+    return _hidden_layers(mlp, x @ w + mlp["first"]["b"])
+
+
+def _hidden_layers(mlp: dict, first):
+    out = first
     for layer in mlp["layers"]:
         out = jax.nn.relu(out) @ layer["w"] + layer["b"]
     return out
+
+
+def apply_normalized_split_mlp(mlp: dict, groups: list, ndim: int, eps: float = 1e-9):
+    """``apply_split_mlp`` of the groups each normalized by ``normalize_last_two_axes``, computed
+    without writing the normalized features out: for the groups of the tensor's full shape the
+    normalization is folded into the first layer, x·diag(s)·W = x·(s ⊙ W) with s the per-column
+    1/√(mean x² + ε); a group constant along an axis (``feature_groups(broadcast=False)``: a
+    row or column moment) has the same mean square as its broadcast, so it is normalized and
+    multiplied at its own size and its product broadcast. Equal to normalizing the broadcast
+    groups first up to float reassociation; on a 3×256 MLP the update takes about half the
+    time on CPU."""
+    axes = tuple(range(ndim))[-2:]
+    full = jnp.broadcast_shapes(*(x.shape[:-1] for x in groups))
+    w_groups = mlp["first"]["w"][:len(groups)]
+    wide = [i for i, x in enumerate(groups) if x.shape[:-1] == full]
+    x = jnp.concatenate([groups[i] for i in wide], axis=-1)
+    w = jnp.concatenate([w_groups[i] for i in wide], axis=0)
+    scale = jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=axes) + eps)  # [*lead, features]
+    if ndim <= 2:
+        first = x @ (scale[:, None] * w)
+    else:  # one scale per leading index (a conv kernel's spatial position): a batched product
+        lead, inner = x.shape[:ndim - 2], x.shape[ndim - 2:ndim]
+        rows = x.reshape(lead + (inner[0] * inner[1], x.shape[-1]))
+        first = (rows @ (scale[..., :, None] * w)).reshape(x.shape[:-1] + (w.shape[1],))
+    for i, group in enumerate(groups):
+        if i not in wide:
+            first = first + normalize_last_two_axes(group, ndim, eps) @ w_groups[i]
+    return _hidden_layers(mlp, first + mlp["first"]["b"])
 
 
 INITS = af.INITS + ("adam",)
@@ -140,9 +177,18 @@ def adam_rms(m, v, b1, b2, count, ndim: int):
     ``magnitude="adam"`` grafts onto the learned direction (Agarwal et al. 2020,
     "Disentangling adaptive gradient methods from learning rates", grafting)."""
     t = (count + 1).astype(jnp.float32)
-    step = (m / (1 - b1**t)) / (jnp.sqrt(v / (1 - b2**t)) + ADAM_EPS)
+    step = _unfused((m / (1 - b1**t)) / (jnp.sqrt(v / (1 - b2**t)) + ADAM_EPS))
     axes = tuple(range(ndim))[-2:]
     return jnp.sqrt(jnp.mean(jnp.square(step), axis=axes, keepdims=True))
+
+
+def _unfused(x):
+    """x unchanged (rounding to its own dtype's format is exact), computed apart from the
+    reduction that reads it: XLA:CPU's YNNPACK fusion of a square root chain into a reduction
+    over [..., 1]-shaped state runs about 10x slower than the two apart (measured on 256 x 256,
+    jax 0.10)."""
+    info = jnp.finfo(x.dtype)
+    return jax.lax.reduce_precision(x, exponent_bits=info.nexp, mantissa_bits=info.nmant)
 
 
 def warmup_cosine(count, num_steps):
@@ -221,8 +267,8 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
                 p1, g1, acc1 = p[None], g[None], jax.tree.map(expand, acc)
             else:
                 p1, g1, acc1 = p, g, acc
-            groups = [normalize_last_two_axes(x, p1.ndim) for x in feature_groups(p1, g1, acc1)]
-            out = apply_split_mlp(theta, groups)
+            out = apply_normalized_split_mlp(
+                theta, feature_groups(p1, g1, acc1, broadcast=False), p1.ndim)
             step = out[..., 0] * jnp.exp(out[..., 1] * exp_scale)
             if orthogonalize_matrices and p1.ndim >= 2:
                 step = orthogonalize(step)
