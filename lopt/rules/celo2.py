@@ -8,6 +8,7 @@ rounding; tests/rules/test_conformance.py checks it on a fixture that code wrote
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import jax
@@ -139,6 +140,45 @@ def apply_normalized_split_mlp(mlp: dict, groups: list, ndim: int, eps: float = 
     return _hidden_layers(mlp, first + mlp["first"]["b"])
 
 
+# From this many coordinates a tensor's MLP runs column by column (``_columnwise_outputs``):
+# about 1.8x faster there on CPU, for ~0.25 s more compile per tensor, which small tensors
+# (and meta-training's small tasks) do not repay.
+COLUMNWISE_MIN = 1 << 14
+
+
+def mlp_outputs(mlp: dict, groups: list, ndim: int, eps: float = 1e-9) -> tuple:
+    """(direction, magnitude): outputs 0 and 1 of the split MLP on the groups, each normalized
+    by ``normalize_last_two_axes`` (output 2, the released network's spare, is never read)."""
+    shape = jnp.broadcast_shapes(*(x.shape[:-1] for x in groups))
+    if math.prod(shape) >= COLUMNWISE_MIN:
+        return _columnwise_outputs(mlp, groups, ndim, eps)
+    out = apply_normalized_split_mlp(mlp, groups, ndim, eps)
+    return out[..., 0], out[..., 1]
+
+
+def _columnwise_outputs(mlp: dict, groups: list, ndim: int, eps: float) -> tuple:
+    """``mlp_outputs`` with every feature column and every hidden unit its own array, so XLA
+    fuses the whole per-coordinate network into a few loops that read the state once instead
+    of writing out the [..., 30] features and running matmuls 8 and 3 wide. A column
+    constant along an axis (a row or column moment) keeps its size there until a sum
+    broadcasts it; its mean square is its broadcast's."""
+    axes = tuple(range(ndim))[-2:]
+    terms = []  # (normalized column, its first-layer weights)
+    for x, w in zip(groups, mlp["first"]["w"]):
+        for j in range(x.shape[-1]):
+            col = x[..., j]
+            scale = jax.lax.rsqrt(jnp.mean(jnp.square(col), axis=axes, keepdims=True) + eps)
+            terms.append((col * scale, w[j]))
+    bias = mlp["first"]["b"]
+    units = [sum(col * w[h] for col, w in terms) + bias[h] for h in range(bias.shape[0])]
+    for i, layer in enumerate(mlp["layers"]):
+        width = 2 if i == len(mlp["layers"]) - 1 else layer["w"].shape[1]
+        active = [jax.nn.relu(u) for u in units]
+        units = [sum(a * layer["w"][j, k] for j, a in enumerate(active)) + layer["b"][k]
+                 for k in range(width)]
+    return units[0], units[1]
+
+
 INITS = af.INITS + ("adam",)
 MOMENTUM_GROUP = 3  # the momenta in ``feature_groups``; column 0 is the 0.9 one
 ADAM_GROUP = 5  # m/√(v + 10⁻⁸); column 0 pairs the 0.9 momentum with the RMS
@@ -267,9 +307,9 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
                 p1, g1, acc1 = p[None], g[None], jax.tree.map(expand, acc)
             else:
                 p1, g1, acc1 = p, g, acc
-            out = apply_normalized_split_mlp(
+            direction, log_size = mlp_outputs(
                 theta, feature_groups(p1, g1, acc1, broadcast=False), p1.ndim)
-            step = out[..., 0] * jnp.exp(out[..., 1] * exp_scale)
+            step = direction * jnp.exp(log_size * exp_scale)
             if orthogonalize_matrices and p1.ndim >= 2:
                 step = orthogonalize(step)
             step = normalize_last_two_axes(step, p1.ndim)

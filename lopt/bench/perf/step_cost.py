@@ -64,18 +64,14 @@ MODELS = {"mlp_3x256": MLP, "conv_16_32": ConvNet}
 
 
 def optimizers() -> dict:
-    """name -> optax transformation: optax.adam, the shipped celo2_broad, and celo2_graft's
-    form (its cost does not depend on theta: celo2_broad's theta stands in until it ships)."""
-    rule, theta = rule_and_theta("celo2_broad")
+    """name -> optax transformation: optax.adam, the shipped celo2_broad and celo2_graft, and
+    celo2_graft's theta in the same rule without Newton-Schulz (what orthogonalizing costs)."""
+    rule, theta = rule_and_theta("celo2_graft")
     settings = {k: v for k, v in rule.config.items() if k != "orthogonalize_matrices"}
-
-    def graft(name):
-        r = make_rule(name, **{**settings, "magnitude": "adam", "schedule": "cosine"})
-        return as_optax(r, theta, num_steps=NUM_STEPS)
-
+    no_ns = as_optax(make_rule("celo2_base", **settings), theta, num_steps=NUM_STEPS)
     return {"adam": optax.adam(1e-3), "celo2_broad": as_optax("celo2_broad"),
-            "celo2_graft form": graft("celo2"),
-            "celo2_graft form, no Newton-Schulz": graft("celo2_base")}
+            "celo2_graft": as_optax("celo2_graft", num_steps=NUM_STEPS),
+            "celo2_graft, no Newton-Schulz": no_ns}
 
 
 def _steppers(model_cls, tx, x, y) -> dict:
