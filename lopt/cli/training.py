@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from lopt.cli import preflight
+from lopt.cli import coordination_host, preflight
 from lopt.cli.compare import run_comparison
 from lopt.cli.config import ConfigError, TrainConfig
 from lopt.cli.invocation import Invocation
@@ -32,6 +32,8 @@ from lopt.rules.base import theta_mismatch
 from lopt.tasks import make_family
 
 EXIT_FAILED = 1
+HEARTBEAT_SECONDS = 30  # a dead peer outside a collective: noticed in 30 s, not jax's 100
+_SERVICE_HOSTS: list = []  # process 0's coordination service host, kept for the process's life
 
 
 def _warm_start(rule, source: str):
@@ -162,20 +164,56 @@ def _start_distributed(cfg: TrainConfig) -> tuple:
     other processes (``lopt.cli.liveness``: a stopped peer ends the job in one line)."""
     # CPU processes need a collectives backend; accelerators bring their own.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    # A peer that dies outside a collective is noticed when its heartbeats stop: after
-    # 30 s rather than jax's default 100.
     d = cfg.distribution
     # A peer that never starts makes jax abort in C++ (a stack trace, no Python error) when its
     # initialization times out: a watchdog ends the process first, in one line.
     joined = threading.Event()
     threading.Thread(target=_join_watchdog, args=(joined, d), daemon=True).start()
-    jax.distributed.initialize(coordinator_address=d.coordinator, num_processes=d.num_processes,
-                               process_id=d.process_id, heartbeat_timeout_seconds=30,
-                               initialization_timeout=d.join_timeout + 60)
+    with _service_elsewhere(d):
+        jax.distributed.initialize(coordinator_address=d.coordinator,
+                                   num_processes=d.num_processes, process_id=d.process_id,
+                                   heartbeat_timeout_seconds=HEARTBEAT_SECONDS,
+                                   initialization_timeout=d.join_timeout + 60)
     joined.set()
     watch = PeerWatch(jax.process_index(), jax.process_count(),
                       exit_on_silence(jax.process_index(), cfg.out_dir, EXIT_FAILED)).start()
     return jax.local_device_count(), watch
+
+
+@contextlib.contextmanager
+def _service_elsewhere(d):
+    """Process 0 starts the job's coordination service in a process of its own
+    (``lopt.cli.coordination_host``: its death then cannot abort the others in C++), and
+    ``jax.distributed.initialize`` inside this block makes only the client. jax offers no
+    option for an external service, so its call of jaxlib's service factory is answered
+    with None (what jax stores on processes other than 0)."""
+    if d.process_id != 0:
+        yield
+        return
+    from jax._src import distributed
+
+    port = d.coordinator.rsplit(":", 1)[1]
+    bind = os.environ.get("JAX_COORDINATOR_BIND_ADDRESS", f"[::]:{port}")
+    host = coordination_host.start(bind, d.num_processes, HEARTBEAT_SECONDS)
+    if host is None:
+        raise ConfigError(f"--coordinator {d.coordinator}: process 0 could not serve the job "
+                          f"on {bind} (is the port in use?); choose a free port")
+    _SERVICE_HOSTS.append(host)
+    real = distributed._jax
+
+    class _NoService:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def get_distributed_runtime_service(*args, **kwargs):
+            return None
+
+    distributed._jax = _NoService()
+    try:
+        yield
+    finally:
+        distributed._jax = real
 
 
 def _join_watchdog(joined: threading.Event, d) -> None:
