@@ -27,5 +27,38 @@ def option(default, *, flag: str, run: bool = True, type=None):
 
 
 def options_of(cls) -> dict:
-    """The fields of estimator config class ``cls`` that it offers as flags, by name."""
-    return {f.name: f for f in dataclasses.fields(cls) if "flag" in f.metadata}
+    """The fields of estimator config class ``cls`` that it offers as flags, by name: its own,
+    and those of the options it holds (a field declared with ``held``)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if "holds" in f.metadata:
+            out.update(options_of(f.metadata["holds"]))
+        elif "flag" in f.metadata:
+            out[f.name] = f
+    return out
+
+
+def held(options_cls):
+    """A field holding an ``options_cls`` (default: its defaults) whose own options an
+    estimator offers as flags too (``options_of``)."""
+    return dataclasses.field(default_factory=options_cls, metadata={"holds": options_cls})
+
+
+class FlatHeldOptions(type):
+    """Metaclass of estimator configs that hold options (``held``): the held options' fields
+    may also be given flat, ``TBPTT(num_tasks=8)`` for ``TBPTT(unroll=UnrollOptions(
+    num_tasks=8))`` — as lopt's estimators took them when they inherited those options — and
+    given together with the holder (``dataclasses.replace(est, num_tasks=4)``) they replace
+    its fields. Works for every subclass, however it is decorated."""
+
+    def __call__(cls, *args, **kwargs):
+        for f in dataclasses.fields(cls):
+            if "holds" not in f.metadata:
+                continue
+            names = {g.name for g in dataclasses.fields(f.metadata["holds"])}
+            flat = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+            if flat:
+                base = kwargs.get(f.name)
+                kwargs[f.name] = (f.metadata["holds"](**flat) if base is None
+                                  else dataclasses.replace(base, **flat))
+        return super().__call__(*args, **kwargs)

@@ -7,14 +7,14 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import option
-from lopt.outer.unroll import WEIGHTINGS, UnrollOptions  # noqa: F401 (lopt 0.1 imported them here; until 0.4)
+from lopt.outer.unroll import WEIGHTINGS, UnrollOptions, WithUnroll  # noqa: F401 (lopt 0.1 imported the first two here; until 0.4)
 
 NOISE_TAG = 0x5EED
 
 
 @dataclasses.dataclass(frozen=True)
-class PerturbedOptions(UnrollOptions):
-    """UnrollOptions plus the Gaussian perturbation scale σ of ES, PES and the
+class PerturbedOptions(WithUnroll):
+    """The unroll options plus the Gaussian perturbation scale σ of ES, PES and the
     reparameterization gradient."""
 
     sigma: float = option(0.01, flag="the Gaussian perturbation's scale")

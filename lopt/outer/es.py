@@ -61,8 +61,8 @@ class ES(PerturbedOptions):
         if self.full_horizon:
             if self.max_horizon not in (None, self.horizon):
                 raise ValueError("full_horizon needs a fixed horizon (max_horizon unset)")
-            object.__setattr__(self, "truncation", self.horizon)
-            object.__setattr__(self, "stagger", False)
+            object.__setattr__(self, "unroll", dataclasses.replace(
+                self.unroll, truncation=self.horizon, stagger=False))
 
     def build(self, rule: UpdateRule, family: TaskFamily, axis_name=None) -> Estimator:
         def init(key, theta):

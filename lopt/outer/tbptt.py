@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt.outer.base import Estimator, option
-from lopt.outer.common import UnrollOptions, masked_mean, run_metrics
+from lopt.outer.common import UnrollOptions, WithUnroll, masked_mean, run_metrics
 from lopt.outer.unroll import broadcast_runs, truncated_unroll
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
@@ -31,7 +31,7 @@ def per_run_gradients(opts: UnrollOptions, rule, family, thetas, batch, *, secon
 
 
 @dataclasses.dataclass(frozen=True)
-class TBPTT(UnrollOptions):
+class TBPTT(WithUnroll):
     """Truncated BPTT: the gradient of L(φ) = Σ_t w_t ℓ_t(φ) over one truncation of K steps.
 
     Andrychowicz et al. 2016's meta-loss over the trajectory, cut into truncations as Metz et al.

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lopt.outer.base import option
+from lopt.outer.base import FlatHeldOptions, held, option
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
@@ -194,6 +194,27 @@ class UnrollOptions:
         if self.loss_clip is not None:
             ell = jnp.minimum(ell, self.loss_clip)
         return jnp.where(out.finite, ell, 0.0) * w[:, None].astype(ell.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class WithUnroll(metaclass=FlatHeldOptions):
+    """Base of every estimator config: it holds its ``UnrollOptions`` (``unroll``), whose
+    flags it offers as its own (``lopt.outer.base.options_of``), which may be given flat
+    (``TBPTT(num_tasks=8, truncation=5)``) and read flat (``est.num_tasks``,
+    ``est.init_runs(...)``): the held object answers, so one place validates them."""
+
+    unroll: UnrollOptions = held(UnrollOptions)
+
+    def __post_init__(self):
+        """Nothing to check here (``UnrollOptions`` checked itself); present so that every
+        estimator's ``__post_init__`` can call its parent's."""
+
+    def __getattr__(self, name):
+        # Only reached for names the estimator itself lacks; "unroll" missing means the
+        # object is still being built (copy, pickle), where forwarding would recurse.
+        if name == "unroll" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.unroll, name)
 
 
 def inner_step(rule: UpdateRule, family: TaskFamily, theta, inst: InnerState, *,

@@ -111,3 +111,29 @@ def test_rules_that_want_it_get_the_held_out_loss_in_inner_runs():
     moved = np.asarray(new.params["theta"] - batch.params["theta"])
     expected = (np.asarray(out.loss[0]) + 1.0) * 1e-3  # eval − train = train + 1 here
     np.testing.assert_allclose(moved, np.broadcast_to(expected[:, None], moved.shape), rtol=1e-4)
+
+
+def test_estimators_hold_their_unroll_options_and_take_them_flat_as_before():
+    """Issue 38: an estimator holds one UnrollOptions (the only place its ranges are checked);
+    the flat spelling of lopt 0.2 builds the same object, replace() edits the held one, and
+    the CLI's flags for it are the held options' plus its own."""
+    import dataclasses
+
+    from lopt.outer import ES, PES, TBPTT
+    from lopt.outer.base import options_of
+    from lopt.outer.unroll import UnrollOptions
+
+    held = UnrollOptions(num_tasks=4, truncation=5)
+    assert TBPTT(unroll=held) == TBPTT(num_tasks=4, truncation=5)
+    assert not isinstance(TBPTT(), UnrollOptions)
+    pes = PES(num_tasks=4, sigma=0.1)
+    assert pes.unroll == UnrollOptions(num_tasks=4) and pes.num_tasks == 4
+    assert dataclasses.replace(pes, num_tasks=8).unroll == UnrollOptions(num_tasks=8)
+    assert dataclasses.replace(pes, num_tasks=8).sigma == 0.1
+    full = ES(horizon=7, full_horizon=True)
+    assert full.unroll.truncation == 7 and full.unroll.stagger is False
+    assert set(options_of(PES)) == set(options_of(UnrollOptions)) | {"sigma"}
+    with pytest.raises(ValueError, match="num_tasks must be an integer"):
+        TBPTT(num_tasks=0)
+    with pytest.raises(AttributeError):
+        _ = TBPTT().no_such_option
