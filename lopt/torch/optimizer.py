@@ -4,16 +4,20 @@ each parameter tensor, times the group's ``lr`` (a multiplier, 1 by default, so
 weight decay."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from lopt.files.errors import UsageError
 from lopt.torch.adafac import AdafacMLP
 from lopt.torch.celo2 import Celo2
+from lopt.torch.celo_reference import CeloReference
 from lopt.torch.names import RULE_NAMES
 from lopt.torch.rule_file import load
 
 # rule name (a .lopt header's) -> its torch implementation
-RULES = {"celo2": Celo2, "celo2_base": Celo2, "adafac_mlp": AdafacMLP}
+RULES = {"celo2": Celo2, "celo2_base": Celo2, "adafac_mlp": AdafacMLP,
+         "celo_reference": CeloReference}
 assert tuple(RULES) == RULE_NAMES
 _ACCUMULATORS = ("m", "v", "row", "col", "full")
 
@@ -58,7 +62,11 @@ class Optimizer(torch.optim.Optimizer):
     ``finite_gradients``: gradients through ``torch.nan_to_num`` first (NaN → 0, ±inf → the
     largest finite float), as μLO feeds its rule; with ``mup_param_groups`` this is
     ``lopt.mup.mulo_chain``. ``step_scale`` replaces the rule's own step size (``celo2_chain``
-    sets 1: the step is then ``lr`` × Celo2's direction)."""
+    sets 1: the step is then ``lr`` × Celo2's direction).
+
+    A rule that reads the training loss (``celo_released``, whose scheduler watches it) takes
+    it each step as ``step(closure)`` (the closure's return) or ``step(loss=loss)``; its
+    scheduler's state is the optimizer's (``state_dict()["shared"]``)."""
 
     def __init__(self, params, rule="celo2_graft", lr: float = 1.0, weight_decay: float = 0.0,
                  num_steps=None, layout: str = "torch", finite_gradients: bool = False,
@@ -83,6 +91,8 @@ class Optimizer(torch.optim.Optimizer):
                              f"num_steps= (a positive integer); got {num_steps!r}")
         self.num_steps = num_steps
         self.finite_gradients = bool(finite_gradients)
+        self.shared = self.rule.init_shared(num_steps) if hasattr(self.rule, "init_shared") \
+            else None
 
     def _state_of(self, p) -> dict:
         state = self.state[p]
@@ -92,13 +102,22 @@ class Optimizer(torch.optim.Optimizer):
         return state
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None, loss=None):
         """One update of every parameter that has a gradient; returns ``closure()``'s loss
-        when a closure is given (it is called with gradients enabled)."""
-        loss = None
+        when a closure is given (it is called with gradients enabled). A rule that reads the
+        loss gets the closure's, or ``loss``."""
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        context = None
+        if self.shared is not None:
+            if loss is None:
+                raise UsageError("this rule reads the training loss: call step(closure) with a "
+                                 "closure returning it, or step(loss=loss)")
+            value = loss.detach() if torch.is_tensor(loss) else loss
+            if not math.isfinite(float(value)):
+                raise UsageError(f"the loss given to step() is not finite ({float(value)})")
+            context, self.shared = self.rule.schedule(self.shared, value, self.num_steps)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -108,9 +127,10 @@ class Optimizer(torch.optim.Optimizer):
                 state = self._state_of(p)
                 acc = {k: state[k] for k in _ACCUMULATORS if k in state}
                 grad = torch.nan_to_num(p.grad) if self.finite_gradients else p.grad
-                update, acc = self.rule.update(to_rule_layout(p, self.layout),
-                                               to_rule_layout(grad, self.layout), acc,
-                                               state["step"], self.num_steps)
+                args = (to_rule_layout(p, self.layout), to_rule_layout(grad, self.layout), acc,
+                        state["step"], self.num_steps)
+                update, acc = self.rule.update(*args) if context is None else \
+                    self.rule.update(*args, context=context)
                 update = from_rule_layout(update, self.layout)
                 state.update(acc)
                 state["step"] += 1
@@ -118,6 +138,22 @@ class Optimizer(torch.optim.Optimizer):
                     p.mul_(1 - group["lr"] * group["weight_decay"])
                 p.add_(update, alpha=group["lr"])
         return loss
+
+
+    def state_dict(self) -> dict:
+        out = super().state_dict()
+        if self.shared is not None:
+            out["shared"] = dict(self.shared)
+        return out
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        shared = state_dict.pop("shared", None)
+        if (shared is None) != (self.shared is None):
+            raise UsageError("this state_dict is from an optimizer of another rule")
+        super().load_state_dict(state_dict)
+        if shared is not None:
+            self.shared = dict(shared)
 
 
 def mup_param_groups(model, base_model, hidden_lr_mult: float = 1.0) -> list:

@@ -160,3 +160,47 @@ def test_a_torch_compiled_training_step_trains_as_the_eager_one():
         run = torch.compile(step) if compiled else step
         losses[compiled] = [run(*_batch(t)).item() for t in range(3)]
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
+
+
+def _train_with_loss(model, opt, steps, start=0, closure=False):
+    losses = []
+    for t in range(start, start + steps):
+        x, y = _batch(t)
+
+        def compute(x=x, y=y):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            return loss
+
+        if closure:
+            loss = opt.step(compute)
+        else:
+            loss = compute()
+            opt.step(loss=loss)
+        losses.append(loss.item())
+    return losses
+
+
+def test_a_rule_that_reads_the_loss_takes_it_from_the_closure_or_loss_and_resumes_exactly():
+    """celo_released's scheduler reads the training loss: step(closure) and step(loss=...)
+    train identically; without a loss, or with a non-finite one, step() refuses in one line;
+    its scheduler state travels in state_dict() and the next updates are bit-equal after a
+    reload into a fresh optimizer."""
+    a, b = _model(), _model()
+    opt_a = Optimizer(a.parameters(), "celo_released", num_steps=20)
+    opt_b = Optimizer(b.parameters(), "celo_released", num_steps=20)
+    assert _train_with_loss(a, opt_a, 5) == _train_with_loss(b, opt_b, 5, closure=True)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    with pytest.raises(UsageError, match="reads the training loss"):
+        _train(a, opt_a, 1)
+    with pytest.raises(UsageError, match="not finite"):
+        opt_a.step(loss=float("nan"))
+    c = copy.deepcopy(a)
+    opt_c = Optimizer(c.parameters(), "celo_released", num_steps=20)
+    opt_c.load_state_dict(copy.deepcopy(opt_a.state_dict()))
+    assert opt_c.state_dict()["shared"]["count"] == 5
+    assert _train_with_loss(a, opt_a, 4, start=5) == _train_with_loss(c, opt_c, 4, start=5)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+    with pytest.raises(UsageError, match="another rule"):
+        Optimizer(_model().parameters(), "celo2_broad").load_state_dict(opt_a.state_dict())

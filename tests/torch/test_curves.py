@@ -15,10 +15,14 @@ from lopt.torch import Optimizer  # noqa: E402
 pytestmark = pytest.mark.torch
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fixtures", "torch")
 RULES = {"celo2_graft": "celo2_graft", "celo2_random": os.path.join(HERE, "celo2_random.lopt"),
-         "adafac_tiny": "adafac_tiny"}
+         "adafac_tiny": "adafac_tiny", "celo_released": "celo_released"}
 # The largest |torch − JAX| over the 100 losses, relative to the loss: float32 differences
-# between the two frameworks' kernels, carried through 100 steps of training.
-TOLERANCE = 1e-4
+# between the two frameworks' kernels, carried through 100 steps of training. celo_released's
+# conv curve parts in jumps (measured 1.4e-4; 6e-6 on the MLP) though every single update is
+# equal to 1.3e-6 given the same inputs (test_equal_to_jax.py): docs/torch.md says what is
+# known of why.
+TOLERANCE = {"celo2_graft": 1e-4, "celo2_random": 1e-4, "adafac_tiny": 1e-4,
+             "celo_released": 5e-4}
 
 
 def _model(kind, f):
@@ -55,7 +59,7 @@ def _curve(name, kind, layout="torch"):
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(model(images[b]), labels[b])
         loss.backward()
-        opt.step()
+        opt.step(loss=loss)  # read by celo_released's scheduler, ignored by the others
         losses.append(loss.item())
     return f["loss"], np.array(losses)
 
@@ -67,11 +71,11 @@ def test_the_loss_curve_is_the_jax_runs(name, kind):
     error = np.max(np.abs(got - want) / want)
     print(f"{name} {kind}: loss {want[0]:.3f} -> {want[-1]:.3f}, worst relative "
           f"difference {error:.1e}")
-    assert error <= TOLERANCE
+    assert error <= TOLERANCE[name]
 
 
 def test_without_the_layout_mapping_a_conv_net_trains_differently():
     """The rules normalize a kernel over its last two axes (channels in flax, the window in
     torch): shown the torch layout as is, the conv net leaves the JAX curve."""
     want, got = _curve("celo2_graft", "conv", layout="as_is")
-    assert np.max(np.abs(got - want) / want) > 100 * TOLERANCE
+    assert np.max(np.abs(got - want) / want) > 100 * TOLERANCE["celo2_graft"]
