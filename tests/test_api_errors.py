@@ -13,7 +13,7 @@ from lopt.tasks import make_family
 
 RULE = make_rule("per_parameter_mlp", hidden=4)
 FAMILY = make_family("quadratic")
-PES_SMALL = PES(num_tasks=2, truncation=2, horizon=4)
+PES_SMALL = PES(num_runs=2, truncation=2, horizon=4)
 
 CASES = [
     (lambda: make_rule("per_parameter_mlp", hidden="x"), TypeError,

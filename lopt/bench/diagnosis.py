@@ -23,7 +23,7 @@ from lopt.tasks import make_family
 
 TASK = "mixture:tiny_images"
 # The adafac_tiny recipe's settings (lopt/pretrained/recipes.py; tests/bench check they agree).
-RECIPE = {"rule": "adafac_mlp", "rule_kwargs": {"init": "momentum"}, "num_tasks": 32,
+RECIPE = {"rule": "adafac_mlp", "rule_kwargs": {"init": "momentum"}, "num_runs": 32,
           "truncation": 20, "horizon": 100, "max_horizon": 1000, "sigma": 0.01,
           "objective": "valid", "weighting": "mean", "meta_lr": 1e-3}
 
@@ -43,7 +43,7 @@ VARIANTS = {
                        {"exp_scale": 1e-2}, {}),
     "truncation_50": ("truncations of 50 steps, not 20", {}, {"truncation": 50}),
     "runs_64": ("64 PES runs per outer step, not 32 (half the variance)", {},
-                {"num_tasks": 64}),
+                {"num_runs": 64}),
 }
 
 
@@ -69,11 +69,11 @@ def variant_settings(name: str, control_steps: int) -> tuple:
     _, rule_changes, changes = VARIANTS[name]
     kwargs = dict(RECIPE["rule_kwargs"], **rule_changes)
     rule = make_rule(kwargs.pop("rule", RECIPE["rule"]), **kwargs)
-    settings = {k: RECIPE[k] for k in ("num_tasks", "truncation", "horizon", "max_horizon",
+    settings = {k: RECIPE[k] for k in ("num_runs", "truncation", "horizon", "max_horizon",
                                        "sigma", "objective", "weighting")}
     settings.update(changes)
-    budget = RECIPE["num_tasks"] * RECIPE["truncation"]
-    steps = max(1, control_steps * budget // (settings["num_tasks"] * settings["truncation"]))
+    budget = RECIPE["num_runs"] * RECIPE["truncation"]
+    steps = max(1, control_steps * budget // (settings["num_runs"] * settings["truncation"]))
     return rule, PES(**settings), steps
 
 

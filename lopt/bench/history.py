@@ -53,7 +53,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench history",
     sz = SIZES["quick" if quick else "full"]
     suite = Suite("history", out, sz, command, len(sz.variants) + 2, progress)
     family = mlp_family(DATA, (20,), "sigmoid")
-    estimator = TBPTT(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=100)
+    estimator = TBPTT(num_runs=sz.meta_tasks, truncation=sz.truncation, horizon=100)
     learned = {}
     for label, variant, k in sz.variants:
         rule = normalized_history(k=k, variant=variant)

@@ -66,7 +66,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench hyperadam",
     stages = (len(sz.learned) + len(sz.activations) + len(sz.sequence) + len(sz.cnns)
               + len(sz.depths) + 1)
     suite = Suite("hyperadam", out, sz, command, stages, progress)
-    estimator = TBPTT(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=100)
+    estimator = TBPTT(num_runs=sz.meta_tasks, truncation=sz.truncation, horizon=100)
     train_family = mlp_family(DATA, (20,), "sigmoid")
     learned = {}
     for label, name, meta_lr in LEARNED:

@@ -68,7 +68,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench l2l",
     rule = l2l_lstm()
 
     def estimator(tasks):
-        return TBPTT(num_tasks=tasks, truncation=sz.truncation, horizon=sz.horizon)
+        return TBPTT(num_runs=tasks, truncation=sz.truncation, horizon=sz.horizon)
 
     quad = make_family("quadratic")
     theta_q = suite.meta_train("lstm_quadratic", rule, quad, estimator(sz.quad_tasks),

@@ -194,7 +194,7 @@ def _objectives(suite, sz) -> None:
     learned = {}
     for objective in ("train", "valid"):
         rule = per_parameter_mlp()
-        est = TBPTT(num_tasks=sz.meta_tasks, truncation=20, horizon=sz.overfit_steps,
+        est = TBPTT(num_runs=sz.meta_tasks, truncation=20, horizon=sz.overfit_steps,
                     objective=objective)
         learned[f"meta-trained on {objective} loss"] = (
             rule, suite.meta_train(f"objective_{objective}", rule, family, est,
@@ -224,7 +224,7 @@ def _more_tasks(suite, sz) -> None:
     quadratics outside every pool and on its own pool."""
 
     base = make_family("quadratic")
-    est = TBPTT(num_tasks=sz.meta_tasks, truncation=20, horizon=100)
+    est = TBPTT(num_runs=sz.meta_tasks, truncation=20, horizon=100)
     rows = {}
     for n in sz.pools:
         family = base if n == 0 else pooled_family(base, n, jax.random.PRNGKey(2024))

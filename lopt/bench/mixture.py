@@ -67,10 +67,10 @@ def run(out: str, quick: bool = False, command: str = "lopt bench mixture",
     def compute():
         rows = []
         for family in mixture.families:
-            est = PES(num_tasks=sz.runs_per_family, truncation=TRUNCATION, horizon=HORIZON)
+            est = PES(num_runs=sz.runs_per_family, truncation=TRUNCATION, horizon=HORIZON)
             c, t = _time_step(rule, family, est, theta, sz.calls)
             rows.append({"family": family.name, "compile_s": c, "step_s": t})
-        est = PES(num_tasks=sz.runs_per_family * len(mixture.families), truncation=TRUNCATION,
+        est = PES(num_runs=sz.runs_per_family * len(mixture.families), truncation=TRUNCATION,
                   horizon=HORIZON)
         c, t = _time_step(rule, mixture, est, theta, sz.calls)
         return {"families": rows,

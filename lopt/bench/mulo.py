@@ -67,7 +67,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench mup",
     rule = make_rule("adafac_mlp", init="momentum")
     scaling = StepMultipliers("mlp", sz.base_width)
     mu_rule = mup_rule(rule, scaling)
-    estimator = PES(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=sz.horizon)
+    estimator = PES(num_runs=sz.meta_tasks, truncation=sz.truncation, horizon=sz.horizon)
     mu_base, sp_base = families(sz.base_width, sz.depth, sz.base_width)
     theta_mu = suite.meta_train("mulo", mu_rule, mu_base, estimator, steps=sz.meta_steps)
     theta_sp = suite.meta_train("lo_sp", rule, sp_base, estimator, steps=sz.meta_steps)

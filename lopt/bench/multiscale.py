@@ -67,7 +67,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench multiscale",
     eta = suite.cached("eta", lambda: tune_learning_rate(
         adam, family, jax.random.PRNGKey(TUNE_SEED), num_tasks=sz.tune_tasks,
         num_steps=sz.eval_steps, grid=SUITE_LR_GRID).learning_rate)
-    estimator = TBPTT(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=100)
+    estimator = TBPTT(num_runs=sz.meta_tasks, truncation=sz.truncation, horizon=100)
     learned, weights = {}, {}
     for kind, betas in [(kind, K6) for kind in sz.kinds] + extra:
         key = kind if betas == K6 else f"{kind}_k{len(betas)}"

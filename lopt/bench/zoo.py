@@ -82,7 +82,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench zoo",
     # Multiscale Adam's fixed step size is a hyperparameter: the geometric mean of Adam's
     # tuned lr on the training families (their tuning instances), never on test families.
     eta = float(np.exp(np.mean([np.log(refs[n].learning_rate) for n in train_names])))
-    estimator = TBPTT(num_tasks=sz.meta_tasks, truncation=sz.truncation, horizon=sz.horizon)
+    estimator = TBPTT(num_runs=sz.meta_tasks, truncation=sz.truncation, horizon=sz.horizon)
     learned = {}
     for name in sz.rules:
         rule = make_rule(name, **({"learning_rate": eta} if name == "multiscale_adam" else {}))

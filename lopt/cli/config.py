@@ -14,6 +14,7 @@ from lopt.cli.json_input import JsonInputError, json_object
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
 from lopt.files.errors import UsageError
 from lopt.files.metric_writers import wandb_available
+from lopt.files.run_folder import RENAMED_SETTINGS
 from lopt.outer import ESTIMATORS
 from lopt.outer.base import options_of
 from lopt.outer.mup_rule import task_multipliers
@@ -47,6 +48,9 @@ DEFAULT_BASELINES = ("sgd", "nesterov", "rmsprop", "adam")
 class EvalConfig:
     """How a learned rule is compared against tuned baselines on evaluation instances."""
 
+    # The task family evaluated; for `lopt train` also the one meta-trained on (read it there
+    # as TrainConfig.task): `lopt eval` evaluates a saved rule on any task, so the evaluation
+    # group holds it.
     task: str = setting("quadratic", run=True)
     eval_tasks: int = setting(256, run=False)
     eval_steps: int = setting(100, run=False)
@@ -110,7 +114,7 @@ class RuleConfig:
 
 
 # Where lopt train's default differs from the library's: a meta-gradient from 128 runs.
-ESTIMATOR_DEFAULTS = {"num_tasks": 128}
+ESTIMATOR_DEFAULTS = {"num_runs": 128}
 
 
 def estimator_options() -> dict:
@@ -290,7 +294,10 @@ class TrainConfig:
 
     @classmethod
     def from_flat(cls, **values) -> "TrainConfig":
-        """The config whose groups take their fields from ``values`` (flag name → value)."""
+        """The config whose groups take their fields from ``values`` (flag name → value; a
+        renamed setting's old name, as stored configs and recipes may hold it, is read as
+        its new one)."""
+        values = {RENAMED_SETTINGS.get(k, k): v for k, v in values.items()}
         known = {f.name for group in GROUPS.values() for f in dataclasses.fields(group)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -310,24 +317,30 @@ class TrainConfig:
         for name in GROUPS:
             getattr(self, name).validate()
         if OBJECTIVE_ALIASES.get(self.outer.objective, self.outer.objective) == "valid":
-            missing = tasks_without_validation(self.evaluation.task)
+            missing = tasks_without_validation(self.task)
             if missing:
                 raise ConfigError(f"objective 'valid' needs a validation split; task "
-                                  f"{self.evaluation.task!r} has no validation split in "
+                                  f"{self.task!r} has no validation split in "
                                   f"{', '.join(missing)}")
         if self.learned.mup:
-            check_mup_task(self.evaluation.task)
+            check_mup_task(self.task)
         devices = self.distribution.devices
         groups = None if devices is None else devices // self.distribution.model_parallel
-        if groups is not None and self.outer.num_tasks % groups:
+        if groups is not None and self.outer.num_runs % groups:
             what = "devices" if groups == devices else "devices / model_parallel"
-            raise ConfigError(f"num_tasks must be a multiple of {what} ({groups}); "
-                              f"got {self.outer.num_tasks}")
+            raise ConfigError(f"num_runs must be a multiple of {what} ({groups}); "
+                              f"got {self.outer.num_runs}")
         return self
 
     @property
+    def task(self) -> str:
+        """The task family meta-trained on (``--task``), whose evaluation instances the
+        comparison after training uses."""
+        return self.evaluation.task
+
+    @property
     def out_dir(self) -> str:
-        return self.run.out or f"runs/{self.learned.rule}_{self.evaluation.task}"
+        return self.run.out or f"runs/{self.learned.rule}_{self.task}"
 
 
 def check_task(name) -> None:

@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--eval-every", dest="validate_every", default=None, type=int,
                          metavar="INT", help="meta-validation every N outer steps "
                                              "(= --validate-every; removed in lopt 0.4)")
+    # lopt 0.2's name of --num-runs (it counts inner runs, not tasks), until lopt 0.4.
+    p_train.add_argument("--num-tasks", dest="num_runs", default=None, type=int,
+                         metavar="INT", help="inner runs per meta-gradient (= --num-runs; "
+                                             "removed in lopt 0.4)")
     p_eval = sub.add_parser("eval", help="re-run the comparison for a saved rule")
     p_eval.add_argument("checkpoint", help="a rule file written by `lopt train` (or lopt.save)")
     p_eval.add_argument("--out", default=None, help="folder for the results "

@@ -141,22 +141,22 @@ def check_memory(rule, family, estimator, limit: int | None = None) -> None:
         raise ConfigError(f"rule_config: meta-training needs at least {_gib(4 * t)} (theta, its "
                           f"meta-gradient and Adam's two moments: 4 x {_gib(t)}), {over}; use "
                           "smaller sizes")
-    runs = getattr(estimator, "num_tasks", 1) * (2 if hasattr(estimator, "sigma") else 1)
+    runs = getattr(estimator, "num_runs", 1) * (2 if hasattr(estimator, "sigma") else 1)
     # Perturbation estimators (ES, PES) give every inner run its own theta.
     per_run = runs * t if hasattr(estimator, "sigma") else 0
     if 4 * t + per_run > limit:
-        raise ConfigError(f"num_tasks: the {runs} inner runs' perturbed thetas need "
+        raise ConfigError(f"num_runs: the {runs} inner runs' perturbed thetas need "
                           f"{_gib(per_run)}, {over}; use fewer tasks or smaller rule sizes")
     # Every step of a truncation keeps a few numbers per run (losses, weights, flags).
     per_step = getattr(estimator, "truncation", 1) * runs * PER_STEP_BYTES
     if per_step > limit:
-        raise ConfigError(f"truncation x num_tasks: {getattr(estimator, 'truncation', 1)} "
+        raise ConfigError(f"truncation x num_runs: {getattr(estimator, 'truncation', 1)} "
                           f"steps of {runs} runs need at least {_gib(per_step)} for their "
                           f"per-step losses alone, {over}; use a shorter truncation or fewer "
                           "tasks")
     needed = estimated_state_bytes(rule, family, estimator) + 3 * t + per_run + per_step
     if needed > limit:
-        raise ConfigError(f"num_tasks: the inner runs' state and meta-training need at least "
+        raise ConfigError(f"num_runs: the inner runs' state and meta-training need at least "
                           f"{_gib(needed)}, {over}; use fewer tasks or smaller rule sizes")
 
 
@@ -169,7 +169,7 @@ def check_runs_memory(rule, family, runs: int, steps: int, fields: str,
     limit = memory_limit_bytes() if limit is None else limit
     theta = _nbytes(jax.eval_shape(rule.init_meta, jax.random.PRNGKey(0)))
     families = getattr(family, "families", (family,))
-    one = max(estimated_state_bytes(rule, f, TBPTT(num_tasks=1, truncation=1, horizon=1))
+    one = max(estimated_state_bytes(rule, f, TBPTT(num_runs=1, truncation=1, horizon=1))
               - theta for f in families)
     needed = runs * one + runs * (steps + 1) * PER_STEP_BYTES
     if needed > limit:

@@ -76,7 +76,7 @@ def cmd_train(cfg: TrainConfig, invocation: Invocation) -> int:
         rule = make_rule(cfg.learned.rule, **cfg.learned.rule_kwargs())
     except (ValueError, TypeError) as err:
         raise ConfigError(f"rule_config: {err}") from None
-    family = make_family(cfg.evaluation.task)
+    family = make_family(cfg.task)
     if cfg.learned.mup:
         rule = mup_rule_for(rule, family)
     if cfg.run.normalize:
@@ -248,7 +248,7 @@ def _save_and_report(cfg: TrainConfig, rule, family, result, files: RunFiles, se
     out_dir = cfg.out_dir
     rule_path = os.path.join(out_dir, f"{cfg.learned.rule}.lopt")
     save(rule_path, rule, result.theta,
-         extra={"task": cfg.evaluation.task, "train": cfg.flat(),
+         extra={"task": cfg.task, "train": cfg.flat(),
                 "eval": dataclasses.asdict(cfg.evaluation)})
     if history:
         plots.plot_history(history, os.path.join(out_dir, "train_curve.png"),

@@ -16,7 +16,7 @@ from lopt.tasks.base import TaskFamily
 def evaluation_unroll(num_tasks: int, num_steps: int) -> UnrollOptions:
     """The unroll of an evaluation: ``num_tasks`` runs trained ``num_steps`` steps from step 0
     (no stagger), each on one instance for the whole run (horizon beyond the last step)."""
-    return UnrollOptions(num_tasks=num_tasks, truncation=num_steps, horizon=num_steps + 1,
+    return UnrollOptions(num_runs=num_tasks, truncation=num_steps, horizon=num_steps + 1,
                          stagger=False, remat="none")
 
 

@@ -53,6 +53,11 @@ class ForeignCheckpoint(ResumeMismatch):
     passes over it to an older one of this run when there is one."""
 
 
+# Settings renamed since a checkpoint may have been written (old key -> new): a checkpoint's
+# stored run settings are read under the new names, so a rename never refuses a resume.
+RENAMED_SETTINGS = {"num_tasks": "num_runs"}
+
+
 def check_resume(path: str, meta: dict, *, rule_name: str, rule_config: dict,
                  run_config: dict | None, num_steps: int) -> None:
     """Refuse (``ResumeMismatch``, one line) to continue checkpoint ``path`` (metadata ``meta``)
@@ -64,7 +69,8 @@ def check_resume(path: str, meta: dict, *, rule_name: str, rule_config: dict,
     diffs = [f"rule_config.{d}" for d in differing_fields(meta.get("config") or {},
                                                           rule_config)]
     if run_config is not None and meta.get("run") is not None:
-        diffs += differing_fields(meta["run"], run_config)
+        stored = {RENAMED_SETTINGS.get(k, k): v for k, v in meta["run"].items()}
+        diffs += differing_fields(stored, run_config)
     if diffs:
         raise ForeignCheckpoint(f"checkpoint {path} was written by a run with other settings: "
                              f"{'; '.join(diffs)}; {fresh}")

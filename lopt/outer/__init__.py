@@ -1,6 +1,7 @@
 """Outer (meta-) training: unrolls, estimators and the training loop (DESIGN.md: Estimator)."""
 from lopt.outer.base import Estimator
 from lopt.outer.es import ES, PES
+from lopt.outer.mixture import build_estimator
 from lopt.outer.reparam import Mixed, Reparam
 from lopt.outer.tbptt import TBPTT
 from lopt.outer.train import (
@@ -38,4 +39,4 @@ __all__ = ["Estimator", "UnrollOptions", "RunOptions", "RunFiles", "TBPTT", "ES"
            "Mixed", "TrainResult", "TrainState", "default_meta_optimizer", "initial_theta", "train",
            "Horizon",
            "InnerState", "StepOutput", "broadcast_runs", "init_inner", "init_inner_batch",
-           "inner_step", "reset_finished", "truncated_unroll", "ESTIMATORS"]
+           "inner_step", "reset_finished", "truncated_unroll", "ESTIMATORS", "build_estimator"]

@@ -46,16 +46,19 @@ def held(options_cls):
 
 class FlatHeldOptions(type):
     """Metaclass of estimator configs that hold options (``held``): the held options' fields
-    may also be given flat, ``TBPTT(num_tasks=8)`` for ``TBPTT(unroll=UnrollOptions(
-    num_tasks=8))`` — as lopt's estimators took them when they inherited those options — and
-    given together with the holder (``dataclasses.replace(est, num_tasks=4)``) they replace
-    its fields. Works for every subclass, however it is decorated."""
+    may also be given flat, ``TBPTT(num_runs=8)`` for ``TBPTT(unroll=UnrollOptions(
+    num_runs=8))`` — as lopt's estimators took them when they inherited those options — and
+    given together with the holder (``dataclasses.replace(est, num_runs=4)``) they replace
+    its fields. A held class's ``RENAMED`` old names are taken too. Works for every
+    subclass, however it is decorated."""
 
     def __call__(cls, *args, **kwargs):
         for f in dataclasses.fields(cls):
             if "holds" not in f.metadata:
                 continue
-            names = {g.name for g in dataclasses.fields(f.metadata["holds"])}
+            held = f.metadata["holds"]
+            names = {g.name for g in dataclasses.fields(held)} | set(getattr(held, "RENAMED",
+                                                                           {}))
             flat = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
             if flat:
                 base = kwargs.get(f.name)

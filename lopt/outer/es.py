@@ -109,7 +109,7 @@ class PES(PerturbedOptions):
     def build(self, rule: UpdateRule, family: TaskFamily, axis_name=None) -> Estimator:
         def init(key, theta):
             runs = self.init_runs(rule, family, theta, key)
-            xi = jax.tree.map(lambda t: jnp.zeros((self.num_tasks,) + jnp.shape(t),
+            xi = jax.tree.map(lambda t: jnp.zeros((self.num_runs,) + jnp.shape(t),
                                                   jnp.result_type(t)), theta)
             # Distinct buffers for the two halves: the train step donates its whole state.
             return PESState(runs, jax.tree.map(jnp.copy, runs), xi)

@@ -1,10 +1,10 @@
 """Meta-training on a Mixture: one estimator per family inside one jitted outer step.
 
-Each family gets ``num_tasks / len(families)`` inner runs; the meta-gradient is the mean of the
+Each family gets ``num_runs / len(families)`` inner runs; the meta-gradient is the mean of the
 families' meta-gradients over the families that had at least one healthy run, so every family
 weighs the same however many parameters its tasks have. Compile time is the sum of the
 families' compile times and each step costs the sum of their unrolls: a mixture of k families
-with num_tasks runs costs about what one family with num_tasks runs costs, plus k compiles.
+with num_runs runs costs about what one family with num_runs runs costs, plus k compiles.
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from lopt.tasks.mixture import Mixture
 SUMMED = ("resets", "nonfinite_runs", "ok_runs", "inner_steps")
 
 
-def runs_per_family(num_tasks: int, mixture: Mixture) -> int:
+def runs_per_family(num_runs: int, mixture: Mixture) -> int:
     k = len(mixture.families)
-    if num_tasks % k:
-        raise ValueError(f"num_tasks ({num_tasks}) must be a multiple of the {k} families of "
+    if num_runs % k:
+        raise ValueError(f"num_runs ({num_runs}) must be a multiple of the {k} families of "
                          f"mixture {mixture.name!r}")
-    return num_tasks // k
+    return num_runs // k
 
 
 def build_estimator(estimator, rule, family, axis_name=None) -> Estimator:
@@ -32,7 +32,7 @@ def build_estimator(estimator, rule, family, axis_name=None) -> Estimator:
     if not isinstance(family, Mixture):
         return estimator.build(rule, family, axis_name=axis_name)
     per_family = dataclasses.replace(estimator,
-                                     num_tasks=runs_per_family(estimator.num_tasks, family))
+                                     num_runs=runs_per_family(estimator.num_runs, family))
     parts = [per_family.build(rule, f, axis_name=axis_name) for f in family.families]
     names = [f.name for f in family.families]
 

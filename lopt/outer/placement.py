@@ -23,7 +23,7 @@ from lopt.tasks.tensor_parallel import MODEL_AXIS
 
 def runs_per_split(estimator, family) -> int:
     """The run count that must split evenly over devices: each family's share in a mixture."""
-    num = getattr(estimator, "num_tasks", 1)
+    num = getattr(estimator, "num_runs", 1)
     return runs_per_family(num, family) if isinstance(family, Mixture) else num
 
 
@@ -77,7 +77,7 @@ class Placement:
         total = self.mesh.shape[self.AXIS]
         if num_runs % total:
             groups = "devices" if model == 1 else f"device groups (devices / {model})"
-            raise UsageError(f"num_tasks ({num_runs}) must be a multiple of the number of "
+            raise UsageError(f"num_runs ({num_runs}) must be a multiple of the number of "
                              f"{groups} ({total}) to split the inner runs evenly")
         self.per_device = num_runs // total
         # Whether the runs are split at all (a one-device mesh needs no reductions).

@@ -36,7 +36,7 @@ class TBPTT(WithUnroll):
 
     Andrychowicz et al. 2016's meta-loss over the trajectory, cut into truncations as Metz et al.
     2019 describes (and biased by the cut, as Metz et al. 2019 shows). ``second_derivatives=False``
-    drops ∂∇_t/∂φ, as L2L does. The gradient is the mean over the ``num_tasks`` runs; a run with a
+    drops ∂∇_t/∂φ, as L2L does. The gradient is the mean over the ``num_runs`` runs; a run with a
     non-finite loss is reset and left out of the mean.
     """
 

@@ -129,11 +129,36 @@ def canonical_objective(objective: str) -> str:
     return objective
 
 
+# Options renamed since lopt 0.2, old name -> (new name, the release that removes the old one).
+RENAMED = {"num_tasks": ("num_runs", "0.4")}
+
+
+class _TakesOldNames(type):
+    """Metaclass letting ``UnrollOptions(num_tasks=...)`` (lopt ≤ 0.2) mean ``num_runs``, with
+    a DeprecationWarning naming the removal."""
+
+    def __call__(cls, *args, **kwargs):
+        return super().__call__(*args, **renamed_options(kwargs))
+
+
+def renamed_options(kwargs: dict) -> dict:
+    """``kwargs`` with every old option name of ``RENAMED`` replaced by its new one (a
+    DeprecationWarning each; the old name's value wins, as ``dataclasses.replace`` passes it
+    beside the current value)."""
+    out = dict(kwargs)
+    for old, (new, removal) in RENAMED.items():
+        if old in out:
+            warnings.warn(f"{old} is now called {new}; the old name is removed in lopt "
+                          f"{removal}", DeprecationWarning, stacklevel=3)
+            out[new] = out.pop(old)
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
-class UnrollOptions:
+class UnrollOptions(metaclass=_TakesOldNames):
     """Options of the truncated inner runs behind every estimator.
 
-    ``num_tasks`` inner runs (antithetic pairs for the perturbation-based estimators) of
+    ``num_runs`` inner runs (antithetic pairs for the perturbation-based estimators) of
     ``horizon`` steps (log-uniform in [horizon, max_horizon] per run when ``max_horizon`` is
     set), advanced ``truncation`` steps per meta-gradient, staggered at the start. The meta-loss
     of a run is Σ_t w_t ℓ_t over the truncation, where ℓ_t is the training (``objective="train"``)
@@ -144,8 +169,9 @@ class UnrollOptions:
     truncation when it is not (benchmarks/perf); it changes no value.
     """
 
-    num_tasks: int = option(32, flag="inner runs per meta-gradient (for ES, PES and "
-                                     "reparam: antithetic pairs, two runs each)")
+    num_runs: int = option(32, flag="inner runs per meta-gradient (for ES, PES and reparam: "
+                                    "antithetic pairs, two runs each; a run samples a new task "
+                                    "instance each time it restarts)")
     truncation: int = option(20, flag="inner steps per meta-gradient (the unroll length K)")
     horizon: int = option(100, flag="inner steps of a run before it restarts")
     max_horizon: Optional[int] = option(None, type=int, flag="when set, each run's horizon is "
@@ -158,7 +184,7 @@ class UnrollOptions:
                                      "or nested")
 
     def __post_init__(self):
-        for field in ("num_tasks", "truncation", "horizon"):
+        for field in ("num_runs", "truncation", "horizon"):
             value = getattr(self, field)
             # Step counters are int32 on the device.
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 2**31:
@@ -176,11 +202,18 @@ class UnrollOptions:
                              f"{self.loss_clip!r}")
 
     @property
+    def num_tasks(self) -> int:
+        """``num_runs`` by its lopt 0.2 name (removed in 0.4)."""
+        warnings.warn("num_tasks is now called num_runs; the old name is removed in lopt 0.4",
+                      DeprecationWarning, stacklevel=2)
+        return self.num_runs
+
+    @property
     def horizon_spec(self) -> Horizon:
         return Horizon(self.horizon, self.max_horizon)
 
     def init_runs(self, rule, family, theta, key, stagger=None):
-        return init_inner_batch(rule, family, theta, key, self.num_tasks, self.horizon_spec,
+        return init_inner_batch(rule, family, theta, key, self.num_runs, self.horizon_spec,
                                 self.stagger if stagger is None else stagger)
 
     def step_terms(self, out) -> jax.Array:
@@ -196,11 +229,14 @@ class UnrollOptions:
         return jnp.where(out.finite, ell, 0.0) * w[:, None].astype(ell.dtype)
 
 
+UnrollOptions.RENAMED = RENAMED  # the old names it takes (FlatHeldOptions reads them)
+
+
 @dataclasses.dataclass(frozen=True)
 class WithUnroll(metaclass=FlatHeldOptions):
     """Base of every estimator config: it holds its ``UnrollOptions`` (``unroll``), whose
     flags it offers as its own (``lopt.outer.base.options_of``), which may be given flat
-    (``TBPTT(num_tasks=8, truncation=5)``) and read flat (``est.num_tasks``,
+    (``TBPTT(num_runs=8, truncation=5)``) and read flat (``est.num_runs``,
     ``est.init_runs(...)``): the held object answers, so one place validates them."""
 
     unroll: UnrollOptions = held(UnrollOptions)

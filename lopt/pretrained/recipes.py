@@ -13,7 +13,7 @@ from __future__ import annotations
 _COMMON = {
     "task": "mixture:tiny_images",
     "estimator": "pes",
-    "num_tasks": 32,  # 8 runs (4 antithetic pairs) per family
+    "num_runs": 32,  # 8 runs (4 antithetic pairs) per family
     "truncation": 20,
     "horizon": 100,
     "max_horizon": 1000,
@@ -56,7 +56,7 @@ RECIPES = {
                     "losses",
                     {**_COMMON, "task": "mixture:broad", "rule": "celo2",
                      "rule_config": '{"init": "momentum", "step_scale": 0.00701703828670383}',
-                     "num_tasks": 28,  # 4 runs (2 antithetic pairs) per family
+                     "num_runs": 28,  # 4 runs (2 antithetic pairs) per family
                      "max_horizon": 2000, "objective": "train", "checkpoint_every": 50,
                      "validate_every": 100, "validate_tasks": 8, "validate_steps": 300,
                      "eval_tasks": 8, "tune_tasks": 4, "steps": 400}),
@@ -86,7 +86,7 @@ RECIPES = {
                                      '"schedule": "cosine", '
                                      '"step_scale": 0.00701703828670383}'),
                      "init_from": "celo2_broad",
-                     "num_tasks": 44,  # 4 runs (2 antithetic pairs) per family
+                     "num_runs": 44,  # 4 runs (2 antithetic pairs) per family
                      "max_horizon": 2000, "meta_lr": 3e-4, "objective": "train",
                      "checkpoint_every": 25, "validate_every": 50, "validate_tasks": 4,
                      "validate_steps": 300,

@@ -10,7 +10,7 @@ def test_the_control_row_is_the_adafac_tiny_recipe():
     recipe = RECIPES["adafac_tiny"][1]
     assert diagnosis.TASK == recipe["task"] and diagnosis.RECIPE["rule"] == recipe["rule"]
     assert diagnosis.RECIPE["rule_kwargs"] == json.loads(recipe["rule_config"])
-    for key in ("num_tasks", "truncation", "horizon", "max_horizon", "sigma", "objective",
+    for key in ("num_runs", "truncation", "horizon", "max_horizon", "sigma", "objective",
                 "meta_lr"):
         assert diagnosis.RECIPE[key] == recipe[key], key
     assert recipe.get("weighting", "mean") == diagnosis.RECIPE["weighting"]
@@ -22,8 +22,8 @@ def test_every_row_changes_one_thing_and_keeps_the_inner_step_budget():
     assert steps == 400
     for name in diagnosis.VARIANTS:
         rule, est, n = diagnosis.variant_settings(name, 400)
-        assert n * est.num_tasks * est.truncation == 400 * control.num_tasks * control.truncation
-        changed = {f for f in ("num_tasks", "truncation", "horizon", "max_horizon", "sigma",
+        assert n * est.num_runs * est.truncation == 400 * control.num_runs * control.truncation
+        changed = {f for f in ("num_runs", "truncation", "horizon", "max_horizon", "sigma",
                                "objective", "weighting")
                    if getattr(est, f) != getattr(control, f)}
         changed |= {"rule"} if rule.name != control_rule.name else set()

@@ -27,7 +27,7 @@ from lopt.tasks import FAMILIES
     (["train", "--rule-config", '{"hidden": 4, "hidden": 8}'], "'hidden' is given twice"),
     (["train", "--rule-config", "[" * 5000 + "]" * 5000], "nested too deeply"),
     (["train", "--task", "densenet@1"], "sampler"),
-    (["train", "--task", "digits_mlp", "--num-tasks", "4", "--devices", "3"], "devices"),
+    (["train", "--task", "digits_mlp", "--num-runs", "4", "--devices", "3"], "devices"),
     (["train", "--baselines", "sgd,velo"], "baselines"),
     (["train", "--eval-tasks", "1"], "eval_tasks"),
     (["train", "--truncation", "abc"], "--truncation"),
@@ -79,7 +79,7 @@ from lopt.tasks import FAMILIES
     (["train", "--rule", "adafac_mlp", "--rule-config", '{"momentum_decays": ["a"]}'],
      "rule_config.momentum_decays"),
     # A run whose state cannot fit in memory is refused with the estimate, before any work.
-    (["train", "--num-tasks", "100000000", "--out", "/tmp/lopt-never-written"], "num_tasks"),
+    (["train", "--num-runs", "100000000", "--out", "/tmp/lopt-never-written"], "num_runs"),
     (["train", "--rule-config", '{"hidden": 65536}', "--out", "/tmp/lopt-never-written"],
      "rule_config: theta alone needs"),
     # 16 GiB thetas pass "theta alone"; with the meta-gradient and Adam's moments they cannot.
@@ -88,7 +88,7 @@ from lopt.tasks import FAMILIES
     (["train", "--rule", "adafac_mlp", "--rule-config", '{"hidden": 65536}', "--out",
       "/tmp/lopt-never-written"], "rule_config: meta-training needs at least 64.0 GiB"),
     (["train", "--horizon", "2147483647", "--truncation", "2147483647", "--out",
-      "/tmp/lopt-never-written"], "truncation x num_tasks: 2147483647 steps of 128 runs need"),
+      "/tmp/lopt-never-written"], "truncation x num_runs: 2147483647 steps of 128 runs need"),
     # Every phase after meta-training is sized before it starts (issue 37, item 3).
     (["train", "--steps", "2", "--eval-tasks", "2147483647", "--out",
       "/tmp/lopt-never-written"], "eval_tasks x eval_steps: 2147483647 runs of 100 steps"),
@@ -173,7 +173,7 @@ def test_train_on_a_mixture_with_normalization_from_the_cli(tmp_path, capsys, mo
     monkeypatch.setenv("LOPT_CACHE_DIR", str(tmp_path / "cache"))
     out = str(tmp_path / "mix")
     argv = ["train", "--task", "mixture:quadratic+iris_logistic", "--normalize",
-            "--rule", "per_parameter_mlp", "--steps", "2", "--num-tasks", "2",
+            "--rule", "per_parameter_mlp", "--steps", "2", "--num-runs", "2",
             "--truncation", "2", "--horizon", "4", "--eval-tasks", "2", "--eval-steps", "4",
             "--baselines", "adam", "--no-progress", "--out", out]
     assert main(argv) == 0
@@ -192,7 +192,7 @@ def test_train_on_a_mixture_with_normalization_from_the_cli(tmp_path, capsys, mo
 
 def test_train_then_eval_end_to_end(tmp_path, capsys):
     out = str(tmp_path / "run")
-    argv = ["train", "--steps", "3", "--num-tasks", "4", "--truncation", "3", "--horizon", "6",
+    argv = ["train", "--steps", "3", "--num-runs", "4", "--truncation", "3", "--horizon", "6",
             "--eval-tasks", "4", "--eval-steps", "5", "--baselines", "sgd,adam", "--no-progress",
             "--logdir", str(tmp_path / "tb"), "--eval-every", "2", "--validate-tasks", "2",
             "--validate-steps", "4", "--out", out]
@@ -278,7 +278,7 @@ def test_mup_rules_are_trained_and_evaluated_scaled_by_their_tasks_multipliers(t
     out = str(tmp_path / "run")
     assert main(["train", "--task", "mup_mlp_w8", "--rule", "per_parameter_mlp", "--mup",
                  "--steps", "1",
-                 "--estimator", "es", "--num-tasks", "2", "--truncation", "2", "--horizon", "2",
+                 "--estimator", "es", "--num-runs", "2", "--truncation", "2", "--horizon", "2",
                  "--no-progress", "--out", out]) == 0
     path = os.path.join(out, "per_parameter_mlp.lopt")
     assert main(["eval", path, "--task", "mup_mlp_w16"]) == 0
@@ -321,10 +321,10 @@ def test_train_flags_are_the_config_groups_fields_one_to_one():
     dests = {a.dest for a in train._actions if a.dest != "help"}
     assert dests == set(fields)
     cfg = train_config(build_parser().parse_args(
-        ["train", "--estimator", "pes", "--sigma", "0.5", "--devices", "2", "--num-tasks", "4",
+        ["train", "--estimator", "pes", "--sigma", "0.5", "--devices", "2", "--num-runs", "4",
          "--eval-steps", "7", "--rule-config", '{"hidden": 3}', "--no-progress",
          "--validate-every", "5", "--validate-tasks", "3"]))
-    assert (cfg.outer.sigma, cfg.distribution.devices, cfg.outer.num_tasks,
+    assert (cfg.outer.sigma, cfg.distribution.devices, cfg.outer.num_runs,
             cfg.evaluation.eval_steps, cfg.learned.rule_config, cfg.run.progress,
             cfg.run.validate_every, cfg.run.validate_tasks) == \
         (0.5, 2, 4, 7, '{"hidden": 3}', False, 5, 3)
@@ -334,7 +334,7 @@ def test_train_flags_are_the_config_groups_fields_one_to_one():
 
 
 @pytest.mark.parametrize("argv", [
-    ["--devices", "2", "--num-tasks", "4"],  # one device here
+    ["--devices", "2", "--num-runs", "4"],  # one device here
     ["--rule-config", '{"hidden": 65536}'],
     ["--logdir", "A_FILE"],
     ["--logdir", "/proc/lopt-no-logdir"],  # a folder no one can create, root included
@@ -415,7 +415,7 @@ def test_every_setting_declares_whether_it_shapes_the_run():
             assert isinstance(f.metadata.get("shapes_run"), bool), f"{group.name}.{f.name}"
     # What today's checkpoints were written with: changing it makes every one refuse to resume.
     assert run_config(TrainConfig()).keys() == {
-        "task", "rule", "mup", "estimator", "num_tasks", "truncation", "horizon", "max_horizon",
+        "task", "rule", "mup", "estimator", "num_runs", "truncation", "horizon", "max_horizon",
         "second_derivatives", "weighting", "objective", "loss_clip", "sigma", "remat",
         "full_horizon", "init_from", "normalize", "meta_lr", "clip_grad_norm", "seed"}
     assert "steps" in NOT_THE_RUN and "seed" not in NOT_THE_RUN

@@ -8,7 +8,7 @@ import pytest
 from lopt.cli import main
 from lopt.cli import training as training_cli
 
-TINY = ["train", "--steps", "2", "--num-tasks", "2", "--truncation", "2", "--horizon", "4",
+TINY = ["train", "--steps", "2", "--num-runs", "2", "--truncation", "2", "--horizon", "4",
         "--eval-tasks", "2", "--eval-steps", "3", "--tune-tasks", "1", "--baselines", "sgd",
         "--no-progress"]
 
@@ -50,7 +50,7 @@ def test_a_failure_in_the_comparison_is_named_as_the_comparison(tmp_path, capsys
 
 @pytest.mark.parametrize("flags,says", [
     (["--init-from", "no_such_optimizer"], "init_from must be a shipped optimizer"),
-    (["--num-tasks", "0"], "num_tasks"),
+    (["--num-runs", "0"], "num_runs"),
     (["--task", "no_such_task"], "no_such_task"),
 ])
 def test_bad_input_is_a_usage_error_before_any_work(tmp_path, capsys, flags, says):

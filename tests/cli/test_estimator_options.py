@@ -13,7 +13,7 @@ from lopt.outer import ESTIMATORS
 from lopt.outer.base import options_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TINY = ["train", "--steps", "2", "--num-tasks", "2", "--truncation", "2", "--horizon", "4",
+TINY = ["train", "--steps", "2", "--num-runs", "2", "--truncation", "2", "--horizon", "4",
         "--eval-tasks", "2", "--eval-steps", "3", "--tune-tasks", "1", "--baselines", "sgd",
         "--no-progress", "--rule-config", '{"hidden": 4, "layers": 1}']
 
@@ -56,4 +56,4 @@ def test_the_cli_group_is_exactly_the_registered_estimators_options():
 def test_an_option_keeps_the_library_default_unless_the_cli_says_otherwise():
     cfg = EstimatorConfig()
     for name, f in estimator_options().items():
-        assert getattr(cfg, name) == (128 if name == "num_tasks" else f.default), name
+        assert getattr(cfg, name) == (128 if name == "num_runs" else f.default), name

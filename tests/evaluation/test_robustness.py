@@ -45,7 +45,7 @@ def test_norm_growth_is_the_ratio_of_the_parameters_global_norms_per_run():
                                                    num_steps=5))
     # by hand: the same instances, five plain gradient steps
     batch = __import__("lopt").outer.unroll.UnrollOptions(
-        num_tasks=3, truncation=5, horizon=6, stagger=False, remat="none").init_runs(
+        num_runs=3, truncation=5, horizon=6, stagger=False, remat="none").init_runs(
         rule, family, {}, key)
     for i in range(3):
         cfg = jax.tree.map(lambda x: x[i], batch.cfg)  # noqa: B023

@@ -166,7 +166,7 @@ def orbax_run(tmp_path_factory):
     from lopt.tasks import quadratic_family
 
     folder = tmp_path_factory.mktemp("orbax")
-    result = train(RULE, quadratic_family(dim=3), TBPTT(num_tasks=2, truncation=2, horizon=4),
+    result = train(RULE, quadratic_family(dim=3), TBPTT(num_runs=2, truncation=2, horizon=4),
                    num_steps=1, progress=False, checkpoint_path=str(folder / "checkpoints"))
     return folder / "checkpoints", result.state
 

@@ -14,7 +14,7 @@ from lopt.rules import l2l_lstm
 from lopt.tasks import quadratic_family
 
 RULE, FAMILY = l2l_lstm(hidden=4, layers=1), quadratic_family(dim=3)
-EST = PES(num_tasks=2, truncation=3, horizon=7, sigma=0.05)
+EST = PES(num_runs=2, truncation=3, horizon=7, sigma=0.05)
 
 
 def read_events(logdir):

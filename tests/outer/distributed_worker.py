@@ -25,8 +25,8 @@ devices = None if devices == "none" else int(devices)
 rule, family = l2l_lstm(hidden=4, layers=1), quadratic_family(dim=4)
 checkpoints = sys.argv[6] if len(sys.argv) > 6 else None
 thetas = {}
-for name, est in (("pes", PES(num_tasks=4, truncation=3, horizon=7, sigma=0.05)),
-                  ("mixed", Mixed(num_tasks=4, truncation=3, horizon=7, sigma=0.05))):
+for name, est in (("pes", PES(num_runs=4, truncation=3, horizon=7, sigma=0.05)),
+                  ("mixed", Mixed(num_runs=4, truncation=3, horizon=7, sigma=0.05))):
     history = []
     # With CKPT the PES run stops at step 2 (one orbax checkpoint written by every process)
     # and resumes from it: its theta must still match the other layouts' uninterrupted runs.

@@ -5,7 +5,7 @@ from lopt.tasks import quadratic_family
 
 RULE = l2l_lstm(hidden=4, layers=1)
 FAMILY = quadratic_family(dim=3)
-EST = TBPTT(num_tasks=4, truncation=3, horizon=8)
+EST = TBPTT(num_runs=4, truncation=3, horizon=8)
 
 
 def run(folder, num_steps, **kw):

@@ -15,4 +15,4 @@ MESH_FAMILY = tensor_parallel(mlp_family("digits", hidden=(128,), batch_size=32)
 # its narrowing second one its inputs.
 MESH_SPLIT = {"Dense_0/kernel": (None, "model"), "Dense_0/bias": ("model",),
               "Dense_1/kernel": ("model", None)}
-EST = PES(num_tasks=4, truncation=3, horizon=6)
+EST = PES(num_runs=4, truncation=3, horizon=6)

@@ -96,7 +96,7 @@ def _two_process_checkpoint_resumes_on_one(thetas, tmp_path):
     assert Checkpoints(folder).all_steps() == [2, 4]
     shutil.rmtree(os.path.join(folder, "4"))
     result = train(l2l_lstm(hidden=4, layers=1), quadratic_family(dim=4),
-                   PES(num_tasks=4, truncation=3, horizon=7, sigma=0.05), num_steps=4, seed=3,
+                   PES(num_runs=4, truncation=3, horizon=7, sigma=0.05), num_steps=4, seed=3,
                    progress=False, meta_optimizer=optax.sgd(0.05), checkpoint_path=folder)
     assert len(result.history) == 2
     one = thetas["one"]

@@ -64,16 +64,16 @@ def test_smoothing_matters_at_this_sigma(exact):
 
 
 def test_full_horizon_tbptt_is_the_exact_gradient(exact):
-    rows = estimates(TBPTT(num_tasks=2, truncation=H, horizon=H, stagger=False,
+    rows = estimates(TBPTT(num_runs=2, truncation=H, horizon=H, stagger=False,
                            second_derivatives=True), calls=2)
     np.testing.assert_allclose(rows, np.stack([exact["plain"]] * 2), rtol=1e-9)
 
 
 @pytest.mark.parametrize("name,estimator,calls", [
     # ES has ~1000x the variance of the others here: more calls to resolve the smoothing.
-    ("es_full_horizon", ES(num_tasks=64, horizon=H, sigma=SIGMA, full_horizon=True), 3000),
-    ("reparam", Reparam(num_tasks=64, truncation=H, horizon=H, stagger=False, sigma=SIGMA), 1000),
-    ("mixed", Mixed(num_tasks=64, truncation=H, horizon=H, stagger=False, sigma=SIGMA), 1000),
+    ("es_full_horizon", ES(num_runs=64, horizon=H, sigma=SIGMA, full_horizon=True), 3000),
+    ("reparam", Reparam(num_runs=64, truncation=H, horizon=H, stagger=False, sigma=SIGMA), 1000),
+    ("mixed", Mixed(num_runs=64, truncation=H, horizon=H, stagger=False, sigma=SIGMA), 1000),
 ])
 def test_unbiased_for_the_smoothed_gradient(exact, name, estimator, calls):
     samples = estimates(estimator, calls=calls)
@@ -112,18 +112,18 @@ K = 2
 def test_pes_matches_the_full_horizon_gradient_and_truncation_is_biased(exact):
     target = exact["plain"]
     smoothing = np.abs(smoothed_gradient(SMALL_SIGMA) - target)
-    pes = run_sums(estimates(PES(num_tasks=32, truncation=K, horizon=H, stagger=False,
+    pes = run_sums(estimates(PES(num_runs=32, truncation=K, horizon=H, stagger=False,
                                  sigma=SMALL_SIGMA), calls=4 * 100), H // K)
     ok, mean, se = within(pes, target)
     assert ok.all(), (mean, target, se)
     assert (smoothing < 0.05 * Z * se).all()
 
-    tes = run_sums(estimates(ES(num_tasks=32, truncation=K, horizon=H, stagger=False,
+    tes = run_sums(estimates(ES(num_runs=32, truncation=K, horizon=H, stagger=False,
                                 sigma=SMALL_SIGMA), calls=4 * 100), H // K)
     ok_tes, mean_tes, se_tes = within(tes, target)
     assert not ok_tes.all(), (mean_tes, target, se_tes)
 
-    tbptt = run_sums(estimates(TBPTT(num_tasks=2, truncation=K, horizon=H, stagger=False,
+    tbptt = run_sums(estimates(TBPTT(num_runs=2, truncation=K, horizon=H, stagger=False,
                                      second_derivatives=True), calls=4), H // K)[0]
     assert np.max(np.abs(tbptt - target) / np.abs(target)) > 0.1
     # Truncated ES and TBPTT estimate the same truncated objective: their biases agree.
@@ -158,10 +158,10 @@ def test_weighting_and_loss_clip_through_tbptt_and_es(weighting, loss_clip):
     opts = dict(weighting=weighting, loss_clip=loss_clip)
     plain = plain_gradient(**opts)
     assert np.max(np.abs(plain - plain_gradient()) / np.abs(plain_gradient())) > 0.1
-    rows = estimates(TBPTT(num_tasks=2, truncation=H, horizon=H, stagger=False,
+    rows = estimates(TBPTT(num_runs=2, truncation=H, horizon=H, stagger=False,
                            second_derivatives=True, **opts), calls=2)
     np.testing.assert_allclose(rows, np.stack([plain] * 2), rtol=1e-9)
-    samples = estimates(ES(num_tasks=64, horizon=H, sigma=SIGMA, full_horizon=True, **opts),
+    samples = estimates(ES(num_runs=64, horizon=H, sigma=SIGMA, full_horizon=True, **opts),
                         calls=1000)
     ok, mean, se = within(samples, smoothed_gradient(SIGMA, nodes=40, **opts))
     assert ok.all(), (mean, se)

@@ -124,7 +124,7 @@ def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_exits_with_one_line(tmp_path,
     out = str(tmp_path / "run")
     proc = subprocess.Popen(
         [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "1000000",
-         "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
+         "--num-runs", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
          '{"hidden": 4, "layers": 1}', "--checkpoint-every", "1000000", "--no-progress",
          "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = os.path.join(out, "train_log.jsonl")
@@ -159,7 +159,7 @@ def test_a_run_whose_every_step_is_skipped_exits_1_with_one_line(tmp_path, capsy
 
     monkeypatch.setattr("lopt.cli.training.default_meta_optimizer",
                         lambda lr, clip: optax.sgd(1e39))
-    argv = ["train", "--task", "quadratic", "--steps", "2", "--num-tasks", "4",
+    argv = ["train", "--task", "quadratic", "--steps", "2", "--num-runs", "4",
             "--truncation", "3", "--horizon", "8", "--rule-config",
             '{"hidden": 4, "layers": 1}', "--no-progress", "--out", str(tmp_path / "r")]
     # The same command again resumes a finished run: still every step skipped, still no rule,
@@ -198,7 +198,7 @@ def _endless_two_process_job(out: str) -> list:
         coordinator = f"127.0.0.1:{s.getsockname()[1]}"
     procs = [subprocess.Popen(
         [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "1000000",
-         "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
+         "--num-runs", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
          '{"hidden": 4, "layers": 1}', "--checkpoint-every", "1000000", "--no-progress",
          "--out", out, "--distributed", "--coordinator", coordinator, "--num-processes", "2",
          "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -402,7 +402,7 @@ def test_a_full_disk_is_exit_1_with_one_line_naming_the_path(small_disk):
     line naming what could not be written, no usage-error code, no empty lock file left."""
     out = str(small_disk / "run")
     argv = [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "100000",
-            "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
+            "--num-runs", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
             '{"hidden": 4, "layers": 1}', "--checkpoint-every", "10", "--no-progress",
             "--out", out]
     mid = subprocess.run(argv, capture_output=True, text=True, timeout=300)
@@ -559,7 +559,7 @@ def test_a_signal_while_the_command_starts_is_one_line_and_its_code(tmp_path, si
     it without a word. The command answers both from its first instant."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "lopt", "train", "--task", "quadratic", "--steps", "300",
-         "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--no-progress",
+         "--num-runs", "4", "--truncation", "3", "--horizon", "8", "--no-progress",
          "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     time.sleep(0.6)  # python is up, jax is loading
@@ -599,7 +599,7 @@ def test_a_signal_during_the_comparison_names_the_saved_rule_and_a_second_keeps_
     out = str(tmp_path / "run")
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, "train", "--task", "quadratic", "--steps", "2",
-         "--num-tasks", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
+         "--num-runs", "4", "--truncation", "3", "--horizon", "8", "--rule-config",
          '{"hidden": 4, "layers": 1}', "--no-progress", "--out", out],
         capture_output=True, text=True, timeout=300)
     rule = os.path.join(out, "l2l_lstm.lopt")

@@ -27,7 +27,7 @@ def _nan_family():
 def test_mixture_gradient_is_the_mean_over_families_with_healthy_runs():
     rule = l2l_lstm(hidden=4, layers=1)
     theta = rule.init_meta(jax.random.PRNGKey(0))
-    opts = TBPTT(num_tasks=6, truncation=3, horizon=8, second_derivatives=True)
+    opts = TBPTT(num_runs=6, truncation=3, horizon=8, second_derivatives=True)
     families = _mixture().families[:2] + (_nan_family(),)
     mixture = Mixture(families, name="with_nan")
     est = build_estimator(opts, rule, mixture)
@@ -35,7 +35,7 @@ def test_mixture_gradient_is_the_mean_over_families_with_healthy_runs():
     assert [s.step.shape[0] for s in states] == [2, 2, 2]
     grad, _, metrics = jax.jit(est.grad)(theta, states, jax.random.PRNGKey(2))
 
-    per = TBPTT(num_tasks=2, truncation=3, horizon=8, second_derivatives=True)
+    per = TBPTT(num_runs=2, truncation=3, horizon=8, second_derivatives=True)
     # The NaN family has no healthy run and is left out.
     healthy = [jax.jit(per.build(rule, f).grad)(theta, s, None)
                for f, s in zip(families[:2], states[:2])]
@@ -58,7 +58,7 @@ def test_a_mixture_meta_trains_and_lowers_every_familys_loss():
                           for f in mixture.families])
 
     theta0 = rule.init_meta(jax.random.split(jax.random.PRNGKey(0), 3)[0])
-    result = train(rule, mixture, TBPTT(num_tasks=12, truncation=8, horizon=8, stagger=False,
+    result = train(rule, mixture, TBPTT(num_runs=12, truncation=8, horizon=8, stagger=False,
                                         second_derivatives=False), num_steps=20, seed=0,
                    progress=False, meta_optimizer=default_meta_optimizer(1e-2))
     before, after = np.asarray(objective(theta0)), np.asarray(objective(result.theta))
@@ -70,4 +70,4 @@ def test_a_mixture_meta_trains_and_lowers_every_familys_loss():
 def test_runs_must_split_evenly_over_the_families():
     rule = per_parameter_mlp(hidden=4)
     with pytest.raises(ValueError, match="multiple of the 3 families"):
-        build_estimator(TBPTT(num_tasks=4), rule, _mixture())
+        build_estimator(TBPTT(num_runs=4), rule, _mixture())

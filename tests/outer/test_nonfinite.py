@@ -35,13 +35,13 @@ def _subset(tree, idx):
 
 
 @pytest.mark.parametrize("estimator", [
-    TBPTT(num_tasks=N, truncation=3, horizon=10, second_derivatives=True),
-    ES(num_tasks=N, truncation=3, horizon=10, sigma=0.05),
-    PES(num_tasks=N, truncation=3, horizon=10, sigma=0.05),
-    Reparam(num_tasks=N, truncation=3, horizon=10, sigma=0.05),
+    TBPTT(num_runs=N, truncation=3, horizon=10, second_derivatives=True),
+    ES(num_runs=N, truncation=3, horizon=10, sigma=0.05),
+    PES(num_runs=N, truncation=3, horizon=10, sigma=0.05),
+    Reparam(num_runs=N, truncation=3, horizon=10, sigma=0.05),
     # Cross-fitted halves follow run indices, so a subset forms other halves: the same-sample
     # mix is compared with its subset here, the cross-fitted one below.
-    Mixed(num_tasks=N, truncation=3, horizon=10, sigma=0.05, cross_fit=False),
+    Mixed(num_runs=N, truncation=3, horizon=10, sigma=0.05, cross_fit=False),
 ], ids=lambda e: type(e).__name__)
 def test_poisoned_runs_are_reset_and_left_out(estimator):
     rule, family = l2l_lstm(hidden=4, layers=1), poisoned_family()
@@ -77,7 +77,7 @@ def test_all_runs_non_finite_skips_the_step_and_logs_it(tmp_path):
 
     rule = l2l_lstm(hidden=4, layers=1)
     log = tmp_path / "log.jsonl"
-    result = train(rule, poisoned_family(rate=1.0), TBPTT(num_tasks=4, truncation=2, horizon=5),
+    result = train(rule, poisoned_family(rate=1.0), TBPTT(num_runs=4, truncation=2, horizon=5),
                    num_steps=2, seed=1, progress=False, log_path=str(log))
     theta0 = rule.init_meta(jax.random.split(jax.random.PRNGKey(1), 3)[0])
     for a, b in zip(jax.tree.leaves(theta0), jax.tree.leaves(result.theta)):
@@ -127,7 +127,7 @@ def test_full_horizon_es_builds_whole_fresh_runs_every_estimate():
     """A pair that turns non-finite at its fourth step is left out, the next estimate starts
     every run from step 0 again, and the estimate depends on nothing but the runs' keys."""
     rule, family = step_counting_rule(), late_blowup_family()
-    est = ES(num_tasks=N, horizon=6, sigma=0.01, full_horizon=True).build(rule, family)
+    est = ES(num_runs=N, horizon=6, sigma=0.01, full_horizon=True).build(rule, family)
     theta = rule.init_meta(None)
     grad = jax.jit(est.grad)
     state = est.init(jax.random.PRNGKey(4), theta)
@@ -152,7 +152,7 @@ def test_cross_fitted_mix_ignores_what_poisoned_runs_hold():
     rule, family = l2l_lstm(hidden=4, layers=1), poisoned_family()
     theta = rule.init_meta(jax.random.PRNGKey(0))
     theta["out"]["w"] = theta["out"]["w"] * 20
-    est = Mixed(num_tasks=N, truncation=3, horizon=10, sigma=0.05).build(rule, family)
+    est = Mixed(num_runs=N, truncation=3, horizon=10, sigma=0.05).build(rule, family)
     state = est.init(jax.random.PRNGKey(1), theta)
     poison = np.asarray(state.cfg["poison"])
     assert 0 < poison.sum() < N

@@ -34,7 +34,7 @@ def test_runs_reset_at_their_own_sampled_horizon():
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 12, horizon, stagger=False)
     h = np.asarray(batch.horizon)
     assert len(set(h.tolist())) > 2 and h.min() >= 3 and h.max() <= 9
-    opts = UnrollOptions(num_tasks=12, truncation=12, horizon=horizon.length,
+    opts = UnrollOptions(num_runs=12, truncation=12, horizon=horizon.length,
                          max_horizon=horizon.max_length)
     _, out = truncated_unroll(rule, family, broadcast_runs({}, 12), batch, opts)
     first_reset = np.argmax(np.asarray(out.reset), axis=0) + 1
@@ -56,7 +56,7 @@ def test_eval_objective_uses_the_held_out_loss():
     rule, family = sgd(0.01), _doubled_eval_family()
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 4, 50)
     outs = {obj: truncated_unroll(rule, family, broadcast_runs({}, 4), batch, UnrollOptions(
-        num_tasks=4, truncation=5, horizon=50, objective=obj))[1] for obj in ("train", "valid")}
+        num_runs=4, truncation=5, horizon=50, objective=obj))[1] for obj in ("train", "valid")}
     np.testing.assert_allclose(outs["valid"].meta_loss, 2 * outs["train"].meta_loss + 1,
                                rtol=1e-6)
     np.testing.assert_allclose(outs["valid"].loss, outs["train"].loss)
@@ -67,7 +67,7 @@ def test_eval_objective_without_held_out_data_is_an_error():
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, 50)
     with pytest.raises(ValueError, match="valid_loss"):
         truncated_unroll(rule, family, broadcast_runs({}, 2), batch,
-                         UnrollOptions(num_tasks=2, truncation=2, horizon=50, objective="valid"))
+                         UnrollOptions(num_runs=2, truncation=2, horizon=50, objective="valid"))
 
 
 def test_weighting_and_loss_clipping_of_the_meta_loss_terms():
@@ -107,7 +107,7 @@ def test_rules_that_want_it_get_the_held_out_loss_in_inner_runs():
     family = _doubled_eval_family()
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, 50, stagger=False)
     new, out = truncated_unroll(rule, family, broadcast_runs({}, 2), batch,
-                                UnrollOptions(num_tasks=2, truncation=1, horizon=50))
+                                UnrollOptions(num_runs=2, truncation=1, horizon=50))
     moved = np.asarray(new.params["theta"] - batch.params["theta"])
     expected = (np.asarray(out.loss[0]) + 1.0) * 1e-3  # eval − train = train + 1 here
     np.testing.assert_allclose(moved, np.broadcast_to(expected[:, None], moved.shape), rtol=1e-4)
@@ -123,17 +123,17 @@ def test_estimators_hold_their_unroll_options_and_take_them_flat_as_before():
     from lopt.outer.base import options_of
     from lopt.outer.unroll import UnrollOptions
 
-    held = UnrollOptions(num_tasks=4, truncation=5)
-    assert TBPTT(unroll=held) == TBPTT(num_tasks=4, truncation=5)
+    held = UnrollOptions(num_runs=4, truncation=5)
+    assert TBPTT(unroll=held) == TBPTT(num_runs=4, truncation=5)
     assert not isinstance(TBPTT(), UnrollOptions)
-    pes = PES(num_tasks=4, sigma=0.1)
-    assert pes.unroll == UnrollOptions(num_tasks=4) and pes.num_tasks == 4
-    assert dataclasses.replace(pes, num_tasks=8).unroll == UnrollOptions(num_tasks=8)
-    assert dataclasses.replace(pes, num_tasks=8).sigma == 0.1
+    pes = PES(num_runs=4, sigma=0.1)
+    assert pes.unroll == UnrollOptions(num_runs=4) and pes.num_runs == 4
+    assert dataclasses.replace(pes, num_runs=8).unroll == UnrollOptions(num_runs=8)
+    assert dataclasses.replace(pes, num_runs=8).sigma == 0.1
     full = ES(horizon=7, full_horizon=True)
     assert full.unroll.truncation == 7 and full.unroll.stagger is False
     assert set(options_of(PES)) == set(options_of(UnrollOptions)) | {"sigma"}
-    with pytest.raises(ValueError, match="num_tasks must be an integer"):
-        TBPTT(num_tasks=0)
+    with pytest.raises(ValueError, match="num_runs must be an integer"):
+        TBPTT(num_runs=0)
     with pytest.raises(AttributeError):
         _ = TBPTT().no_such_option

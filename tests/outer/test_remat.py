@@ -27,7 +27,7 @@ def test_remat_gives_the_same_meta_gradient_as_storing_everything(remat):
     batch = init_inner_batch(rule, family, theta, jax.random.PRNGKey(1), 2, 6)
 
     def total(theta, mode):
-        opts = UnrollOptions(num_tasks=2, truncation=12, horizon=6, remat=mode)
+        opts = UnrollOptions(num_runs=2, truncation=12, horizon=6, remat=mode)
         _, out = truncated_unroll(rule, family, broadcast_runs(theta, 2), batch, opts)
         return jnp.mean(out.meta_loss)
 

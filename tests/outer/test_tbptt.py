@@ -74,7 +74,7 @@ def _vdot(a, b):
 def test_tbptt_matches_central_finite_differences(setup, second_derivatives):
     rule, family, theta = setup
     with jax.enable_x64(True):
-        est = TBPTT(num_tasks=NUM_TASKS, truncation=K, horizon=10_000,
+        est = TBPTT(num_runs=NUM_TASKS, truncation=K, horizon=10_000,
                     second_derivatives=second_derivatives, stagger=False).build(rule, family)
         batch = est.init(jax.random.PRNGKey(1), theta)
         meta_grad, _, metrics = jax.jit(est.grad)(theta, batch, jax.random.PRNGKey(2))
@@ -100,7 +100,7 @@ def test_second_derivatives_change_the_gradient(setup):
     with jax.enable_x64(True):
         grads = []
         for sd in (True, False):
-            est = TBPTT(num_tasks=NUM_TASKS, truncation=K, horizon=10_000,
+            est = TBPTT(num_runs=NUM_TASKS, truncation=K, horizon=10_000,
                         second_derivatives=sd, stagger=False).build(rule, family)
             batch = est.init(jax.random.PRNGKey(1), theta)
             grad = jax.jit(est.grad)(theta, batch, jax.random.PRNGKey(2))[0]
@@ -119,7 +119,7 @@ def test_without_second_derivatives_the_loss_a_rule_reads_is_a_constant():
         rule, family = hierarchical(hidden=4, tensor_hidden=3, context=2, step_scale=0.05), \
             quadratic_family(dim=3)
         theta = rule.init_meta(jax.random.PRNGKey(0))
-        est = TBPTT(num_tasks=NUM_TASKS, truncation=K, horizon=10_000, second_derivatives=False,
+        est = TBPTT(num_runs=NUM_TASKS, truncation=K, horizon=10_000, second_derivatives=False,
                     stagger=False).build(rule, family)
         batch = est.init(jax.random.PRNGKey(1), theta)
         meta_grad, _, _ = jax.jit(est.grad)(theta, batch, None)

@@ -13,7 +13,7 @@ def test_runs_reset_at_the_horizon_and_start_staggered():
     starts = np.asarray(batch.step)
     assert starts.min() >= 0 and starts.max() < horizon and len(set(starts.tolist())) > 3
 
-    opts = UnrollOptions(num_tasks=num_tasks, truncation=10, horizon=horizon)
+    opts = UnrollOptions(num_runs=num_tasks, truncation=10, horizon=horizon)
     new, out = jax.jit(lambda b: truncated_unroll(rule, family, broadcast_runs({}, num_tasks), b,
                                                   opts))(batch)
     assert out.loss.shape == (10, num_tasks)
@@ -31,7 +31,7 @@ def test_unrolled_sgd_equals_a_python_loop():
     rule, family = sgd(0.02), quadratic_family(dim=3)
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, 100, stagger=False)
     _, out = truncated_unroll(rule, family, broadcast_runs({}, 2), batch,
-                              UnrollOptions(num_tasks=2, truncation=5, horizon=100))
+                              UnrollOptions(num_runs=2, truncation=5, horizon=100))
     for i in range(2):
         W, y = np.asarray(batch.cfg["W"][i]), np.asarray(batch.cfg["y"][i])
         x = np.asarray(batch.params["theta"][i], np.float64)

@@ -164,7 +164,7 @@ def test_thirty_meta_training_steps_lower_the_meta_loss(name):
                                                num_steps=12)[1:].mean())
     theta0 = rule.init_meta(jax.random.split(jax.random.PRNGKey(0), 3)[0])
     # Whole 12-step runs with second derivatives: the meta-gradient of exactly this objective.
-    result = train(rule, family, TBPTT(num_tasks=8, truncation=12, horizon=12, stagger=False,
+    result = train(rule, family, TBPTT(num_runs=8, truncation=12, horizon=12, stagger=False,
                                        second_derivatives=True), num_steps=30,
                    seed=0, progress=False, meta_optimizer=default_meta_optimizer(1e-2))
     before, after = float(objective(theta0)), float(objective(result.theta))
@@ -223,7 +223,7 @@ def test_meta_trainable_with_every_estimator(name, estimator):
 
     kw = dict(num_tasks=4, truncation=4, horizon=8)
     est = {"pes": PES(**kw, sigma=0.01), "es": ES(**kw, sigma=0.01),
-           "es_full": ES(num_tasks=4, horizon=6, sigma=0.01, full_horizon=True),
+           "es_full": ES(num_runs=4, horizon=6, sigma=0.01, full_horizon=True),
            "mixed": Mixed(**kw, sigma=0.01), "reparam": Reparam(**kw, sigma=0.01),
            "tbptt": TBPTT(**kw, second_derivatives=True)}[estimator]
     rule, family = SMALL[name](), quadratic_family(dim=3)

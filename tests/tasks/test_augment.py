@@ -47,7 +47,7 @@ def test_wrapped_families_vmap_through_the_unroll():
     rule = adam(0.05)
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 4, 20)
     _, out = truncated_unroll(rule, family, broadcast_runs({}, 4), batch,
-                              UnrollOptions(num_tasks=4, truncation=10, horizon=20))
+                              UnrollOptions(num_runs=4, truncation=10, horizon=20))
     assert out.loss.shape == (10, 4) and bool(jnp.all(jnp.isfinite(out.loss)))
 
 

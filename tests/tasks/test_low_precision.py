@@ -55,7 +55,7 @@ def test_float32_tasks_stay_float32():
 
 def test_meta_training_on_a_bf16_mixture_keeps_the_dtypes():
     family = make_family("mixture:digits_mlp_bf16+digits_conv_bn_bf16")
-    estimator = PES(num_tasks=4, truncation=3, horizon=8, sigma=0.01)
+    estimator = PES(num_runs=4, truncation=3, horizon=8, sigma=0.01)
     result = train(make_rule("per_parameter_mlp"), family, estimator, num_steps=2,
                    progress=False)
     assert all(np.isfinite(h["meta_loss"]) and not h["skipped"] for h in result.history)

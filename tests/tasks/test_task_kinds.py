@@ -144,7 +144,7 @@ def test_unroll_carries_task_state_and_final_test_metrics_read_it():
     rule = adam(0.01)
     batch = init_inner_batch(rule, family, {}, jax.random.PRNGKey(0), 2, Horizon(50),
                              stagger=False)
-    opts = UnrollOptions(num_tasks=2, truncation=3, horizon=50)
+    opts = UnrollOptions(num_runs=2, truncation=3, horizon=50)
     new, _ = jax.jit(lambda b: truncated_unroll(rule, family, broadcast_runs({}, 2), b,
                                                 opts))(batch)
     var = np.asarray(new.task_state["batch_stats"]["BatchNorm_0"]["var"])

@@ -37,7 +37,7 @@ def tbptt_memory(rule_name: str, task: str, num_tasks: int, truncation: int, rem
 
     rule, family = make_rule(rule_name), make_family(task)
     theta = rule.init_meta(jax.random.PRNGKey(0))
-    est = TBPTT(num_tasks=num_tasks, truncation=truncation, horizon=1000, remat=remat).build(
+    est = TBPTT(num_runs=num_tasks, truncation=truncation, horizon=1000, remat=remat).build(
         rule, family)
     state = est.init(jax.random.PRNGKey(1), theta)
     grad = jax.jit(est.grad)

@@ -181,7 +181,7 @@ def throughput(config: dict) -> dict:
                 return truncated_unroll(rule, family, thetas, state, num_steps=k,
                                         horizon=config["horizon"])
         else:
-            opts = UnrollOptions(num_tasks=runs, truncation=k, horizon=config["horizon"],
+            opts = UnrollOptions(num_runs=runs, truncation=k, horizon=config["horizon"],
                                  remat="none")
 
             def unroll(thetas, state):
@@ -215,7 +215,7 @@ def outer_throughput(config: dict) -> dict:
     place = placement.Placement(placement.resolve_devices(None), n)
     # Before the mesh (the baseline commit) one device meant no axis and a plain jit.
     mesh = hasattr(place, "mesh")
-    est = PES(num_tasks=n, truncation=k, horizon=config["horizon"],
+    est = PES(num_runs=n, truncation=k, horizon=config["horizon"],
               max_horizon=config.get("max_horizon"), sigma=0.01).build(
         rule, family, axis_name=place.AXIS if mesh else None)
     meta_opt = optax.adam(3e-4)

@@ -122,7 +122,7 @@ def outer_step_profile(family_name: str) -> list:
 
     rule, family = make_rule("per_parameter_mlp"), FAMILIES[family_name]()
     place = placement.Placement(placement.resolve_devices(None), 16)
-    est = PES(num_tasks=16, truncation=50, horizon=100, max_horizon=1000, sigma=0.01).build(
+    est = PES(num_runs=16, truncation=50, horizon=100, max_horizon=1000, sigma=0.01).build(
         rule, family, axis_name=place.AXIS)
     meta_opt = optax.adam(3e-4)
     theta = rule.init_meta(jax.random.PRNGKey(0))

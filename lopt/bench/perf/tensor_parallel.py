@@ -62,7 +62,7 @@ def layout_row(size: Size, model: int) -> dict:
     from lopt.tasks import make_family
 
     rule, family = make_rule(RULE), make_family(size.task)
-    estimator = PES(num_tasks=size.num_tasks, truncation=size.truncation, horizon=size.horizon)
+    estimator = PES(num_runs=size.num_tasks, truncation=size.truncation, horizon=size.horizon)
     place = Placement(jax.devices(), size.num_tasks, model=model)
     est = _build(estimator, rule, family, place)
     meta_opt = default_meta_optimizer()
