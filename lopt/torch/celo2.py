@@ -75,8 +75,9 @@ def factored_features(acc: dict, shape) -> tuple:
     return precondition.expand(full), row.expand(full), col.expand(full)
 
 
-def feature_groups(p, g, acc) -> list:
-    """Celo2's feature groups of one tensor (lopt.rules.celo2.feature_groups)."""
+def feature_groups(p, g, acc, broadcast: bool = True) -> list:
+    """Celo2's feature groups of one tensor (lopt.rules.celo2.feature_groups); without
+    ``broadcast`` the row and column groups keep size 1 on the axis they are constant along."""
     m, v = acc["m"], acc["v"]
     gx = g.unsqueeze(-1).to(m.dtype)
     precondition, row, col = factored_features(acc, tuple(p.shape))
@@ -84,6 +85,9 @@ def feature_groups(p, g, acc) -> list:
     groups = [gx, gx.clamp(-0.1, 0.1), p.to(m.dtype).unsqueeze(-1), m, v, m * rs, rs,
               gx * precondition, gx * rs]
     if p.ndim >= 2:
+        if not broadcast:
+            row_axis, col_axis = factored_dims(tuple(p.shape))
+            row, col = acc["row"].unsqueeze(col_axis), acc["col"].unsqueeze(row_axis)
         groups += [row, col, torch.rsqrt(row + 1e-8), torch.rsqrt(col + 1e-8), m * precondition]
     return groups
 
@@ -112,6 +116,34 @@ def apply_split_mlp(theta: dict, groups: list):
     x = torch.cat(groups, dim=-1)
     w = torch.cat(theta["first"]["w"][:len(groups)], dim=0)
     out = x @ w + theta["first"]["b"]
+    for layer in theta["layers"]:
+        out = torch.relu(out) @ layer["w"] + layer["b"]
+    return out
+
+
+def apply_normalized_split_mlp(theta: dict, groups: list, ndim: int, eps: float = 1e-9):
+    """``apply_split_mlp`` of the groups each normalized by ``normalize_last_two_axes``,
+    without writing the normalized features: the full-size groups' normalization folded into
+    the first layer's weights, the row and column groups normalized and multiplied at their
+    own size and broadcast (lopt.rules.celo2.apply_normalized_split_mlp; equal up to float
+    reassociation)."""
+    axes = tuple(range(ndim))[-2:]
+    full = torch.broadcast_shapes(*(x.shape[:-1] for x in groups))
+    w_groups = theta["first"]["w"][:len(groups)]
+    wide = [i for i, x in enumerate(groups) if tuple(x.shape[:-1]) == tuple(full)]
+    x = torch.cat([groups[i] for i in wide], dim=-1)
+    w = torch.cat([w_groups[i] for i in wide], dim=0)
+    scale = torch.rsqrt(x.square().mean(dim=axes) + eps)  # [*lead, features]
+    if ndim <= 2:
+        first = x @ (scale[:, None] * w)
+    else:  # one scale per leading index: a batched product
+        lead, inner = x.shape[:ndim - 2], x.shape[ndim - 2:ndim]
+        rows = x.reshape(*lead, inner[0] * inner[1], x.shape[-1])
+        first = (rows @ (scale[..., :, None] * w)).reshape(*x.shape[:-1], w.shape[1])
+    for i, group in enumerate(groups):
+        if i not in wide:
+            first = first + normalize_last_two_axes(group, ndim, eps) @ w_groups[i]
+    out = first + theta["first"]["b"]
     for layer in theta["layers"]:
         out = torch.relu(out) @ layer["w"] + layer["b"]
     return out
@@ -167,8 +199,8 @@ class Celo2:
             p1, g1, acc1 = p[None], g[None], {k: x[None] for k, x in acc.items()}
         else:
             p1, g1, acc1 = p, g, acc
-        groups = [normalize_last_two_axes(x, p1.ndim) for x in feature_groups(p1, g1, acc1)]
-        out = apply_split_mlp(self.theta, groups)
+        out = apply_normalized_split_mlp(
+            self.theta, feature_groups(p1, g1, acc1, broadcast=False), p1.ndim)
         step = out[..., 0] * torch.exp(out[..., 1] * self.exp_scale)
         if self.orthogonal and p1.ndim >= 2:
             step = orthogonalize(step)

@@ -108,7 +108,7 @@ def test_general_purpose_file_is_the_one_its_committed_recipe_made(name):
     assert rule.config == {**made.config, "feature_semantics": "lopt_v1"}
     for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(made_theta), strict=True):
         np.testing.assert_array_equal(a, b)
-    config = json.loads((run / "config.json").read_text())
+    config = _stored_config(run)
     renamed = {"objective": {"eval": "valid"}}  # lopt 0.1's name of the validation objective
     for field, value in RECIPES[name][1].items():
         stored = renamed.get(field, {}).get(config[field], config[field]) \
@@ -139,7 +139,7 @@ def test_a_celo2_recipe_ships_its_run_at_the_step_scale_chosen_on_meta_training(
     assert chosen["best"] in chosen["grid"]
     extra = load_metadata(path(recipe))["extra"]
     assert extra["meta_trained_step_scale"] == trained.config["step_scale"]
-    config = json.loads((run / "config.json").read_text())
+    config = _stored_config(run)
     for field, value in RECIPES[recipe][1].items():
         assert config[field] == (list(value) if isinstance(value, tuple) else value), field
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
@@ -148,6 +148,15 @@ def test_a_celo2_recipe_ships_its_run_at_the_step_scale_chosen_on_meta_training(
     every = config["validate_every"]  # every 100th outer step and the last
     assert checked == sorted(set(range(every - 1, config["steps"], every))
                              | {config["steps"] - 1})
+
+
+def _stored_config(run) -> dict:
+    """A run's config.json under today's setting names (lopt.files.run_folder.RENAMED_SETTINGS:
+    the runs predate num_tasks -> num_runs)."""
+    from lopt.files.run_folder import RENAMED_SETTINGS
+
+    stored = json.loads((run / "config.json").read_text())
+    return {RENAMED_SETTINGS.get(k, k): v for k, v in stored.items()}
 
 
 def _as_printed(value: float, printed: str) -> float:

@@ -85,12 +85,13 @@ def test_every_update_of_every_step_equals_the_jax_rules(name):
 
 
 def test_the_optimizer_moves_parameters_by_the_same_updates():
-    """Through torch.optim: parameters set to the fixture's, gradients given, ``step()``;
-    the parameters move by the JAX updates (to float32 addition)."""
+    """Through torch.optim: parameters set to the fixture's before every step, gradients
+    given, ``step()``; the parameters move by the JAX updates (to one float32 addition: left
+    to follow their own trajectory they drift by an ulp or two over 24 additions)."""
     fixture = np.load(os.path.join(HERE, "celo2_graft.npz"))
     params = {leaf: torch.nn.Parameter(_t(fixture[f"p_{leaf}"][0])) for leaf in LEAVES}
     opt = Optimizer(params.values(), "celo2_graft", num_steps=NUM_STEPS, layout="as_is")
-    _follow(fixture, params, opt.step, len(fixture["loss"]))
+    _follow(fixture, params, opt.step, len(fixture["loss"]), reset=True)
 
 
 def test_mulo_param_groups_and_finite_gradients_are_the_jax_mulo_chain():
