@@ -133,6 +133,12 @@ class Checkpoints:
         tree = self._global(host) if self._multi else host
         metadata = dict(metadata, sha256=self._digests(host))
         step = int(metadata["step"])
+        absl = logging.getLogger("absl")
+        level = absl.level
+        # A failed write is reported once, below, in lopt's words: orbax's writer thread would
+        # also log it with a 40-line traceback (seen when the disk fills during its metadata
+        # write). The save is waited for, so the thread is done when the level is restored.
+        absl.setLevel(logging.CRITICAL)
         try:
             self._mgr().save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(metadata)), force=True)
@@ -146,6 +152,8 @@ class Checkpoints:
             what = "no space left on device" if full else _first_line(err)
             raise OSError(errno.ENOSPC if full else errno.EIO,
                           f"writing checkpoint {step} in {self.folder} failed: {what}") from None
+        finally:
+            absl.setLevel(level)
 
     def restore(self, template, step: Optional[int] = None):
         """The TrainState of ``step`` (the latest when None) in the structure of ``template``

@@ -48,6 +48,7 @@ def test_mixture_gradient_is_the_mean_over_families_with_healthy_runs():
     assert "meta_loss/quadratic4" in metrics
 
 
+@pytest.mark.slow  # 30 s: in CI's second command (pytest -m slow)
 def test_a_mixture_meta_trains_and_lowers_every_familys_loss():
     rule, mixture = per_parameter_mlp(hidden=8, step_scale=0.05), _mixture()
     key = jax.random.PRNGKey(7)

@@ -53,6 +53,7 @@ def test_float32_tasks_stay_float32():
         assert "bf16" not in jax.jit(task.loss).lower(params, KEY).as_text()
 
 
+@pytest.mark.slow  # 24 s: in CI's second command (pytest -m slow)
 def test_meta_training_on_a_bf16_mixture_keeps_the_dtypes():
     family = make_family("mixture:digits_mlp_bf16+digits_conv_bn_bf16")
     estimator = PES(num_runs=4, truncation=3, horizon=8, sigma=0.01)
