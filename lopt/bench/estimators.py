@@ -41,7 +41,7 @@ SAMPLE_COUNTS = (1, 2, 4, 8, 16, 32)
 
 
 def estimators(num_tasks):
-    common = dict(num_tasks=num_tasks, truncation=TRUNCATION, horizon=HORIZON)
+    common = dict(num_runs=num_tasks, truncation=TRUNCATION, horizon=HORIZON)
     return {
         "tbptt": TBPTT(**common, second_derivatives=False),
         "es": ES(**common, sigma=SIGMA),
@@ -57,7 +57,7 @@ def _flat(tree):
 
 
 def _estimates(estimator, rule, family, theta, groups, warmup, seed):
-    """One flattened estimate per group of ``estimator.num_tasks`` samples, after ``warmup``."""
+    """One flattened estimate per group of ``estimator.num_runs`` samples, after ``warmup``."""
     est = estimator.build(rule, family)
 
     @jax.jit
@@ -110,7 +110,7 @@ def measure_bias(calls: int = BIAS_CALLS):
     with jax.enable_x64(True):
         for sigma in BIAS_SIGMAS:
             target = exact.smoothed_gradient(sigma)
-            kw = dict(num_tasks=BIAS_PAIRS, truncation=exact.H, horizon=exact.H, stagger=False,
+            kw = dict(num_runs=BIAS_PAIRS, truncation=exact.H, horizon=exact.H, stagger=False,
                       sigma=sigma)
             for name, est in (("es", ES(**kw)), ("reparam", Reparam(**kw)),
                               ("mixed", Mixed(**kw)),
