@@ -115,7 +115,10 @@ def apply_split_mlp(theta: dict, groups: list):
     weights, ReLU layers, 3 outputs."""
     x = torch.cat(groups, dim=-1)
     w = torch.cat(theta["first"]["w"][:len(groups)], dim=0)
-    out = x @ w + theta["first"]["b"]
+    return _hidden_layers(theta, x @ w + theta["first"]["b"])
+
+
+def _hidden_layers(theta: dict, out):
     for layer in theta["layers"]:
         out = torch.relu(out) @ layer["w"] + layer["b"]
     return out
@@ -143,10 +146,7 @@ def apply_normalized_split_mlp(theta: dict, groups: list, ndim: int, eps: float 
     for i, group in enumerate(groups):
         if i not in wide:
             first = first + normalize_last_two_axes(group, ndim, eps) @ w_groups[i]
-    out = first + theta["first"]["b"]
-    for layer in theta["layers"]:
-        out = torch.relu(out) @ layer["w"] + layer["b"]
-    return out
+    return _hidden_layers(theta, first + theta["first"]["b"])
 
 
 def adam_rms(m, v, b1, b2, count: int, ndim: int):

@@ -14,7 +14,13 @@ import math
 import torch
 
 from lopt.torch.adafac import second_moment_normalize
-from lopt.torch.celo2 import GRAD_CLIP, factored_features, init_accumulators, update_accumulators
+from lopt.torch.celo2 import (
+    GRAD_CLIP,
+    apply_split_mlp,
+    factored_features,
+    init_accumulators,
+    update_accumulators,
+)
 
 MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
 RMS_DECAYS = (0.999,)
@@ -109,11 +115,7 @@ class CeloReference:
         acc = update_accumulators(acc, g, *self.decays)
         p32 = p.to(g.dtype)
         groups = [second_moment_normalize(x) for x in feature_groups(p32, g, acc)]
-        mlp = context["mlp"]
-        out = torch.cat(groups, dim=-1) @ torch.cat(mlp["first"]["w"], dim=0) \
-            + mlp["first"]["b"]
-        for layer in mlp["layers"]:
-            out = torch.relu(out) @ layer["w"] + layer["b"]
+        out = apply_split_mlp(context["mlp"], groups)
         scale = torch.sqrt(p32.square().mean() + 1e-9)
         step = out[..., 0] * scale * torch.exp(out[..., 1] * self.exp_scale) * self.step_scale
         return (-context["lr_mult"] * step).to(p.dtype), acc
