@@ -33,6 +33,44 @@ def _dense(layer: dict, x):
     return x @ layer["w"] + layer["b"]
 
 
+def loss_averages(horizon: int, dtype=torch.float32) -> dict:
+    """Celo's ``BufferLossAccumulators.init``: 10 empty loss averages, half-lives log-spaced
+    from 10 steps to ``horizon``, and the step count (in ``dtype``: the scheduler computes in
+    the dtype of its averages)."""
+    halflife = torch.logspace(1.0, math.log10(horizon), LOSS_AVERAGES, dtype=dtype)
+    return {"means": torch.zeros(LOSS_AVERAGES, dtype=dtype),
+            "running_min": torch.full((LOSS_AVERAGES,), 999999999999.0, dtype=dtype),
+            "iteration": 0, "count": 0, "decays": torch.exp(-1.0 / halflife)}
+
+
+def loss_averages_step(shared: dict, loss) -> tuple:
+    """(the 9 loss features after ``loss``, ``shared`` with its averages updated): the clipped,
+    bias-corrected averages and running minima of ``lopt.rules.celo_reference``."""
+    decays, it = shared["decays"], shared["iteration"]
+    loss = torch.as_tensor(float(loss), dtype=decays.dtype)
+    correction = 1 - decays ** (it + 1)
+    approx_max = loss if it == 0 else torch.max(shared["means"] / correction)
+    loss = torch.minimum(approx_max.abs() * 2, loss)
+    means = shared["means"] * decays + loss * (1.0 - decays)
+    running_min = torch.minimum(shared["running_min"], means / correction)
+    it += 1
+    if it <= 2:
+        features = torch.zeros(LOSS_AVERAGES - 1, dtype=decays.dtype)
+    else:
+        cor_mean = means / (1 - decays ** it)
+        low = running_min[:-1]
+        features = ((cor_mean[:-1] - low) / torch.clamp(cor_mean[1:] - low, min=1e-8)
+                    - 1.0).clamp(-1.0, 1.0)
+    return features, {**shared, "means": means, "running_min": running_min, "iteration": it}
+
+
+def haiku_lstm(weights: dict, x, h, c) -> tuple:
+    """haiku's LSTM: gates (input, cell, forget, output) of [x; h] W + b, forget bias 1."""
+    i, g, f, o = torch.chunk(_dense(weights, torch.cat([x, h], dim=-1)), 4, dim=-1)
+    c = torch.sigmoid(f + 1) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
 def feature_groups(p, g, acc: dict) -> list:
     """Celo's 14 groups (``lopt.rules.celo_reference.feature_groups``)."""
     m, v = acc["m"], acc["v"]
@@ -52,12 +90,15 @@ class CeloReference:
     wants_num_steps = True
     wants_loss = True
 
-    def __init__(self, theta: dict, config: dict, name: str):
+    def __init__(self, theta: dict, config: dict, name: str, dtype=torch.float32):
+        """``dtype``: what the rule computes in (float64 with float64 parameters: the JAX rule
+        in x64 mode, as tests/torch checks VeLO beyond float32's rounding)."""
         del name
-        self.theta = theta
+        self.dtype = dtype
+        self.theta = cast(theta, dtype)
         self.exp_scale = float(config.get("exp_scale", 1e-3))
         self.step_scale = float(config.get("step_scale", 1e-3))
-        self.decays = [torch.tensor(d, dtype=torch.float32)
+        self.decays = [torch.tensor(d, dtype=dtype)
                        for d in (MOMENTUM_DECAYS, RMS_DECAYS, FACTORED_DECAYS)]
 
     def init(self, p) -> dict:
@@ -66,52 +107,30 @@ class CeloReference:
     def init_shared(self, num_steps: int) -> dict:
         """The scheduler's state: the learned initial LSTM state, empty loss averages whose
         half-lives run from 10 steps to ``num_steps``, the step count."""
-        halflife = torch.logspace(1.0, math.log10(num_steps), LOSS_AVERAGES,
-                                  dtype=torch.float32)
         return {"h": self.theta["lstm_init"]["h"].clone(),
                 "c": self.theta["lstm_init"]["c"].clone(),
-                "means": torch.zeros(LOSS_AVERAGES),
-                "running_min": torch.full((LOSS_AVERAGES,), 999999999999.0),
-                "iteration": 0, "count": 0, "decays": torch.exp(-1.0 / halflife)}
+                **loss_averages(num_steps, self.dtype)}
 
     @torch.no_grad()
     def schedule(self, shared: dict, loss, num_steps: int) -> tuple:
         """(context for this step's ``update``s, the next shared state) after ``loss``."""
-        decays, it = shared["decays"], shared["iteration"]
-        loss = torch.as_tensor(float(loss), dtype=torch.float32)
-        correction = 1 - decays ** (it + 1)
-        approx_max = loss if it == 0 else torch.max(shared["means"] / correction)
-        loss = torch.minimum(approx_max.abs() * 2, loss)
-        means = shared["means"] * decays + loss * (1.0 - decays)
-        running_min = torch.minimum(shared["running_min"], means / correction)
-        it += 1
-        if it <= 2:
-            features = torch.zeros(LOSS_AVERAGES - 1)
-        else:
-            cor_mean = means / (1 - decays ** it)
-            low = running_min[:-1]
-            features = ((cor_mean[:-1] - low) / torch.clamp(cor_mean[1:] - low, min=1e-8)
-                        - 1.0).clamp(-1.0, 1.0)
-        fraction = torch.tensor(shared["count"] / num_steps, dtype=torch.float32)
-        embed = torch.tanh((fraction - torch.tensor(FRACTION_CENTRES)) * 10)
+        features, shared = loss_averages_step(shared, loss)
+        fraction = torch.tensor(shared["count"] / num_steps, dtype=self.dtype)
+        embed = torch.tanh((fraction - torch.tensor(FRACTION_CENTRES, dtype=self.dtype)) * 10)
         x = torch.cat([embed, features])[None]
         sched = self.theta["scheduler"]
         pooled = torch.relu(_dense(sched["mix"], x))
-        gates = _dense(sched["lstm"], torch.cat([_dense(sched["input"], x) + pooled,
-                                                 shared["h"]], dim=-1))
-        i, g, f, o = torch.chunk(gates, 4, dim=-1)
-        c = torch.sigmoid(f + 1) * shared["c"] + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        h, c = haiku_lstm(sched["lstm"], _dense(sched["input"], x) + pooled, shared["h"],
+                          shared["c"])
         controls = torch.softmax(_dense(sched["controls"], h), dim=-1)[0]
         lr_mult = torch.exp(_dense(sched["step_size"], h)[0, 0]) * 0.1
-        mixed = _mix(self.theta["ff"], controls)
-        return {"mlp": mixed, "lr_mult": lr_mult}, {
-            **shared, "h": h, "c": c, "means": means, "running_min": running_min,
-            "iteration": it, "count": shared["count"] + 1}
+        mixed = mix(self.theta["ff"], controls)
+        return {"mlp": mixed, "lr_mult": lr_mult}, {**shared, "h": h, "c": c,
+                                                    "count": shared["count"] + 1}
 
     @torch.no_grad()
     def update(self, p, g, acc: dict, count: int, num_steps=None, context=None) -> tuple:
-        g = g.to(torch.promote_types(g.dtype, torch.float32)).clamp(-GRAD_CLIP, GRAD_CLIP)
+        g = g.to(torch.promote_types(g.dtype, self.dtype)).clamp(-GRAD_CLIP, GRAD_CLIP)
         acc = update_accumulators(acc, g, *self.decays)
         p32 = p.to(g.dtype)
         groups = [second_moment_normalize(x) for x in feature_groups(p32, g, acc)]
@@ -121,11 +140,21 @@ class CeloReference:
         return (-context["lr_mult"] * step).to(p.dtype), acc
 
 
-def _mix(tree, controls):
-    """Every stacked weight [param_inits, ...] as the mean over its first axis weighted by
-    ``controls`` (what the JAX rule's ``mix`` computes)."""
+def cast(tree, dtype):
+    """Every tensor of a nested dict/list tree in ``dtype``."""
     if isinstance(tree, dict):
-        return {k: _mix(v, controls) for k, v in tree.items()}
+        return {k: cast(v, dtype) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [_mix(v, controls) for v in tree]
-    return (tree * controls.reshape((-1,) + (1,) * (tree.ndim - 1))).mean(dim=0)
+        return [cast(v, dtype) for v in tree]
+    return tree.to(dtype)
+
+
+def mix(tree, controls, scale: float = 1.0):
+    """Every stacked weight [param_inits, ...] as ``scale`` × the mean over its first axis
+    weighted by ``controls`` (what the JAX rules' ``mix`` computes)."""
+    if isinstance(tree, dict):
+        return {k: mix(v, controls, scale) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [mix(v, controls, scale) for v in tree]
+    mean = (tree * controls.reshape((-1,) + (1,) * (tree.ndim - 1))).mean(dim=0)
+    return mean if scale == 1.0 else scale * mean

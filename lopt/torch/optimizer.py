@@ -10,16 +10,18 @@ import torch
 
 from lopt.files.errors import UsageError
 from lopt.torch.adafac import AdafacMLP
+from lopt.torch.celo import Celo
 from lopt.torch.celo2 import Celo2
 from lopt.torch.celo_reference import CeloReference
 from lopt.torch.names import RULE_NAMES
 from lopt.torch.rule_file import load
+from lopt.torch.velo import Velo
 
 # rule name (a .lopt header's) -> its torch implementation
 RULES = {"celo2": Celo2, "celo2_base": Celo2, "adafac_mlp": AdafacMLP,
-         "celo_reference": CeloReference}
+         "celo_reference": CeloReference, "celo": Celo, "velo": Velo}
 assert tuple(RULES) == RULE_NAMES
-_ACCUMULATORS = ("m", "v", "row", "col", "full")
+_ACCUMULATORS = ("m", "v", "row", "col", "full", "h", "c")  # h, c: a per-tensor LSTM
 
 
 LAYOUTS = ("torch", "as_is")
@@ -33,6 +35,13 @@ def to_rule_layout(x, layout: str):
     if layout == "as_is" or x.ndim < 2:
         return x
     return x.permute(*range(2, x.ndim), 1, 0)
+
+
+def rule_view(x, layout: str):
+    """``x`` as the rule computes on it: in its layout, and float64 as float32 (the rules
+    compute in float32, as the JAX rules outside x64 mode; lower precisions they promote)."""
+    x = to_rule_layout(x, layout)
+    return x.float() if x.dtype == torch.float64 else x
 
 
 def from_rule_layout(x, layout: str):
@@ -51,7 +60,8 @@ class Optimizer(torch.optim.Optimizer):
     rule's own step size, and for rules with a schedule inside, such as ``celo2_graft``, the
     schedule over ``num_steps``); with ``weight_decay`` w, p ← p·(1 − lr·w) first (decoupled,
     as AdamW). A parameter without a gradient is skipped and keeps its state. Parameters of any
-    float dtype; the state is float32 at least. The rule's state is per parameter (its step
+    float dtype; the rule computes in float32 (float64 parameters too, as the JAX rules outside
+    x64 mode) and keeps float32 state. The rule's state is per parameter (its step
     count too), so ``state_dict()`` / ``load_state_dict()`` resume bit-exactly.
 
     ``layout="torch"`` (the default) shows the rule every weight of two or more axes as flax
@@ -98,8 +108,12 @@ class Optimizer(torch.optim.Optimizer):
         state = self.state[p]
         if not state:
             state["step"] = 0
-            state.update(self.rule.init(to_rule_layout(p, self.layout)))
+            state.update(self.rule.init(rule_view(p, self.layout)))
         return state
+
+    @staticmethod
+    def _accumulators(state: dict) -> dict:
+        return {k: state[k] for k in _ACCUMULATORS if k in state}
 
     @torch.no_grad()
     def step(self, closure=None, loss=None):
@@ -109,7 +123,16 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        context = None
+        todo = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise UsageError("lopt.torch.Optimizer does not take sparse gradients")
+                grad = torch.nan_to_num(p.grad) if self.finite_gradients else p.grad
+                todo.append((group, p, rule_view(grad, self.layout), self._state_of(p)))
+        contexts = [None] * len(todo)
         if self.shared is not None:
             if loss is None:
                 raise UsageError("this rule reads the training loss: call step(closure) with a "
@@ -117,26 +140,25 @@ class Optimizer(torch.optim.Optimizer):
             value = loss.detach() if torch.is_tensor(loss) else loss
             if not math.isfinite(float(value)):
                 raise UsageError(f"the loss given to step() is not finite ({float(value)})")
-            context, self.shared = self.rule.schedule(self.shared, value, self.num_steps)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise UsageError("lopt.torch.Optimizer does not take sparse gradients")
-                state = self._state_of(p)
-                acc = {k: state[k] for k in _ACCUMULATORS if k in state}
-                grad = torch.nan_to_num(p.grad) if self.finite_gradients else p.grad
-                args = (to_rule_layout(p, self.layout), to_rule_layout(grad, self.layout), acc,
-                        state["step"], self.num_steps)
-                update, acc = self.rule.update(*args) if context is None else \
-                    self.rule.update(*args, context=context)
-                update = from_rule_layout(update, self.layout)
-                state.update(acc)
-                state["step"] += 1
-                if group["weight_decay"]:
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(update, alpha=group["lr"])
+            if getattr(self.rule, "tensor_scheduler", False):
+                if todo:  # the scheduler reads every tensor this step updates
+                    contexts, self.shared = self.rule.schedule_tensors(
+                        self.shared, value, self.num_steps,
+                        [(rule_view(p, self.layout), g, self._accumulators(state))
+                         for _, p, g, state in todo])
+            else:
+                context, self.shared = self.rule.schedule(self.shared, value, self.num_steps)
+                contexts = [context] * len(todo)
+        for (group, p, grad, state), context in zip(todo, contexts):
+            args = (rule_view(p, self.layout), grad, self._accumulators(state),
+                    state["step"], self.num_steps)
+            update, acc = self.rule.update(*args) if context is None else \
+                self.rule.update(*args, context=context)
+            state.update(acc)
+            state["step"] += 1
+            if group["weight_decay"]:
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+            p.add_(from_rule_layout(update, self.layout), alpha=group["lr"])
         return loss
 
 

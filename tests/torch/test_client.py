@@ -3,6 +3,7 @@ act through ``lr``, a closure's loss comes back, parameters without gradients ar
 state_dict round trips exactly, low-precision parameters keep float32 state, and what it
 refuses is one line."""
 import copy
+import os
 import subprocess
 import sys
 
@@ -105,7 +106,7 @@ def test_closure_loss_is_returned_and_parameters_without_gradients_are_skipped()
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-@pytest.mark.parametrize("rule", ["celo2_graft", "adafac_tiny"])
+@pytest.mark.parametrize("rule", ["celo2_graft", "adafac_tiny", "celo_tiny"])
 def test_low_precision_parameters_keep_float32_state(dtype, rule):
     dtype = getattr(torch, dtype)
     model = _model().to(dtype)
@@ -115,16 +116,58 @@ def test_low_precision_parameters_keep_float32_state(dtype, rule):
     for _ in range(2):  # celo2_graft's first step is 0 (its warm-up)
         opt.zero_grad()
         ((model(x.to(dtype)) - y.to(dtype)) ** 2).float().mean().backward()
-        opt.step()
+        opt.step(loss=1.0)  # celo_tiny's scheduler reads it, the others ignore it
     state = opt.state[model[0].weight]
     assert state["m"].dtype == torch.float32 and model[0].weight.dtype == dtype
     assert torch.isfinite(model[0].weight.float()).all()
     assert not torch.equal(model[0].weight, before)
 
 
+@pytest.mark.parametrize("rule", ["celo2_graft", "celo_tiny"])
+def test_float64_parameters_train_as_float32_ones_do(rule):
+    """The rules compute in float32: a float64 model moves as its float32 copy does, to float32
+    roundings (it used to stop at a dtype mismatch in the first matmul)."""
+    a = _model().double()
+    b = _model()
+    opt_a = Optimizer(a.parameters(), rule, num_steps=10)
+    opt_b = Optimizer(b.parameters(), rule, num_steps=10)
+    for t in range(3):
+        x, y = _batch(t)
+        for model, opt, dtype in ((a, opt_a, torch.float64), (b, opt_b, torch.float32)):
+            opt.zero_grad()
+            loss = ((model(x.to(dtype)) - y.to(dtype)) ** 2).mean()
+            loss.backward()
+            opt.step(loss=loss)
+    assert a[0].weight.dtype == torch.float64 and opt_a.state[a[0].weight]["m"].dtype == \
+        torch.float32
+    for p, q in zip(a.parameters(), b.parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().double().numpy(), atol=1e-6)
+
+
+def test_velo_skips_a_parameter_without_gradient_in_its_pooling_and_keeps_its_state():
+    """VeLO's scheduler pools over the tensors a step updates: a parameter whose gradient is
+    None this step keeps its LSTM state and accumulators unchanged."""
+    model = _model()
+    opt = Optimizer(model.parameters(), VELO, num_steps=10)
+    _train_with_loss(model, opt, 2)
+    frozen = model[2].bias
+    before = {k: v.clone() if torch.is_tensor(v) else v for k, v in opt.state[frozen].items()}
+    h_weight = opt.state[model[0].weight]["h"].clone()
+    x, y = _batch(5)
+    opt.zero_grad()
+    loss = ((model(x) - y) ** 2).mean()
+    loss.backward()
+    frozen.grad = None
+    opt.step(loss=loss)
+    after = opt.state[frozen]
+    assert all(torch.equal(before[k], after[k]) if torch.is_tensor(before[k])
+               else before[k] == after[k] for k in before)
+    assert not torch.equal(opt.state[model[0].weight]["h"], h_weight)
+
+
 @pytest.mark.parametrize("make,says", [
     (lambda p: Optimizer(p, "no_such_rule"), "rule must be a shipped optimizer"),
-    (lambda p: Optimizer(p, "celo_tiny"), "has no PyTorch implementation"),
+    (lambda p: Optimizer(p, "l2l_lstm_quadratic"), "has no PyTorch implementation"),
     (lambda p: Optimizer(p, "celo2_graft"), "give num_steps="),
     (lambda p: Optimizer(p, "celo2_broad", lr=-1.0), "lr must be"),
 ])
@@ -182,14 +225,20 @@ def _train_with_loss(model, opt, steps, start=0, closure=False):
     return losses
 
 
-def test_a_rule_that_reads_the_loss_takes_it_from_the_closure_or_loss_and_resumes_exactly():
-    """celo_released's scheduler reads the training loss: step(closure) and step(loss=...)
-    train identically; without a loss, or with a non-finite one, step() refuses in one line;
-    its scheduler state travels in state_dict() and the next updates are bit-equal after a
+VELO = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fixtures", "torch",
+                    "velo_trainable.lopt")
+
+
+@pytest.mark.parametrize("rule", ["celo_released", "celo_tiny", VELO])
+def test_a_rule_that_reads_the_loss_takes_it_from_the_closure_or_loss_and_resumes_exactly(rule):
+    """celo_released's, celo_tiny's and VeLO's schedulers read the training loss (the last
+    two every tensor too): step(closure) and step(loss=...) train identically; without a loss,
+    or with a non-finite one, step() refuses in one line; the scheduler's state (and each
+    tensor's LSTM state) travels in state_dict() and the next updates are bit-equal after a
     reload into a fresh optimizer."""
     a, b = _model(), _model()
-    opt_a = Optimizer(a.parameters(), "celo_released", num_steps=20)
-    opt_b = Optimizer(b.parameters(), "celo_released", num_steps=20)
+    opt_a = Optimizer(a.parameters(), rule, num_steps=20)
+    opt_b = Optimizer(b.parameters(), rule, num_steps=20)
     assert _train_with_loss(a, opt_a, 5) == _train_with_loss(b, opt_b, 5, closure=True)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     with pytest.raises(UsageError, match="reads the training loss"):
@@ -197,7 +246,7 @@ def test_a_rule_that_reads_the_loss_takes_it_from_the_closure_or_loss_and_resume
     with pytest.raises(UsageError, match="not finite"):
         opt_a.step(loss=float("nan"))
     c = copy.deepcopy(a)
-    opt_c = Optimizer(c.parameters(), "celo_released", num_steps=20)
+    opt_c = Optimizer(c.parameters(), rule, num_steps=20)
     opt_c.load_state_dict(copy.deepcopy(opt_a.state_dict()))
     assert opt_c.state_dict()["shared"]["count"] == 5
     assert _train_with_loss(a, opt_a, 4, start=5) == _train_with_loss(c, opt_c, 4, start=5)

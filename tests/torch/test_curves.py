@@ -15,14 +15,15 @@ from lopt.torch import Optimizer  # noqa: E402
 pytestmark = pytest.mark.torch
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fixtures", "torch")
 RULES = {"celo2_graft": "celo2_graft", "celo2_random": os.path.join(HERE, "celo2_random.lopt"),
-         "adafac_tiny": "adafac_tiny", "celo_released": "celo_released"}
+         "adafac_tiny": "adafac_tiny", "celo_released": "celo_released",
+         "celo_tiny": "celo_tiny", "velo_trainable": os.path.join(HERE, "velo_trainable.lopt")}
 # The largest |torch − JAX| over the 100 losses, relative to the loss: float32 differences
 # between the two frameworks' kernels, carried through 100 steps of training. celo_released's
 # conv curve parts in jumps (measured 1.4e-4; 6e-6 on the MLP) though every single update is
 # equal to 1.3e-6 given the same inputs (test_equal_to_jax.py): docs/torch.md says what is
 # known of why.
 TOLERANCE = {"celo2_graft": 1e-4, "celo2_random": 1e-4, "adafac_tiny": 1e-4,
-             "celo_released": 5e-4}
+             "celo_released": 5e-4, "celo_tiny": 1e-4, "velo_trainable": 1e-4}
 
 
 def _model(kind, f):

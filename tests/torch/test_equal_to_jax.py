@@ -16,7 +16,15 @@ LEAVES = ("matrix", "tall", "conv", "vector", "scalar")
 NUM_STEPS = 30
 # The largest |torch − JAX| over a tensor's update, relative to that update's largest element.
 TOLERANCE = {"celo2_graft": 1e-5, "celo2_random": 1e-5, "celo2_base_random": 1e-5,
-             "adafac_tiny": 1e-5, "adafac_random": 1e-5, "celo_released": 1e-5}
+             "adafac_tiny": 1e-5, "adafac_random": 1e-5, "celo_released": 1e-5,
+             "celo_tiny": 1e-5, "celo_random": 1e-5, "velo_random": 1e-5,
+             "velo_bugged_random": 5e-5, "velo_trainable": 1e-5}
+# VeLO's per-parameter MLP weights are 100x a mix of its stacked MLPs, so float32 rounding
+# reaches its outputs amplified: on velo_bugged_random (its LSTM state frozen, as HyperV2's
+# use_bugged_next_lstm_state) one scalar's update parts by 3.4e-5. That is float32's own
+# limit, not the port's: the JAX rule in float32 is 9.2e-5 from itself in float64 on the same
+# inputs (2.1e-3 on velo_random), while the two ports agree to 1e-13 in float64
+# (test_velo_in_float64_equals_the_jax_rule_in_x64_mode).
 
 pytestmark = pytest.mark.torch
 
@@ -55,24 +63,45 @@ def _follow(fixture, params: dict, step, steps: int, reset: bool = False,
 
 @pytest.mark.parametrize("name", sorted(TOLERANCE))
 def test_every_update_of_every_step_equals_the_jax_rules(name):
-    fixture = np.load(os.path.join(HERE, f"{name}.npz"))
+    _replay(name, np.load(os.path.join(HERE, f"{name}.npz")), TOLERANCE[name])
+
+
+@pytest.mark.parametrize("name", ["velo_random", "velo_bugged_random"])
+def test_velo_in_float64_equals_the_jax_rule_in_x64_mode(name):
+    """Beyond float32's rounding (where VeLO's 100x-mixed MLP weights and raw linear step
+    multiplier bound the agreement, TOLERANCE): in float64 the torch rule and the JAX rule under
+    x64 (tests/fixtures/torch, NAME.float64.npz) agree to 1e-10 of every update."""
+    fixture = np.load(os.path.join(HERE, f"{name}.float64.npz"))
+    assert fixture["u_matrix"].dtype == np.float64
+    _replay(name, fixture, 1e-10, dtype=torch.float64)
+
+
+def _replay(name, fixture, tolerance, dtype=torch.float32):
     rule_name, config, theta = load(_source(name))
-    rule = RULES[rule_name](theta, config, rule_name)
+    rule = RULES[rule_name](theta, config, rule_name) if dtype == torch.float32 else \
+        RULES[rule_name](theta, config, rule_name, dtype=dtype)
     steps = len(fixture["loss"])
-    contexts = [{}] * steps  # a rule with a shared scheduler: its output each step
-    if hasattr(rule, "init_shared"):
-        shared = rule.init_shared(NUM_STEPS)
-        for t in range(steps):
-            context, shared = rule.schedule(shared, float(fixture["loss"][t]), NUM_STEPS)
-            contexts[t] = {"context": context}
+    as_tensor = lambda x: torch.from_numpy(np.array(x)).to(dtype)
+    p = {leaf: [as_tensor(x) for x in fixture[f"p_{leaf}"]] for leaf in LEAVES}
+    g = {leaf: [as_tensor(x) for x in fixture[f"g_{leaf}"]] for leaf in LEAVES}
+    acc = {leaf: rule.init(p[leaf][0]) for leaf in LEAVES}
+    shared = rule.init_shared(NUM_STEPS) if hasattr(rule, "init_shared") else None
     worst = 0.0
-    for leaf in LEAVES:
-        p0 = _t(fixture[f"p_{leaf}"][0])
-        acc = rule.init(p0)
-        for t in range(steps):
-            p = _t(fixture[f"p_{leaf}"][t])
-            g = _t(fixture[f"g_{leaf}"][t])
-            update, acc = rule.update(p, g, acc, t, NUM_STEPS, **contexts[t])
+    for t in range(steps):
+        # a rule with a scheduler: its output this step (one for all tensors, or one each
+        # from every tensor's state, as lopt.torch.Optimizer.step calls it)
+        contexts = {leaf: {} for leaf in LEAVES}
+        if getattr(rule, "tensor_scheduler", False):
+            out, shared = rule.schedule_tensors(
+                shared, float(fixture["loss"][t]), NUM_STEPS,
+                [(p[leaf][t], g[leaf][t], acc[leaf]) for leaf in LEAVES])
+            contexts = {leaf: {"context": c} for leaf, c in zip(LEAVES, out)}
+        elif shared is not None:
+            context, shared = rule.schedule(shared, float(fixture["loss"][t]), NUM_STEPS)
+            contexts = {leaf: {"context": context} for leaf in LEAVES}
+        for leaf in LEAVES:
+            update, acc[leaf] = rule.update(p[leaf][t], g[leaf][t], acc[leaf], t, NUM_STEPS,
+                                            **contexts[leaf])
             want = fixture[f"u_{leaf}"][t]
             scale = float(np.max(np.abs(want)))
             if scale == 0:  # the schedule's first step (warm-up from 0): exactly zero too
@@ -80,8 +109,8 @@ def test_every_update_of_every_step_equals_the_jax_rules(name):
                 continue
             error = float(np.max(np.abs(update.numpy() - want))) / scale
             worst = max(worst, error)
-            assert error <= TOLERANCE[name], (leaf, t, error)
-    print(f"{name}: worst relative difference {worst:.2e}")
+            assert error <= tolerance, (leaf, t, error)
+    print(f"{name} ({dtype}): worst relative difference {worst:.2e}")
 
 
 def test_the_optimizer_moves_parameters_by_the_same_updates():
