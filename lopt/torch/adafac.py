@@ -24,7 +24,9 @@ def _rsqrt_floor(x):
 
 
 def factored_features(acc: dict, shape, semantics: str) -> tuple:
-    """(preconditioner, row, column) at every coordinate (``adafactor_features``)."""
+    """(preconditioner, row, column) per coordinate (``adafactor_features``), each broadcastable
+    to ``shape + (k,)``: the row and column moments keep size 1 on the axis they are constant
+    along (the preconditioner, their product, is full size)."""
     if "full" in acc:
         if semantics == "lopt_v1":
             return torch.rsqrt(acc["full"] + 1e-30), acc["full"], acc["full"]
@@ -38,12 +40,12 @@ def factored_features(acc: dict, shape, semantics: str) -> tuple:
     else:
         precondition = _rsqrt_floor(row / (row.mean(dim=row_axis, keepdim=True) + 1e-9)) \
             * _rsqrt_floor(col)
-    full = tuple(shape) + (row.shape[-1],)
-    return precondition.expand(full), row.expand(full), col.expand(full)
+    return precondition, row, col
 
 
 def feature_groups(p, g, acc: dict, semantics: str) -> list:
-    """small_fc_lopt's feature groups of one tensor (``adafactor_features.feature_groups``)."""
+    """small_fc_lopt's feature groups of one tensor (``adafactor_features.feature_groups``),
+    the row and column ones unexpanded (``factored_features``)."""
     m, v = acc["m"], acc["v"]
     gx = g.unsqueeze(-1).to(m.dtype)
     p = p.to(m.dtype)
@@ -63,6 +65,35 @@ def second_moment_normalize(x, eps: float = 1e-5):
         return x * torch.rsqrt(x.square() + eps)
     axes = tuple(range(x.ndim - 1))
     return x * torch.rsqrt(x.square().mean(dim=axes, keepdim=True) + eps)
+
+
+def normalized_first_layer(groups: list, w, b, eps: float = 1e-5):
+    """b + [second_moment_normalize(group) for each group] @ w, without writing the normalized
+    features: each group's per-column scale folded into its rows of w, the full-size groups
+    concatenated for one matmul, a group of size 1 along some axis (a row or column moment)
+    multiplied at its own size and broadcast. Equal to the plain form up to float
+    reassociation (the mean of a broadcast group's squares is the mean over its entries)."""
+    full = torch.broadcast_shapes(*(x.shape[:-1] for x in groups))
+    if len(full) == 0:  # a scalar parameter: normalized per element
+        return b + torch.cat([second_moment_normalize(x, eps) for x in groups]) @ w
+    rows, start = [], 0
+    for x in groups:
+        scale = torch.rsqrt(x.square().mean(dim=tuple(range(x.ndim - 1))) + eps)
+        rows.append(scale[:, None] * w[start:start + x.shape[-1]])
+        start += x.shape[-1]
+    wide = [i for i, x in enumerate(groups) if tuple(x.shape[:-1]) == tuple(full)]
+    x = torch.cat([groups[i] for i in wide], dim=-1)
+    out = torch.addmm(b, x.reshape(-1, x.shape[-1]), torch.cat([rows[i] for i in wide]))
+    out = out.reshape(*full, w.shape[1])
+    # the narrow groups summed at their own size first, one broadcast add per shape
+    narrow: dict = {}
+    for i, x in enumerate(groups):
+        if i not in wide:
+            key = tuple(x.shape[:-1])
+            narrow[key] = x @ rows[i] if key not in narrow else narrow[key] + x @ rows[i]
+    for part in narrow.values():
+        out = out + part
+    return out
 
 
 def step_embedding(count: int):
@@ -96,12 +127,10 @@ class AdafacMLP:
     @torch.no_grad()
     def update(self, p, g, acc: dict, count: int, num_steps=None) -> tuple:
         acc = update_accumulators(acc, g, *self.decays)
-        groups = [second_moment_normalize(x)
-                  for x in feature_groups(p, g, acc, self.semantics)]
         w0 = self.mlp[0]["w"]
-        pre = self.mlp[0]["b"] + step_embedding(count) @ w0[self.n_feat:]
-        pre = pre + torch.cat(groups, dim=-1) @ w0[:self.n_feat]
-        h = torch.relu(pre)
+        bias = self.mlp[0]["b"] + step_embedding(count) @ w0[self.n_feat:]
+        h = torch.relu(normalized_first_layer(feature_groups(p, g, acc, self.semantics),
+                                              w0[:self.n_feat], bias))
         layers = self.mlp[1:]
         for i, layer in enumerate(layers):
             h = h @ layer["w"] + layer["b"]

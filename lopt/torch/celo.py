@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from lopt.torch.adafac import decays_from_offsets, feature_groups, second_moment_normalize
+from lopt.torch.adafac import decays_from_offsets, feature_groups, normalized_first_layer
 from lopt.torch.celo2 import GRAD_CLIP, init_accumulators, update_accumulators
 from lopt.torch.celo_reference import FRACTION_CENTRES, LOSS_AVERAGES, _dense
 
@@ -119,8 +119,7 @@ class Celo:
         groups = feature_groups(p, g, new, self.semantics)
         gx = g.unsqueeze(-1).to(new["m"].dtype)
         groups += [gx.clamp(-0.1, 0.1), gx * torch.rsqrt(new["v"] + 1e-6)]
-        x = torch.cat([second_moment_normalize(group) for group in groups], dim=-1)
-        h = torch.relu(x @ self.mlp[0]["w"] + self.mlp[0]["b"])
+        h = torch.relu(normalized_first_layer(groups, self.mlp[0]["w"], self.mlp[0]["b"]))
         layers = self.mlp[1:]
         for i, layer in enumerate(layers):
             h = h @ layer["w"] + layer["b"]

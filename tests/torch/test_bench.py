@@ -20,3 +20,11 @@ def test_quick_path_writes_every_optimizers_ratio(tmp_path):
                      "lopt JAX celo2_graft", "lopt JAX adafac_tiny"}
     assert all(r > 0 for r in ratios.values())
     assert "| lopt.torch celo2_graft |" in (out / "results.md").read_text()
+    profile = payload["profile"]
+    assert set(profile) == {"celo2_graft", "adafac_tiny"}
+    for table in profile.values():
+        assert table and all(op.startswith("aten::") and ms >= 0 and 0 <= share <= 1
+                             for op, ms, share in table)
+        shares = [share for _, _, share in table]
+        assert shares == sorted(shares, reverse=True)
+    assert "## Where the time goes" in (out / "results.md").read_text()

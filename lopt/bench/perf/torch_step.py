@@ -95,6 +95,35 @@ def measure(size: Size) -> dict:
     return out
 
 
+def profile_ops(size: Size, top: int = 8) -> dict:
+    """{rule: [[op, ms of self time per update, share of the update]]}: torch.profiler over
+    ``size.steps`` updates of each lopt.torch rule on the first model: where the time goes."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    import lopt.torch
+
+    shapes = _shapes(*size.widths[0])
+    gen = torch.Generator().manual_seed(0)
+    out = {}
+    for rule in RULES:
+        params = [torch.nn.Parameter(torch.randn(s, generator=gen) * 0.05) for s in shapes]
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen) * 1e-2
+        opt = lopt.torch.Optimizer(params, rule, num_steps=NUM_STEPS)
+        opt.step()
+        opt.step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(size.steps):
+                opt.step()
+        ops = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+        total = sum(e.self_cpu_time_total for e in ops)
+        ops.sort(key=lambda e: -e.self_cpu_time_total)
+        out[rule] = [[e.key, e.self_cpu_time_total / 1e3 / size.steps,
+                      e.self_cpu_time_total / total] for e in ops[:top]]
+    return out
+
+
 def run(out: str, quick: bool = False, command: str = "lopt bench torch_step",
         progress: bool = True) -> str:
     sz = SIZES["quick" if quick else "full"]
@@ -111,7 +140,18 @@ def run(out: str, quick: bool = False, command: str = "lopt bench torch_step",
     suite.section("Update time", "One update of every parameter of an MLP (gradients given), "
                   "the median over rounds of each round's time over torch.optim.AdamW's in the "
                   "same round.\n\n" + "\n".join(lines) + "\n")
-    suite.payload.update({"seconds_per_update": times, "ratio_to_adamw": ratios})
+    ops = suite.cached("profile", lambda: profile_ops(sz))
+    rows = ["| rule | op | ms per update (self) | share of the aten time |", "|---|---|---|---|"]
+    for rule, table in ops.items():
+        rows += [f"| {rule} | `{op}` | {ms:.1f} | {share:.0%} |" for op, ms, share in table]
+    suite.section("Where the time goes", "torch.profiler over the timed updates of each "
+                  "lopt.torch rule on the first model (self CPU time of the aten ops, profiler "
+                  "overhead included, so the sum exceeds the timed update): `mm` is the MLP's and "
+                  "Newton–Schulz's matmuls, `cat` writing the concatenated features, the "
+                  "elementwise ops one pass each over [coordinates, features] arrays.\n\n"
+                  + "\n".join(rows) + "\n")
+    suite.payload.update({"seconds_per_update": times, "ratio_to_adamw": ratios,
+                          "profile": ops})
     return suite.finish("What lopt.torch costs per update",
                         f"{sz.rounds} rounds of {sz.steps} timed updates per optimizer, taking "
                         "turns; compiled or warmed first. Measured with nothing else running.")
