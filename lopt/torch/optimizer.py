@@ -14,7 +14,7 @@ from lopt.torch.celo import Celo
 from lopt.torch.celo2 import Celo2
 from lopt.torch.celo_reference import CeloReference
 from lopt.torch.names import RULE_NAMES
-from lopt.torch.rule_file import load
+from lopt.torch.rule_file import load, to_device
 from lopt.torch.velo import Velo
 
 # rule name (a .lopt header's) -> its torch implementation
@@ -95,14 +95,24 @@ class Optimizer(torch.optim.Optimizer):
         self.layout = layout
         if step_scale is not None:  # Celo2's harness: the learning rate is the user's
             config = {**config, "step_scale": float(step_scale)}
-        self.rule = RULES[name](theta, config, name)
+        devices = {p.device for group in self.param_groups for p in group["params"]}
+        if len(devices) > 1:
+            names = ", ".join(sorted(map(str, devices)))
+            raise UsageError(f"the parameters are on several devices ({names}); give each "
+                             "device's parameters their own lopt.torch.Optimizer")
+        # the rule's meta-parameters and constants live where the parameters are: every
+        # tensor the rules make is made under this device
+        self.device = devices.pop() if devices else torch.device("cpu")
+        with torch.device(self.device):
+            self.rule = RULES[name](to_device(theta, self.device), config, name)
         if self.rule.wants_num_steps and not (isinstance(num_steps, int) and num_steps >= 1):
             raise UsageError(f"rule {rule!r} schedules its step over the run: give "
                              f"num_steps= (a positive integer); got {num_steps!r}")
         self.num_steps = num_steps
         self.finite_gradients = bool(finite_gradients)
-        self.shared = self.rule.init_shared(num_steps) if hasattr(self.rule, "init_shared") \
-            else None
+        with torch.device(self.device):
+            self.shared = self.rule.init_shared(num_steps) \
+                if hasattr(self.rule, "init_shared") else None
 
     def _state_of(self, p) -> dict:
         state = self.state[p]
@@ -123,6 +133,11 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        with torch.device(self.device):
+            self._step(loss)
+        return loss
+
+    def _step(self, loss) -> None:
         todo = []
         for group in self.param_groups:
             for p in group["params"]:
@@ -137,9 +152,9 @@ class Optimizer(torch.optim.Optimizer):
             if loss is None:
                 raise UsageError("this rule reads the training loss: call step(closure) with a "
                                  "closure returning it, or step(loss=loss)")
-            value = loss.detach() if torch.is_tensor(loss) else loss
-            if not math.isfinite(float(value)):
-                raise UsageError(f"the loss given to step() is not finite ({float(value)})")
+            value = float(loss.detach() if torch.is_tensor(loss) else loss)
+            if not math.isfinite(value):
+                raise UsageError(f"the loss given to step() is not finite ({value})")
             if getattr(self.rule, "tensor_scheduler", False):
                 if todo:  # the scheduler reads every tensor this step updates
                     contexts, self.shared = self.rule.schedule_tensors(
@@ -159,8 +174,6 @@ class Optimizer(torch.optim.Optimizer):
             if group["weight_decay"]:
                 p.mul_(1 - group["lr"] * group["weight_decay"])
             p.add_(from_rule_layout(update, self.layout), alpha=group["lr"])
-        return loss
-
 
     def state_dict(self) -> dict:
         out = super().state_dict()
@@ -175,7 +188,7 @@ class Optimizer(torch.optim.Optimizer):
             raise UsageError("this state_dict is from an optimizer of another rule")
         super().load_state_dict(state_dict)
         if shared is not None:
-            self.shared = dict(shared)
+            self.shared = to_device(dict(shared), self.device)
 
 
 def mup_param_groups(model, base_model, hidden_lr_mult: float = 1.0) -> list:

@@ -51,6 +51,15 @@ def _child(node, part, default):
     return node.setdefault(part, default)
 
 
+def to_device(tree, device):
+    """Every tensor of a nested dict/list tree on ``device``."""
+    if isinstance(tree, dict):
+        return {k: to_device(v, device) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [to_device(v, device) for v in tree]
+    return tree.to(device) if torch.is_tensor(tree) else tree
+
+
 def load(source) -> tuple:
     """(rule name, config, theta as nested dicts/lists of float32 torch tensors) of ``source``;
     one line (FileFormatError) for a damaged or edited file."""

@@ -253,3 +253,40 @@ def test_a_rule_that_reads_the_loss_takes_it_from_the_closure_or_loss_and_resume
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
     with pytest.raises(UsageError, match="another rule"):
         Optimizer(_model().parameters(), "celo2_broad").load_state_dict(opt_a.state_dict())
+
+
+def _tensors(tree):
+    if torch.is_tensor(tree):
+        yield tree
+    elif isinstance(tree, dict):
+        for v in tree.values():
+            yield from _tensors(v)
+    elif isinstance(tree, (list, tuple)):
+        for v in tree:
+            yield from _tensors(v)
+
+
+@pytest.mark.parametrize("rule", ["celo2_graft", "adafac_tiny", "celo_released", "celo_tiny",
+                                  VELO])
+def test_every_tensor_is_on_the_parameters_device(rule):
+    """Device-agnostic: on PyTorch's "meta" device (shapes only; an elementwise op mixing it
+    with a CPU tensor raises, as a CUDA one would) every rule steps a conv net, and its
+    meta-parameters, constants, per-parameter and shared state are all on that device."""
+    with torch.device("meta"):
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
+                                    torch.nn.Linear(4 * 6 * 6, 3))
+    opt = Optimizer(model.parameters(), rule, num_steps=10)
+    for loss in (1.0, 0.5):
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step(loss=loss)
+    made = list(_tensors(vars(opt.rule))) + list(_tensors(opt.shared or {})) + \
+        [t for state in opt.state.values() for t in _tensors(dict(state))]
+    assert made and {t.device.type for t in made} == {"meta"}
+
+
+def test_parameters_on_two_devices_are_refused_in_one_line():
+    params = [torch.nn.Parameter(torch.zeros(2, 2)),
+              torch.nn.Parameter(torch.zeros(2, 2, device="meta"))]
+    with pytest.raises(UsageError, match="several devices"):
+        Optimizer(params, "celo2_graft", num_steps=5)
