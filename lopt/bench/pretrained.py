@@ -155,22 +155,24 @@ def cosine(steps: int):
     return optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, steps // 20), steps, 0.0)
 
 
-_RUNNERS: dict = {}  # one compile per (optimizer, task): the lr is an argument
 
 
-def _row(factory, lr, raw, reference, steps, reach, name, num_tasks, key) -> dict:
+def _row(factory, lr, raw, reference, steps, reach, name, num_tasks) -> dict:
     """``factory(lr)`` on the evaluation instances of the raw family for ``reach`` × ``steps``
     steps: the summary of its normalized curves at ``steps`` (``reference.normalize``, as
     meta-training sees a loss), every run's raw initial and final loss there, its weight-norm
     growth at the run's end, and with ``reach`` > 1 the normalized mean curve of the whole run
-    for speedups. ``key`` names the compiled runner (the lr is its argument)."""
-    if key not in _RUNNERS:
-        def run(lr_arg):
-            rule, theta = factory(None if lr is None else lr_arg)
-            return curves_and_norm_growth(rule, theta, raw, jax.random.PRNGKey(EVAL_SEED),
-                                          num_tasks=num_tasks, num_steps=reach * steps)
-        _RUNNERS[key] = jax.jit(run)
-    raw_curves, growth = _RUNNERS[key](jnp.asarray(0.0 if lr is None else lr, jnp.float32))
+    for speedups."""
+    def run(lr_arg):
+        rule, theta = factory(None if lr is None else lr_arg)
+        return curves_and_norm_growth(rule, theta, raw, jax.random.PRNGKey(EVAL_SEED),
+                                      num_tasks=num_tasks, num_steps=reach * steps)
+
+    raw_curves, growth = jax.jit(run)(jnp.asarray(0.0 if lr is None else lr, jnp.float32))
+    # Compiled programs are not kept: in one process, hundreds of rows' executables exhausted
+    # the kernel's memory-map limit (65,530) and LLVM failed mid-suite with "Cannot allocate
+    # memory" (the 27-task run, 133 stages in); each row runs once per invocation anyway.
+    jax.clear_caches()
     curves = np.asarray(reference.normalize(raw_curves), np.float64)
     raw_curves = np.asarray(raw_curves, np.float64)
     summary = summarize(Result(name=name, curves=curves[:steps + 1],
@@ -268,7 +270,7 @@ def _rows(suite, sz, labels, steps, raw, refs, plan, reach) -> dict:
                 f"eval_{_stage(label)}_{_stage(name)}",
                 lambda factory=factory, lr=lr, label=label, name=name: _row(
                     factory, lr, raw[label], refs[label], steps[label], reach, name,
-                    sz.eval_tasks, (name, label)),
+                    sz.eval_tasks),
                 {"lr": lr, "steps": steps[label], "eval": sz.eval_tasks, "reach": reach,
                  "family": raw[label].name, "version": 2, **tag}))
     return rows
