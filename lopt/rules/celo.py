@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 
 from lopt.rules import adafactor_features as af
+from lopt.rules.adafac_mlp import mlp_outputs
 from lopt.rules.base import UpdateRule
 from lopt.rules.nets import (
-    apply_mlp,
     dense,
     init_dense,
     init_lstm_cell,
@@ -146,11 +146,9 @@ def celo(hidden: int = 8, layers: int = 2, scheduler_hidden: int = 16,
         updates, accs = [], []
         for i, (p, g, acc) in enumerate(zip(p_leaves, g_leaves, acc_leaves)):
             acc = af.update_accumulators(acc, g, d_mom, d_rms, d_fac)
-            groups = [af.second_moment_normalize(x)
-                      for x in af.feature_groups(p, g, acc, celo=True,
-                                                 semantics=feature_semantics)]
-            out = apply_mlp(theta["mlp"], groups)
-            u = out[..., 0] * jnp.exp(out[..., 1] * exp_scale)
+            groups = af.feature_groups(p, g, acc, celo=True, semantics=feature_semantics)
+            direction, magnitude = mlp_outputs(theta["mlp"], groups)
+            u = direction * jnp.exp(magnitude * exp_scale)
             u = u * jax.lax.rsqrt(jnp.mean(u**2) + 1e-12)
             updates.append((-step_scale * jnp.exp(log_lr[i]) * u).astype(p.dtype))
             accs.append(acc)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from lopt.rules import adafactor_features as af
 from lopt.rules.base import UpdateRule, state_dtype
+from lopt.rules.nets import COLUMNWISE_MIN, columnwise_network
 
 MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
 RMS_DECAYS = (0.95,)
@@ -140,12 +141,6 @@ def apply_normalized_split_mlp(mlp: dict, groups: list, ndim: int, eps: float = 
     return _hidden_layers(mlp, first + mlp["first"]["b"])
 
 
-# From this many coordinates a tensor's MLP runs column by column (``_columnwise_outputs``):
-# about 1.8x faster there on CPU, for ~0.25 s more compile per tensor, which small tensors
-# (and meta-training's small tasks) do not repay.
-COLUMNWISE_MIN = 1 << 14
-
-
 def mlp_outputs(mlp: dict, groups: list, ndim: int, eps: float = 1e-9) -> tuple:
     """(direction, magnitude): outputs 0 and 1 of the split MLP on the groups, each normalized
     by ``normalize_last_two_axes`` (output 2, the released network's spare, is never read)."""
@@ -169,14 +164,8 @@ def _columnwise_outputs(mlp: dict, groups: list, ndim: int, eps: float) -> tuple
             col = x[..., j]
             scale = jax.lax.rsqrt(jnp.mean(jnp.square(col), axis=axes, keepdims=True) + eps)
             terms.append((col * scale, w[j]))
-    bias = mlp["first"]["b"]
-    units = [sum(col * w[h] for col, w in terms) + bias[h] for h in range(bias.shape[0])]
-    for i, layer in enumerate(mlp["layers"]):
-        width = 2 if i == len(mlp["layers"]) - 1 else layer["w"].shape[1]
-        active = [jax.nn.relu(u) for u in units]
-        units = [sum(a * layer["w"][j, k] for j, a in enumerate(active)) + layer["b"][k]
-                 for k in range(width)]
-    return units[0], units[1]
+    direction, magnitude = columnwise_network(terms, mlp["first"]["b"], mlp["layers"])
+    return direction, magnitude
 
 
 INITS = af.INITS + ("adam",)

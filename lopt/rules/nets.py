@@ -106,3 +106,25 @@ def log_magnitude(x):
     """A log-magnitude input in [−1, 1]: clip(log(x + 10⁻¹⁰), −10, 10)/10. A plain log feeds
     log(10⁻⁸) ≈ −18 for a zero-initialized bias, saturating the LSTM it enters."""
     return jnp.clip(jnp.log(x + 1e-10), -10.0, 10.0) / 10.0
+
+
+# From this many coordinates a tensor's per-coordinate MLP runs column by column
+# (``columnwise_network``): about 1.8x faster there on CPU, for ~0.25 s more compile per
+# tensor, which small tensors (and meta-training's small tasks) do not repay.
+COLUMNWISE_MIN = 1 << 14
+
+
+def columnwise_network(terms: list, bias, layers: list, outputs: int = 2) -> list:
+    """A per-coordinate ReLU MLP with every feature column and hidden unit its own array:
+    ``terms`` are (feature column [...], its first-layer weights [hidden]), ``bias`` the first
+    layer's, ``layers`` the rest ({"w", "b"} each, ReLU between); returns the first
+    ``outputs`` outputs. The same sums as the matrix form, in another order: XLA fuses the
+    whole network into a few loops that read the features once instead of writing a
+    [..., features] array and running matmuls a few units wide."""
+    units = [sum(col * w[h] for col, w in terms) + bias[h] for h in range(bias.shape[0])]
+    for i, layer in enumerate(layers):
+        width = outputs if i == len(layers) - 1 else layer["w"].shape[1]
+        active = [jax.nn.relu(u) for u in units]
+        units = [sum(a * layer["w"][j, k] for j, a in enumerate(active)) + layer["b"][k]
+                 for k in range(width)]
+    return units
