@@ -26,6 +26,7 @@ from lopt.bench import (
 from lopt.bench.perf import (
     accelerator,
     conv_loop,
+    lo_side_by_side,
     overview,
     step_cost,
     tensor_parallel,
@@ -87,6 +88,9 @@ SUITES = {
                                "tasks, in turns against an earlier commit"),
     "perf": (overview, "per-update time vs optax.adam and the FLOP floor, meta-training "
                        "throughput, TBPTT memory, state bytes"),
+    "lo_side_by_side": (lo_side_by_side, "lopt's per-parameter and Adafactor MLP updates beside "
+                                         "learned_optimization's in one process, in turns "
+                                         "(needs learned_optimization importable)"),
     "torch_step": (torch_step, "lopt.torch's update time against torch.optim.AdamW and "
                                "lopt's JAX update of the same rule, 1M and 10M parameters "
                                "(needs the torch extra)"),
