@@ -4,10 +4,11 @@ learned_optimization importable in the environment lopt runs from — never a te
 ``../shared/tools/reference-env.sh`` builds such an environment; run
 ``PYTHONPATH=. REFENV/bin/python -m lopt bench lo_side_by_side``.
 
-Measured: one update (params applied, state donated) of a 2.1M-parameter pytree by the
-per-parameter MLP (LO's ``MLPLOpt``, lopt's ``per_parameter_mlp``) and the Adafactor MLP
-(``AdafacMLPLOpt``, ``adafac_mlp``); each optimizer calls once per round, rounds repeated, the
-median and the fastest call reported, and LO's time over lopt's (>1: lopt is faster)."""
+Measured, for the per-parameter MLP (LO's ``MLPLOpt``, lopt's ``per_parameter_mlp``) and the
+Adafactor MLP (``AdafacMLPLOpt``, ``adafac_mlp``): one update (params applied, state donated)
+of a 2.1M-parameter pytree, and one antithetic PES gradient estimate on a 10-d quadratic and
+on a 16→32→4 MLP task; each optimizer calls once per round, rounds repeated, the median and
+the fastest call reported, and LO's time over lopt's (>1: lopt is faster)."""
 from __future__ import annotations
 
 import dataclasses
@@ -32,9 +33,14 @@ PAIRS = (("per_parameter_mlp", "mlp_lopt", "MLPLOpt"),
 class Size:
     width: int  # the pytree: two width x width matrices and a bias
     rounds: int
+    pes_runs: int = 16  # antithetic pairs
+    truncation: int = 50
+    horizon: int = 1000
+    pes_rounds: int = 7
 
 
-SIZES = {"full": Size(1024, 21), "quick": Size(64, 3)}
+SIZES = {"full": Size(1024, 21), "quick": Size(64, 3, 2, 5, 50, 2)}
+FAMILIES = ("sum_of_squares", "teacher_mlp")
 
 
 def check_available() -> None:
@@ -97,31 +103,168 @@ def update_times(size: Size) -> dict:
     return times
 
 
+def _lo_family(name: str):
+    """learned_optimization's task family equal to lopt's ``probe`` family ``name``: its
+    QuadraticTask (Σ p², 10-d), or the 16→32→4 ReLU MLP with a random linear teacher per
+    instance and a fresh Gaussian minibatch of 32 every step (``probe.teacher_mlp_family``)."""
+    from learned_optimization.tasks import base as tasks_base
+    from learned_optimization.tasks import quadratics
+
+    if name == "sum_of_squares":
+        return tasks_base.single_task_to_family(quadratics.QuadraticTask(dim=10))
+
+    class TeacherMLP(tasks_base.Task):
+        def __init__(self, teacher):
+            super().__init__()
+            self.teacher = teacher
+
+        def init(self, key):
+            k1, k2 = jax.random.split(key)
+            return {"w1": jax.random.normal(k1, (16, 32)) / jnp.sqrt(16.0),
+                    "b1": jnp.zeros(32),
+                    "w2": jax.random.normal(k2, (32, 4)) / jnp.sqrt(32.0), "b2": jnp.zeros(4)}
+
+        def loss(self, params, key, data):
+            del data
+            x = jax.random.normal(key, (32, 16))
+            labels = jnp.argmax(x @ self.teacher, axis=-1)
+            h = jax.nn.relu(x @ params["w1"] + params["b1"])
+            logits = h @ params["w2"] + params["b2"]
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None],
+                                                 1))
+
+    class TeacherFamily(tasks_base.TaskFamily):
+        datasets = None
+
+        def sample(self, key):
+            return jax.random.normal(key, (16, 4))
+
+        def task_fn(self, cfg):
+            return TeacherMLP(cfg)
+
+    return TeacherFamily()
+
+
+def _lo_pes(family: str, module: str, cls: str, sz: Size):
+    """(one timed PES gradient estimate of learned_optimization, its state box)."""
+    from learned_optimization.outer_trainers import (
+        gradient_learner,
+        lopt_truncated_step,
+        truncated_pes,
+        truncation_schedule,
+    )
+
+    lo_module = importlib.import_module(f"learned_optimization.learned_optimizers.{module}")
+    learned = getattr(lo_module, cls)()
+    step = lopt_truncated_step.VectorizedLOptTruncatedStep(
+        _lo_family(family), learned,
+        truncation_schedule.ConstantTruncationSchedule(sz.horizon), num_tasks=sz.pes_runs,
+        random_initial_iteration_offset=sz.horizon)
+    # one jitted unroll per truncation: learned_optimization at its fastest setting
+    est = truncated_pes.TruncatedPES(step, trunc_length=sz.truncation, std=0.01,
+                                     steps_per_jit=sz.truncation)
+    weights = gradient_learner.WorkerWeights(
+        theta=learned.init(jax.random.PRNGKey(0)), theta_model_state=None,
+        outer_state=gradient_learner.OuterState(jnp.asarray(0)))
+    box = [est.init_worker_state(weights, jax.random.PRNGKey(1)), jax.random.PRNGKey(2)]
+
+    def call(b):
+        b[1], key = jax.random.split(b[1])
+        out, _ = est.compute_gradient_estimate(weights, key, b[0], with_summary=False)
+        b[0] = out.unroll_state
+        jax.block_until_ready(out.grad)
+
+    return call, box
+
+
+def _lopt_pes(family: str, rule: str, sz: Size):
+    """(one timed PES gradient estimate of lopt, jitted with its state donated, its box)."""
+    from lopt.bench.perf.probe import FAMILIES as PROBE_FAMILIES
+    from lopt.outer import PES
+    from lopt.rules import make_rule
+
+    learned = make_rule(rule)
+    theta = learned.init_meta(jax.random.PRNGKey(0))
+    est = PES(sigma=0.01, num_runs=sz.pes_runs, truncation=sz.truncation,
+              horizon=sz.horizon).build(learned, PROBE_FAMILIES[family]())
+    grad = jax.jit(est.grad, donate_argnums=1)
+    box = [est.init(jax.random.PRNGKey(1), theta), jax.random.PRNGKey(2)]
+
+    def call(b):
+        b[1], key = jax.random.split(b[1])
+        g, b[0], _ = grad(theta, b[0], key)
+        jax.block_until_ready(g)
+
+    return call, box
+
+
+def pes_times(sz: Size) -> dict:
+    """{family: {optimizer: [seconds per PES gradient estimate, one per round]}}: antithetic
+    PES, ``pes_runs`` pairs, truncations of ``truncation`` steps in runs of ``horizon``."""
+    out = {}
+    for family in FAMILIES:
+        calls = {}
+        for rule, module, cls in PAIRS:
+            calls[f"lopt {rule}"] = _lopt_pes(family, rule, sz)
+            calls[f"learned_optimization {cls}"] = _lo_pes(family, module, cls, sz)
+        for call, box in calls.values():  # compile, and a first estimate
+            call(box)
+        times = {name: [] for name in calls}
+        for r in range(sz.pes_rounds):
+            for name in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
+                call, box = calls[name]
+                start = time.perf_counter()
+                call(box)
+                times[name].append(time.perf_counter() - start)
+        out[family] = times
+    return out
+
+
+def _ratio_lines(times: dict, unit: float, label: str) -> tuple:
+    lines, ratios = [], {}
+    for rule, _, cls in PAIRS:
+        ours, theirs = np.asarray(times[f"lopt {rule}"]), \
+            np.asarray(times[f"learned_optimization {cls}"])
+        med, fast = np.median(theirs) / np.median(ours), theirs.min() / ours.min()
+        ratios[rule] = {"median": float(med), "fastest": float(fast)}
+        lines.append(f"| {label}{rule} / {cls} | {np.median(ours) * unit:.1f} | "
+                     f"{np.median(theirs) * unit:.1f} | {med:.2f} | {ours.min() * unit:.1f} | "
+                     f"{theirs.min() * unit:.1f} | {fast:.2f} |")
+    return lines, ratios
+
+
 def run(out: str, quick: bool = False, command: str = "lopt bench lo_side_by_side",
         progress: bool = True) -> str:
     check_available()
     import learned_optimization
 
     sz = SIZES["quick" if quick else "full"]
-    suite = Suite("lo_side_by_side", out, sz, command, 1, progress)
+    suite = Suite("lo_side_by_side", out, sz, command, 2, progress)
     times = suite.cached("updates", lambda: update_times(sz))
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(big_pytree(sz.width)))
-    lines = ["| rule | lopt median ms | LO median ms | LO / lopt (median) | lopt fastest ms | "
-             "LO fastest ms | LO / lopt (fastest) |", "|---|---|---|---|---|---|---|"]
-    ratios = {}
-    for rule, _, cls in PAIRS:
-        ours, theirs = np.asarray(times[f"lopt {rule}"]), \
-            np.asarray(times[f"learned_optimization {cls}"])
-        med, fast = np.median(theirs) / np.median(ours), theirs.min() / ours.min()
-        ratios[rule] = {"median": float(med), "fastest": float(fast)}
-        lines.append(f"| {rule} / {cls} | {np.median(ours) * 1e3:.1f} | "
-                     f"{np.median(theirs) * 1e3:.1f} | {med:.2f} | {ours.min() * 1e3:.1f} | "
-                     f"{theirs.min() * 1e3:.1f} | {fast:.2f} |")
+    head = ["| rule | lopt median ms | LO median ms | LO / lopt (median) | lopt fastest ms | "
+            "LO fastest ms | LO / lopt (fastest) |", "|---|---|---|---|---|---|---|"]
+    lines, ratios = _ratio_lines(times, 1e3, "")
     suite.section("One update", f"A {params:,}-parameter pytree (two {sz.width}x{sz.width} "
                   "matrices and a bias), parameters applied and state donated inside the jit, "
                   f"{sz.rounds} rounds in which every optimizer calls once (order reversed "
-                  "every other round).\n\n" + "\n".join(lines) + "\n")
+                  "every other round).\n\n" + "\n".join(head + lines) + "\n")
+    pes = suite.cached("pes", lambda: pes_times(sz))
+    pes_lines, pes_ratios = [], {}
+    for family, by_opt in pes.items():
+        rows, r = _ratio_lines(by_opt, 1e3, f"{family}: ")
+        pes_lines += rows
+        pes_ratios[family] = r
+    suite.section("PES", f"One antithetic PES gradient estimate: {sz.pes_runs} pairs of runs, "
+                  f"truncations of {sz.truncation} steps in runs of {sz.horizon}, sigma 0.01, "
+                  "on a 10-d sum of squares (learned_optimization's QuadraticTask) and a "
+                  "16→32→4 ReLU MLP with a random teacher per instance; learned_optimization "
+                  "with one jitted unroll per truncation (steps_per_jit = truncation), lopt "
+                  f"with the whole estimate jitted and its state donated; {sz.pes_rounds} "
+                  "rounds in turns. Ratios over 1: lopt is faster.\n\n"
+                  + "\n".join(head + pes_lines) + "\n")
     suite.payload.update({"seconds_per_update": times, "lo_over_lopt": ratios,
+                          "seconds_per_pes_estimate": pes, "pes_lo_over_lopt": pes_ratios,
                           "learned_optimization": getattr(learned_optimization, "__file__", "")})
     return suite.finish("lopt beside learned_optimization",
                         "Both libraries in one process (the reference environment, the same "
