@@ -16,7 +16,7 @@ from lopt.rules import adam, make_rule
 from lopt.tasks import make_family
 
 # Parts of a theta applied once per tensor, not per coordinate (hierarchical's tensor LSTM).
-PER_TENSOR_PARTS = ("tensor_lstm", "context")
+PER_TENSOR_PARTS = ("tensor_lstm", "context", "scheduler")
 
 
 def flops_per_coordinate(theta) -> int:
