@@ -158,7 +158,7 @@ def test_a_run_whose_every_step_is_skipped_exits_1_with_one_line(tmp_path, capsy
     from lopt.cli import main
 
     monkeypatch.setattr("lopt.cli.training.default_meta_optimizer",
-                        lambda lr, clip: optax.sgd(1e39))
+                        lambda lr, clip: optax.sgd(float("inf")))
     argv = ["train", "--task", "quadratic", "--steps", "2", "--num-runs", "4",
             "--truncation", "3", "--horizon", "8", "--rule-config",
             '{"hidden": 4, "layers": 1}', "--no-progress", "--out", str(tmp_path / "r")]
