@@ -192,16 +192,29 @@ def _per_group_first_layer(mlp: dict, groups: list) -> jax.Array:
     return out
 
 
+def _per_group_outputs(mlp: dict, groups: list, ndim: int, eps: float = 1e-9) -> tuple:
+    """``celo2.mlp_outputs`` as lopt computed it until issue 35: the row and column groups
+    broadcast, every group normalized and written out, then ``_per_group_first_layer``."""
+    celo2 = importlib.import_module("lopt.rules.celo2")  # lopt.rules.celo2 is the function
+    full = jnp.broadcast_shapes(*(x.shape[:-1] for x in groups))
+    groups = [celo2.normalize_last_two_axes(jnp.broadcast_to(x, full + x.shape[-1:]), ndim, eps)
+              for x in groups]
+    out = _per_group_first_layer(mlp, groups)
+    return out[..., 0], out[..., 1]
+
+
 @contextlib.contextmanager
 def _old_first_layer():
-    """Within the block, celo2 rules traced anew use ``_per_group_first_layer``."""
-    module = importlib.import_module("lopt.rules.celo2")  # lopt.rules.celo2 is the function
-    saved = module.apply_split_mlp
-    module.apply_split_mlp = _per_group_first_layer
+    """Within the block, celo2 rules traced anew use ``_per_group_outputs`` (the update calls
+    ``mlp_outputs``; patching ``apply_split_mlp``, which the update no longer calls since the
+    first layer was restructured, would time today's code under the old name)."""
+    module = importlib.import_module("lopt.rules.celo2")
+    saved = module.mlp_outputs
+    module.mlp_outputs = _per_group_outputs
     try:
         yield
     finally:
-        module.apply_split_mlp = saved
+        module.mlp_outputs = saved
 
 
 def _semantics_drift(tasks: tuple, steps: int, instances: int) -> dict:
