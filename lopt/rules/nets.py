@@ -23,16 +23,16 @@ def dense(weights: dict, x: jax.Array) -> jax.Array:
 
 def linear(x: jax.Array, w: jax.Array) -> jax.Array:
     """x @ w, written so that XLA's CPU backend fuses it into neighbouring elementwise passes
-    when the matrix is a sliver: with a handful of inputs as a sum of rank-1 terms, with one
-    or two outputs as multiply-and-sums. A [n, 2]×[2, k] or [n, k]×[k, 2] matmul runs at a few
-    percent of the machine's matmul rate (benchmarks/perf)."""
+    when the matrix has a handful of inputs: a sum of rank-1 terms (a [n, 2]×[2, k] matmul
+    runs at a few percent of the machine's matmul rate, benchmarks/perf). One or two outputs
+    stay a matmul: written as multiply-and-sums they became reductions over the minor axis,
+    1.26× slower in PES on the 16→32→4 MLP and 1.09-1.21× in the per-parameter MLPs' 2.1M
+    update (measured in turns in one process, docs/performance.md)."""
     if x.shape[-1] <= 4:
         out = x[..., 0, None] * w[0]
         for k in range(1, x.shape[-1]):
             out = out + x[..., k, None] * w[k]
         return out
-    if w.shape[-1] <= 2:
-        return jnp.stack([jnp.sum(x * w[:, j], axis=-1) for j in range(w.shape[-1])], axis=-1)
     return x @ w
 
 
