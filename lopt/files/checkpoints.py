@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 from typing import Optional
 
 import jax
@@ -144,6 +145,7 @@ class Checkpoints:
                 state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(metadata)), force=True)
             self._mgr().wait_until_finished()
         except Exception as err:
+            _quiet_closed_loop_callbacks()
             # tensorstore reports a full disk as RESOURCE_EXHAUSTED in a ValueError: a write
             # that failed is an OSError here (exit 1), never a usage error; the unfinished
             # folder is removed by the next run's first save.
@@ -327,6 +329,25 @@ def stale_temporaries(folder: str) -> list:
     if not os.path.isdir(folder):
         return []
     return sorted(n for n in os.listdir(folder) if ".orbax-checkpoint-tmp" in n)
+
+
+def _quiet_closed_loop_callbacks() -> None:
+    """After a failed save, tensorstore's writes still in flight finish on threads of their
+    own and resolve their asyncio futures through a loop orbax has already closed: each raises
+    "Event loop is closed" as an unraisable exception, which Python prints as a traceback
+    beside lopt's one-line report (seen under load in the full-disk test). Those, and only
+    those, are dropped from then on; every other unraisable exception is printed as before."""
+    default = sys.unraisablehook
+
+    def hook(unraisable):
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        default(unraisable)
+
+    hook.lopt_quiet = True
+    if not getattr(sys.unraisablehook, "lopt_quiet", False):
+        sys.unraisablehook = hook
 
 
 def _first_line(err) -> str:
