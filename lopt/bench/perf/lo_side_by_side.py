@@ -89,11 +89,17 @@ def update_times(size: Size) -> dict:
     for rule, module, cls in PAIRS:
         calls[f"lopt {rule}"] = _lopt_step(rule, params, grads)
         calls[f"learned_optimization {cls}"] = _lo_step(module, cls, params, grads)
-    for call, box in calls.values():  # compile, and a first step
+    return in_turns(calls, size.rounds)
+
+
+def in_turns(calls: dict, rounds: int) -> dict:
+    """{name: [seconds, one per round]}: every ``call(box)`` of ``calls`` run once (compiling,
+    a first step), then once per round in turn, the order reversed every other round."""
+    for call, box in calls.values():
         call(box)
         jax.block_until_ready(box)
     times = {name: [] for name in calls}
-    for r in range(size.rounds):
+    for r in range(rounds):
         for name in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
             call, box = calls[name]
             start = time.perf_counter()
@@ -207,15 +213,7 @@ def pes_times(sz: Size) -> dict:
         for rule, module, cls in PAIRS:
             calls[f"lopt {rule}"] = _lopt_pes(family, rule, sz)
             calls[f"learned_optimization {cls}"] = _lo_pes(family, module, cls, sz)
-        for call, box in calls.values():  # compile, and a first estimate
-            call(box)
-        times = {name: [] for name in calls}
-        for r in range(sz.pes_rounds):
-            for name in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
-                call, box = calls[name]
-                start = time.perf_counter()
-                call(box)
-                times[name].append(time.perf_counter() - start)
+        times = in_turns(calls, sz.pes_rounds)
         out[family] = times
     return out
 
