@@ -155,8 +155,6 @@ def cosine(steps: int):
     return optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, steps // 20), steps, 0.0)
 
 
-
-
 def _row(factory, lr, raw, reference, steps, reach, name, num_tasks) -> dict:
     """``factory(lr)`` on the evaluation instances of the raw family for ``reach`` × ``steps``
     steps: the summary of its normalized curves at ``steps`` (``reference.normalize``, as

@@ -96,6 +96,16 @@ def normalized_first_layer(groups: list, w, b, eps: float = 1e-5):
     return out
 
 
+def hidden_layers(layers: list, first):
+    """The MLP after its first layer: ReLU, then each layer, ReLU between (not after the last)."""
+    h = torch.relu(first)
+    for i, layer in enumerate(layers):
+        h = h @ layer["w"] + layer["b"]
+        if i < len(layers) - 1:
+            h = torch.relu(h)
+    return h
+
+
 def step_embedding(count: int):
     t = torch.tensor(float(count), dtype=torch.float32)
     return torch.tanh(t / torch.tensor(STEP_TIMESCALES, dtype=torch.float32) - 1.0)
@@ -129,13 +139,8 @@ class AdafacMLP:
         acc = update_accumulators(acc, g, *self.decays)
         w0 = self.mlp[0]["w"]
         bias = self.mlp[0]["b"] + step_embedding(count) @ w0[self.n_feat:]
-        h = torch.relu(normalized_first_layer(feature_groups(p, g, acc, self.semantics),
-                                              w0[:self.n_feat], bias))
-        layers = self.mlp[1:]
-        for i, layer in enumerate(layers):
-            h = h @ layer["w"] + layer["b"]
-            if i < len(layers) - 1:
-                h = torch.relu(h)
+        h = hidden_layers(self.mlp[1:], normalized_first_layer(
+            feature_groups(p, g, acc, self.semantics), w0[:self.n_feat], bias))
         step = h[..., 0] * torch.exp(h[..., 1] * self.exp_scale) * self.step_scale
         return (-step).to(p.dtype), acc
 

@@ -11,7 +11,12 @@ import math
 
 import torch
 
-from lopt.torch.adafac import decays_from_offsets, feature_groups, normalized_first_layer
+from lopt.torch.adafac import (
+    decays_from_offsets,
+    feature_groups,
+    hidden_layers,
+    normalized_first_layer,
+)
 from lopt.torch.celo2 import GRAD_CLIP, init_accumulators, update_accumulators
 from lopt.torch.celo_reference import FRACTION_CENTRES, LOSS_AVERAGES, _dense
 
@@ -119,12 +124,8 @@ class Celo:
         groups = feature_groups(p, g, new, self.semantics)
         gx = g.unsqueeze(-1).to(new["m"].dtype)
         groups += [gx.clamp(-0.1, 0.1), gx * torch.rsqrt(new["v"] + 1e-6)]
-        h = torch.relu(normalized_first_layer(groups, self.mlp[0]["w"], self.mlp[0]["b"]))
-        layers = self.mlp[1:]
-        for i, layer in enumerate(layers):
-            h = h @ layer["w"] + layer["b"]
-            if i < len(layers) - 1:
-                h = torch.relu(h)
+        h = hidden_layers(self.mlp[1:], normalized_first_layer(groups, self.mlp[0]["w"],
+                                                                self.mlp[0]["b"]))
         u = h[..., 0] * torch.exp(h[..., 1] * self.exp_scale)
         u = u * torch.rsqrt(u.square().mean() + 1e-12)
         update = -self.step_scale * torch.exp(context["log_lr"]) * u

@@ -21,6 +21,7 @@ from lopt.torch.celo2 import (
     init_accumulators,
     update_accumulators,
 )
+from lopt.torch.rule_file import tree_to
 
 MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
 RMS_DECAYS = (0.999,)
@@ -95,7 +96,7 @@ class CeloReference:
         in x64 mode, as tests/torch checks VeLO beyond float32's rounding)."""
         del name
         self.dtype = dtype
-        self.theta = cast(theta, dtype)
+        self.theta = tree_to(theta, dtype)
         self.exp_scale = float(config.get("exp_scale", 1e-3))
         self.step_scale = float(config.get("step_scale", 1e-3))
         self.decays = [torch.tensor(d, dtype=dtype)
@@ -138,15 +139,6 @@ class CeloReference:
         scale = torch.sqrt(p32.square().mean() + 1e-9)
         step = out[..., 0] * scale * torch.exp(out[..., 1] * self.exp_scale) * self.step_scale
         return (-context["lr_mult"] * step).to(p.dtype), acc
-
-
-def cast(tree, dtype):
-    """Every tensor of a nested dict/list tree in ``dtype``."""
-    if isinstance(tree, dict):
-        return {k: cast(v, dtype) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [cast(v, dtype) for v in tree]
-    return tree.to(dtype)
 
 
 def mix(tree, controls, scale: float = 1.0):

@@ -14,7 +14,7 @@ from lopt.torch.celo import Celo
 from lopt.torch.celo2 import Celo2
 from lopt.torch.celo_reference import CeloReference
 from lopt.torch.names import RULE_NAMES
-from lopt.torch.rule_file import load, to_device
+from lopt.torch.rule_file import load, tree_to
 from lopt.torch.velo import Velo
 
 # rule name (a .lopt header's) -> its torch implementation
@@ -104,7 +104,7 @@ class Optimizer(torch.optim.Optimizer):
         # tensor the rules make is made under this device
         self.device = devices.pop() if devices else torch.device("cpu")
         with torch.device(self.device):
-            self.rule = RULES[name](to_device(theta, self.device), config, name)
+            self.rule = RULES[name](tree_to(theta, self.device), config, name)
         if self.rule.wants_num_steps and not (isinstance(num_steps, int) and num_steps >= 1):
             raise UsageError(f"rule {rule!r} schedules its step over the run: give "
                              f"num_steps= (a positive integer); got {num_steps!r}")
@@ -146,7 +146,8 @@ class Optimizer(torch.optim.Optimizer):
                 if p.grad.is_sparse:
                     raise UsageError("lopt.torch.Optimizer does not take sparse gradients")
                 grad = torch.nan_to_num(p.grad) if self.finite_gradients else p.grad
-                todo.append((group, p, rule_view(grad, self.layout), self._state_of(p)))
+                todo.append((group, p, rule_view(p, self.layout), rule_view(grad, self.layout),
+                             self._state_of(p)))
         contexts = [None] * len(todo)
         if self.shared is not None:
             if loss is None:
@@ -159,14 +160,12 @@ class Optimizer(torch.optim.Optimizer):
                 if todo:  # the scheduler reads every tensor this step updates
                     contexts, self.shared = self.rule.schedule_tensors(
                         self.shared, value, self.num_steps,
-                        [(rule_view(p, self.layout), g, self._accumulators(state))
-                         for _, p, g, state in todo])
+                        [(view, g, self._accumulators(state)) for _, _, view, g, state in todo])
             else:
                 context, self.shared = self.rule.schedule(self.shared, value, self.num_steps)
                 contexts = [context] * len(todo)
-        for (group, p, grad, state), context in zip(todo, contexts):
-            args = (rule_view(p, self.layout), grad, self._accumulators(state),
-                    state["step"], self.num_steps)
+        for (group, p, view, grad, state), context in zip(todo, contexts):
+            args = (view, grad, self._accumulators(state), state["step"], self.num_steps)
             update, acc = self.rule.update(*args) if context is None else \
                 self.rule.update(*args, context=context)
             state.update(acc)
@@ -188,7 +187,7 @@ class Optimizer(torch.optim.Optimizer):
             raise UsageError("this state_dict is from an optimizer of another rule")
         super().load_state_dict(state_dict)
         if shared is not None:
-            self.shared = to_device(dict(shared), self.device)
+            self.shared = tree_to(dict(shared), self.device)
 
 
 def mup_param_groups(model, base_model, hidden_lr_mult: float = 1.0) -> list:

@@ -51,13 +51,14 @@ def _child(node, part, default):
     return node.setdefault(part, default)
 
 
-def to_device(tree, device):
-    """Every tensor of a nested dict/list tree on ``device``."""
+def tree_to(tree, target):
+    """Every tensor of a nested dict/list tree moved or cast by ``.to(target)`` (a device or a
+    dtype); other leaves unchanged."""
     if isinstance(tree, dict):
-        return {k: to_device(v, device) for k, v in tree.items()}
+        return {k: tree_to(v, target) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [to_device(v, device) for v in tree]
-    return tree.to(device) if torch.is_tensor(tree) else tree
+        return [tree_to(v, target) for v in tree]
+    return tree.to(target) if torch.is_tensor(tree) else tree
 
 
 def load(source) -> tuple:
