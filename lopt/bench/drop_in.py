@@ -192,7 +192,8 @@ def _per_group_first_layer(mlp: dict, groups: list) -> jax.Array:
     return out
 
 
-def _per_group_outputs(mlp: dict, groups: list, ndim: int, eps: float = 1e-9) -> tuple:
+def _per_group_outputs(mlp: dict, groups: list, ndim: int, eps: float = 1e-9,
+                       outputs: int = 2) -> tuple:
     """``celo2.mlp_outputs`` as lopt computed it until issue 35: the row and column groups
     broadcast, every group normalized and written out, then ``_per_group_first_layer``."""
     celo2 = importlib.import_module("lopt.rules.celo2")  # lopt.rules.celo2 is the function
@@ -200,7 +201,7 @@ def _per_group_outputs(mlp: dict, groups: list, ndim: int, eps: float = 1e-9) ->
     groups = [celo2.normalize_last_two_axes(jnp.broadcast_to(x, full + x.shape[-1:]), ndim, eps)
               for x in groups]
     out = _per_group_first_layer(mlp, groups)
-    return out[..., 0], out[..., 1]
+    return tuple(out[..., i] for i in range(outputs))
 
 
 @contextlib.contextmanager

@@ -39,6 +39,13 @@ FACTORS_OF = {"celo2_graft": FACTORS + (8.0, 16.0)}
 # mean over families, one loss-scaled family's gains pick the grid's ×16 edge, which leaves
 # the deep ReLU regression at loss scale 10³ (what broke celo2_broad) 0.48 worse than at ×4.
 WORST_CASE = frozenset({"celo2_graft"})
+# celo2_graft's β, chosen on 300-step runs, grew the weights of a 1,000-step deep regression
+# 23 -> 217 and ended 5.8x above Adam at 1e-3 (diagnosis_v3): a β chosen where the runs are
+# short does not see the path an orthogonalized step takes over a long one. Its second version
+# keeps the rule and theta and chooses β again by the worst family over both the 300-step runs
+# and runs at the recipe's longest meta-training horizon (2,000 steps), on the same tuning
+# instances: version -> (recipe, factors of the training β, long horizon).
+VERSIONS = {"celo2_graft_v2": ("celo2_graft", (0.5, 1.0, 2.0, 4.0), 2000)}
 
 
 def trained_path(recipe: str) -> str:
@@ -84,12 +91,14 @@ def _fixed_theta(name: str, kwargs: dict, theta):
     return factory
 
 
-def _sweep(suite, label, factory, families, sz, grid) -> list:
-    """Per family, per lr: [diverged runs, mean final normalized loss]."""
+def _sweep(suite, label, factory, families, sz, grid, steps=None) -> list:
+    """Per family, per lr: [diverged runs, mean final normalized loss] after ``steps`` (the
+    size's by default)."""
+    steps = steps or sz.steps
     return [suite.cached(f"{label}_{f.name}", lambda f=f: [list(score(c)) for c in lr_sweep(
         factory, f, jax.random.PRNGKey(TUNE_SEED), num_tasks=sz.tune_tasks,
-        num_steps=sz.steps, grid=grid)], {"steps": sz.steps, "tune": sz.tune_tasks,
-                                          "grid": list(grid), "family": f.name, "what": label})
+        num_steps=steps, grid=grid)], {"steps": steps, "tune": sz.tune_tasks,
+                                       "grid": list(grid), "family": f.name, "what": label})
             for f in families]
 
 
@@ -114,9 +123,15 @@ def run(out: str, quick: bool = False, command: str = "lopt bench step_scale",
     trained = {recipe: os.path.exists(trained_path(recipe)) and not quick for recipe in RECIPES}
     stages = sum(len(families) * ((not cfg.get("init_from")) + trained[recipe]) + 1
                  for recipe, cfg, families in plans)
+    versions = [(v, dict((r, f) for r, _, f in plans)[recipe], factors, long)
+                for v, (recipe, factors, long) in VERSIONS.items()
+                if os.path.exists(trained_path(recipe))]
+    stages += sum(2 * len(families) for _, families, _, _ in versions)
     suite = Suite("step_scale", out, sz, command, stages, progress)
     for recipe, cfg, families in plans:
         _recipe(suite, sz, out, recipe, cfg, families, trained[recipe])
+    for version, families, factors, long in versions:
+        _version(suite, sz, out, version, families, factors, 2 * sz.steps if quick else long)
     return suite.finish("The celo2 recipes' learning rates, chosen on meta-training families",
                         "Issues 24 and 35: each rule gets one default learning rate, chosen "
                         "here on tuning instances of its meta-training families only.")
@@ -179,3 +194,39 @@ def _recipe(suite, sz, out, recipe, cfg, families, trained) -> None:
             "recipe": recipe, "meta_trained": path, "meta_trained_step_scale": base,
             "step_scale_chosen_by": f"lopt bench step_scale (tuning instances of {cfg['task']})",
             "meta_trained_sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()})
+
+
+def _version(suite, sz, out, version, families, factors, long) -> None:
+    """A shipped recipe's next version: its meta-trained rule and theta at β × ``factors``, on
+    the same tuning instances at the size's horizon and at ``long`` steps; the best is the
+    fewest divergences over both, then the lowest worst family over both, then the lowest
+    mean. Writes ``OUT/VERSION.lopt``."""
+    recipe = VERSIONS[version][0]
+    path = trained_path(recipe)
+    trained_rule, theta = load(path)
+    base = trained_rule.config["step_scale"]
+    grid = tuple(base * k for k in factors)
+    config = {k: v for k, v in trained_rule.config.items() if k != "step_scale"}
+    factory = _fixed_theta(trained_rule.name, config, theta)
+    short = _sweep(suite, f"{version}_short", factory, families, sz, grid)
+    longer = _sweep(suite, f"{version}_long", factory, families, sz, grid, long)
+    best = worst_family_index(short + longer)
+    text = (f"`{path}` (the {recipe} run) at β × ({', '.join(f'{k:g}' for k in factors)}) of "
+            f"its training β = {base:g}, the tuning instances of every family, after "
+            f"{sz.steps} and after {long} steps. Best (the fewest divergences over both, then "
+            f"the lowest worst family over both, then the lowest mean): **{grid[best]:.3g}**, "
+            f"{version}'s default.\n\n")
+    suite.section(f"{version}: {recipe}'s rule and theta, β chosen over short and long runs",
+                  text + f"After {sz.steps} steps:\n\n"
+                  + _table(grid, short, families, best, worst=True)
+                  + f"\nAfter {long} steps:\n\n"
+                  + _table(grid, longer, families, best, worst=True))
+    suite.payload[version] = {"grid": list(grid), "steps": [sz.steps, long],
+                              "scores": [short, longer], "best": grid[best]}
+    shipped = make_rule(trained_rule.name, **{**config, "step_scale": grid[best]})
+    save(os.path.join(out, f"{version}.lopt"), shipped, theta, extra={
+        "recipe": recipe, "version": version, "meta_trained": path,
+        "meta_trained_step_scale": base,
+        "step_scale_chosen_by": f"lopt bench step_scale ({version}: tuning instances of the "
+                                f"recipe's mixture, {sz.steps} and {long} steps)",
+        "meta_trained_sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()})

@@ -141,17 +141,20 @@ def apply_normalized_split_mlp(mlp: dict, groups: list, ndim: int, eps: float = 
     return _hidden_layers(mlp, first + mlp["first"]["b"])
 
 
-def mlp_outputs(mlp: dict, groups: list, ndim: int, eps: float = 1e-9) -> tuple:
+def mlp_outputs(mlp: dict, groups: list, ndim: int, eps: float = 1e-9,
+                outputs: int = 2) -> tuple:
     """(direction, magnitude): outputs 0 and 1 of the split MLP on the groups, each normalized
-    by ``normalize_last_two_axes`` (output 2, the released network's spare, is never read)."""
+    by ``normalize_last_two_axes`` (output 2, the released network's spare, is never read);
+    ``outputs=1``: (direction,) alone."""
     shape = jnp.broadcast_shapes(*(x.shape[:-1] for x in groups))
     if math.prod(shape) >= COLUMNWISE_MIN:
-        return _columnwise_outputs(mlp, groups, ndim, eps)
+        return _columnwise_outputs(mlp, groups, ndim, eps, outputs)
     out = apply_normalized_split_mlp(mlp, groups, ndim, eps)
-    return out[..., 0], out[..., 1]
+    return tuple(out[..., i] for i in range(outputs))
 
 
-def _columnwise_outputs(mlp: dict, groups: list, ndim: int, eps: float) -> tuple:
+def _columnwise_outputs(mlp: dict, groups: list, ndim: int, eps: float,
+                        outputs: int = 2) -> tuple:
     """``mlp_outputs`` with every feature column and every hidden unit its own array, so XLA
     fuses the whole per-coordinate network into a few loops that read the state once instead
     of writing out the [..., 30] features and running matmuls 8 and 3 wide. A column
@@ -164,8 +167,7 @@ def _columnwise_outputs(mlp: dict, groups: list, ndim: int, eps: float) -> tuple
             col = x[..., j]
             scale = jax.lax.rsqrt(jnp.mean(jnp.square(col), axis=axes, keepdims=True) + eps)
             terms.append((col * scale, w[j]))
-    direction, magnitude = columnwise_network(terms, mlp["first"]["b"], mlp["layers"])
-    return direction, magnitude
+    return tuple(columnwise_network(terms, mlp["first"]["b"], mlp["layers"], outputs))
 
 
 INITS = af.INITS + ("adam",)
@@ -238,7 +240,7 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
           rms_decays: Sequence[float] = RMS_DECAYS,
           factored_decays: Sequence[float] = FACTORED_DECAYS, init: str = "random",
           magnitude: str = "rms", schedule: str = "constant",
-          name: str = "celo2") -> UpdateRule:
+          orthogonalize_max_dim: int | None = None, name: str = "celo2") -> UpdateRule:
     """Δθ = −β · s, s = RMS-normalize(NS₅(d · exp(α·m))) per tensor, (d, m) from the split-input
     MLP (``layers`` ReLU layers of ``hidden``: 2 × 8 as released) on ``feature_groups`` of the
     ±1000-clipped gradient, each normalized over the tensor's last two axes (ε 10⁻⁹). NS₅:
@@ -261,6 +263,10 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
     ``schedule``: "constant" (Celo2's: the schedule is the user's) or "cosine": every step times
     ``warmup_cosine`` of the run's progress, so the rule needs the run length
     (``lopt.as_optax(..., num_steps=N)``; meta-training tells each run its horizon).
+    ``orthogonalize_max_dim`` D: Newton–Schulz only on matrices whose shorter side (of the
+    last two axes) is at most D, where it costs about what the per-coordinate network does
+    (its FLOPs per coordinate grow with that side: 5 iterations of three products); wider
+    ones step along the normalized direction, as Celo2-base. None: every matrix.
     State: 3 momenta + 1 RMS per parameter (float32) and per matrix O(rows + columns)."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers)
@@ -296,10 +302,14 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
                 p1, g1, acc1 = p[None], g[None], jax.tree.map(expand, acc)
             else:
                 p1, g1, acc1 = p, g, acc
-            direction, log_size = mlp_outputs(
-                theta, feature_groups(p1, g1, acc1, broadcast=False), p1.ndim)
-            step = direction * jnp.exp(log_size * exp_scale)
-            if orthogonalize_matrices and p1.ndim >= 2:
+            groups = feature_groups(p1, g1, acc1, broadcast=False)
+            if exp_scale == 0.0:  # exp(0 · m) = 1: the released rule's unused output
+                step, = mlp_outputs(theta, groups, p1.ndim, outputs=1)
+            else:
+                direction, log_size = mlp_outputs(theta, groups, p1.ndim)
+                step = direction * jnp.exp(log_size * exp_scale)
+            if orthogonalize_matrices and p1.ndim >= 2 and (
+                    orthogonalize_max_dim is None or min(p1.shape[-2:]) <= orthogonalize_max_dim):
                 step = orthogonalize(step)
             step = normalize_last_two_axes(step, p1.ndim)
             if magnitude == "adam":
@@ -326,6 +336,8 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
         config["schedule"] = schedule
     if name == "celo2":
         config["orthogonalize_matrices"] = orthogonalize_matrices
+        if orthogonalize_max_dim is not None:
+            config["orthogonalize_max_dim"] = orthogonalize_max_dim
     return UpdateRule(init_meta=init_meta, init=init_state, update=update, name=name,
                       config=config, wants_num_steps=schedule == "cosine")
 

@@ -180,6 +180,7 @@ class Celo2:
         self.decays = [torch.tensor(config[k], dtype=torch.float32) for k in
                        ("momentum_decays", "rms_decays", "factored_decays")]
         self.orthogonal = name == "celo2" and config.get("orthogonalize_matrices", True)
+        self.orthogonal_max_dim = config.get("orthogonalize_max_dim")
         self.magnitude = config.get("magnitude", "rms")
         self.schedule = config.get("schedule", "constant")
 
@@ -202,7 +203,8 @@ class Celo2:
         out = apply_normalized_split_mlp(
             self.theta, feature_groups(p1, g1, acc1, broadcast=False), p1.ndim)
         step = out[..., 0] * torch.exp(out[..., 1] * self.exp_scale)
-        if self.orthogonal and p1.ndim >= 2:
+        if self.orthogonal and p1.ndim >= 2 and (
+                self.orthogonal_max_dim is None or min(p1.shape[-2:]) <= self.orthogonal_max_dim):
             step = orthogonalize(step)
         step = normalize_last_two_axes(step, p1.ndim)
         if self.magnitude == "adam":
