@@ -36,6 +36,9 @@ SHIPPED = "celo2_broad"
 BATCH = 64
 WEIGHT_DECAY = 0.1
 RECORD_EVERY = 5
+# Newton-Schulz's FLOPs per coordinate grow with a matrix's shorter side k (about 30 k for
+# five iterations): up to 128 it costs about what the per-coordinate network does on this CPU
+CHEAP_NS = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +110,20 @@ def optimizers(steps: int) -> dict:
         # and the third generation as shipped, once it is: its own meta-trained theta and β
         **({"celo2_graft (shipped)": as_optax("celo2_graft", num_steps=steps)}
            if "celo2_graft" in PRETRAINED else {}),
+        # its second version (beta chosen over 300- and 2,000-step runs) and that version with
+        # Newton-Schulz only where it is cheap (the step-cost knob, lopt bench step_cost)
+        **({"celo2_graft_v2 (shipped)": as_optax("celo2_graft_v2", num_steps=steps),
+            f"celo2_graft_v2, Newton-Schulz up to {CHEAP_NS}": as_optax(cheap_ns(
+                "celo2_graft_v2"), rule_and_theta("celo2_graft_v2")[1], num_steps=steps)}
+           if "celo2_graft_v2" in PRETRAINED else {}),
     }
+
+
+def cheap_ns(name: str):
+    """The shipped celo2 rule ``name`` with Newton-Schulz only on matrices whose shorter side
+    is at most CHEAP_NS."""
+    rule = rule_and_theta(name)[0]
+    return make_rule(rule.name, **{**rule.config, "orthogonalize_max_dim": CHEAP_NS})
 
 
 def _run(problem: Problem, tx, seeds: int) -> dict:

@@ -278,6 +278,11 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
         raise ValueError(f"magnitude must be one of {', '.join(MAGNITUDES)}; got {magnitude!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+    if orthogonalize_max_dim is not None and (isinstance(orthogonalize_max_dim, bool) or not
+                                              isinstance(orthogonalize_max_dim, int)
+                                              or orthogonalize_max_dim < 0):
+        raise ValueError("orthogonalize_max_dim must be a non-negative integer or None; got "
+                         f"{orthogonalize_max_dim!r}")
     n = (len(moms), len(rmss), len(facs))
 
     def init_meta(key):

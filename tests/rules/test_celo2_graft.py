@@ -107,6 +107,32 @@ def test_settings_are_checked_and_the_config_round_trips(tmp_path):
     assert loaded.config == rule.config and loaded.config["magnitude"] == "adam"
 
 
+def test_newton_schulz_only_up_to_max_dim_orthogonalizes_the_small_matrices_alone(tmp_path):
+    """With orthogonalize_max_dim = 4 the conv kernel (last two axes 2 x 4) steps as celo2 and
+    the 16 x 12 matrix as celo2_base; the vector is the same in all three."""
+    settings = {"magnitude": "adam", "schedule": "cosine", "step_scale": BETA}
+    cheap = celo2(orthogonalize_max_dim=4, **settings)
+    full, none = celo2(**settings), celo2_base(**settings)
+    theta = cheap.init_meta(jax.random.PRNGKey(5))
+    txs = [lopt.as_optax(r, theta, num_steps=10) for r in (cheap, full, none)]
+    states = [tx.init(PARAMS) for tx in txs]
+    for t in range(4):
+        g = _grads(t, scale=10.0 ** -t)
+        (u, states[0]), (u_full, states[1]), (u_none, states[2]) = [
+            tx.update(g, s, PARAMS) for tx, s in zip(txs, states)]
+        np.testing.assert_array_equal(u["k"], u_full["k"])
+        np.testing.assert_array_equal(u["w"], u_none["w"])
+        np.testing.assert_array_equal(u["b"], u_full["b"])
+        if t:  # the first step is the warm-up's 0
+            assert np.abs(np.asarray(u["w"]) - np.asarray(u_full["w"])).max() > 1e-3 * BETA
+    lopt.save(tmp_path / "c.lopt", cheap, theta)
+    assert lopt.load(tmp_path / "c.lopt")[0].config["orthogonalize_max_dim"] == 4
+    assert "orthogonalize_max_dim" not in full.config
+    for bad in (-1, 2.5, True, "64"):
+        with pytest.raises(ValueError, match="orthogonalize_max_dim must be a non-negative"):
+            celo2(orthogonalize_max_dim=bad)
+
+
 def test_scaled_by_schedule_is_optax_adam_under_the_schedule():
     from lopt.rules import adam
     from lopt.rules.base import scaled_by_schedule

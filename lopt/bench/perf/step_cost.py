@@ -17,9 +17,11 @@ import numpy as np
 import optax
 from flax import nnx
 
+from lopt.bench.drop_in import CHEAP_NS, cheap_ns
 from lopt.bench.suite import Suite
 from lopt.optax_adapter.chains import rule_and_theta
 from lopt.optax_adapter.transformation import as_optax
+from lopt.pretrained import PRETRAINED
 from lopt.rules import make_rule
 from lopt.tasks import datasets
 
@@ -64,14 +66,19 @@ MODELS = {"mlp_3x256": MLP, "conv_16_32": ConvNet}
 
 
 def optimizers() -> dict:
-    """name -> optax transformation: optax.adam, the shipped celo2_broad and celo2_graft, and
-    celo2_graft's theta in the same rule without Newton-Schulz (what orthogonalizing costs)."""
-    rule, theta = rule_and_theta("celo2_graft")
+    """name -> optax transformation: optax.adam, the shipped celo2 optimizers, the headline
+    with Newton-Schulz only on matrices whose shorter side is at most ``CHEAP_NS`` (the knob
+    that trades its quality on wide matrices for speed) and without Newton-Schulz at all."""
+    head = "celo2_graft_v2" if "celo2_graft_v2" in PRETRAINED else "celo2_graft"
+    rule, theta = rule_and_theta(head)
     settings = {k: v for k, v in rule.config.items() if k != "orthogonalize_matrices"}
     no_ns = as_optax(make_rule("celo2_base", **settings), theta, num_steps=NUM_STEPS)
-    return {"adam": optax.adam(1e-3), "celo2_broad": as_optax("celo2_broad"),
-            "celo2_graft": as_optax("celo2_graft", num_steps=NUM_STEPS),
-            "celo2_graft, no Newton-Schulz": no_ns}
+    shipped = {name: as_optax(name, num_steps=NUM_STEPS)
+               for name in ("celo2_broad", "celo2_graft", "celo2_graft_v2") if name in PRETRAINED}
+    return {"adam": optax.adam(1e-3), **shipped,
+            f"{head}, Newton-Schulz up to {CHEAP_NS}": as_optax(cheap_ns(head), theta,
+                                                               num_steps=NUM_STEPS),
+            f"{head}, no Newton-Schulz": no_ns}
 
 
 def _steppers(model_cls, tx, x, y) -> dict:
