@@ -1,6 +1,6 @@
 """Tasks, task families, datasets, samplers, mixtures and normalization (DESIGN.md: Task,
 TaskFamily, Data and splits)."""
-from lopt.tasks import datasets
+from lopt.tasks import datasets, threefry_lowering
 from lopt.tasks.augment import (
                                 gradient_noise,
                                 label_noise,
@@ -27,6 +27,8 @@ from lopt.tasks.synthetic import (
                                 rosenbrock_family,
                                 sparse_softmax_family,
 )
+
+threefry_lowering.enable_unless_opted_out()
 
 __all__ = ["Task", "TaskFamily", "fixed_family", "map_params", "pooled_family", "Mixture",
            "datasets",

@@ -23,6 +23,7 @@ import optax
 from lopt.bench.perf.probe import RUN_LENGTH, big_pytree
 from lopt.bench.suite import Suite
 from lopt.files.errors import UsageError
+from lopt.tasks import threefry_lowering
 
 # (lopt rule, learned_optimization module and class) compared update for update
 PAIRS = (("per_parameter_mlp", "mlp_lopt", "MLPLOpt"),
@@ -58,7 +59,12 @@ def _lo_step(module: str, cls: str, params, grads):
     opt = learned.opt_fn(learned.init(jax.random.PRNGKey(0)))
     state = opt.init(jax.tree.map(jnp.copy, params), num_steps=RUN_LENGTH)  # donated
     step = jax.jit(lambda s: opt.update(s, grads, loss=jnp.float32(1.0)), donate_argnums=0)
-    return (lambda box: box.__setitem__(0, step(box[0]))), [state]
+
+    def call(box):
+        with threefry_lowering.jax_default():  # as _lo_pes
+            box[0] = step(box[0])
+
+    return call, [state]
 
 
 def _lopt_step(rule: str, params, grads):
@@ -175,8 +181,11 @@ def _lo_pes(family: str, module: str, cls: str, sz: Size):
     box = [est.init_worker_state(weights, jax.random.PRNGKey(1)), jax.random.PRNGKey(2)]
 
     def call(b):
-        b[1], key = jax.random.split(b[1])
-        out, _ = est.compute_gradient_estimate(weights, key, b[0], with_summary=False)
+        # learned_optimization's programs compile with jax's own CPU threefry lowering (lopt
+        # lowers its own unrolled: lopt.tasks.threefry_lowering, the same bits)
+        with threefry_lowering.jax_default():
+            b[1], key = jax.random.split(b[1])
+            out, _ = est.compute_gradient_estimate(weights, key, b[0], with_summary=False)
         b[0] = out.unroll_state
         jax.block_until_ready(out.grad)
 
