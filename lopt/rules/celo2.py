@@ -240,7 +240,8 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
           rms_decays: Sequence[float] = RMS_DECAYS,
           factored_decays: Sequence[float] = FACTORED_DECAYS, init: str = "random",
           magnitude: str = "rms", schedule: str = "constant",
-          orthogonalize_max_dim: int | None = None, name: str = "celo2") -> UpdateRule:
+          orthogonalize_max_dim: int | None = None, weight_decay: float = 0.0,
+          name: str = "celo2") -> UpdateRule:
     """Δθ = −β · s, s = RMS-normalize(NS₅(d · exp(α·m))) per tensor, (d, m) from the split-input
     MLP (``layers`` ReLU layers of ``hidden``: 2 × 8 as released) on ``feature_groups`` of the
     ±1000-clipped gradient, each normalized over the tensor's last two axes (ε 10⁻⁹). NS₅:
@@ -267,6 +268,9 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
     last two axes) is at most D, where it costs about what the per-coordinate network does
     (its FLOPs per coordinate grow with that side: 5 iterations of three products); wider
     ones step along the normalized direction, as Celo2-base. None: every matrix.
+    ``weight_decay`` λ: decoupled weight decay inside the rule (Loshchilov & Hutter 2019), the
+    step −β (s + λθ), times the schedule when there is one, so the decay follows the step
+    size as AdamW's follows its learning rate.
     State: 3 momenta + 1 RMS per parameter (float32) and per matrix O(rows + columns)."""
     moms, rmss, facs = af.checked_decays(momentum_decays, rms_decays, factored_decays,
                                          hidden=hidden, layers=layers)
@@ -283,6 +287,9 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
                                               or orthogonalize_max_dim < 0):
         raise ValueError("orthogonalize_max_dim must be a non-negative integer or None; got "
                          f"{orthogonalize_max_dim!r}")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
+            or not math.isfinite(weight_decay) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a finite number >= 0; got {weight_decay!r}")
     n = (len(moms), len(rmss), len(facs))
 
     def init_meta(key):
@@ -320,7 +327,10 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
             if magnitude == "adam":
                 step = step * adam_rms(acc1["m"][..., 0], acc1["v"][..., 0], decays[0][0],
                                        decays[1][0], state["count"], p1.ndim)
-            return (-step_scale * step.reshape(p.shape)).astype(p.dtype), acc
+            step = step.reshape(p.shape)
+            if weight_decay:
+                step = step + weight_decay * p.astype(step.dtype)
+            return (-step_scale * step).astype(p.dtype), acc
 
         pairs = jax.tree.map(leaf, params, grads, state["acc"])
         treedef = jax.tree.structure(params)
@@ -339,6 +349,8 @@ def celo2(hidden: int = 8, layers: int = 2, orthogonalize_matrices: bool = True,
         config["magnitude"] = magnitude
     if schedule != "constant":
         config["schedule"] = schedule
+    if weight_decay:
+        config["weight_decay"] = weight_decay
     if name == "celo2":
         config["orthogonalize_matrices"] = orthogonalize_matrices
         if orthogonalize_max_dim is not None:
@@ -352,8 +364,9 @@ def celo2_base(hidden: int = 8, layers: int = 2, step_scale: float = 1e-3,
                rms_decays: Sequence[float] = RMS_DECAYS,
                factored_decays: Sequence[float] = FACTORED_DECAYS,
                init: str = "random", magnitude: str = "rms",
-               schedule: str = "constant") -> UpdateRule:
+               schedule: str = "constant", weight_decay: float = 0.0) -> UpdateRule:
     """Celo2-base: ``celo2`` without the Newton–Schulz orthogonalization (with init
     "momentum": RMS-normalized momentum per tensor)."""
     return celo2(hidden, layers, False, step_scale, exp_scale, momentum_decays, rms_decays,
-                 factored_decays, init, magnitude, schedule, name="celo2_base")
+                 factored_decays, init, magnitude, schedule, weight_decay=weight_decay,
+                 name="celo2_base")

@@ -181,6 +181,7 @@ class Celo2:
                        ("momentum_decays", "rms_decays", "factored_decays")]
         self.orthogonal = name == "celo2" and config.get("orthogonalize_matrices", True)
         self.orthogonal_max_dim = config.get("orthogonalize_max_dim")
+        self.weight_decay = float(config.get("weight_decay", 0.0))
         self.magnitude = config.get("magnitude", "rms")
         self.schedule = config.get("schedule", "constant")
 
@@ -210,7 +211,10 @@ class Celo2:
         if self.magnitude == "adam":
             step = step * adam_rms(acc1["m"][..., 0], acc1["v"][..., 0], moms[0], rmss[0],
                                    count, p1.ndim)
-        update = (-self.step_scale * step.reshape(p.shape)).to(p.dtype)
+        step = step.reshape(p.shape)
+        if self.weight_decay:
+            step = step + self.weight_decay * p.to(step.dtype)
+        update = (-self.step_scale * step).to(p.dtype)
         if self.schedule == "cosine":
             update = (update * warmup_cosine(count, num_steps)).to(p.dtype)
         return update, acc

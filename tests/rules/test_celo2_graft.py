@@ -133,6 +133,33 @@ def test_newton_schulz_only_up_to_max_dim_orthogonalizes_the_small_matrices_alon
             celo2(orthogonalize_max_dim=bad)
 
 
+def test_weight_decay_subtracts_beta_lambda_theta_under_the_schedule():
+    """Decoupled weight decay (Loshchilov & Hutter 2019) inside the rule: each update is the
+    undecayed rule's minus β λ θ times the warm-up + cosine multiplier (computed here in
+    numpy), at parameters that move between steps."""
+    lam, steps = 0.3, 12
+    settings = {"magnitude": "adam", "schedule": "cosine", "step_scale": BETA}
+    decayed, plain = celo2(weight_decay=lam, **settings), celo2(**settings)
+    theta = plain.init_meta(jax.random.PRNGKey(2))
+    txs = [lopt.as_optax(r, theta, num_steps=steps) for r in (decayed, plain)]
+    states, params = [tx.init(PARAMS) for tx in txs], PARAMS
+    warm = max(1, steps // 20)
+    for t in range(steps):
+        g = _grads(t, scale=10.0 ** -(t % 4))
+        (u, states[0]), (u_plain, states[1]) = [tx.update(g, s, params)
+                                                for tx, s in zip(txs, states)]
+        factor = t / warm if t < warm else 0.5 * (1 + np.cos(np.pi * (t - warm) / (steps - warm)))
+        for name in PARAMS:
+            want = np.asarray(u_plain[name], np.float64) \
+                - BETA * lam * factor * np.asarray(params[name], np.float64)
+            np.testing.assert_allclose(u[name], want, rtol=1e-5, atol=1e-9)
+        params = optax.apply_updates(params, u)
+    assert decayed.config["weight_decay"] == lam and "weight_decay" not in plain.config
+    for bad in (-0.1, float("nan"), True, "0.1"):
+        with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
+            celo2(weight_decay=bad)
+
+
 def test_scaled_by_schedule_is_optax_adam_under_the_schedule():
     from lopt.rules import adam
     from lopt.rules.base import scaled_by_schedule
