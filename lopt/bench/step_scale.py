@@ -41,11 +41,15 @@ FACTORS_OF = {"celo2_graft": FACTORS + (8.0, 16.0)}
 WORST_CASE = frozenset({"celo2_graft"})
 # celo2_graft's β, chosen on 300-step runs, grew the weights of a 1,000-step deep regression
 # 23 -> 217 and ended 5.8x above Adam at 1e-3 (diagnosis_v3): a β chosen where the runs are
-# short does not see the path an orthogonalized step takes over a long one. Its second version
-# keeps the rule and theta and chooses β again by the worst family over both the 300-step runs
-# and runs at the recipe's longest meta-training horizon (2,000 steps), on the same tuning
-# instances: version -> (recipe, factors of the training β, long horizon).
-VERSIONS = {"celo2_graft_v2": ("celo2_graft", (0.5, 1.0, 2.0, 4.0), 2000)}
+# short does not see the path an orthogonalized step takes over a long one, and the rule has
+# nothing that pulls the weights back. Its second version keeps the rule and theta, adds
+# decoupled weight decay λ inside the rule (celo2's weight_decay) and chooses (β, λ) by the
+# worst family over both the 300-step runs and runs at the recipe's longest meta-training
+# horizon (2,000 steps), on the same tuning instances: version -> (recipe, ((λ, factors of the
+# training β), ...), long horizon).
+VERSIONS = {"celo2_graft_v2": ("celo2_graft", ((0.0, (0.5, 1.0, 2.0, 4.0)),
+                                               (0.1, (1.0, 2.0, 4.0)),
+                                               (1.0, (1.0, 2.0, 4.0))), 2000)}
 
 
 def trained_path(recipe: str) -> str:
@@ -111,7 +115,8 @@ def _table(grid, sweeps, families, best, worst: bool = False) -> str:
         mean = float(np.mean([s[i][1] for s in sweeps]))
         mark = "**" if i == best else ""
         tail = f" {max(s[i][1] for s in sweeps):.3f} |" if worst else ""
-        lines.append(f"| {mark}{lr:.3g}{mark} | " + " | ".join(cells)
+        name = lr if isinstance(lr, str) else f"{lr:.3g}"
+        lines.append(f"| {mark}{name}{mark} | " + " | ".join(cells)
                      + f" | {mark}{mean:.3f}{mark} |{tail} {sum(s[i][0] for s in sweeps)} |")
     return "\n".join(lines) + "\n"
 
@@ -123,15 +128,15 @@ def run(out: str, quick: bool = False, command: str = "lopt bench step_scale",
     trained = {recipe: os.path.exists(trained_path(recipe)) and not quick for recipe in RECIPES}
     stages = sum(len(families) * ((not cfg.get("init_from")) + trained[recipe]) + 1
                  for recipe, cfg, families in plans)
-    versions = [(v, dict((r, f) for r, _, f in plans)[recipe], factors, long)
-                for v, (recipe, factors, long) in VERSIONS.items()
+    versions = [(v, dict((r, f) for r, _, f in plans)[recipe], grid, long)
+                for v, (recipe, grid, long) in VERSIONS.items()
                 if os.path.exists(trained_path(recipe))]
-    stages += sum(2 * len(families) for _, families, _, _ in versions)
+    stages += sum(2 * len(families) * len(grid) for _, families, grid, _ in versions)
     suite = Suite("step_scale", out, sz, command, stages, progress)
     for recipe, cfg, families in plans:
         _recipe(suite, sz, out, recipe, cfg, families, trained[recipe])
-    for version, families, factors, long in versions:
-        _version(suite, sz, out, version, families, factors, 2 * sz.steps if quick else long)
+    for version, families, grid, long in versions:
+        _version(suite, sz, out, version, families, grid, 2 * sz.steps if quick else long)
     return suite.finish("The celo2 recipes' learning rates, chosen on meta-training families",
                         "Issues 24 and 35: each rule gets one default learning rate, chosen "
                         "here on tuning instances of its meta-training families only.")
@@ -196,37 +201,52 @@ def _recipe(suite, sz, out, recipe, cfg, families, trained) -> None:
             "meta_trained_sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()})
 
 
-def _version(suite, sz, out, version, families, factors, long) -> None:
-    """A shipped recipe's next version: its meta-trained rule and theta at β × ``factors``, on
-    the same tuning instances at the size's horizon and at ``long`` steps; the best is the
-    fewest divergences over both, then the lowest worst family over both, then the lowest
-    mean. Writes ``OUT/VERSION.lopt``."""
+def _version(suite, sz, out, version, families, decay_grid, long) -> None:
+    """A shipped recipe's next version: its meta-trained rule and theta with weight decay λ at
+    β × factors for every (λ, factors) of ``decay_grid``, on the same tuning instances at the
+    size's horizon and at ``long`` steps; the best is the fewest divergences over both, then
+    the lowest worst family over both, then the lowest mean. Writes ``OUT/VERSION.lopt``."""
     recipe = VERSIONS[version][0]
     path = trained_path(recipe)
     trained_rule, theta = load(path)
     base = trained_rule.config["step_scale"]
-    grid = tuple(base * k for k in factors)
-    config = {k: v for k, v in trained_rule.config.items() if k != "step_scale"}
-    factory = _fixed_theta(trained_rule.name, config, theta)
-    short = _sweep(suite, f"{version}_short", factory, families, sz, grid)
-    longer = _sweep(suite, f"{version}_long", factory, families, sz, grid, long)
+    candidates, short, longer = [], [[] for _ in families], [[] for _ in families]
+    for decay, factors in decay_grid:
+        grid = tuple(base * k for k in factors)
+        config = {k: v for k, v in trained_rule.config.items() if k != "step_scale"}
+        if decay:
+            config["weight_decay"] = decay
+        factory = _fixed_theta(trained_rule.name, config, theta)
+        label = version if not decay else f"{version}_wd{decay:g}"
+        for into, sweeps in ((short, _sweep(suite, f"{label}_short", factory, families, sz, grid)),
+                             (longer, _sweep(suite, f"{label}_long", factory, families, sz,
+                                             grid, long))):
+            for f, scores in enumerate(sweeps):
+                into[f] += scores
+        candidates += [(lr, decay) for lr in grid]
     best = worst_family_index(short + longer)
-    text = (f"`{path}` (the {recipe} run) at β × ({', '.join(f'{k:g}' for k in factors)}) of "
-            f"its training β = {base:g}, the tuning instances of every family, after "
-            f"{sz.steps} and after {long} steps. Best (the fewest divergences over both, then "
-            f"the lowest worst family over both, then the lowest mean): **{grid[best]:.3g}**, "
-            f"{version}'s default.\n\n")
-    suite.section(f"{version}: {recipe}'s rule and theta, β chosen over short and long runs",
-                  text + f"After {sz.steps} steps:\n\n"
-                  + _table(grid, short, families, best, worst=True)
+    beta, decay = candidates[best]
+    names = [f"{lr:.3g}, λ {d:g}" for lr, d in candidates]
+    spans = "; ".join(f"λ {d:g}: " + ", ".join(f"{k:g}" for k in ks) for d, ks in decay_grid)
+    text = (f"`{path}` (the {recipe} run) at weight decay λ and β × factors of its training "
+            f"β = {base:g} ({spans}), "
+            f"the tuning instances of every family, after {sz.steps} and after {long} steps. "
+            "Best (the fewest divergences over both, then the lowest worst family over both, "
+            f"then the lowest mean): **β {beta:.3g}, λ {decay:g}**, {version}'s default.\n\n")
+    suite.section(f"{version}: {recipe}'s rule and theta, with weight decay, chosen over short "
+                  "and long runs", text + f"After {sz.steps} steps:\n\n"
+                  + _table(names, short, families, best, worst=True)
                   + f"\nAfter {long} steps:\n\n"
-                  + _table(grid, longer, families, best, worst=True))
-    suite.payload[version] = {"grid": list(grid), "steps": [sz.steps, long],
-                              "scores": [short, longer], "best": grid[best]}
-    shipped = make_rule(trained_rule.name, **{**config, "step_scale": grid[best]})
+                  + _table(names, longer, families, best, worst=True))
+    suite.payload[version] = {"grid": [list(c) for c in candidates], "steps": [sz.steps, long],
+                              "scores": [short, longer], "best": [beta, decay]}
+    config = {k: v for k, v in trained_rule.config.items() if k != "step_scale"}
+    shipped = make_rule(trained_rule.name, **{**config, "step_scale": beta,
+                                              **({"weight_decay": decay} if decay else {})})
     save(os.path.join(out, f"{version}.lopt"), shipped, theta, extra={
         "recipe": recipe, "version": version, "meta_trained": path,
         "meta_trained_step_scale": base,
         "step_scale_chosen_by": f"lopt bench step_scale ({version}: tuning instances of the "
-                                f"recipe's mixture, {sz.steps} and {long} steps)",
+                                f"recipe's mixture, {sz.steps} and {long} steps, with weight "
+                                "decay)",
         "meta_trained_sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()})

@@ -153,13 +153,14 @@ def test_a_celo2_recipe_ships_its_run_at_the_step_scale_chosen_on_meta_training(
 @pytest.mark.parametrize("version", [v for v in ("celo2_graft_v2",) if v in PRETRAINED])
 def test_a_recipe_version_ships_its_run_at_the_step_scale_chosen_over_short_and_long_runs(
         version):
-    """A version keeps its recipe run's rule and theta; its one learning rate is the grid point
-    with the fewest divergences, then the lowest worst family, over the committed 300-step and
-    long-horizon sweeps on the recipe mixture's tuning instances (lopt bench step_scale)."""
+    """A version keeps its recipe run's rule and theta; its learning rate and weight decay are
+    the grid point with the fewest divergences, then the lowest worst family, over the
+    committed 300-step and long-horizon sweeps on the recipe mixture's tuning instances (lopt
+    bench step_scale)."""
     from lopt.bench.step_scale import VERSIONS, worst_family_index
     from lopt.files.rule_file import load_metadata
 
-    recipe, factors, long = VERSIONS[version]
+    recipe, decay_grid, long = VERSIONS[version]
     run = ROOT / "benchmarks" / "pretrained" / "runs" / recipe / "celo2.lopt"
     (rule, theta), (trained, trained_theta) = lopt.load(path(version)), lopt.load(str(run))
     for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(trained_theta)):
@@ -167,11 +168,13 @@ def test_a_recipe_version_ships_its_run_at_the_step_scale_chosen_over_short_and_
     chosen = json.loads((ROOT / "benchmarks" / "pretrained" / "step_scale" / "results.json")
                         .read_text())[version]
     assert chosen["steps"] == [300, long]
-    np.testing.assert_allclose(chosen["grid"],
-                               [trained.config["step_scale"] * k for k in factors], rtol=1e-12)
+    want = [[trained.config["step_scale"] * k, decay] for decay, ks in decay_grid for k in ks]
+    np.testing.assert_allclose(chosen["grid"], want, rtol=1e-12)
     short, longer = chosen["scores"]
     assert chosen["best"] == chosen["grid"][worst_family_index(short + longer)]
-    assert rule.config == {**trained.config, "step_scale": chosen["best"]}
+    beta, decay = chosen["best"]
+    assert rule.config == {**trained.config, "step_scale": beta,
+                           **({"weight_decay": decay} if decay else {})}
     assert load_metadata(path(version))["extra"]["version"] == version
 
 
