@@ -41,7 +41,8 @@ from lopt.rules.base import scaled_by_schedule
 from lopt.tasks import make_family, normalized
 
 # The recipes' optimizers, when shipped, and Celo's published weights (`lopt import celo`).
-GENERAL = ("celo_tiny", "adafac_tiny", "celo_released", "celo2_broad", "celo2_graft")
+GENERAL = ("celo_tiny", "adafac_tiny", "celo_released", "celo2_broad", "celo2_graft",
+           "celo2_graft_v2")
 UNTRAINED = "celo2 (untrained start)"
 GRID = META_TEST_GRID
 ADAMW_DECAY = 0.01
@@ -94,7 +95,7 @@ SIZES = {
     # says so.
     "full": Size(TASKS, 300, 8, 4, 4, GRID, ("digits_mlp_wide", "mnist_conv_fc",
                                              "transformer_lm"),
-                 ("celo2_graft",), ("celo2_broad",)),
+                 ("celo2_graft", "celo2_graft_v2"), ("celo2_broad",)),
     "quick": Size((("digits_mlp_wide", 60), ("mnist1d_conv", 60), ("breast_cancer_mlp", 120)),
                   60, 4, 2, 2, GRID[::4], ("digits_mlp_wide",), ("celo2_broad",),
                   ("celo2_broad",)),
@@ -283,6 +284,13 @@ def _fixed_theta(rule, theta):
     return factory
 
 
+def _sweep_identity(learned) -> tuple:
+    """What a step-scale sweep of (rule, theta) depends on: all but the default step scale."""
+    rule, theta = learned
+    config = {k: v for k, v in rule.config.items() if k != "step_scale"}
+    return rule.name, json.dumps(config, sort_keys=True), _checksum(theta)
+
+
 def _checksum(theta) -> float:
     return float(sum(np.sum(np.abs(np.asarray(x))) for x in jax.tree.leaves(theta)))
 
@@ -307,8 +315,17 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
     once, per_task = _tuned(suite, sz, labels, steps, norm, hand)
     ids = {n: {"rule": rule.name, "config": rule.config, "theta_sum": _checksum(theta)}
            for n, (rule, theta) in learned.items()}
+    # Optimizers equal but for their default step scale (a version that only re-chose it) have
+    # one sweep, which sets the step scale itself: the first of them runs it.
+    sweeper = {}
+    for n in tuned:
+        sweeper[n] = next(m for m in tuned if _sweep_identity(learned[m]) ==
+                          _sweep_identity(learned[n]))
     once_l, per_task_l = _tuned(suite, sz, labels, steps, norm, {
-        n: _fixed_theta(*learned[n]) for n in tuned}, ids)
+        n: _fixed_theta(*learned[n]) for n in tuned if sweeper[n] == n}, ids)
+    for n in tuned:
+        once_l[n] = once_l[sweeper[n]]
+        per_task_l.update({(label, n): per_task_l[(label, sweeper[n])] for label in labels})
     # A rule already scheduled over the run (celo2's schedule "cosine") is its own cosine row.
     plan = [(f"{n}{COSINE if cos else ''}", lambda s, r=rule, t=theta: _learned(r, t, s), None,
              cos, ids[n]) for n, (rule, theta) in learned.items() for cos in (False, True)

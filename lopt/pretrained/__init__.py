@@ -38,7 +38,8 @@ PRETRAINED = {
                     "and 1,000-step runs it ends 236-83,000x above Adam lr 1e-3 unless given a "
                     "decaying schedule (benchmarks/pretrained/diagnosis_v3.md)"),
     "celo2_graft": ("celo2_graft.lopt",
-                    "the headline general-purpose optimizer: celo2's learned, orthogonalized "
+                    "the previous headline (superseded by celo2_graft_v2): celo2's learned, "
+                    "orthogonalized "
                     "direction with Adam's per-tensor step size grafted on and a warm-up + "
                     "cosine schedule over the run inside the rule; needs num_steps=. From "
                     "`lopt train --recipe celo2_graft` (PES, 800 outer steps warm-started from "
@@ -53,6 +54,18 @@ PRETRAINED = {
                     "lr 1e-3 (its weights grow 23 -> 217; benchmarks/pretrained/diagnosis_v3.md). "
                     "The extended 27-task meta-test (catastrophic runs, worst task, equal "
                     "budgets): lopt bench pretrained, benchmarks/pretrained/"),
+    "celo2_graft_v2": ("celo2_graft_v2.lopt",
+                       "the headline general-purpose optimizer: celo2_graft's rule and "
+                       "meta-trained theta with decoupled weight decay inside the rule "
+                       "(lambda 0.1, under its own warm-up + cosine schedule); needs num_steps=. "
+                       "Its learning rate 0.028 and weight decay chosen on the tuning instances "
+                       "of celo2_graft's eleven meta-training families (mixture:robust, no "
+                       "meta-test data) by the worst family over 300- and 2,000-step runs "
+                       "(benchmarks/pretrained/step_scale/): without weight decay the 2,000-step "
+                       "runs of the deep regression at loss scale 1e3 end worse at 0.028 than "
+                       "at 0.014, with lambda 1 the autoencoder loses 0.4. As a drop-in and on "
+                       "the extended meta-test: benchmarks/pretrained/ (lopt bench drop_in, "
+                       "lopt bench pretrained)"),
     "celo_released": ("celo_released.lopt",
                       "Celo's published weights (Moudgil et al. 2025, amoudgl/celo: MIT, see "
                       "LICENSE.celo_released), meta-trained by its authors on 4 image MLP tasks "
