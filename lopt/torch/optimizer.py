@@ -55,7 +55,7 @@ def from_rule_layout(x, layout: str):
 class Optimizer(torch.optim.Optimizer):
     """``Optimizer(params, rule, lr=1.0, weight_decay=0.0, num_steps=None, layout="torch")``.
 
-    ``rule``: a shipped optimizer's name (``"celo2_graft"``) or a ``.lopt`` file. Each step a
+    ``rule``: a shipped optimizer's name (``"celo2_graft_v2"``) or a ``.lopt`` file. Each step a
     parameter p with a gradient moves by ``lr`` × the rule's update (which already carries the
     rule's own step size, and for rules with a schedule inside, such as ``celo2_graft``, the
     schedule over ``num_steps``); with ``weight_decay`` w, p ← p·(1 − lr·w) first (decoupled,
@@ -78,7 +78,7 @@ class Optimizer(torch.optim.Optimizer):
     it each step as ``step(closure)`` (the closure's return) or ``step(loss=loss)``; its
     scheduler's state is the optimizer's (``state_dict()["shared"]``)."""
 
-    def __init__(self, params, rule="celo2_graft", lr: float = 1.0, weight_decay: float = 0.0,
+    def __init__(self, params, rule="celo2_graft_v2", lr: float = 1.0, weight_decay: float = 0.0,
                  num_steps=None, layout: str = "torch", finite_gradients: bool = False,
                  step_scale=None):
         name, config, theta = load(rule)
