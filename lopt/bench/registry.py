@@ -72,8 +72,9 @@ SUITES = {
     "step_cost": (step_cost, "a drop-in learned optimizer's whole training step against "
                              "optax.adam on a 3x256 MLP and a small conv net, under nnx.jit and "
                              "jax.jit"),
-    "step_scale": (step_scale, "the celo2_broad recipe's one learning rate, chosen on its "
-                               "meta-training families' tuning instances"),
+    "step_scale": (step_scale, "the celo2 recipes' learning rates (and celo2_graft_v2's "
+                               "weight decay), chosen on their meta-training families' tuning "
+                               "instances"),
     "accelerator": (accelerator, "for a lent GPU/TPU: every learned rule's update at 1M-100M "
                                  "parameters, peak memory, meta-training and bigger-task step "
                                  "times"),
