@@ -8,6 +8,7 @@ API both share (Task, TaskFamily, the estimators, ``make_rule``, ``truncated_unr
 """
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import time
@@ -215,7 +216,9 @@ def outer_throughput(config: dict) -> dict:
     place = placement.Placement(placement.resolve_devices(None), n)
     # Before the mesh (the baseline commit) one device meant no axis and a plain jit.
     mesh = hasattr(place, "mesh")
-    est = PES(num_runs=n, truncation=k, horizon=config["horizon"],
+    # The baseline commit predates num_tasks -> num_runs (which takes the old name warning)
+    runs_name = "num_runs" if "num_runs" in inspect.signature(PES).parameters else "num_tasks"
+    est = PES(**{runs_name: n}, truncation=k, horizon=config["horizon"],
               max_horizon=config.get("max_horizon"), sigma=0.01).build(
         rule, family, axis_name=place.AXIS if mesh else None)
     meta_opt = optax.adam(3e-4)
