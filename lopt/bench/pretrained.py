@@ -62,6 +62,7 @@ class Size:
     timing_tasks: tuple
     tuned_learned: tuple  # learned optimizers whose step scale is also tuned (equal budgets)
     cosine_learned: tuple  # learned optimizers that also run under the common schedule
+    tuned_later: tuple = ()  # tuned too, after every other row (their sweeps cost the most)
 
 
 # 300 steps is the median of the tiny recipes' horizons (log-uniform in [100, 1000]); the
@@ -95,10 +96,11 @@ SIZES = {
     # says so.
     "full": Size(TASKS, 300, 8, 4, 4, GRID, ("digits_mlp_wide", "mnist_conv_fc",
                                              "transformer_lm"),
-                 ("celo2_graft", "celo2_graft_v2"), ("celo2_broad",)),
+                 ("celo2_graft", "celo2_graft_v2"), ("celo2_broad",),
+                 ("celo2_broad", "adafac_tiny", "celo_tiny", "celo_released")),
     "quick": Size((("digits_mlp_wide", 60), ("mnist1d_conv", 60), ("breast_cancer_mlp", 120)),
                   60, 4, 2, 2, GRID[::4], ("digits_mlp_wide",), ("celo2_broad",),
-                  ("celo2_broad",)),
+                  ("celo2_broad",), ("adafac_tiny",)),
 }
 
 
@@ -284,6 +286,26 @@ def _fixed_theta(rule, theta):
     return factory
 
 
+def _tuned_learned(suite, sz, labels, steps, norm, learned, names, ids) -> tuple:
+    """({name: the step scale best across the suite}, the plan of its "(global lr)" and
+    "(per-task lr)" rows) for each learned optimizer of ``names``, from its sweep on every
+    task's tuning instances. Optimizers equal but for their default step scale (a version
+    that only re-chose it) share one sweep, which sets the step scale itself."""
+    sweeper = {n: next(m for m in names if _sweep_identity(learned[m])
+                       == _sweep_identity(learned[n])) for n in names}
+    once, per_task = _tuned(suite, sz, labels, steps, norm, {
+        n: _fixed_theta(*learned[n]) for n in names if sweeper[n] == n}, ids)
+    plan = []
+    for n in names:
+        rule, theta = learned[n]
+        make = lambda s, r=rule, t=theta: _learned(r, t, s)
+        once[n] = once[sweeper[n]]
+        plan += [(f"{n} (global lr)", make, once[n], False, ids[n]),
+                 (f"{n} (per-task lr)", make,
+                  {label: per_task[(label, sweeper[n])] for label in labels}, False, ids[n])]
+    return once, plan
+
+
 def _sweep_identity(learned) -> tuple:
     """What a step-scale sweep of (rule, theta) depends on: all but the default step scale."""
     rule, theta = learned
@@ -308,34 +330,19 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
              and "step_scale" in learned[n][0].config]
     scheduled = [n for n in sz.cosine_learned if n in learned
                  and learned[n][0].config.get("schedule") != "cosine"]
-    stages = len(sz.tasks) * (8 + len(learned) + len(scheduled) + 3 * len(tuned)) + 1
+    stages = len(sz.tasks) * (8 + len(learned) + len(scheduled)
+                              + 3 * len(set(tuned) | set(sz.tuned_later))) + 1
     suite = Suite("pretrained", out, sz, command, stages, progress)
     labels, steps, raw, refs, norm = _families(sz)
     hand = {"adam": adam, "adamw": lambda learning_rate: adamw(learning_rate, ADAMW_DECAY)}
     once, per_task = _tuned(suite, sz, labels, steps, norm, hand)
     ids = {n: {"rule": rule.name, "config": rule.config, "theta_sum": _checksum(theta)}
            for n, (rule, theta) in learned.items()}
-    # Optimizers equal but for their default step scale (a version that only re-chose it) have
-    # one sweep, which sets the step scale itself: the first of them runs it.
-    sweeper = {}
-    for n in tuned:
-        sweeper[n] = next(m for m in tuned if _sweep_identity(learned[m]) ==
-                          _sweep_identity(learned[n]))
-    once_l, per_task_l = _tuned(suite, sz, labels, steps, norm, {
-        n: _fixed_theta(*learned[n]) for n in tuned if sweeper[n] == n}, ids)
-    for n in tuned:
-        once_l[n] = once_l[sweeper[n]]
-        per_task_l.update({(label, n): per_task_l[(label, sweeper[n])] for label in labels})
+    once_l, tuned_plan = _tuned_learned(suite, sz, labels, steps, norm, learned, tuned, ids)
     # A rule already scheduled over the run (celo2's schedule "cosine") is its own cosine row.
     plan = [(f"{n}{COSINE if cos else ''}", lambda s, r=rule, t=theta: _learned(r, t, s), None,
              cos, ids[n]) for n, (rule, theta) in learned.items() for cos in (False, True)
-            if not cos or n in scheduled]
-    for n in tuned:
-        rule, theta = learned[n]
-        make = lambda s, r=rule, t=theta: _learned(r, t, s)
-        plan += [(f"{n} (global lr)", make, once_l[n], False, ids[n]),
-                 (f"{n} (per-task lr)", make, {label: per_task_l[(label, n)] for label in labels},
-                  False, ids[n])]
+            if not cos or n in scheduled] + tuned_plan
     plan.append((f"adam (global lr){COSINE}", lambda s: _hand(adam, s), once["adam"], True, {}))
     results = _rows(suite, sz, labels, steps, raw, refs, plan, 1)
     # The references run REFERENCE_REACH x T steps, so speedups up to it are measured.
@@ -348,8 +355,14 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
     baselines = _rows(suite, sz, labels, steps, raw, refs,
                       [(name, lambda s, f=f: _hand(f, s), lr, False, {})
                        for name, f, lr in references], REFERENCE_REACH)
+    # The other learned optimizers' equal budgets last: every row above is cached by then.
+    later = [n for n in sz.tuned_later if n in learned and n not in tuned
+             and "step_scale" in learned[n][0].config]
+    once_later, later_plan = _tuned_learned(suite, sz, labels, steps, norm, learned, later, ids)
+    once_l.update(once_later)
+    later_rows = _rows(suite, sz, labels, steps, raw, refs, later_plan, 1)
     for label in labels:
-        results[label] += baselines[label]
+        results[label] += later_rows[label] + baselines[label]
         for s in results[label]:
             s["lr_at_grid_edge"] = s["learning_rate"] in (sz.grid[0], sz.grid[-1])
     overhead = suite.cached("step_time", lambda: {t: _step_time_ratios(learned, t)

@@ -82,7 +82,9 @@ def test_quick_path_judges_the_worst_case_at_equal_budgets(tmp_path):
     names = {s["name"] for s in payload["results"][payload["tasks"][0]]}
     # equal tuning budgets and the common schedule, beside the untuned rows
     assert {"celo2_broad", "celo2_broad (global lr)", "celo2_broad (per-task lr)",
-            "celo2_broad + cosine", "adam (global lr) + cosine", "adam (lr 1e-3)"} <= names
+            "celo2_broad + cosine", "adam (global lr) + cosine", "adam (lr 1e-3)",
+            "adafac_tiny (global lr)", "adafac_tiny (per-task lr)"} <= names  # tuned later too
+    assert payload["global_lr"]["adafac_tiny"] in sz.grid
     robust = payload["robustness"]
     runs = len(sz.tasks) * sz.eval_tasks
     for name, r in robust.items():
