@@ -210,13 +210,12 @@ def _version(suite, sz, out, version, families, decay_grid, long) -> None:
     path = trained_path(recipe)
     trained_rule, theta = load(path)
     base = trained_rule.config["step_scale"]
+    config = {k: v for k, v in trained_rule.config.items() if k != "step_scale"}
+    with_decay = lambda d: {**config, **({"weight_decay": d} if d else {})}  # noqa: E731
     candidates, short, longer = [], [[] for _ in families], [[] for _ in families]
     for decay, factors in decay_grid:
         grid = tuple(base * k for k in factors)
-        config = {k: v for k, v in trained_rule.config.items() if k != "step_scale"}
-        if decay:
-            config["weight_decay"] = decay
-        factory = _fixed_theta(trained_rule.name, config, theta)
+        factory = _fixed_theta(trained_rule.name, with_decay(decay), theta)
         label = version if not decay else f"{version}_wd{decay:g}"
         for into, sweeps in ((short, _sweep(suite, f"{label}_short", factory, families, sz, grid)),
                              (longer, _sweep(suite, f"{label}_long", factory, families, sz,
@@ -240,9 +239,7 @@ def _version(suite, sz, out, version, families, decay_grid, long) -> None:
                   + _table(names, longer, families, best, worst=True))
     suite.payload[version] = {"grid": [list(c) for c in candidates], "steps": [sz.steps, long],
                               "scores": [short, longer], "best": [beta, decay]}
-    config = {k: v for k, v in trained_rule.config.items() if k != "step_scale"}
-    shipped = make_rule(trained_rule.name, **{**config, "step_scale": beta,
-                                              **({"weight_decay": decay} if decay else {})})
+    shipped = make_rule(trained_rule.name, **with_decay(decay), step_scale=beta)
     save(os.path.join(out, f"{version}.lopt"), shipped, theta, extra={
         "recipe": recipe, "version": version, "meta_trained": path,
         "meta_trained_step_scale": base,
