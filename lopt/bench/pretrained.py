@@ -22,11 +22,26 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from lopt.bench.pretrained_report import report, task_speedup  # noqa: F401 (task_speedup: API)
+from lopt.bench.pretrained_report import (  # noqa: F401 (task_speedup: API)
+    DEFAULT_ROW,
+    ONCE_ROW,
+    TUNED_ROW,
+    report,
+    task_speedup,
+)
+from lopt.bench.pretrained_tuning import (  # noqa: F401 (cosine, global_lr_index: API)
+    checksum,
+    cosine,
+    global_lr_index,
+    hand_rule,
+    learned_rule,
+    stage_name,
+    tuned_learned_plan,
+    tuned_lrs,
+)
 from lopt.bench.suite import Suite, summarize
-from lopt.evaluation import Result, loss_curves, lr_sweep, score
+from lopt.evaluation import Result, loss_curves
 from lopt.evaluation.curves import curves_and_norm_growth
 from lopt.evaluation.metrics import state_bytes_per_parameter
 from lopt.evaluation.normalization import adam_reference
@@ -37,7 +52,6 @@ from lopt.outer import initial_theta
 from lopt.pretrained import PRETRAINED, path
 from lopt.pretrained.recipes import recipe_config
 from lopt.rules import adam, adamw, make_rule
-from lopt.rules.base import scaled_by_schedule
 from lopt.tasks import make_family, normalized
 
 # The recipes' optimizers, when shipped, and Celo's published weights (`lopt import celo`).
@@ -132,32 +146,6 @@ def recipe_start(name: str) -> tuple:
     return rule, initial_theta(rule, cfg.get("seed", 0), warm)
 
 
-def _sweep_scores(factory, family, steps, tune_tasks, grid) -> list:
-    """Per lr of the grid on the tuning instances: (diverged runs, mean final normalized loss)."""
-
-    curves = lr_sweep(factory, family, jax.random.PRNGKey(TUNE_SEED), num_tasks=tune_tasks,
-                      num_steps=steps, grid=grid)
-    return [list(score(c)) for c in curves]
-
-
-def _best(scores) -> int:
-    return min(range(len(scores)), key=lambda i: tuple(scores[i]))
-
-
-def global_lr_index(sweeps: list) -> int:
-    """The grid index whose lr is best across the suite: fewest diverged runs over all tasks,
-    then the lowest mean over tasks of the mean final normalized loss."""
-    def key(i):
-        return (sum(s[i][0] for s in sweeps), float(np.mean([s[i][1] for s in sweeps])))
-    return min(range(len(sweeps[0])), key=key)
-
-
-def cosine(steps: int):
-    """The common schedule every optimizer also runs under: a multiplier rising linearly from
-    0 over the first 5% of ``steps``, then cosine-decayed to 0 at ``steps``."""
-    return optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, steps // 20), steps, 0.0)
-
-
 def _row(factory, lr, raw, reference, steps, reach, name, num_tasks) -> dict:
     """``factory(lr)`` on the evaluation instances of the raw family for ``reach`` × ``steps``
     steps: the summary of its normalized curves at ``steps`` (``reference.normalize``, as
@@ -188,22 +176,6 @@ def _row(factory, lr, raw, reference, steps, reach, name, num_tasks) -> dict:
     return summary
 
 
-def _hand(factory, schedule_steps=None):
-    """lr -> (rule, {}) of a hand-designed ``factory``, under ``cosine`` when given steps."""
-    def make(lr):
-        rule = factory(learning_rate=lr)
-        return (scaled_by_schedule(rule, cosine(schedule_steps)) if schedule_steps else rule), {}
-    return make
-
-
-def _learned(rule, theta, schedule_steps=None):
-    """lr -> (rule at step_scale lr, theta); None keeps the rule's own step scale."""
-    def make(lr):
-        r = rule if lr is None else make_rule(rule.name, **{**rule.config, "step_scale": lr})
-        return (scaled_by_schedule(r, cosine(schedule_steps)) if schedule_steps else r), theta
-    return make
-
-
 def _step_time_ratios(learned: dict, task: str) -> dict:
     """Seconds per inner step of each learned rule over optax.adam's, one run of 8 instances
     for 20 steps each (compiled first), measured back to back in this process."""
@@ -225,10 +197,6 @@ def _step_time_ratios(learned: dict, task: str) -> dict:
     return {name: seconds(rule, theta) / base for name, (rule, theta) in learned.items()}
 
 
-def _stage(label: str) -> str:
-    return label.replace(", ", "_").replace(" ", "_")
-
-
 def _families(sz: Size) -> tuple:
     """labels, steps, raw families, their Adam references and the normalized families."""
     labels = [_label(t, n, sz.steps) for t, n in sz.tasks]
@@ -238,24 +206,6 @@ def _families(sz: Size) -> tuple:
         refs[label] = adam_reference(raw[label], num_steps=n, num_tasks=sz.reference_tasks)
         norm[label] = normalized(raw[label], refs[label])
     return labels, steps, raw, refs, norm
-
-
-def _tuned(suite, sz, labels, steps, norm, factories, tags=None) -> tuple:
-    """Each factory's sweep over the grid on every task's tuning instances (cached; ``tags``:
-    name -> what else identifies the factory, e.g. its theta), the one lr best across the suite
-    and the best per task."""
-    sweeps = {(label, name): suite.cached(
-        f"sweep_{_stage(name)}_{_stage(label)}",
-        lambda label=label, f=f: _sweep_scores(f, norm[label], steps[label], sz.tune_tasks,
-                                               sz.grid),
-        {"steps": steps[label], "tune": sz.tune_tasks, "grid": list(sz.grid),
-         "family": norm[label].name, **(tags or {}).get(name, {})})
-        for label in labels for name, f in factories.items()}
-    once = {name: sz.grid[global_lr_index([sweeps[(label, name)] for label in labels])]
-            for name in factories}
-    per_task = {(label, name): sz.grid[_best(sweeps[(label, name)])]
-                for label in labels for name in factories}
-    return once, per_task
 
 
 def _rows(suite, sz, labels, steps, raw, refs, plan, reach) -> dict:
@@ -268,7 +218,7 @@ def _rows(suite, sz, labels, steps, raw, refs, plan, reach) -> dict:
             lr = lr.get(label) if isinstance(lr, dict) else lr
             factory = make(steps[label] * reach if scheduled else None)
             rows[label].append(suite.cached(
-                f"eval_{_stage(label)}_{_stage(name)}",
+                f"eval_{stage_name(label)}_{stage_name(name)}",
                 lambda factory=factory, lr=lr, label=label, name=name: _row(
                     factory, lr, raw[label], refs[label], steps[label], reach, name,
                     sz.eval_tasks),
@@ -277,50 +227,23 @@ def _rows(suite, sz, labels, steps, raw, refs, plan, reach) -> dict:
     return rows
 
 
-def _fixed_theta(rule, theta):
-    """factory(learning_rate) -> ``rule`` at step_scale = learning_rate whose init_meta gives
-    ``theta`` (what ``lr_sweep`` runs)."""
-    def factory(learning_rate):
-        r = make_rule(rule.name, **{**rule.config, "step_scale": learning_rate})
-        return dataclasses.replace(r, init_meta=lambda key: theta)
-    return factory
-
-
-def _tuned_learned(suite, sz, labels, steps, norm, learned, names, ids) -> tuple:
-    """({name: the step scale best across the suite}, the plan of its "(global lr)" and
-    "(per-task lr)" rows) for each learned optimizer of ``names``, from its sweep on every
-    task's tuning instances. Optimizers equal but for their default step scale (a version
-    that only re-chose it) share one sweep, which sets the step scale itself."""
-    sweeper = {n: next(m for m in names if _sweep_identity(learned[m])
-                       == _sweep_identity(learned[n])) for n in names}
-    once, per_task = _tuned(suite, sz, labels, steps, norm, {
-        n: _fixed_theta(*learned[n]) for n in names if sweeper[n] == n}, ids)
-    plan = []
-    for n in names:
-        rule, theta = learned[n]
-        make = lambda s, r=rule, t=theta: _learned(r, t, s)
-        once[n] = once[sweeper[n]]
-        plan += [(f"{n} (global lr)", make, once[n], False, ids[n]),
-                 (f"{n} (per-task lr)", make,
-                  {label: per_task[(label, sweeper[n])] for label in labels}, False, ids[n])]
-    return once, plan
-
-
-def _sweep_identity(learned) -> tuple:
-    """What a step-scale sweep of (rule, theta) depends on: all but the default step scale."""
-    rule, theta = learned
-    config = {k: v for k, v in rule.config.items() if k != "step_scale"}
-    return rule.name, json.dumps(config, sort_keys=True), _checksum(theta)
-
-
-def _checksum(theta) -> float:
-    return float(sum(np.sum(np.abs(np.asarray(x))) for x in jax.tree.leaves(theta)))
+def _interim_section(suite, pending, stages) -> None:
+    done = [s for s in suite.stages.values() if s["wall_s"] is not None]
+    hours = sum(s["wall_s"] for s in done) / 3600
+    suite.sections.insert(0, (
+        "## Interim: the stages cached so far\n\n"
+        f"{len(suite.stages)} of {stages} stages are cached ({hours:.1f} h of compute recorded "
+        f"by {len(done)} of them); `lopt bench pretrained` is still computing the rest. Every "
+        "table below holds only the rows whose stages are cached on every task, so its "
+        "aggregates are final for those rows; the rows still pending: "
+        + (", ".join(pending) if pending else "none") + ".\n"))
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
-        progress: bool = True) -> str:
+        progress: bool = True, interim: bool = False) -> str:
     """Run the suite into ``out`` (stages cached there) for the shipped general-purpose
-    optimizers and return its markdown."""
+    optimizers and return its markdown; ``interim``: compute nothing, report the rows whose
+    stages are all cached so far into ``out/interim``."""
     sz = SIZES["quick" if quick else "full"]
     learned = shipped_general()
     if not learned:
@@ -332,20 +255,16 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
                  and learned[n][0].config.get("schedule") != "cosine"]
     stages = len(sz.tasks) * (8 + len(learned) + len(scheduled)
                               + 3 * len(set(tuned) | set(sz.tuned_later))) + 1
-    suite = Suite("pretrained", out, sz, command, stages, progress)
+    suite = Suite("pretrained", out, sz, command, stages, progress, interim)
     labels, steps, raw, refs, norm = _families(sz)
     hand = {"adam": adam, "adamw": lambda learning_rate: adamw(learning_rate, ADAMW_DECAY)}
-    once, per_task = _tuned(suite, sz, labels, steps, norm, hand)
-    ids = {n: {"rule": rule.name, "config": rule.config, "theta_sum": _checksum(theta)}
+    once, per_task = tuned_lrs(suite, sz, labels, steps, norm, hand)
+    ids = {n: {"rule": rule.name, "config": rule.config, "theta_sum": checksum(theta)}
            for n, (rule, theta) in learned.items()}
-    once_l, tuned_plan = _tuned_learned(suite, sz, labels, steps, norm, learned, tuned, ids)
-    # A rule already scheduled over the run (celo2's schedule "cosine") is its own cosine row.
-    plan = [(f"{n}{COSINE if cos else ''}", lambda s, r=rule, t=theta: _learned(r, t, s), None,
-             cos, ids[n]) for n, (rule, theta) in learned.items() for cos in (False, True)
-            if not cos or n in scheduled] + tuned_plan
-    plan.append((f"adam (global lr){COSINE}", lambda s: _hand(adam, s), once["adam"], True, {}))
-    results = _rows(suite, sz, labels, steps, raw, refs, plan, 1)
-    # The references run REFERENCE_REACH x T steps, so speedups up to it are measured.
+    once_l, tuned_plan = tuned_learned_plan(suite, sz, labels, steps, norm, learned, tuned, ids)
+    # The references first, then the newest optimizer's rows: what an interim report needs
+    # to judge the headline comes earliest. They run REFERENCE_REACH x T steps, so speedups up
+    # to it are measured.
     references = [("adam (lr 1e-3)", adam, DEFAULT_LR), ("adam (global lr)", adam, once["adam"]),
                   ("adamw (global lr)", hand["adamw"], once["adamw"]),
                   ("adam (per-task lr)", adam,
@@ -353,16 +272,36 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
                   ("adamw (per-task lr)", hand["adamw"],
                    {label: per_task[(label, "adamw")] for label in labels})]
     baselines = _rows(suite, sz, labels, steps, raw, refs,
-                      [(name, lambda s, f=f: _hand(f, s), lr, False, {})
+                      [(name, lambda s, f=f: hand_rule(f, s), lr, False, {})
                        for name, f, lr in references], REFERENCE_REACH)
+    # A rule already scheduled over the run (celo2's schedule "cosine") is its own cosine row.
+    plan = [(f"{n}{COSINE if cos else ''}", lambda s, r=rule, t=theta: learned_rule(r, t, s), None,
+             cos, ids[n]) for n, (rule, theta) in learned.items() for cos in (False, True)
+            if not cos or n in scheduled] + tuned_plan
+    plan.append((f"adam (global lr){COSINE}", lambda s: hand_rule(adam, s), once["adam"], True, {}))
+    newest = [n for n in GENERAL if n in learned][-1]
+    first = [p for p in plan if p[0].split(" ")[0] == newest]
+    rest = [p for p in plan if p not in first]
+    rows = _rows(suite, sz, labels, steps, raw, refs, first, 1)
+    rows_rest = _rows(suite, sz, labels, steps, raw, refs, rest, 1)
     # The other learned optimizers' equal budgets last: every row above is cached by then.
     later = [n for n in sz.tuned_later if n in learned and n not in tuned
              and "step_scale" in learned[n][0].config]
-    once_later, later_plan = _tuned_learned(suite, sz, labels, steps, norm, learned, later, ids)
+    once_later, later_plan = tuned_learned_plan(suite, sz, labels, steps, norm, learned, later, ids)
     once_l.update(once_later)
     later_rows = _rows(suite, sz, labels, steps, raw, refs, later_plan, 1)
+    by_name = {label: dict(zip([p[0] for p in first + rest + later_plan + references],
+                               rows[label] + rows_rest[label] + later_rows[label]
+                               + baselines[label])) for label in labels}
+    names = [p[0] for p in plan + later_plan + references]
+    pending = [n for n in names if any(by_name[label][n] is None for label in labels)]
+    results = {label: [by_name[label][n] for n in names if n not in pending]
+               for label in labels}
+    if not {DEFAULT_ROW, TUNED_ROW, ONCE_ROW} <= set(names) - set(pending):
+        raise UsageError(f"{out}: an interim report needs the Adam references' rows, which "
+                         f"are not all cached yet ({len(suite.missing)} stages missing); run "
+                         "lopt bench pretrained to compute them")
     for label in labels:
-        results[label] += later_rows[label] + baselines[label]
         for s in results[label]:
             s["lr_at_grid_edge"] = s["learning_rate"] in (sz.grid[0], sz.grid[-1])
     overhead = suite.cached("step_time", lambda: {t: _step_time_ratios(learned, t)
@@ -374,6 +313,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
                    for name, (rule, theta) in learned.items()}
     report(suite, sz, learned, labels, results, {**once, **once_l}, overhead, state_bytes,
            REFERENCE_REACH)
+    if suite.interim:
+        _interim_section(suite, pending, stages)
     return suite.finish(
         "Pretrained learned optimizers on an out-of-distribution meta-test set",
         f"The shipped general-purpose optimizers ({', '.join(learned)}; celo_tiny and "

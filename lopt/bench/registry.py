@@ -3,7 +3,8 @@ fails here, when the registry loads, not when someone runs that suite.
 
 Every suite module has ``SIZES`` (``"full"`` and ``"quick"``) and
 ``run(out, quick=False, command=..., progress=True) -> results.md path``
-(tests/bench/test_registry.py)."""
+(tests/bench/test_registry.py); those of ``INTERIM_SUITES`` also take ``interim=True``: report
+the stages cached so far, computing nothing."""
 from __future__ import annotations
 
 from lopt.bench import (
@@ -96,3 +97,7 @@ SUITES = {
                                "lopt's JAX update of the same rule, 1M and 10M parameters "
                                "(needs the torch extra)"),
 }
+
+# Suites long enough (hours to days) that a report of their cached stages is worth having
+# while they still run.
+INTERIM_SUITES = {"pretrained"}

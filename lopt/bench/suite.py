@@ -71,14 +71,19 @@ class Suite:
     """One run of a suite into ``out``: stages are cached there, so a stopped run resumes."""
 
     def __init__(self, name: str, out: str, size, command: str, total_stages: int,
-                 progress: bool = True):
+                 progress: bool = True, interim: bool = False):
         self.code = git_commit()
         self.name, self.out, self.size, self.command = name, out, size, command
+        # An interim report computes nothing: it reads the stages cached so far (a run still
+        # going may be adding them) and writes its results beside them, in out/interim.
+        self.interim, self.missing = interim, []
         self.start = time.time()
         self.sections: list = []
         self.stages: Dict[str, dict] = {}  # key -> where and how long it was computed
         self.payload: dict = {"suite": name, "size": dataclasses.asdict(size)}
         os.makedirs(os.path.join(out, "cache"), exist_ok=True)
+        if interim:
+            os.makedirs(self.report_folder, exist_ok=True)
         self.bar = tqdm(total=total_stages, desc=f"lopt bench {name}", disable=not progress,
                         leave=True)
 
@@ -86,7 +91,8 @@ class Suite:
     def cached(self, key: str, compute: Callable[[], object], tag: Optional[dict] = None):
         """``compute()``'s JSON-able value, read back from ``out/cache/key.json`` when a
         previous run computed it from the same inputs: ``tag`` (the stage's own settings), or
-        the whole suite size when the stage gives none."""
+        the whole suite size when the stage gives none. In an interim report, None when no
+        such stage is cached (its key is kept in ``missing``)."""
         path = os.path.join(self.out, "cache", f"{key}.json")
         tag = json.loads(json.dumps(tag if tag is not None else dataclasses.asdict(self.size)))
         if os.path.exists(path):
@@ -96,6 +102,9 @@ class Suite:
                 self._record(key, stored, cached=True)
                 self.bar.update(1)
                 return stored["value"]
+        if self.interim:
+            self.missing.append(key)
+            return None
         start = time.time()
         value = compute()
         stamp = self._stamp(start)
@@ -222,8 +231,12 @@ class Suite:
     def section(self, title: str, text: str) -> None:
         self.sections.append(f"## {title}\n\n{text.rstrip()}\n")
 
+    @property
+    def report_folder(self) -> str:
+        return os.path.join(self.out, "interim") if self.interim else self.out
+
     def figure(self, filename: str) -> str:
-        return os.path.join(self.out, filename)
+        return os.path.join(self.report_folder, filename)
 
     def finish(self, title: str, intro: str) -> str:
         """Write results.json (with provenance) and results.md; returns the markdown."""
@@ -232,12 +245,15 @@ class Suite:
         record = provenance(self.command, time.time() - self.start, self.code)
         record["stages"] = self.stages
         record["earlier_invocations"] = self._earlier_invocations()
-        write_json(os.path.join(self.out, "results.json"),
-                          {"provenance": record, **self.payload})
-        figures = sorted(f for f in os.listdir(self.out) if f.endswith(".png"))
+        if self.interim:
+            record["interim"] = {"stages_cached": len(self.stages),
+                                 "stages_missing": len(self.missing)}
+        folder = self.report_folder
+        write_json(os.path.join(folder, "results.json"), {"provenance": record, **self.payload})
+        figures = sorted(f for f in os.listdir(folder) if f.endswith(".png"))
         md = (f"# {title}\n\n{markdown_line(record)}\n\n{intro.rstrip()}\n\n"
               + "\n".join(self.sections)
               + ("\n## Figures\n\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n"
                  if figures else ""))
-        write_text(os.path.join(self.out, "results.md"), md)
+        write_text(os.path.join(folder, "results.md"), md)
         return md

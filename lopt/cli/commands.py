@@ -28,25 +28,35 @@ from lopt.torch.names import RULE_NAMES as TORCH_RULES
 
 
 def cmd_bench(args, invocation: Invocation) -> int:
-    from lopt.bench.registry import SUITES  # every suite's module: loaded for bench and list only
+    # every suite's module: loaded for bench and list only
+    from lopt.bench.registry import INTERIM_SUITES, SUITES
 
     if args.suite not in SUITES:
         raise ConfigError(f"suite must be one of {', '.join(sorted(SUITES))}; got {args.suite!r}")
+    if args.interim and args.suite not in INTERIM_SUITES:
+        raise ConfigError(f"--interim: only {', '.join(sorted(INTERIM_SUITES))} can report "
+                          f"the stages cached so far; {args.suite!r} cannot")
     out = args.out or os.path.join("benchmarks", args.suite)
-    check_out_folder(out)  # before the suite's work, which can take hours
+    if args.interim and not os.path.isdir(os.path.join(out, "cache")):
+        raise ConfigError(f"--interim: {out} holds no cached stages (no {out}/cache folder); "
+                          f"run lopt bench {args.suite} first")
+    # An interim report writes only OUT/interim, so a run still filling OUT's cache goes on.
+    written = os.path.join(out, "interim") if args.interim else out
+    check_out_folder(written)  # before the suite's work, which can take hours
     # Every suite is a lopt.bench.suite.Suite with this one run() signature.
     module = SUITES[args.suite][0]
     created = not os.path.exists(out)
-    os.makedirs(out, exist_ok=True)
+    os.makedirs(written, exist_ok=True)
+    interim = {"interim": True} if args.interim else {}
     try:
-        with FolderLock(out), phase(f"suite {args.suite}"):  # one cache, one suite at a time
+        with FolderLock(written), phase(f"suite {args.suite}"):  # one cache, one suite at a time
             print(module.run(out, quick=args.quick, command=invocation.line,
-                             progress=args.progress))
+                             progress=args.progress, **interim))
     except BaseException:
         if created and not os.listdir(out):  # a refused suite leaves nothing behind
             os.rmdir(out)
         raise
-    print(f"results in {out}/")
+    print(f"results in {written}/")
     return 0
 
 

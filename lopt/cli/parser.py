@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a small size that finishes in a few minutes")
     p_bench.add_argument("--no-progress", dest="progress", action="store_false",
                          help="no progress bar")
+    p_bench.add_argument("--interim", action="store_true",
+                         help="compute nothing: report the rows cached so far into OUT/interim "
+                              "(while a run of the suite may still be going; pretrained only)")
     sub.add_parser("list", help="list rules, tasks, estimators, benchmark suites and "
                                 "pretrained optimizers")
     p_import = sub.add_parser("import", help="convert an optimizer's published weights into a "
