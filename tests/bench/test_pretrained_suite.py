@@ -92,3 +92,23 @@ def test_quick_path_judges_the_worst_case_at_equal_budgets(tmp_path):
         assert len(r["loss_ratio_vs_default"]) == len(sz.tasks)
     assert all(v == 1.0 for v in robust["adam (lr 1e-3)"]["loss_ratio_vs_default"])
     assert robust["adam (lr 1e-3)"]["catastrophic"] == 0
+
+    # An interim report of the same cache computes nothing and agrees; with stages removed,
+    # the rows they feed are named as pending and left out, the rest unchanged.
+    before = md
+    for pattern in ("sweep_adafac_tiny_mnist1d_conv.json",
+                    "eval_breast_cancer_mlp_120_steps_celo2_broad_+_cosine.json"):
+        (tmp_path / "cache" / pattern).unlink()
+    proc = subprocess.run([sys.executable, "-m", "lopt", "bench", "pretrained", "--quick",
+                           "--out", str(tmp_path), "--no-progress", "--interim"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "results.md").read_text() == before
+    interim = json.loads((tmp_path / "interim" / "results.json").read_text())
+    pending = {"adafac_tiny (global lr)", "adafac_tiny (per-task lr)", "celo2_broad + cosine"}
+    assert {s["name"] for s in interim["results"][payload["tasks"][0]]} == names - pending
+    for name, r in interim["robustness"].items():
+        assert json.dumps(r, sort_keys=True) == json.dumps(robust[name], sort_keys=True), name
+    text = (tmp_path / "interim" / "results.md").read_text()
+    assert "## Interim: the stages cached so far" in text
+    assert all(name in text.split("the rows still pending:")[1] for name in pending)

@@ -25,3 +25,25 @@ def test_only_invocations_whose_stages_are_reused_are_named(tmp_path):
     earlier = json.load(open(tmp_path / "results.json"))["provenance"]["earlier_invocations"]
     assert [r["command"] for r in earlier] == ["first"]
     assert "It resumed 1 of 1 stages" in md and "-O0" not in md and "0000000000" not in md
+
+
+def test_an_interim_report_computes_nothing_and_writes_only_beside_the_cache(tmp_path):
+    out = str(tmp_path)
+    run = Suite("s", out, Size(), "run", 2, progress=False)
+    assert run.cached("a", lambda: 1.5) == 1.5
+    run.finish("T", "intro")
+    before = (tmp_path / "results.md").read_text()
+
+    def must_not_run():
+        raise AssertionError("an interim report computed a stage")
+
+    interim = Suite("s", out, Size(), "interim", 2, progress=False, interim=True)
+    assert interim.cached("a", must_not_run) == 1.5
+    assert interim.cached("b", must_not_run) is None
+    assert interim.cached("a", must_not_run, {"other": "settings"}) is None  # not the same stage
+    assert interim.missing == ["b", "a"]
+    interim.finish("T", "intro")
+    assert (tmp_path / "results.md").read_text() == before
+    record = json.load(open(tmp_path / "interim" / "results.json"))["provenance"]
+    assert record["interim"] == {"stages_cached": 1, "stages_missing": 2}
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["a.json"]

@@ -394,6 +394,19 @@ def test_a_busy_bench_out_folder_is_refused_in_one_line(tmp_path, capsys):
     assert os.listdir(out) == []
 
 
+@pytest.mark.parametrize("suite, out, says", [
+    ("metz", "OUT", "only pretrained can report the stages cached so far"),
+    ("pretrained", "OUT/none", "holds no cached stages"),
+])
+def test_an_interim_report_is_refused_in_one_line_where_it_cannot_be_made(
+        tmp_path, capsys, suite, out, says):
+    out = out.replace("OUT", str(tmp_path))
+    assert main(["bench", suite, "--interim", "--no-progress", "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert os.listdir(tmp_path) == []
+
+
 def test_paths_with_spaces_and_unicode_work_for_import(tmp_path, capsys):
     out = tmp_path / "ü dir" / "x y.lopt"
     assert main(["import", "celo", "tests/fixtures/published/celo/theta.state",
