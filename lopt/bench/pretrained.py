@@ -212,7 +212,7 @@ def _rows(suite, sz, labels, steps, raw, refs, plan, reach) -> dict:
     """label -> [summary] for every (row name, factory, lr or {label: lr}, schedule, tag) of
     ``plan``, each a cached stage (``tag``: what else identifies the row, e.g. its theta)."""
     rows = {}
-    for label in labels:
+    for label in suite.in_order(labels):
         rows[label] = []
         for name, make, lr, scheduled, tag in plan:
             lr = lr.get(label) if isinstance(lr, dict) else lr
@@ -240,10 +240,12 @@ def _interim_section(suite, pending, stages) -> None:
 
 
 def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
-        progress: bool = True, interim: bool = False) -> str:
-    """Run the suite into ``out`` (stages cached there) for the shipped general-purpose
-    optimizers and return its markdown; ``interim``: compute nothing, report the rows whose
-    stages are all cached so far into ``out/interim``."""
+        progress: bool = True, interim: bool = False, cache: str | None = None,
+        reverse: bool = False) -> str:
+    """Run the suite into ``out`` (stages cached there, or in ``cache``) for the shipped
+    general-purpose optimizers and return its markdown; ``interim``: compute nothing, report
+    the rows whose stages are all cached so far into ``out/interim``; ``reverse``: compute the
+    tasks' stages last task first (a second worker on a shared ``cache``)."""
     sz = SIZES["quick" if quick else "full"]
     learned = shipped_general()
     if not learned:
@@ -255,7 +257,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
                  and learned[n][0].config.get("schedule") != "cosine"]
     stages = len(sz.tasks) * (8 + len(learned) + len(scheduled)
                               + 3 * len(set(tuned) | set(sz.tuned_later))) + 1
-    suite = Suite("pretrained", out, sz, command, stages, progress, interim)
+    suite = Suite("pretrained", out, sz, command, stages, progress, interim, cache, reverse)
     labels, steps, raw, refs, norm = _families(sz)
     hand = {"adam": adam, "adamw": lambda learning_rate: adamw(learning_rate, ADAMW_DECAY)}
     once, per_task = tuned_lrs(suite, sz, labels, steps, norm, hand)

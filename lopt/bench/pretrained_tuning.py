@@ -74,7 +74,7 @@ def tuned_lrs(suite, sz, labels, steps, norm, factories, tags=None) -> tuple:
                                                sz.grid),
         {"steps": steps[label], "tune": sz.tune_tasks, "grid": list(sz.grid),
          "family": norm[label].name, **(tags or {}).get(name, {})})
-        for label in labels for name, f in factories.items()}
+        for label in suite.in_order(labels) for name, f in factories.items()}
     # An interim report may lack a factory's sweeps: its lrs are None, its rows pending.
     done = [n for n in factories if all(sweeps[(label, n)] is not None for label in labels)]
     once = {name: (sz.grid[global_lr_index([sweeps[(label, name)] for label in labels])]

@@ -3,8 +3,9 @@ fails here, when the registry loads, not when someone runs that suite.
 
 Every suite module has ``SIZES`` (``"full"`` and ``"quick"``) and
 ``run(out, quick=False, command=..., progress=True) -> results.md path``
-(tests/bench/test_registry.py); those of ``INTERIM_SUITES`` also take ``interim=True``: report
-the stages cached so far, computing nothing."""
+(tests/bench/test_registry.py); those of ``LONG_SUITES`` also take ``interim=True`` (report
+the stages cached so far, computing nothing), ``cache=FOLDER`` and ``reverse=True`` (a second
+worker sharing another run's cache, computing from the other end)."""
 from __future__ import annotations
 
 from lopt.bench import (
@@ -99,5 +100,5 @@ SUITES = {
 }
 
 # Suites long enough (hours to days) that a report of their cached stages is worth having
-# while they still run.
-INTERIM_SUITES = {"pretrained"}
+# while they still run, and a second worker on the same cache.
+LONG_SUITES = {"pretrained"}

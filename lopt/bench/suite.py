@@ -71,9 +71,13 @@ class Suite:
     """One run of a suite into ``out``: stages are cached there, so a stopped run resumes."""
 
     def __init__(self, name: str, out: str, size, command: str, total_stages: int,
-                 progress: bool = True, interim: bool = False):
+                 progress: bool = True, interim: bool = False, cache: Optional[str] = None,
+                 reverse: bool = False):
         self.code = git_commit()
         self.name, self.out, self.size, self.command = name, out, size, command
+        # A second worker shares the first's cache and computes its stages from the other
+        # end; the two meet in the middle (each stage is written atomically, whoever is first).
+        self.cache_folder, self.reverse = cache or os.path.join(out, "cache"), reverse
         # An interim report computes nothing: it reads the stages cached so far (a run still
         # going may be adding them) and writes its results beside them, in out/interim.
         self.interim, self.missing = interim, []
@@ -81,7 +85,7 @@ class Suite:
         self.sections: list = []
         self.stages: Dict[str, dict] = {}  # key -> where and how long it was computed
         self.payload: dict = {"suite": name, "size": dataclasses.asdict(size)}
-        os.makedirs(os.path.join(out, "cache"), exist_ok=True)
+        os.makedirs(self.cache_folder, exist_ok=True)
         if interim:
             os.makedirs(self.report_folder, exist_ok=True)
         self.bar = tqdm(total=total_stages, desc=f"lopt bench {name}", disable=not progress,
@@ -93,7 +97,7 @@ class Suite:
         previous run computed it from the same inputs: ``tag`` (the stage's own settings), or
         the whole suite size when the stage gives none. In an interim report, None when no
         such stage is cached (its key is kept in ``missing``)."""
-        path = os.path.join(self.out, "cache", f"{key}.json")
+        path = os.path.join(self.cache_folder, f"{key}.json")
         tag = json.loads(json.dumps(tag if tag is not None else dataclasses.asdict(self.size)))
         if os.path.exists(path):
             with open(path) as f:
@@ -115,6 +119,10 @@ class Suite:
         self._record(key, stamp, cached=False)
         self.bar.update(1)
         return value
+
+    def in_order(self, items) -> list:
+        """``items`` in the order this worker computes their stages."""
+        return list(items)[::-1] if self.reverse else list(items)
 
     def _stamp(self, start: float) -> dict:
         return {"wall_s": round(time.time() - start, 1), "commit": self.code["commit"],

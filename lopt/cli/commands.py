@@ -29,29 +29,33 @@ from lopt.torch.names import RULE_NAMES as TORCH_RULES
 
 def cmd_bench(args, invocation: Invocation) -> int:
     # every suite's module: loaded for bench and list only
-    from lopt.bench.registry import INTERIM_SUITES, SUITES
+    from lopt.bench.registry import LONG_SUITES, SUITES
 
     if args.suite not in SUITES:
         raise ConfigError(f"suite must be one of {', '.join(sorted(SUITES))}; got {args.suite!r}")
-    if args.interim and args.suite not in INTERIM_SUITES:
-        raise ConfigError(f"--interim: only {', '.join(sorted(INTERIM_SUITES))} can report "
-                          f"the stages cached so far; {args.suite!r} cannot")
+    options = {k: v for k, v in (("interim", args.interim), ("cache", args.cache),
+                                 ("reverse", args.reverse)) if v}
+    if options and args.suite not in LONG_SUITES:
+        raise ConfigError(f"--{next(iter(options))}: only {', '.join(sorted(LONG_SUITES))} "
+                          f"takes it; {args.suite!r} does not")
     out = args.out or os.path.join("benchmarks", args.suite)
-    if args.interim and not os.path.isdir(os.path.join(out, "cache")):
-        raise ConfigError(f"--interim: {out} holds no cached stages (no {out}/cache folder); "
-                          f"run lopt bench {args.suite} first")
+    cache = args.cache or os.path.join(out, "cache")
+    if args.interim and not os.path.isdir(cache):
+        raise ConfigError(f"--interim: no cached stages in {cache}; run lopt bench "
+                          f"{args.suite} first")
     # An interim report writes only OUT/interim, so a run still filling OUT's cache goes on.
     written = os.path.join(out, "interim") if args.interim else out
-    check_out_folder(written)  # before the suite's work, which can take hours
-    # Every suite is a lopt.bench.suite.Suite with this one run() signature.
+    for folder in {written, cache}:
+        check_out_folder(folder)  # before the suite's work, which can take hours
+    # Every suite is a lopt.bench.suite.Suite with this one run() signature (LONG_SUITES'
+    # also take the options above).
     module = SUITES[args.suite][0]
     created = not os.path.exists(out)
     os.makedirs(written, exist_ok=True)
-    interim = {"interim": True} if args.interim else {}
     try:
         with FolderLock(written), phase(f"suite {args.suite}"):  # one cache, one suite at a time
             print(module.run(out, quick=args.quick, command=invocation.line,
-                             progress=args.progress, **interim))
+                             progress=args.progress, **options))
     except BaseException:
         if created and not os.listdir(out):  # a refused suite leaves nothing behind
             os.rmdir(out)

@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--interim", action="store_true",
                          help="compute nothing: report the rows cached so far into OUT/interim "
                               "(while a run of the suite may still be going; pretrained only)")
+    p_bench.add_argument("--cache", default=None,
+                         help="folder of the cached stages (default: OUT/cache); with "
+                              "--reverse, a second worker on another run's cache "
+                              "(pretrained only)")
+    p_bench.add_argument("--reverse", action="store_true",
+                         help="compute the stages last task first, so a second worker on a "
+                              "shared --cache meets the first in the middle (pretrained only)")
     sub.add_parser("list", help="list rules, tasks, estimators, benchmark suites and "
                                 "pretrained optimizers")
     p_import = sub.add_parser("import", help="convert an optimizer's published weights into a "

@@ -93,6 +93,17 @@ def test_quick_path_judges_the_worst_case_at_equal_budgets(tmp_path):
     assert all(v == 1.0 for v in robust["adam (lr 1e-3)"]["loss_ratio_vs_default"])
     assert robust["adam (lr 1e-3)"]["catastrophic"] == 0
 
+    # A second worker on the same cache, computing from the last task back, finds every
+    # stage of every task where the first worker left it: nothing to compute, the same rows.
+    proc = subprocess.run([sys.executable, "-m", "lopt", "bench", "pretrained", "--quick",
+                           "--out", str(tmp_path / "second"), "--cache", str(tmp_path / "cache"),
+                           "--reverse", "--no-progress"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    second = json.loads((tmp_path / "second" / "results.json").read_text())
+    assert all(s["cached"] for s in second["provenance"]["stages"].values())
+    assert json.dumps(second["robustness"], sort_keys=True) == json.dumps(robust, sort_keys=True)
+
     # An interim report of the same cache computes nothing and agrees; with stages removed,
     # the rows they feed are named as pending and left out, the rest unchanged.
     before = md

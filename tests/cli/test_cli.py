@@ -394,14 +394,15 @@ def test_a_busy_bench_out_folder_is_refused_in_one_line(tmp_path, capsys):
     assert os.listdir(out) == []
 
 
-@pytest.mark.parametrize("suite, out, says", [
-    ("metz", "OUT", "only pretrained can report the stages cached so far"),
-    ("pretrained", "OUT/none", "holds no cached stages"),
+@pytest.mark.parametrize("suite, flag, out, says", [
+    ("metz", "--interim", "OUT", "--interim: only pretrained takes it; 'metz' does not"),
+    ("metz", "--reverse", "OUT", "--reverse: only pretrained takes it; 'metz' does not"),
+    ("pretrained", "--interim", "OUT/none", "--interim: no cached stages in"),
 ])
-def test_an_interim_report_is_refused_in_one_line_where_it_cannot_be_made(
-        tmp_path, capsys, suite, out, says):
+def test_a_long_suites_option_is_refused_in_one_line_where_it_cannot_apply(
+        tmp_path, capsys, suite, flag, out, says):
     out = out.replace("OUT", str(tmp_path))
-    assert main(["bench", suite, "--interim", "--no-progress", "--out", out]) == 2
+    assert main(["bench", suite, flag, "--no-progress", "--out", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0], err
     assert os.listdir(tmp_path) == []
