@@ -306,9 +306,10 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
     for label in labels:
         for s in results[label]:
             s["lr_at_grid_edge"] = s["learning_rate"] in (sz.grid[0], sz.grid[-1])
-    overhead = suite.cached("step_time", lambda: {t: _step_time_ratios(learned, t)
-                                                  for t in sz.timing_tasks},
-                            {"learned": sorted(learned), "tasks": list(sz.timing_tasks)})
+    # Timed by the first worker only, never while a second one shares the cores.
+    overhead = None if suite.reverse else suite.cached(
+        "step_time", lambda: {t: _step_time_ratios(learned, t) for t in sz.timing_tasks},
+        {"learned": sorted(learned), "tasks": list(sz.timing_tasks)})
     probe = norm[labels[0]]
     params = probe.build(probe.sample(jax.random.PRNGKey(0))).init(jax.random.PRNGKey(0))
     state_bytes = {name: state_bytes_per_parameter(rule, theta, params)

@@ -116,7 +116,7 @@ def report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes
                   "(rliable; runs resampled within tasks; a diverged run scores +inf). The "
                   "speedup IQM is over the per-task speedups, its interval from resampling "
                   "tasks; beside it the worst task's speedup.\n\n" + "\n".join(lines) + "\n")
-    overhead = overhead or {}  # an interim report before the timing stage ran
+    overhead = overhead or {}  # not timed (yet): an interim report, a second worker
     lines = ["| learned | " + " | ".join(f"step time / adam on {t}" for t in overhead)
              + " | state bytes / parameter |", "|---" * (len(overhead) + 2) + "|"]
     for name in learned:
