@@ -123,3 +123,16 @@ def test_quick_path_judges_the_worst_case_at_equal_budgets(tmp_path):
     text = (tmp_path / "interim" / "results.md").read_text()
     assert "## Interim: the stages cached so far" in text
     assert all(name in text.split("the rows still pending:")[1] for name in pending)
+
+    # Without one task's reference rows, the interim report covers the other tasks alone.
+    (tmp_path / "cache" / "eval_breast_cancer_mlp_120_steps_adam_(lr_1e-3).json").unlink()
+    proc = subprocess.run([sys.executable, "-m", "lopt", "bench", "pretrained", "--quick",
+                           "--out", str(tmp_path), "--no-progress", "--interim"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    interim = json.loads((tmp_path / "interim" / "results.json").read_text())
+    assert interim["tasks"] == payload["tasks"][:2]
+    names_left = {s["name"] for s in interim["results"][payload["tasks"][0]]}
+    assert names_left == names - {"adafac_tiny (global lr)", "adafac_tiny (per-task lr)"}
+    text = (tmp_path / "interim" / "results.md").read_text()
+    assert "only the 2 of 3 tasks whose Adam references are cached" in text
