@@ -9,6 +9,7 @@ the training split only; a run that diverges is counted, never dropped.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -67,6 +68,13 @@ def finals(summary: dict) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in summary["final"]], np.float64)
 
 
+def _read_stage(path: str) -> Optional[dict]:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 class Suite:
     """One run of a suite into ``out``: stages are cached there, so a stopped run resumes."""
 
@@ -99,10 +107,9 @@ class Suite:
         such stage is cached (its key is kept in ``missing``)."""
         path = os.path.join(self.cache_folder, f"{key}.json")
         tag = json.loads(json.dumps(tag if tag is not None else dataclasses.asdict(self.size)))
-        if os.path.exists(path):
-            with open(path) as f:
-                stored = json.load(f)
-            if stored.get("size") == tag:
+        current = _read_stage(path)
+        for stored in (current, _read_stage(self._superseded(key, tag))):
+            if stored is not None and stored.get("size") == tag:
                 self._record(key, stored, cached=True)
                 self.bar.update(1)
                 return stored["value"]
@@ -112,6 +119,12 @@ class Suite:
         start = time.time()
         value = compute()
         stamp = self._stamp(start)
+        # A stage computed with other settings is kept aside, never overwritten: going back
+        # to them reads it again instead of recomputing it.
+        if current is not None:
+            aside = self._superseded(key, current.get("size"))
+            os.makedirs(os.path.dirname(aside), exist_ok=True)
+            write_atomically(aside, lambda f: json.dump(current, f), mode="w")
         # Atomic: a stop never leaves half a stage. Plain json (NaN allowed): a stage reads
         # back exactly what it computed.
         write_atomically(path, lambda f: json.dump({"size": tag, "value": value, **stamp}, f),
@@ -119,6 +132,10 @@ class Suite:
         self._record(key, stamp, cached=False)
         self.bar.update(1)
         return value
+
+    def _superseded(self, key: str, tag) -> str:
+        digest = hashlib.sha256(json.dumps(tag, sort_keys=True).encode()).hexdigest()[:16]
+        return os.path.join(self.cache_folder, "superseded", f"{key}.{digest}.json")
 
     def in_order(self, items) -> list:
         """``items`` in the order this worker computes their stages."""

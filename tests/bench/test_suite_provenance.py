@@ -47,3 +47,23 @@ def test_an_interim_report_computes_nothing_and_writes_only_beside_the_cache(tmp
     record = json.load(open(tmp_path / "interim" / "results.json"))["provenance"]
     assert record["interim"] == {"stages_cached": 1, "stages_missing": 2}
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["a.json"]
+
+
+def test_a_stage_computed_with_other_settings_is_kept_aside_not_overwritten(tmp_path):
+    out = str(tmp_path)
+    calls = []
+
+    def compute(v):
+        calls.append(v)
+        return v
+
+    suite = Suite("s", out, Size(), "run", 3, progress=False)
+    assert suite.cached("a", lambda: compute(1.0), {"lr": 1}) == 1.0
+    assert suite.cached("a", lambda: compute(2.0), {"lr": 2}) == 2.0  # settings changed
+    again = Suite("s", out, Size(), "run", 3, progress=False)
+    assert again.cached("a", lambda: compute(9.0), {"lr": 1}) == 1.0  # read back, kept aside
+    assert again.cached("a", lambda: compute(9.0), {"lr": 2}) == 2.0
+    assert calls == [1.0, 2.0]
+    assert len(list((tmp_path / "cache" / "superseded").iterdir())) == 1
+    interim = Suite("s", out, Size(), "interim", 3, progress=False, interim=True)
+    assert interim.cached("a", lambda: compute(9.0), {"lr": 1}) == 1.0
