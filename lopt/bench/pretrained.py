@@ -227,12 +227,12 @@ def _rows(suite, sz, labels, steps, raw, refs, plan, reach) -> dict:
     return rows
 
 
-def _interim_section(suite, pending, stages, tasks_left) -> None:
+def _interim_section(suite, pending, stages, tasks_left, newest) -> None:
     done = [s for s in suite.stages.values() if s["wall_s"] is not None]
     hours = sum(s["wall_s"] for s in done) / 3600
     tasks = (f"only the {len(suite.size.tasks) - len(tasks_left)} of {len(suite.size.tasks)} "
-             "tasks whose Adam references are cached (still pending: "
-             + ", ".join(tasks_left) + "), so every aggregate is over those tasks alone, and "
+             f"tasks whose Adam references and {newest} rows are cached (still pending: "
+             + "; ".join(tasks_left) + "), so every aggregate is over those tasks alone, and "
              if tasks_left else "every task, and ")
     suite.sections.insert(0, (
         "## Interim: the stages cached so far\n\n"
@@ -299,15 +299,17 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
                                rows[label] + rows_rest[label] + later_rows[label]
                                + baselines[label])) for label in labels}
     names = [p[0] for p in plan + later_plan + references]
-    # An interim report covers the tasks whose references are all cached, and there the rows
-    # cached on every one of them; a full run has every row of every task.
-    all_labels = labels
+    # An interim report covers the tasks whose references and newest optimizer's rows (the
+    # order they are computed in) are all cached, and there the rows cached on every one of
+    # them; a full run has every row of every task.
+    all_labels, required = labels, [n for n, _, _ in references] + [p[0] for p in first]
     labels = [label for label in labels if all(by_name[label][n] is not None
-                                               for n, _, _ in references)]
+                                               for n in required)]
     if not labels:
-        raise UsageError(f"{out}: an interim report needs the Adam references' rows of at least "
-                         f"one task, and none has them all cached yet ({len(suite.missing)} "
-                         "stages missing); run lopt bench pretrained to compute them")
+        raise UsageError(f"{out}: an interim report needs the Adam references' and {newest}'s "
+                         f"rows of at least one task, and none has them all cached yet "
+                         f"({len(suite.missing)} stages missing); run lopt bench pretrained to "
+                         "compute them")
     pending = [n for n in names if any(by_name[label][n] is None for label in labels)]
     results = {label: [by_name[label][n] for n in names if n not in pending]
                for label in labels}
@@ -325,7 +327,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
     report(suite, sz, learned, labels, results, {**once, **once_l}, overhead, state_bytes,
            REFERENCE_REACH)
     if suite.interim:
-        _interim_section(suite, pending, stages, [x for x in all_labels if x not in labels])
+        _interim_section(suite, pending, stages, [x for x in all_labels if x not in labels],
+                         newest)
     return suite.finish(
         "Pretrained learned optimizers on an out-of-distribution meta-test set",
         f"The shipped general-purpose optimizers ({', '.join(learned)}; celo_tiny and "

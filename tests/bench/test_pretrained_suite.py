@@ -135,4 +135,4 @@ def test_quick_path_judges_the_worst_case_at_equal_budgets(tmp_path):
     names_left = {s["name"] for s in interim["results"][payload["tasks"][0]]}
     assert names_left == names - {"adafac_tiny (global lr)", "adafac_tiny (per-task lr)"}
     text = (tmp_path / "interim" / "results.md").read_text()
-    assert "only the 2 of 3 tasks whose Adam references are cached" in text
+    assert "only the 2 of 3 tasks whose Adam references and celo2_graft_v2 rows are cached" in text
