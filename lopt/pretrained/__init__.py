@@ -68,8 +68,11 @@ PRETRAINED = {
                        "problems, the 1,000-step 4x256 regression celo2_graft lost included "
                        "(0.00021 vs 0.0027; benchmarks/pretrained/diagnosis_v3.md). Step: 6.8x "
                        "(nnx.jit) / 9.4x (jax.jit) Adam's on a 3x256 MLP on CPU, 1.1x on a conv "
-                       "net (benchmarks/perf/step_cost/). The extended 27-task meta-test: lopt "
-                       "bench pretrained, benchmarks/pretrained/"),
+                       "net (benchmarks/perf/step_cost/). On the 27-task meta-test, untuned: 0 "
+                       "diverged and 0 catastrophic of 216 runs, below Adam lr 1e-3 on all 27, "
+                       "IQM speedup 1.85 over Adam tuned once (worst task 0.72, a 2,000-step "
+                       "transformer LM) and 1.46 over per-task Adam (worst 0.48, breast_cancer_mlp;"
+                       " benchmarks/pretrained/interim/)"),
     "celo_released": ("celo_released.lopt",
                       "Celo's published weights (Moudgil et al. 2025, amoudgl/celo: MIT, see "
                       "LICENSE.celo_released), meta-trained by its authors on 4 image MLP tasks "
