@@ -120,6 +120,8 @@ def test_quick_path_judges_the_worst_case_at_equal_budgets(tmp_path):
     assert {s["name"] for s in interim["results"][payload["tasks"][0]]} == names - pending
     for name, r in interim["robustness"].items():
         assert json.dumps(r, sort_keys=True) == json.dumps(robust[name], sort_keys=True), name
+    assert not any(k.endswith("_curve") for rows in interim["results"].values()
+                   for row in rows for k in row)
     text = (tmp_path / "interim" / "results.md").read_text()
     assert "## Interim: the stages cached so far" in text
     assert all(name in text.split("the rows still pending:")[1] for name in pending)
