@@ -108,11 +108,12 @@ class Suite:
         path = os.path.join(self.cache_folder, f"{key}.json")
         tag = json.loads(json.dumps(tag if tag is not None else dataclasses.asdict(self.size)))
         current = _read_stage(path)
-        for stored in (current, _read_stage(self._superseded(key, tag))):
-            if stored is not None and stored.get("size") == tag:
-                self._record(key, stored, cached=True)
-                self.bar.update(1)
-                return stored["value"]
+        stored = (current if current is not None and current.get("size") == tag
+                  else _read_stage(self._superseded(key, tag)))
+        if stored is not None and stored.get("size") == tag:
+            self._record(key, stored, cached=True)
+            self.bar.update(1)
+            return stored["value"]
         if self.interim:
             self.missing.append(key)
             return None

@@ -53,7 +53,9 @@ def cmd_bench(args, invocation: Invocation) -> int:
     created = not os.path.exists(out)
     os.makedirs(written, exist_ok=True)
     try:
-        with FolderLock(written), phase(f"suite {args.suite}"):  # one cache, one suite at a time
+        # One run per out folder (a second worker writes its own --out; an interim report
+        # only OUT/interim).
+        with FolderLock(written), phase(f"suite {args.suite}"):
             print(module.run(out, quick=args.quick, command=invocation.line,
                              progress=args.progress, **options))
     except BaseException:
