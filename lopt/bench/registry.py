@@ -30,6 +30,7 @@ from lopt.bench.perf import (
     conv_loop,
     lo_side_by_side,
     overview,
+    regression,
     step_cost,
     tensor_parallel,
     throughput,
@@ -91,6 +92,9 @@ SUITES = {
                                "tasks, in turns against an earlier commit"),
     "perf": (overview, "per-update time vs optax.adam and the FLOP floor, meta-training "
                        "throughput, TBPTT memory, state bytes"),
+    "regression": (regression, "every update and meta-training throughput figure of perf and "
+                               "throughput, in turns against an earlier commit: what got "
+                               "slower"),
     "lo_side_by_side": (lo_side_by_side, "lopt's per-parameter and Adafactor MLP updates beside "
                                          "learned_optimization's in one process, in turns "
                                          "(needs learned_optimization importable)"),

@@ -55,3 +55,40 @@ def test_throughput_in_turns_reports_medians_ranges_and_the_median_of_round_rati
     assert quad["baseline_median"] == 10 and quad["baseline_range"] == [5, 30]
     assert quad["ratio_median"] == 2.0  # rounds: 2, 1, 2
     assert mlp["ratio_median"] == 1.0  # rounds: 0.5, 3, 1
+
+
+def test_regression_judges_updates_within_each_process_and_throughput_over_rounds():
+    from lopt.bench.perf import regression
+
+    def process(adam_s, rule_s, pes_rate, gone=False):
+        out = [{"kind": "matmul", "gflops": 100.0},
+               {"kind": "update", "rule": "optax.adam", "seconds": adam_s},
+               {"kind": "update", "rule": "r", "seconds": rule_s},
+               {"kind": "throughput", "estimator": "pes", "rule": "r", "family": "f",
+                "inner_steps_per_s": pes_rate}]
+        if not gone:
+            out.append({"kind": "update", "rule": "new", "seconds": rule_s})
+        return out
+
+    # The head's processes ran at half speed: raw update ratios say 0.5x, but relative to
+    # optax.adam in the same process the rule is exactly as fast; PES lost 20% over rounds.
+    turns = {"head": [process(0.002, 0.020, 80.0), process(0.004, 0.040, 40.0),
+                      process(0.002, 0.020, 80.0)],
+             "baseline": [process(0.001, 0.010, 100.0, gone=True),
+                          process(0.002, 0.020, 50.0, gone=True),
+                          process(0.001, 0.010, 100.0, gone=True)]}
+    rows = {r["figure"]: r for r in regression.summary(turns)}
+    assert "update new" not in rows  # the baseline commit lacks it: nothing to compare
+    rule = rows["update r"]
+    assert np.isclose(rule["ratio_median"], 0.5) and np.isclose(rule["relative_median"], 1.0)
+    assert rule["verdict"] == "same"
+    pes = rows["pes r f"]
+    assert np.isclose(pes["ratio_median"], 0.8) and pes["ratio_range"] == [0.8, 0.8]
+    assert pes["verdict"] == "slower" and "relative_median" not in pes
+    assert rows["update optax.adam"]["verdict"] == "slower"  # judged raw: nothing to divide by
+    assert "**slower**" in regression.table(list(rows.values()), "abc1234")
+    # The full job list holds every figure perf and throughput commit to.
+    names = {j.get("estimator", j["kind"]) + " " + j.get("family", "")
+             for j in regression.jobs(regression.FULL)}
+    assert {"pes teacher_mlp", "outer teacher_mlp", "outer sum_of_squares",
+            "tbptt quadratic"} <= names
