@@ -85,10 +85,32 @@ def test_regression_judges_updates_within_each_process_and_throughput_over_round
     pes = rows["pes r f"]
     assert np.isclose(pes["ratio_median"], 0.8) and pes["ratio_range"] == [0.8, 0.8]
     assert pes["verdict"] == "slower" and "relative_median" not in pes
-    assert rows["update optax.adam"]["verdict"] == "slower"  # judged raw: nothing to divide by
+    assert rows["update optax.adam"]["verdict"] == "reference"  # optax's: the noise, not judged
     assert "**slower**" in regression.table(list(rows.values()), "abc1234")
     # The full job list holds every figure perf and throughput commit to.
     names = {j.get("estimator", j["kind"]) + " " + j.get("family", "")
              for j in regression.jobs(regression.FULL)}
     assert {"pes teacher_mlp", "outer teacher_mlp", "outer sum_of_squares",
             "tbptt quadratic"} <= names
+
+
+def test_regression_measures_again_what_the_screen_found_slower():
+    from lopt.bench.perf import regression
+
+    size = regression.FULL
+    jobs = regression.confirm_jobs(size, ["update multiscale_adam", "pes per_parameter_mlp "
+                                          "teacher_mlp", "outer step per_parameter_mlp "
+                                          "sum_of_squares"])
+    updates, *rest = jobs
+    assert updates["rules"] == ["optax.adam", "multiscale_adam"]
+    assert updates["repeats"] == size.confirm_repeats
+    assert sorted(regression.figure_name(j) for j in rest) == [
+        "outer step per_parameter_mlp sum_of_squares", "pes per_parameter_mlp teacher_mlp"]
+    assert all(j["repeats"] == size.confirm_repeats for j in rest)
+    assert regression.confirm_jobs(size, []) == []
+    screen = [{"figure": "update a", "verdict": "slower"}, {"figure": "update b",
+                                                            "verdict": "same"}]
+    merged = regression.merge(screen, [{"figure": "update a", "verdict": "same"},
+                                       {"figure": "update optax.adam", "verdict": "reference"}])
+    assert merged == [{"figure": "update a", "verdict": "same", "confirmed": True},
+                      {"figure": "update b", "verdict": "same"}]
