@@ -164,6 +164,9 @@ def _plot(rows: list, baseline: str, path: str) -> None:
     ax.set_yticks(range(len(rows)), [r["figure"] for r in rows], fontsize=6)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ticks = [0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set(xlabel=f"speed, this commit / {baseline} (median and range over rounds)")
     fig.tight_layout()
     fig.savefig(path)
