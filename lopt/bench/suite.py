@@ -19,6 +19,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from lopt.bench import workers
 from lopt.evaluation import Instances, compare, final_test_metrics, random_search
 from lopt.evaluation.protocol import EVAL_SEED, SUITE_LR_GRID, TUNE_SEED
 from lopt.files.atomic import write_atomically, write_json, write_text
@@ -94,6 +95,8 @@ class Suite:
         self.stages: Dict[str, dict] = {}  # key -> where and how long it was computed
         self.payload: dict = {"suite": name, "size": dataclasses.asdict(size)}
         os.makedirs(self.cache_folder, exist_ok=True)
+        if reverse and not interim:
+            workers.register(self.cache_folder)  # the first worker times only once it ends
         if interim:
             os.makedirs(self.report_folder, exist_ok=True)
         self.bar = tqdm(total=total_stages, desc=f"lopt bench {name}", disable=not progress,
