@@ -7,12 +7,12 @@ import sys
 import threading
 
 from lopt.cli.compare import cmd_eval
-from lopt.cli.config import ConfigError
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import EXIT_USAGE, build_parser, join_negative_values, train_config
 from lopt.cli.phases import CHECKING, phase, phase_of, write_traceback
 from lopt.cli.preflight import check_out_folder
 from lopt.cli.training import EXIT_FAILED, RunFailed, cmd_train
+from lopt.cli.value_checks import ConfigError
 from lopt.files.errors import UsageError
 from lopt.files.published import SOURCES, import_weights
 from lopt.files.run_folder import FolderLock

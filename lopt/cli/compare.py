@@ -7,11 +7,12 @@ import dataclasses
 import os
 import time
 
-from lopt.cli.config import ConfigError, EvalConfig, check_mup_task
+from lopt.cli.config import EvalConfig
 from lopt.cli.invocation import Invocation
 from lopt.cli.parser import eval_config
 from lopt.cli.phases import phase
 from lopt.cli.preflight import check_comparison_memory, check_out_folder
+from lopt.cli.value_checks import ConfigError, check_mup_task
 from lopt.evaluation import Instances, compare, normalize_all, plots, tables
 from lopt.files.atomic import write_json, write_text
 from lopt.files.provenance import markdown_line, provenance

@@ -3,26 +3,31 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 import os
 import typing
 from typing import Optional, Sequence
 
-import jax
-
 from lopt.cli.json_input import JsonInputError, json_object
+from lopt.cli.value_checks import (
+    ConfigError,
+    at_least,
+    check_mup_task,
+    check_task,
+    check_value,
+    integer,
+    one_of,
+    positive,
+    tasks_without_validation,
+)
 from lopt.evaluation.protocol import EVAL_SEED, TUNE_SEED
-from lopt.files.errors import UsageError
 from lopt.files.metric_writers import wandb_available
 from lopt.files.run_folder import RENAMED_SETTINGS
 from lopt.outer import ESTIMATORS
 from lopt.outer.base import options_of
-from lopt.outer.mup_rule import task_multipliers
 from lopt.outer.unroll import OBJECTIVE_ALIASES
 from lopt.pretrained import PRETRAINED
 from lopt.pretrained.recipes import RECIPES
 from lopt.rules import BASELINES, LEARNED
-from lopt.tasks import Mixture, make_family, resolve
 
 
 def setting(default, *, run: bool, type=None, help: str = ""):
@@ -35,10 +40,6 @@ def setting(default, *, run: bool, type=None, help: str = ""):
     if help:
         metadata["help"] = help
     return dataclasses.field(default=default, metadata=metadata)
-
-
-class ConfigError(UsageError):
-    """A config value outside its allowed range; the message names the field."""
 
 
 DEFAULT_BASELINES = ("sgd", "nesterov", "rmsprop", "adam")
@@ -61,11 +62,11 @@ class EvalConfig:
 
     def validate(self) -> "EvalConfig":
         check_task(self.task)
-        _at_least("eval_tasks", self.eval_tasks, 2)
-        _at_least("eval_steps", self.eval_steps, 1)
-        _integer("eval_seed", self.eval_seed)
-        _at_least("tune_tasks", self.tune_tasks, 1)
-        _integer("tune_seed", self.tune_seed)
+        at_least("eval_tasks", self.eval_tasks, 2)
+        at_least("eval_steps", self.eval_steps, 1)
+        integer("eval_seed", self.eval_seed)
+        at_least("tune_tasks", self.tune_tasks, 1)
+        integer("tune_seed", self.tune_seed)
         if self.tune_seed == self.eval_seed:
             raise ConfigError(f"tune_seed must differ from eval_seed ({self.eval_seed}): "
                               "baselines are tuned on instances separate from the reported ones")
@@ -73,7 +74,7 @@ class EvalConfig:
             raise ConfigError(f"baselines must name at least one of {', '.join(sorted(BASELINES))}"
                               "; got none")
         for name in self.baselines:
-            _one_of("baselines", name, BASELINES)
+            one_of("baselines", name, BASELINES)
         return self
 
 
@@ -88,7 +89,7 @@ class RuleConfig:
     mup: bool = setting(False, run=True)
 
     def validate(self) -> "RuleConfig":
-        _one_of("rule", self.rule, LEARNED)
+        one_of("rule", self.rule, LEARNED)
         self.rule_kwargs()
         if not isinstance(self.mup, bool):
             raise ConfigError(f"mup must be true or false; got {self.mup!r}")
@@ -130,7 +131,7 @@ def estimator_options() -> dict:
 def _check_estimator(self) -> "EstimatorConfig":
     """The named estimator built from its own options (its checks are the only range checks);
     an option it does not take, set away from its default, is refused."""
-    _one_of("estimator", self.estimator, ESTIMATORS)
+    one_of("estimator", self.estimator, ESTIMATORS)
     takes = options_of(ESTIMATORS[self.estimator][0])
     for f in dataclasses.fields(self):
         if f.name != "estimator" and f.name not in takes and getattr(self, f.name) != f.default:
@@ -210,19 +211,19 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         if self.recipe:
-            _one_of("recipe", self.recipe, RECIPES)
+            one_of("recipe", self.recipe, RECIPES)
         if self.init_from and not (os.path.isfile(self.init_from)
                                    or self.init_from in PRETRAINED):
             raise ConfigError(f"init_from must be a shipped optimizer ({', '.join(PRETRAINED)}) "
                               f"or an existing .lopt file; got {self.init_from!r}")
-        _at_least("steps", self.steps, 1)
-        _positive("meta_lr", self.meta_lr, 1e-12, 10.0)
-        _positive("clip_grad_norm", self.clip_grad_norm, 1e-12, 1e30)
-        _integer("seed", self.seed)
-        _at_least("checkpoint_every", self.checkpoint_every, 1)
-        _at_least("validate_every", self.validate_every, 0)
-        _at_least("validate_tasks", self.validate_tasks, 1)
-        _at_least("validate_steps", self.validate_steps, 1)
+        at_least("steps", self.steps, 1)
+        positive("meta_lr", self.meta_lr, 1e-12, 10.0)
+        positive("clip_grad_norm", self.clip_grad_norm, 1e-12, 1e30)
+        integer("seed", self.seed)
+        at_least("checkpoint_every", self.checkpoint_every, 1)
+        at_least("validate_every", self.validate_every, 0)
+        at_least("validate_tasks", self.validate_tasks, 1)
+        at_least("validate_steps", self.validate_steps, 1)
         if self.wandb and not wandb_available():
             raise ConfigError("wandb needs the wandb package: pip install 'lopt[wandb]'")
         return self
@@ -245,8 +246,8 @@ class DistributionConfig:
 
     def validate(self) -> "DistributionConfig":
         if self.devices is not None:
-            _at_least("devices", self.devices, 1)
-        _at_least("model_parallel", self.model_parallel, 1)
+            at_least("devices", self.devices, 1)
+        at_least("model_parallel", self.model_parallel, 1)
         if self.model_parallel > 1 and self.devices is None and not self.distributed:
             raise ConfigError(f"model_parallel ({self.model_parallel}) needs --devices: the "
                               "devices its runs × model mesh is laid over")
@@ -260,11 +261,11 @@ class DistributionConfig:
                 any(v is not None for v in manual):
             raise ConfigError("coordinator, num_processes and process_id go together: give all "
                               "three, or none to let jax.distributed detect the cluster")
-        _at_least("join_timeout", self.join_timeout, 1)
+        at_least("join_timeout", self.join_timeout, 1)
         if self.num_processes is not None:
-            _at_least("num_processes", self.num_processes, 1)
+            at_least("num_processes", self.num_processes, 1)
         if self.process_id is not None:
-            _at_least("process_id", self.process_id, 0)
+            at_least("process_id", self.process_id, 0)
             if self.num_processes is not None and self.process_id >= self.num_processes:
                 raise ConfigError(f"process_id must be < num_processes ({self.num_processes}); "
                                   f"got {self.process_id}")
@@ -341,97 +342,3 @@ class TrainConfig:
     @property
     def out_dir(self) -> str:
         return self.run.out or f"runs/{self.learned.rule}_{self.task}"
-
-
-def check_task(name) -> None:
-    """One line naming the field when ``name`` is not a task, sampled spec or mixture."""
-
-    try:
-        resolve(name)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
-def check_mup_task(name):
-    """The μP multipliers every family of task ``name`` carries; one line naming the task when
-    one has none."""
-    try:
-        return task_multipliers(make_family(name))
-    except ValueError as err:
-        raise ConfigError(f"task {name!r}: {err}") from None
-
-
-def tasks_without_validation(name) -> list:
-    """The families of task ``name`` whose tasks have no validation split."""
-
-    family = make_family(name)
-    families = family.families if isinstance(family, Mixture) else (family,)
-    return [f.name for f in families if not f.build(f.sample(jax.random.PRNGKey(0))).has_validation]
-
-
-def _one_of(field, value, allowed):
-    if value not in allowed:
-        raise ConfigError(f"{field} must be one of {', '.join(sorted(allowed))}; got {value!r}")
-
-
-# Counts and seeds beyond this are typos: no run here takes 2**31 steps, tasks or a seed
-# that PRNGKey cannot hold.
-MAX_COUNT = 2**31 - 1
-
-
-def _integer(field, value):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"{field} must be an integer; got {value!r}")
-    if not -MAX_COUNT <= value <= MAX_COUNT:
-        raise ConfigError(f"{field} must be an integer in [{-MAX_COUNT}, {MAX_COUNT}]; "
-                          f"got {value!r}")
-
-
-def _at_least(field, value, low):
-    _integer(field, value)
-    if value < low:
-        raise ConfigError(f"{field} must be an integer >= {low}; got {value!r}")
-
-
-def _positive(field, value, low=1e-30, high=1e30):
-    """A number in [low, high]: both well inside float32's normal range, so the value neither
-    overflows nor flushes to zero once it meets float32 arithmetic."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
-        raise ConfigError(f"{field} must be a number in [{low:g}, {high:g}]; got {value!r}")
-
-
-# Largest sizes a rule config may ask for: beyond them theta alone outgrows any one machine.
-MAX_SIZE = 1 << 16
-
-
-def check_value(field, value, kind) -> None:
-    """One line naming ``field`` unless ``value`` (parsed JSON) fits annotation ``kind``: int
-    (not bool, 0..MAX_SIZE for sizes), float (finite, float32 range), str, bool or a sequence
-    of floats."""
-    origin = typing.get_origin(kind)
-    if kind is bool:
-        ok = isinstance(value, bool)
-        need = "true or false"
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        need = "an integer"
-        if ok and not 0 <= value <= MAX_SIZE:
-            raise ConfigError(f"{field} must be an integer in [0, {MAX_SIZE}]; got {value!r}")
-    elif kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and math.isfinite(value) and abs(value) <= 3e38
-        need = "a finite number"
-    elif kind is str:
-        ok = isinstance(value, str)
-        need = "a string"
-    elif origin is not None and origin in (Sequence, list, tuple, typing.Sequence) or \
-            str(kind).startswith(("typing.Sequence", "collections.abc.Sequence")):
-        ok = isinstance(value, list) and bool(value) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in value)
-        need = "a non-empty list of finite numbers"
-    else:
-        return
-    if not ok:
-        raise ConfigError(f"{field} must be {need}; got {value!r}")

@@ -5,7 +5,8 @@ import argparse
 import dataclasses
 import sys
 
-from lopt.cli.config import GROUPS, ConfigError, EvalConfig, TrainConfig
+from lopt.cli.config import GROUPS, EvalConfig, TrainConfig
+from lopt.cli.value_checks import ConfigError
 from lopt.pretrained.recipes import recipe_config
 
 EXIT_USAGE = 2

@@ -10,7 +10,6 @@ import jax
 import numpy as np
 
 from lopt.cli.config import (
-    ConfigError,
     DistributionConfig,
     EstimatorConfig,
     EvalConfig,
@@ -18,6 +17,7 @@ from lopt.cli.config import (
     RunConfig,
     TrainConfig,
 )
+from lopt.cli.value_checks import ConfigError
 from lopt.files.checkpoints import open_checkpoints
 from lopt.files.run_folder import check_resume
 from lopt.outer.mixture import build_estimator

@@ -16,10 +16,11 @@ import numpy as np
 
 from lopt.cli import coordination_host, preflight
 from lopt.cli.compare import run_comparison
-from lopt.cli.config import ConfigError, TrainConfig
+from lopt.cli.config import TrainConfig
 from lopt.cli.invocation import Invocation
 from lopt.cli.liveness import PeerWatch, exit_on_silence
 from lopt.cli.phases import phase
+from lopt.cli.value_checks import ConfigError
 from lopt.evaluation import meta_validation, normalize_all, plots
 from lopt.files.atomic import write_json
 from lopt.files.rule_file import save
