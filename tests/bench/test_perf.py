@@ -111,6 +111,53 @@ def test_regression_measures_again_what_the_screen_found_slower():
     screen = [{"figure": "update a", "verdict": "slower"}, {"figure": "update b",
                                                             "verdict": "same"}]
     merged = regression.merge(screen, [{"figure": "update a", "verdict": "same"},
-                                       {"figure": "update optax.adam", "verdict": "reference"}])
+                                       {"figure": "update b", "verdict": "slower"},
+                                       {"figure": "update optax.adam", "verdict": "reference"}],
+                              ["update a"])
     assert merged == [{"figure": "update a", "verdict": "same", "confirmed": True},
                       {"figure": "update b", "verdict": "same"}]
+
+
+def test_regression_run_screens_measures_again_what_was_not_faster_and_reports_it(
+        tmp_path, monkeypatch):
+    from lopt.bench.perf import regression
+
+    calls = []
+
+    def process(rule_s, pes_rate):
+        return [{"kind": "matmul", "gflops": 100.0},
+                {"kind": "update", "rule": "optax.adam", "seconds": 0.001},
+                {"kind": "update", "rule": "fast", "seconds": 0.001},
+                {"kind": "update", "rule": "r", "seconds": rule_s},
+                {"kind": "throughput", "estimator": "pes", "rule": "per_parameter_mlp",
+                 "family": "teacher_mlp", "inner_steps_per_s": pes_rate}]
+
+    def fake_alternate(jobs, rounds, commit, suite):
+        calls.append((jobs, rounds, commit))
+        if len(calls) == 1:  # the screen: r looks 10% slower, PES unchanged, "fast" 2x faster
+            head, base = process(0.011, 100.0), process(0.010, 100.0)
+            base[2]["seconds"] = 0.002
+        else:  # measured again: r is as fast as before; PES really 20% slower
+            head, base = process(0.010, 80.0), process(0.010, 100.0)
+        return {"head": [head] * rounds, "baseline": [base] * rounds}
+
+    monkeypatch.setattr(regression.throughput, "alternate", fake_alternate)
+    md = regression.run(str(tmp_path), quick=True, progress=False)
+    size = regression.QUICK
+    (screen_jobs, rounds, commit), (again_jobs, again_rounds, _) = calls
+    assert screen_jobs == regression.jobs(size) and rounds == size.rounds
+    assert commit == regression.BASELINE_COMMIT and again_rounds == size.confirm_rounds
+    # Measured again: every figure the screen did not find faster, nothing else.
+    assert again_jobs[0]["rules"] == ["optax.adam", "r"]
+    assert [regression.figure_name(j) for j in again_jobs[1:]] == [
+        "pes per_parameter_mlp teacher_mlp"]
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines()
+            if line.startswith("| update") or line.startswith("| pes")}
+    assert rows["update r"].endswith("| same (measured again) |")
+    assert rows["pes per_parameter_mlp teacher_mlp"].endswith("| **slower** (measured again) |")
+    assert rows["update fast"].endswith("| faster |")
+    assert "Slower by more than 5%: pes per_parameter_mlp teacher_mlp." in md
+    assert (tmp_path / "ratios.png").exists() and (tmp_path / "results.json").exists()
+    # A second run reads both stages back and measures nothing.
+    calls.clear()
+    assert regression.run(str(tmp_path), quick=True, progress=False) and calls == []

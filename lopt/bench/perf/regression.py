@@ -121,9 +121,9 @@ def confirm_jobs(size: Size, slower: list) -> list:
     return out
 
 
-def merge(screen: list, confirmed: list) -> list:
-    """The screen's rows, each figure measured again replaced by its confirmation (marked)."""
-    again = {r["figure"]: dict(r, confirmed=True) for r in confirmed if r["verdict"] != "reference"}
+def merge(screen: list, confirmed: list, flagged: list) -> list:
+    """The screen's rows, each ``flagged`` figure replaced by its row measured again (marked)."""
+    again = {r["figure"]: dict(r, confirmed=True) for r in confirmed if r["figure"] in flagged}
     return [again.get(r["figure"], r) for r in screen]
 
 
@@ -188,7 +188,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench regression",
     again = suite.cached("confirm", lambda: throughput.alternate(
         confirm, size.confirm_rounds, size.baseline, "regression") if confirm else None,
         tag={"jobs": confirm, "rounds": size.confirm_rounds, "baseline": size.baseline})
-    rows = merge(screen, summary(again) if again else [])
+    rows = merge(screen, summary(again) if again else [], flagged)
     suite.payload.update(turns=turns, confirm=again, screen=screen, summary=rows)
     slower = [r["figure"] for r in rows if r["verdict"] == "slower"]
     _plot(rows, size.baseline, suite.figure("ratios.png"))
