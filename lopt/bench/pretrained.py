@@ -323,14 +323,18 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
                                                                     flush=True))
         return {t: _step_time_ratios(learned, t) for t in sz.timing_tasks}
 
+    # The cores it is timed on are one of its settings: a run pinned to fewer (taskset, as
+    # two workers sharing the machine run best) times again when run on all of them.
+    cores = workers.cores()
     overhead = None if suite.reverse else suite.cached(
-        "step_time", step_times, {"learned": sorted(learned), "tasks": list(sz.timing_tasks)})
+        "step_time", step_times, {"learned": sorted(learned), "tasks": list(sz.timing_tasks),
+                                  "cores": cores})
     probe = norm[labels[0]]
     params = probe.build(probe.sample(jax.random.PRNGKey(0))).init(jax.random.PRNGKey(0))
     state_bytes = {name: state_bytes_per_parameter(rule, theta, params)
                    for name, (rule, theta) in learned.items()}
     report(suite, sz, learned, labels, results, {**once, **once_l}, overhead, state_bytes,
-           REFERENCE_REACH)
+           REFERENCE_REACH, timing_cores=cores)
     if suite.interim:
         _interim_section(suite, pending, stages, [x for x in all_labels if x not in labels],
                          newest)

@@ -69,8 +69,9 @@ def _ratio_cell(v) -> str:
 
 
 def report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes,
-           reach) -> None:
-    """Every section of the suite's results.md, its plots and its JSON payload."""
+           reach, timing_cores: int = 1) -> None:
+    """Every section of the suite's results.md, its plots and its JSON payload
+    (``timing_cores``: the CPU cores the step times were measured on)."""
     columns = [s["name"] for s in results[labels[0]]]
     suite.section("Final normalized loss per task",
                   "Mean ± standard error over the runs that did not diverge (0: tuned Adam's "
@@ -124,7 +125,8 @@ def report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes
         cells = [name] + [f"{overhead[t][name]:.2f}" for t in overhead]
         lines.append("| " + " | ".join(cells + [f"{state_bytes[name]:.1f}"]) + " |")
     timing = ("Seconds per inner step (8 instances, 20 steps, best of 3 after compiling) "
-              "relative to optax.adam's on the same task, measured back to back" if overhead
+              f"relative to optax.adam's on the same task, measured back to back on {timing_cores} "
+              "CPU core(s)" if overhead
               else "Step times not measured yet (the suite's last stage, timed alone)")
     suite.section("Wall-clock overhead and memory",
                   f"{timing}; optimizer-state bytes per parameter on {labels[0]}.\n\n"

@@ -28,6 +28,7 @@ from lopt.bench import (
 from lopt.bench.perf import (
     accelerator,
     conv_loop,
+    cores,
     lo_side_by_side,
     overview,
     regression,
@@ -92,6 +93,8 @@ SUITES = {
                                "tasks, in turns against an earlier commit"),
     "perf": (overview, "per-update time vs optax.adam and the FLOP floor, meta-training "
                        "throughput, TBPTT memory, state bytes"),
+    "cores": (cores, "one core or both, one process or two at once: PES on small tasks and a "
+                     "2.1M-parameter update (needs >= 2 cores)"),
     "regression": (regression, "every update and meta-training throughput figure of perf and "
                                "throughput, in turns against an earlier commit: what got "
                                "slower"),

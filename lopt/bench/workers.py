@@ -56,6 +56,13 @@ def others(cache: str) -> List[int]:
     return sorted(p for p in pids if _alive(p))
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (fewer than the machine's under ``taskset``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def wait_alone(cache: str, poll_s: float = 30.0, say: Callable[[str], None] = print) -> None:
     """Return once no other worker is registered on ``cache`` and alive; says once what it
     waits for."""

@@ -161,3 +161,23 @@ def test_regression_run_screens_measures_again_what_was_not_faster_and_reports_i
     # A second run reads both stages back and measures nothing.
     calls.clear()
     assert regression.run(str(tmp_path), quick=True, progress=False) and calls == []
+
+
+def test_cores_summarizes_each_setting_over_its_processes():
+    from lopt.bench.perf import cores as suite
+
+    def process(pes_s, update_s):
+        return [{"kind": "throughput", "rule": "r", "family": "f", "seconds_per_outer_step": pes_s},
+                {"kind": "update", "rule": "r", "seconds": update_s}]
+
+    measured = {suite.SETTINGS[0]: [process(0.01, 0.03)],
+                suite.SETTINGS[2]: [process(0.02, 0.01), process(0.04, 0.03),
+                                    process(0.03, 0.05)]}
+    rows = suite.summary(measured)
+    assert rows["PES r f"][suite.SETTINGS[0]] == [10.0, 10.0, 10.0]
+    assert np.allclose(rows["PES r f"][suite.SETTINGS[2]], [20.0, 30.0, 40.0])
+    assert np.allclose(rows["update r"][suite.SETTINGS[2]], [10.0, 30.0, 50.0])
+    names = {suite.figure(j) if j["kind"] != "updates" else "updates"
+             for j in suite.jobs(suite.FULL)}
+    assert names == {"PES per_parameter_mlp teacher_mlp", "PES adafac_mlp teacher_mlp",
+                     "PES per_parameter_mlp sum_of_squares", "updates"}

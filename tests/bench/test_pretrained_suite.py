@@ -104,6 +104,28 @@ def test_quick_path_judges_the_worst_case_at_equal_budgets(tmp_path):
     assert all(s["cached"] for s in second["provenance"]["stages"].values())
     assert json.dumps(second["robustness"], sort_keys=True) == json.dumps(robust, sort_keys=True)
 
+    # The step times say the cores they were measured on, one of the stage's settings: a run
+    # pinned to one core (as two workers sharing a machine run best) times again, keeping the
+    # first measurement aside, and says so.
+    cores = len(os.sched_getaffinity(0))
+    step_time = json.loads((tmp_path / "cache" / "step_time.json").read_text())
+    assert step_time["size"]["cores"] == cores
+    assert f"measured back to back on {cores} CPU core(s)" in md
+    if cores > 1:
+        one = min(os.sched_getaffinity(0))
+        proc = subprocess.run([sys.executable, "-m", "lopt", "bench", "pretrained", "--quick",
+                               "--out", str(tmp_path / "pinned"), "--cache",
+                               str(tmp_path / "cache"), "--no-progress"], env=env,
+                              capture_output=True, text=True, timeout=600,
+                              preexec_fn=lambda: os.sched_setaffinity(0, {one}))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        pinned = json.loads((tmp_path / "pinned" / "results.json").read_text())
+        assert [k for k, s in pinned["provenance"]["stages"].items()
+                if not s["cached"]] == ["step_time"]
+        assert "measured back to back on 1 CPU core(s)" in (tmp_path / "pinned" /
+                                                           "results.md").read_text()
+        assert list((tmp_path / "cache" / "superseded").glob("step_time.*.json"))
+
     # An interim report of the same cache computes nothing and agrees; with stages removed,
     # the rows they feed are named as pending and left out, the rest unchanged.
     before = md

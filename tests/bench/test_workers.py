@@ -39,3 +39,12 @@ def test_a_live_second_worker_is_waited_for_and_a_dead_one_ignored(tmp_path):
     assert len(said) == 1 and str(live.pid) in said[0]
     # The live worker removed its marker on exit.
     assert not os.path.exists(os.path.join(cache, workers.FOLDER, str(live.pid)))
+
+
+def test_cores_counts_the_cores_a_pinned_process_may_use():
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from lopt.bench import workers; print(workers.cores())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "1"
+    assert workers.cores() == len(os.sched_getaffinity(0))

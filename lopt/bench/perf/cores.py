@@ -1,0 +1,132 @@
+"""``lopt bench cores``: what the machine's cores buy lopt — PES on the small tasks and one
+update on the 2.1M-parameter pytree, in one process on every core and pinned to one, and in
+two processes at once sharing every core or pinned one to a core each (as two meta-training
+workers run). Each setting runs in fresh processes (``probe.py``), the settings in turns.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from lopt.bench.perf.overview import run_probe
+from lopt.bench.suite import Suite
+from lopt.bench.workers import cores
+from lopt.files.errors import UsageError
+
+SETTINGS = ("one process, every core", "one process, one core",
+            "two processes at once, every core", "two processes at once, one core each")
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    rounds: int = 3
+    repeats: int = 30
+    update_repeats: int = 9
+    width: int = 1024
+
+
+FULL, QUICK = Size(), Size(rounds=1, repeats=3, update_repeats=2, width=128)
+SIZES = {"full": FULL, "quick": QUICK}
+
+
+def jobs(size: Size) -> list:
+    pes = {"kind": "throughput", "estimator": "pes", "num_tasks": 16, "truncation": 50,
+           "horizon": 1000, "repeats": size.repeats}
+    return [dict(pes, rule="per_parameter_mlp", family="teacher_mlp"),
+            dict(pes, rule="adafac_mlp", family="teacher_mlp"),
+            dict(pes, rule="per_parameter_mlp", family="sum_of_squares"),
+            {"kind": "updates", "rules": ["optax.adam", "per_parameter_mlp"],
+             "width": size.width, "repeats": size.update_repeats}]
+
+
+def _pinned(cpu):
+    return None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
+
+
+def _together(job_list: list, cpus: list) -> list:
+    """probe.py's results of ``job_list`` in len(cpus) processes started at once, each pinned
+    to its cpu (None: every core)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py")
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(job_list, f)
+    try:
+        procs = [subprocess.Popen([sys.executable, script, f.name], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, preexec_fn=_pinned(c),
+                                  cwd=tempfile.gettempdir()) for c in cpus]
+        outs = [p.communicate() for p in procs]
+    finally:
+        os.unlink(f.name)
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode:
+            raise RuntimeError(f"probe.py failed: {err[-2000:]}")
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+
+
+def measure(size: Size) -> dict:
+    """{setting: [probe results of every process of every round]}, settings in turns (the
+    order rotated each round)."""
+    available = sorted(os.sched_getaffinity(0))
+    first, second = available[0], available[1]
+    job_list = jobs(size)
+    runs = {
+        SETTINGS[0]: lambda: [run_probe(job_list)],
+        SETTINGS[1]: lambda: _together(job_list, [first]),
+        SETTINGS[2]: lambda: _together(job_list, [None, None]),
+        SETTINGS[3]: lambda: _together(job_list, [first, second]),
+    }
+    out = {s: [] for s in SETTINGS}
+    for r in range(size.rounds):
+        for s in SETTINGS[r % 4:] + SETTINGS[:r % 4]:
+            out[s] += runs[s]()
+    return out
+
+
+def figure(result: dict) -> str:
+    if result["kind"] == "update":
+        return f"update {result['rule']}"
+    return f"PES {result['rule']} {result['family']}"
+
+
+def milliseconds(result: dict) -> float:
+    return 1e3 * result.get("seconds_per_outer_step", result.get("seconds", np.nan))
+
+
+def summary(measured: dict) -> dict:
+    """{figure: {setting: [min, median, max] ms over that setting's processes}}."""
+    out: dict = {}
+    for setting, processes in measured.items():
+        for process in processes:
+            for r in process:
+                out.setdefault(figure(r), {}).setdefault(setting, []).append(milliseconds(r))
+    return {f: {s: [float(np.min(v)), float(np.median(v)), float(np.max(v))]
+                for s, v in by.items()} for f, by in out.items()}
+
+
+def run(out: str, quick: bool = False, command: str = "lopt bench cores",
+        progress: bool = True) -> str:
+    if cores() < 2:
+        raise UsageError(f"lopt bench cores compares one core with two: this process may use "
+                         f"{cores()} core")
+    size = SIZES["quick" if quick else "full"]
+    suite = Suite("cores", out, size, command, 1, progress)
+    measured = suite.cached("measured", lambda: measure(size))
+    rows = summary(measured)
+    suite.payload.update(measured=measured, summary=rows)
+    head = "| figure | " + " | ".join(SETTINGS) + " |"
+    lines = [head, "|---" * (len(SETTINGS) + 1) + "|"]
+    for name, by in rows.items():
+        cells = [f"{by[s][1]:.1f} [{by[s][0]:.1f}–{by[s][2]:.1f}]" for s in SETTINGS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    suite.section("Milliseconds per call: median [range] over processes", "\n".join(lines))
+    return suite.finish(
+        "One core or two, one process or two",
+        f"{size.rounds} rounds, the four settings in turns (fresh processes; two processes "
+        f"started together); PES: 16 antithetic pairs, truncation 50, median of {size.repeats} "
+        f"estimates; update: the {2 * size.width ** 2 + size.width:,}-parameter pytree, median "
+        f"of {size.update_repeats} calls.")
