@@ -108,6 +108,25 @@ def summary(measured: dict) -> dict:
                 for s, v in by.items()} for f, by in out.items()}
 
 
+def _plot(rows: dict, path: str) -> None:
+    # Without pyplot, as lopt.evaluation.plots draws: the caller's backend stays as it was.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3.5), dpi=120)
+    ax = fig.subplots()
+    width = 0.8 / len(SETTINGS)
+    for i, setting in enumerate(SETTINGS):
+        # Each figure relative to one process on one core: below 1 is faster.
+        heights = [by[setting][1] / by[SETTINGS[1]][1] for by in rows.values()]
+        ax.bar(np.arange(len(rows)) + i * width, heights, width, label=setting)
+    ax.axhline(1.0, color="black", lw=0.5)
+    ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, list(rows), fontsize=6, rotation=15)
+    ax.set(ylabel="median time / one process on one core")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def run(out: str, quick: bool = False, command: str = "lopt bench cores",
         progress: bool = True) -> str:
     if cores() < 2:
@@ -124,6 +143,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench cores",
         cells = [f"{by[s][1]:.1f} [{by[s][0]:.1f}–{by[s][2]:.1f}]" for s in SETTINGS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     suite.section("Milliseconds per call: median [range] over processes", "\n".join(lines))
+    _plot(rows, suite.figure("settings.png"))
     return suite.finish(
         "One core or two, one process or two",
         f"{size.rounds} rounds, the four settings in turns (fresh processes; two processes "
