@@ -36,13 +36,19 @@ def register(cache: str) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live Python process (a worker killed outright leaves its marker,
+    and its pid may since have gone to an unrelated process)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process: it exists
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"python" in f.read()
+    except OSError:  # no /proc here: the pid's existence is all there is to go on
+        return True
 
 
 def others(cache: str) -> List[int]:

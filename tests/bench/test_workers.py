@@ -19,6 +19,14 @@ def test_a_live_second_worker_is_waited_for_and_a_dead_one_ignored(tmp_path):
     dead.wait()
     open(os.path.join(cache, workers.FOLDER, str(dead.pid)), "w").close()
     assert workers.others(cache) == []
+    # A killed worker's pid taken since by a process that is not a worker (a shell's sleep).
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        open(os.path.join(cache, workers.FOLDER, str(other.pid)), "w").close()
+        assert workers.others(cache) == []
+    finally:
+        other.kill()
+        other.wait()
     # A live one, which registers itself and ends after a moment.
     code = ("import sys, time; from lopt.bench import workers; workers.register(sys.argv[1]); "
             "print('up', flush=True); time.sleep(1.5)")
