@@ -6,15 +6,11 @@ workers run). Each setting runs in fresh processes (``probe.py``), the settings 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 
-from lopt.bench.perf.overview import run_probe
+from lopt.bench.perf.overview import run_probe, run_probes_together
 from lopt.bench.suite import Suite
 from lopt.bench.workers import cores
 from lopt.files.errors import UsageError
@@ -45,29 +41,6 @@ def jobs(size: Size) -> list:
              "width": size.width, "repeats": size.update_repeats}]
 
 
-def _pinned(cpu):
-    return None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
-
-
-def _together(job_list: list, cpus: list) -> list:
-    """probe.py's results of ``job_list`` in len(cpus) processes started at once, each pinned
-    to its cpu (None: every core)."""
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py")
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(job_list, f)
-    try:
-        procs = [subprocess.Popen([sys.executable, script, f.name], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, preexec_fn=_pinned(c),
-                                  cwd=tempfile.gettempdir()) for c in cpus]
-        outs = [p.communicate() for p in procs]
-    finally:
-        os.unlink(f.name)
-    for p, (_, err) in zip(procs, outs):
-        if p.returncode:
-            raise RuntimeError(f"probe.py failed: {err[-2000:]}")
-    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-
-
 def measure(size: Size) -> dict:
     """{setting: [probe results of every process of every round]}, settings in turns (the
     order rotated each round)."""
@@ -76,9 +49,9 @@ def measure(size: Size) -> dict:
     job_list = jobs(size)
     runs = {
         SETTINGS[0]: lambda: [run_probe(job_list)],
-        SETTINGS[1]: lambda: _together(job_list, [first]),
-        SETTINGS[2]: lambda: _together(job_list, [None, None]),
-        SETTINGS[3]: lambda: _together(job_list, [first, second]),
+        SETTINGS[1]: lambda: run_probes_together(job_list, [first]),
+        SETTINGS[2]: lambda: run_probes_together(job_list, [None, None]),
+        SETTINGS[3]: lambda: run_probes_together(job_list, [first, second]),
     }
     out = {s: [] for s in SETTINGS}
     for r in range(size.rounds):

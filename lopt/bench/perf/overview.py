@@ -73,20 +73,31 @@ def update_jobs(size: Size) -> list:
 def run_probe(jobs: list, pythonpath: str = "") -> list:
     """probe.py's results for ``jobs``, in a fresh process importing lopt from ``pythonpath``
     (this checkout when empty)."""
+    return run_probes_together(jobs, [None], pythonpath)[0]
+
+
+def run_probes_together(jobs: list, cpus: list, pythonpath: str = "") -> list:
+    """probe.py's results for ``jobs`` from len(cpus) fresh processes started at once, each
+    pinned to its cpu (None: every core), importing lopt from ``pythonpath``."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(jobs, f)
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    pin = lambda cpu: None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
     try:
-        proc = subprocess.run([sys.executable, script, f.name], capture_output=True, text=True,
-                              env=env, check=True, cwd=tempfile.gettempdir())
-    except subprocess.CalledProcessError as err:
-        raise RuntimeError(f"probe.py failed: {err.stderr[-2000:]}") from err
+        procs = [subprocess.Popen([sys.executable, script, f.name], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env,
+                                  cwd=tempfile.gettempdir(), preexec_fn=pin(cpu))
+                 for cpu in cpus]
+        outs = [p.communicate() for p in procs]
     finally:
         os.unlink(f.name)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode:
+            raise RuntimeError(f"probe.py failed: {err[-2000:]}")
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
 
 
 def baseline_tree(commit: str):
