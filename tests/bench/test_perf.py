@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from lopt.bench.perf import report
 from lopt.bench.perf.costs import flops_per_coordinate
@@ -181,3 +182,18 @@ def test_cores_summarizes_each_setting_over_its_processes():
              for j in suite.jobs(suite.FULL)}
     assert names == {"PES per_parameter_mlp teacher_mlp", "PES adafac_mlp teacher_mlp",
                      "PES per_parameter_mlp sum_of_squares", "updates"}
+
+
+def test_probes_run_in_fresh_processes_at_once_pinned_or_not():
+    import os
+
+    from lopt.bench.perf.overview import run_probe, run_probes_together
+
+    jobs = [{"kind": "updates", "rules": ["optax.adam"], "width": 8, "repeats": 1}]
+    (alone,) = run_probe(jobs)
+    assert alone["rule"] == "optax.adam" and alone["seconds"] > 0
+    cpu = min(os.sched_getaffinity(0))
+    both = run_probes_together(jobs, [None, cpu])
+    assert [r[0]["rule"] for r in both] == ["optax.adam", "optax.adam"]
+    with pytest.raises(RuntimeError, match="probe.py failed"):
+        run_probe([{"kind": "updates", "rules": ["optax.adam"], "width": -1, "repeats": 1}])
