@@ -184,6 +184,7 @@ def test_cores_summarizes_each_setting_over_its_processes():
                      "PES per_parameter_mlp sum_of_squares", "updates"}
 
 
+@pytest.mark.slow  # four fresh processes importing jax: out of the default run's budget
 def test_probes_run_in_fresh_processes_at_once_pinned_or_not():
     import os
 
