@@ -69,7 +69,7 @@ def _ratio_cell(v) -> str:
 
 
 def report(suite, sz, learned, labels, results, global_lr, overhead, state_bytes,
-           reach, timing_cores: int = 1) -> None:
+           reach, *, timing_cores: int) -> None:
     """Every section of the suite's results.md, its plots and its JSON payload
     (``timing_cores``: the CPU cores the step times were measured on)."""
     columns = [s["name"] for s in results[labels[0]]]

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from lopt.bench.perf.overview import run_probe, run_probes_together
+from lopt.bench.perf.overview import run_probes_together
 from lopt.bench.suite import Suite
 from lopt.bench.workers import cores
 from lopt.files.errors import UsageError
@@ -46,17 +46,12 @@ def measure(size: Size) -> dict:
     order rotated each round)."""
     available = sorted(os.sched_getaffinity(0))
     first, second = available[0], available[1]
-    job_list = jobs(size)
-    runs = {
-        SETTINGS[0]: lambda: [run_probe(job_list)],
-        SETTINGS[1]: lambda: run_probes_together(job_list, [first]),
-        SETTINGS[2]: lambda: run_probes_together(job_list, [None, None]),
-        SETTINGS[3]: lambda: run_probes_together(job_list, [first, second]),
-    }
+    # Each setting's processes, by the cpu each is pinned to (None: every core).
+    cpus = dict(zip(SETTINGS, ([None], [first], [None, None], [first, second])))
     out = {s: [] for s in SETTINGS}
     for r in range(size.rounds):
         for s in SETTINGS[r % 4:] + SETTINGS[:r % 4]:
-            out[s] += runs[s]()
+            out[s] += run_probes_together(jobs(size), cpus[s])
     return out
 
 
