@@ -198,13 +198,16 @@ def _step_time_ratios(learned: dict, task: str) -> dict:
     return {name: seconds(rule, theta) / base for name, (rule, theta) in learned.items()}
 
 
-def _families(sz: Size) -> tuple:
-    """labels, steps, raw families, their Adam references and the normalized families."""
+def _families(suite, sz: Size) -> tuple:
+    """labels, steps, raw families, their Adam references and the normalized families. The
+    references are cached beside the suite's stages (``CACHE/normalization/``), so a second
+    worker (computing them in its own order) and a resumed run read them back."""
     labels = [_label(t, n, sz.steps) for t, n in sz.tasks]
     steps, raw, refs, norm = {}, {}, {}, {}
-    for (task, n), label in zip(sz.tasks, labels):
+    for (task, n), label in suite.in_order(list(zip(sz.tasks, labels))):
         steps[label], raw[label] = n, make_family(task)
-        refs[label] = adam_reference(raw[label], num_steps=n, num_tasks=sz.reference_tasks)
+        refs[label] = adam_reference(raw[label], num_steps=n, num_tasks=sz.reference_tasks,
+                                     cache_dir=suite.cache_folder)
         norm[label] = normalized(raw[label], refs[label])
     return labels, steps, raw, refs, norm
 
@@ -262,7 +265,7 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
     stages = len(sz.tasks) * (8 + len(learned) + len(scheduled)
                               + 3 * len(set(tuned) | set(sz.tuned_later))) + 1
     suite = Suite("pretrained", out, sz, command, stages, progress, interim, cache, reverse)
-    labels, steps, raw, refs, norm = _families(sz)
+    labels, steps, raw, refs, norm = _families(suite, sz)
     hand = {"adam": adam, "adamw": lambda learning_rate: adamw(learning_rate, ADAMW_DECAY)}
     once, per_task = tuned_lrs(suite, sz, labels, steps, norm, hand)
     ids = {n: {"rule": rule.name, "config": rule.config, "theta_sum": checksum(theta)}
