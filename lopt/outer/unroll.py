@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from lopt.outer.base import FlatHeldOptions, held, option
+from lopt.outer.scan import REMAT, scan_steps, segment_length  # noqa: F401 (API)
 from lopt.rules.base import UpdateRule
 from lopt.tasks.base import TaskFamily
 
@@ -24,10 +25,6 @@ OBJECTIVES = ("train", "valid")
 # lopt 0.1 called the validation objective "eval"; it means "valid" until lopt 0.4 removes it.
 OBJECTIVE_ALIASES = {"eval": "valid"}
 WEIGHTINGS = ("mean", "last")
-REMAT = ("auto", "none", "step", "nested")
-# "auto" stores everything while the K carries are under STORE_ALL_BYTES, then nests from
-# NESTED_FROM steps on (rematerializes per step below): measured in benchmarks/perf.
-STORE_ALL_BYTES, NESTED_FROM = 64 * 2**20, 33
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +161,7 @@ class UnrollOptions(metaclass=_TakesOldNames):
     of a run is Σ_t w_t ℓ_t over the truncation, where ℓ_t is the training (``objective="train"``)
     or validation (``"valid"``) loss at θ_{t+1}, clipped at ``loss_clip`` when given, and w_t = 1/K
     (``weighting="mean"``) or all weight on the last step (``"last"``). ``remat`` is what
-    backpropagation through the unroll stores (``lopt.outer.unroll.scan_steps``): the default
+    backpropagation through the unroll stores (``lopt.outer.scan.scan_steps``): the default
     ``"auto"`` stores everything while that is small and keeps memory near-flat in the
     truncation when it is not (benchmarks/perf); it changes no value.
     """
@@ -346,59 +343,3 @@ def truncated_unroll(rule: UpdateRule, family: TaskFamily, thetas, batch: InnerS
         return carry, out
 
     return scan_steps(body, batch, opts.truncation, opts.remat)
-
-
-# A run batch this small steps in a few microseconds, where the loop's own cost per iteration
-# shows: two inner steps per iteration then ran the 10-d quadratic's PES outer step 1.23-1.27x
-# faster, the 16->32->4 MLP's 0.97-1.02x (lopt bench throughput's configuration, compared
-# within one process), at the same compile time. The values are those of one step per
-# iteration up to float rounding.
-SMALL_CARRY_BYTES = 1 << 20
-SMALL_CARRY_UNROLL = 2
-
-
-def segment_length(num_steps: int) -> int:
-    """The largest divisor of ``num_steps`` not above its square root."""
-    return max(d for d in range(1, int(num_steps**0.5) + 1) if num_steps % d == 0)
-
-
-def scan_steps(body, carry, num_steps: int, remat: str = "none"):
-    """``lax.scan(body, carry, None, num_steps)``, with what reverse mode stores chosen by
-    ``remat`` (Griewank & Walther's checkpointing, "Algorithm 799: revolve", 2000):
-
-    - ``"none"``: every step's intermediates: memory grows as K × (carry + intermediates);
-    - ``"step"``: each step is rematerialized from its carry: K carries are stored;
-    - ``"nested"``: the K steps are cut into segments of s ≈ √K (``segment_length``), only the
-      carry at each segment's start is stored and a segment is re-run step by step when the
-      backward pass reaches it: K/s + s carries, at the price of a second forward pass;
-    - ``"auto"``: ``"none"`` while K carries take under ``STORE_ALL_BYTES``, else ``"nested"``
-      from ``NESTED_FROM`` steps on and ``"step"`` below. On CPU, recomputing a small step
-      costs more than storing it (TBPTT of the per-parameter MLP on a 676-parameter MLP,
-      truncation 50: 2.3× slower with "step", measured while choosing these thresholds),
-      while for a large recurrent state storing everything costs memory traffic as well as
-      memory (the L2L LSTM on digits_mlp: "step" 20-45% faster than "none",
-      benchmarks/perf).
-    The values are the same in all; only memory and time differ.
-    """
-    if remat not in REMAT:
-        raise ValueError(f"remat must be one of {list(REMAT)}, got {remat!r}")
-    carry_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(carry))
-    if remat == "auto":
-        if num_steps * carry_bytes < STORE_ALL_BYTES:
-            remat = "none"
-        else:
-            remat = "nested" if num_steps >= NESTED_FROM else "step"
-    if remat == "none":
-        unroll = SMALL_CARRY_UNROLL if carry_bytes < SMALL_CARRY_BYTES else 1
-        return jax.lax.scan(body, carry, None, length=num_steps, unroll=unroll)
-    step = jax.checkpoint(body, prevent_cse=False)
-    seg = segment_length(num_steps)
-    if remat == "step" or seg == 1:
-        return jax.lax.scan(step, carry, None, length=num_steps)
-
-    def segment(c, _):
-        return jax.lax.scan(step, c, None, length=seg)
-
-    carry, out = jax.lax.scan(jax.checkpoint(segment, prevent_cse=False), carry, None,
-                              length=num_steps // seg)
-    return carry, jax.tree.map(lambda o: o.reshape((num_steps,) + o.shape[2:]), out)

@@ -4,12 +4,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lopt.outer.scan import scan_steps, segment_length
 from lopt.outer.unroll import (
     UnrollOptions,
     broadcast_runs,
     init_inner_batch,
-    scan_steps,
-    segment_length,
     truncated_unroll,
 )
 from lopt.rules import l2l_lstm
