@@ -1,0 +1,55 @@
+"""The recomputed meta-test (benchmarks/pretrained/cache) against the interim report committed
+before the machine reset (benchmarks/pretrained/interim/results.json): which per-task learning
+rates and step scales the recomputed sweeps choose again, and how far every recomputed row's raw
+final losses moved. Run from the repository root: .venv/bin/python
+benchmarks/pretrained/compare_with_interim.py"""
+import json
+import os
+
+import numpy as np
+
+from lopt.bench.pretrained_tuning import stage_name
+
+ROOT = "benchmarks/pretrained"
+TUNED = ("adam", "adamw", "celo2_graft", "celo2_graft_v2", "celo2_broad", "adafac_tiny",
+         "celo_tiny", "celo_released")
+
+
+def stage(key):
+    path = f"{ROOT}/cache/{key}.json"
+    return json.load(open(path))["value"] if os.path.exists(path) else None
+
+
+def main():
+    interim = json.load(open(f"{ROOT}/interim/results.json"))
+    grid = interim["size"]["grid"]
+    sweeps = same_lr = rows = same_rows = 0
+    moved = []
+    for label, results in interim["results"].items():
+        by_name = {r["name"]: r for r in results}
+        for opt in TUNED:
+            scores = stage(f"sweep_{stage_name(opt)}_{stage_name(label)}")
+            row = by_name.get(f"{opt} (per-task lr)")
+            if scores is None or row is None:
+                continue
+            sweeps += 1
+            best = grid[min(range(len(scores)), key=lambda i: tuple(scores[i]))]
+            same_lr += best == row["learning_rate"]
+        for name, row in by_name.items():
+            value = stage(f"eval_{stage_name(label)}_{stage_name(name)}")
+            if value is None:
+                continue
+            rows += 1
+            a, b = (np.array([np.nan if x is None else x for x in r["raw_final"]], float)
+                    for r in (row, value))
+            same_rows += bool(np.array_equal(a, b, equal_nan=True))
+            rel = np.nanmax(np.abs(a - b) / np.maximum(np.abs(a), 1e-30))
+            moved.append((float(rel), label, name))
+    print(f"{same_lr} of {sweeps} recomputed sweeps choose the interim's per-task value")
+    print(f"{same_rows} of {rows} recomputed rows have bit-identical raw finals")
+    for rel, label, name in sorted(moved, reverse=True)[:10]:
+        print(f"  {rel:.3g} relative: {label}, {name}")
+
+
+if __name__ == "__main__":
+    main()
