@@ -43,8 +43,10 @@ def main():
             a, b = (np.array([np.nan if x is None else x for x in r["raw_final"]], float)
                     for r in (row, value))
             same_rows += bool(np.array_equal(a, b, equal_nan=True))
-            rel = np.nanmax(np.abs(a - b) / np.maximum(np.abs(a), 1e-30))
-            moved.append((float(rel), label, name))
+            both = np.isfinite(a) & np.isfinite(b)
+            if both.any():  # a run diverged in both: nothing to measure, nothing to rank
+                rel = np.max(np.abs(a - b)[both] / np.maximum(np.abs(a[both]), 1e-30))
+                moved.append((float(rel), label, name))
     print(f"{same_lr} of {sweeps} recomputed sweeps choose the interim's per-task value")
     print(f"{same_rows} of {rows} recomputed rows have bit-identical raw finals")
     for rel, label, name in sorted(moved, reverse=True)[:10]:
