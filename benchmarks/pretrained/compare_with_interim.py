@@ -43,14 +43,21 @@ def main():
             a, b = (np.array([np.nan if x is None else x for x in r["raw_final"]], float)
                     for r in (row, value))
             same_rows += bool(np.array_equal(a, b, equal_nan=True))
-            both = np.isfinite(a) & np.isfinite(b)
+            # Ranked by the normalized finals' movement (the suite's common scale): a raw final
+            # near 0 (a task fitted exactly) moves by 1e20 relative on a float's worth of change.
+            na, nb = (np.array([np.nan if x is None else x for x in r["final"]], float)
+                      for r in (row, value))
+            both = np.isfinite(na) & np.isfinite(nb)
             if both.any():  # a run diverged in both: nothing to measure, nothing to rank
                 rel = np.max(np.abs(a - b)[both] / np.maximum(np.abs(a[both]), 1e-30))
-                moved.append((float(rel), label, name))
+                moved.append((float(np.max(np.abs(na - nb)[both])), float(rel), label, name,
+                              row["diverged"], value["diverged"]))
     print(f"{same_lr} of {sweeps} recomputed sweeps choose the interim's per-task value")
     print(f"{same_rows} of {rows} recomputed rows have bit-identical raw finals")
-    for rel, label, name in sorted(moved, reverse=True)[:10]:
-        print(f"  {rel:.3g} relative: {label}, {name}")
+    print("largest moves of a normalized final (raw final's relative move; diverged runs "
+          "interim -> now):")
+    for norm, rel, label, name, was, now in sorted(moved, reverse=True)[:10]:
+        print(f"  {norm:.3g} ({rel:.3g} raw relative; diverged {was} -> {now}): {label}, {name}")
 
 
 if __name__ == "__main__":
