@@ -1,14 +1,14 @@
 """The recomputed meta-test (benchmarks/pretrained/cache) against the interim report committed
 before the machine reset (benchmarks/pretrained/interim/results.json): which per-task learning
-rates and step scales the recomputed sweeps choose again, and how far every recomputed row's raw
-final losses moved. Run from the repository root: .venv/bin/python
-benchmarks/pretrained/compare_with_interim.py"""
+rates and step scales the recomputed sweeps choose again, which recomputed rows have bit-identical
+raw final losses, and the rows whose normalized finals moved most. Run from the repository root:
+.venv/bin/python benchmarks/pretrained/compare_with_interim.py"""
 import json
 import os
 
 import numpy as np
 
-from lopt.bench.pretrained_tuning import stage_name
+from lopt.bench.pretrained_tuning import _best, stage_name
 
 ROOT = "benchmarks/pretrained"
 TUNED = ("adam", "adamw", "celo2_graft", "celo2_graft_v2", "celo2_broad", "adafac_tiny",
@@ -18,6 +18,11 @@ TUNED = ("adam", "adamw", "celo2_graft", "celo2_graft_v2", "celo2_broad", "adafa
 def stage(key):
     path = f"{ROOT}/cache/{key}.json"
     return json.load(open(path))["value"] if os.path.exists(path) else None
+
+
+def finals(row, key):
+    """A row's per-run finals (``key``: "raw_final" or "final"), a diverged run's None as NaN."""
+    return np.array([np.nan if x is None else x for x in row[key]], float)
 
 
 def main():
@@ -33,20 +38,18 @@ def main():
             if scores is None or row is None:
                 continue
             sweeps += 1
-            best = grid[min(range(len(scores)), key=lambda i: tuple(scores[i]))]
+            best = grid[_best(scores)]
             same_lr += best == row["learning_rate"]
         for name, row in by_name.items():
             value = stage(f"eval_{stage_name(label)}_{stage_name(name)}")
             if value is None:
                 continue
             rows += 1
-            a, b = (np.array([np.nan if x is None else x for x in r["raw_final"]], float)
-                    for r in (row, value))
+            a, b = finals(row, "raw_final"), finals(value, "raw_final")
             same_rows += bool(np.array_equal(a, b, equal_nan=True))
             # Ranked by the normalized finals' movement (the suite's common scale): a raw final
             # near 0 (a task fitted exactly) moves by 1e20 relative on a float's worth of change.
-            na, nb = (np.array([np.nan if x is None else x for x in r["final"]], float)
-                      for r in (row, value))
+            na, nb = finals(row, "final"), finals(value, "final")
             both = np.isfinite(na) & np.isfinite(nb)
             if both.any():  # a run diverged in both: nothing to measure, nothing to rank
                 rel = np.max(np.abs(a - b)[both] / np.maximum(np.abs(a[both]), 1e-30))
