@@ -8,7 +8,9 @@ import os
 
 import numpy as np
 
+from lopt.bench.pretrained_report import DEFAULT_ROW, _raw_pair
 from lopt.bench.pretrained_tuning import _best, stage_name
+from lopt.evaluation.robustness import catastrophic
 
 ROOT = "benchmarks/pretrained"
 TUNED = ("adam", "adamw", "celo2_graft", "celo2_graft_v2", "celo2_broad", "adafac_tiny",
@@ -30,6 +32,7 @@ def main():
     grid = interim["size"]["grid"]
     sweeps = same_lr = rows = same_rows = 0
     moved = []
+    worst_case = {}  # row name -> [tasks, catastrophic in the interim, catastrophic now]
     for label, results in interim["results"].items():
         by_name = {r["name"]: r for r in results}
         for opt in TUNED:
@@ -40,10 +43,17 @@ def main():
             sweeps += 1
             best = grid[_best(scores)]
             same_lr += best == row["learning_rate"]
+        default_now = stage(f"eval_{stage_name(label)}_{stage_name(DEFAULT_ROW)}")
+        default_then = _raw_pair(by_name[DEFAULT_ROW])
         for name, row in by_name.items():
             value = stage(f"eval_{stage_name(label)}_{stage_name(name)}")
             if value is None:
                 continue
+            if default_now is not None:
+                counts = worst_case.setdefault(name, [0, 0, 0])
+                counts[0] += 1
+                counts[1] += int(catastrophic(_raw_pair(row), default_then).sum())
+                counts[2] += int(catastrophic(_raw_pair(value), _raw_pair(default_now)).sum())
             rows += 1
             a, b = finals(row, "raw_final"), finals(value, "raw_final")
             same_rows += bool(np.array_equal(a, b, equal_nan=True))
@@ -57,6 +67,10 @@ def main():
                               row["diverged"], value["diverged"]))
     print(f"{same_lr} of {sweeps} recomputed sweeps choose the interim's per-task value")
     print(f"{same_rows} of {rows} recomputed rows have bit-identical raw finals")
+    print("catastrophic runs on the recomputed tasks, interim -> now (changed rows first):")
+    for name, (tasks, was, now) in sorted(worst_case.items(), key=lambda kv: (
+            kv[1][1] == kv[1][2], kv[0])):
+        print(f"  {name}: {was} -> {now} over {tasks} tasks")
     print("largest moves of a normalized final (raw final's relative move; diverged runs "
           "interim -> now):")
     for norm, rel, label, name, was, now in sorted(moved, reverse=True)[:10]:
