@@ -1,15 +1,16 @@
 """The recomputed meta-test (benchmarks/pretrained/cache) against the interim report committed
 before the machine reset (benchmarks/pretrained/interim/results.json): which per-task learning
 rates and step scales the recomputed sweeps choose again, which recomputed rows have bit-identical
-raw final losses, and the rows whose normalized finals moved most. Run from the repository root:
+raw final losses, each optimizer's catastrophic runs on the recomputed tasks then and now, and the
+rows whose normalized finals moved most. Run from the repository root:
 .venv/bin/python benchmarks/pretrained/compare_with_interim.py"""
 import json
 import os
 
 import numpy as np
 
-from lopt.bench.pretrained_report import DEFAULT_ROW, _raw_pair
-from lopt.bench.pretrained_tuning import _best, stage_name
+from lopt.bench.pretrained_report import DEFAULT_ROW, raw_pair
+from lopt.bench.pretrained_tuning import best_index, stage_name
 from lopt.evaluation.robustness import catastrophic
 
 ROOT = "benchmarks/pretrained"
@@ -41,10 +42,10 @@ def main():
             if scores is None or row is None:
                 continue
             sweeps += 1
-            best = grid[_best(scores)]
+            best = grid[best_index(scores)]
             same_lr += best == row["learning_rate"]
         default_now = stage(f"eval_{stage_name(label)}_{stage_name(DEFAULT_ROW)}")
-        default_then = _raw_pair(by_name[DEFAULT_ROW])
+        default_then = raw_pair(by_name[DEFAULT_ROW])
         for name, row in by_name.items():
             value = stage(f"eval_{stage_name(label)}_{stage_name(name)}")
             if value is None:
@@ -52,8 +53,8 @@ def main():
             if default_now is not None:
                 counts = worst_case.setdefault(name, [0, 0, 0])
                 counts[0] += 1
-                counts[1] += int(catastrophic(_raw_pair(row), default_then).sum())
-                counts[2] += int(catastrophic(_raw_pair(value), _raw_pair(default_now)).sum())
+                counts[1] += int(catastrophic(raw_pair(row), default_then).sum())
+                counts[2] += int(catastrophic(raw_pair(value), raw_pair(default_now)).sum())
             rows += 1
             a, b = finals(row, "raw_final"), finals(value, "raw_final")
             same_rows += bool(np.array_equal(a, b, equal_nan=True))

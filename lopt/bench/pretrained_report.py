@@ -34,7 +34,7 @@ def task_speedup(learned: dict, reference: dict, reach: int) -> dict:
                    reference_diverged=reference["long_diverged"])
 
 
-def _raw_pair(summary) -> np.ndarray:
+def raw_pair(summary) -> np.ndarray:
     """[initial; final] raw losses per run (NaN where the run diverged)."""
     final = [np.nan if v is None else v for v in summary["raw_final"]]
     return np.array([summary["raw_initial"], final], np.float64)
@@ -46,9 +46,9 @@ def robustness(results: dict, labels: list, columns: list) -> dict:
     out = {}
     for name in columns:
         rows = [named(results[label], name) for label in labels]
-        default = [_raw_pair(named(results[label], DEFAULT_ROW)) for label in labels]
-        tuned = [_raw_pair(named(results[label], TUNED_ROW)) for label in labels]
-        pairs = [_raw_pair(r) for r in rows]
+        default = [raw_pair(named(results[label], DEFAULT_ROW)) for label in labels]
+        tuned = [raw_pair(named(results[label], TUNED_ROW)) for label in labels]
+        pairs = [raw_pair(r) for r in rows]
         vs_default = [loss_ratio(p, d) for p, d in zip(pairs, default)]
         vs_tuned = [loss_ratio(p, t) for p, t in zip(pairs, tuned)]
         growth = [float(np.nanmedian(r["norm_growth"])) for r in rows]
