@@ -341,11 +341,11 @@ def run(out: str, quick: bool = False, command: str = "lopt bench pretrained",
     if suite.interim:
         _interim_section(suite, pending, stages, [x for x in all_labels if x not in labels],
                          newest)
-        # Refreshed each session: its JSON keeps every number but the curves (the PNGs show
-        # them; the full run's results.json has them).
-        suite.payload["results"] = {label: [{k: v for k, v in row.items()
-                                             if not k.endswith("_curve")} for row in rows]
-                                    for label, rows in results.items()}
+    # The JSON keeps every number but the curves: the PNGs show them and the committed stage
+    # cache holds them; with them it was 64 MB, most of it a copy of that cache.
+    suite.payload["results"] = {label: [{k: v for k, v in row.items()
+                                         if not k.endswith("_curve")} for row in rows]
+                                for label, rows in results.items()}
     return suite.finish(
         "Pretrained learned optimizers on an out-of-distribution meta-test set",
         f"The shipped general-purpose optimizers ({', '.join(learned)}; celo_tiny and "
