@@ -189,7 +189,7 @@ def _stored_config(run) -> dict:
 
 def _as_printed(value: float, printed: str) -> float:
     """``value`` rounded to as many significant digits as ``printed`` shows."""
-    digits = len(printed.replace(".", "").lstrip("0"))
+    digits = len(printed.lstrip("-").replace(".", "").lstrip("0"))
     return float(f"{value:.{digits}g}")
 
 
@@ -198,14 +198,19 @@ def meta_test():
     return json.loads((ROOT / "benchmarks" / "pretrained" / "results.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["celo_tiny", "adafac_tiny", "celo2_broad", "celo_released"])
+@pytest.mark.parametrize("name", ["celo_tiny", "adafac_tiny", "celo2_broad", "celo_released",
+                                  "celo2_graft", "celo2_graft_v2"])
 def test_descriptions_quote_the_committed_meta_test(name, meta_test):
-    """What ``lopt list`` says of a general optimizer (task count, wins over default Adam, IQM
-    loss, IQM speedup over Adam tuned once) is what benchmarks/pretrained/results.json holds."""
+    """What ``lopt list`` says of a general optimizer (task count, divergences, catastrophic runs,
+    wins over default Adam, IQM loss, IQM speedup over Adam tuned once) is what
+    benchmarks/pretrained/results.json holds."""
     table = meta_test
     text = PRETRAINED[name][1]
     assert f"On {len(table['tasks'])} unseen tasks" in text
-    loss = re.search(r"IQM normalized loss ([0-9.]+)", text).group(1)
+    worst = table["robustness"][name]
+    assert f"{worst['diverged']} divergences" in text
+    assert f"{worst['catastrophic']} catastrophic runs of {worst['runs']}" in text
+    loss = re.search(r"IQM normalized loss (-?[0-9.]+)", text).group(1)
     assert float(loss) == _as_printed(table["iqm_loss"][name]["iqm"], loss)
     speedup = re.search(r"IQM speedup ([0-9.]+) over (?:globally tuned )?Adam", text).group(1)
     assert float(speedup) == _as_printed(
