@@ -163,8 +163,8 @@ def run(out: str, quick: bool = False, command: str = "lopt bench step_cost",
                 ratios[f"{model} {mode} {name}"] = ratio
                 lines.append(f"| {model} | {mode} | {name} | {np.median(secs) * 1e3:.2f} | "
                              f"{ratio:.1f} |")
-    suite.section("Training step time", "A whole step (forward, backward, update) on a batch of "
-                  "128 (the MLP also on 1,024); the ratio is the median over rounds of each "
+    suite.section("Training step time", "A whole step (forward, backward, update) on each "
+                  "model's batch (the model column names any other than 128); the ratio is the median over rounds of each "
                   "round's step time over optax.adam's in the same round. The issue's target "
                   "for the shipped optimizer: at most 4× optax.adam on both models at batch 128 "
                   "under both jits.\n\n"
