@@ -164,10 +164,10 @@ def run(out: str, quick: bool = False, command: str = "lopt bench step_cost",
                 lines.append(f"| {model} | {mode} | {name} | {np.median(secs) * 1e3:.2f} | "
                              f"{ratio:.1f} |")
     suite.section("Training step time", "A whole step (forward, backward, update) on each "
-                  "model's batch (the model column names any other than 128); the ratio is the median over rounds of each "
-                  "round's step time over optax.adam's in the same round. The issue's target "
-                  "for the shipped optimizer: at most 4× optax.adam on both models at batch 128 "
-                  "under both jits.\n\n"
+                  "model's batch (the model column names any other than 128); the ratio is "
+                  "the median over rounds of each round's step time over optax.adam's in the "
+                  "same round. The issue's target for the shipped optimizer: at most 4× "
+                  "optax.adam on both models at batch 128 under both jits.\n\n"
                   + "\n".join(lines) + "\n")
     suite.payload.update({"seconds_per_step": times, "ratio_to_adam": ratios})
     return suite.finish("What a drop-in learned optimizer costs per training step",
